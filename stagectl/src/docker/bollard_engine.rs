@@ -1,0 +1,471 @@
+//! [`ContainerEngine`] over the Docker Engine API with bollard. The API version is negotiated
+//! with the engine, so older engines (Debian's 20.10 speaks 1.41) and newer ones both work.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::{StreamExt, TryStreamExt};
+
+use super::*;
+use crate::error::Error;
+
+/// How long the first contact with the engine may take before we call it unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Per-request timeout; image builds and pulls stream and can take a while.
+const REQUEST_TIMEOUT: u64 = 3600;
+
+pub struct BollardEngine {
+    docker: Docker,
+    host: String,
+}
+
+fn docker_host() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
+}
+
+fn stack_filter(stack: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![format!("{}={stack}", labels::STACK)])])
+}
+
+fn to_hash_map(m: &BTreeMap<String, String>) -> HashMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+fn log_line(chunk: bollard::container::LogOutput) -> String {
+    String::from_utf8_lossy(&chunk.into_bytes()).into_owned()
+}
+
+impl BollardEngine {
+    /// Connects to `DOCKER_HOST` (or the local socket), negotiates the API version and pings.
+    pub async fn connect() -> Result<Self> {
+        let host = docker_host();
+        let unreachable = |detail: String| Error::DockerUnreachable { host: host.clone(), detail };
+        let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
+        let docker = docker.with_timeout(Duration::from_secs(REQUEST_TIMEOUT));
+        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, docker.ping()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
+        }
+        tracing::debug!(host, version = ?docker.client_version(), "connected to Docker");
+        Ok(BollardEngine { docker, host })
+    }
+}
+
+impl ContainerEngine for BollardEngine {
+    fn host(&self) -> String {
+        self.host.clone()
+    }
+
+    fn list_containers(&self, stack: &str) -> BoxFuture<'_, Result<Vec<ObservedContainer>>> {
+        let opts = ListContainersOptionsBuilder::new().all(true).filters(&stack_filter(stack)).build();
+        Box::pin(async move {
+            let list = self.docker.list_containers(Some(opts)).await.map_err(|e| Error::docker("listing containers", e))?;
+            Ok(list
+                .into_iter()
+                .map(|c| {
+                    let labels: BTreeMap<String, String> = c.labels.unwrap_or_default().into_iter().collect();
+                    ObservedContainer {
+                        id: c.id.unwrap_or_default(),
+                        name: c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
+                        service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
+                        spec_hash: labels.get(labels::SPEC_HASH).cloned().unwrap_or_default(),
+                        state: match c.state {
+                            Some(ContainerSummaryStateEnum::RUNNING) => RunState::Running,
+                            Some(ContainerSummaryStateEnum::EXITED) => RunState::Exited,
+                            Some(ContainerSummaryStateEnum::CREATED) => RunState::Created,
+                            _ => RunState::Other,
+                        },
+                        image: c.image.unwrap_or_default(),
+                        created: c.created.unwrap_or_default(),
+                        ports: c
+                            .ports
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter_map(|p| {
+                                Some((
+                                    p.ip.unwrap_or_default(),
+                                    p.public_port?,
+                                    p.private_port,
+                                    p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into()),
+                                ))
+                            })
+                            .collect(),
+                        labels,
+                    }
+                })
+                .collect())
+        })
+    }
+
+    fn list_networks(&self, stack: &str) -> BoxFuture<'_, Result<Vec<OwnedResource>>> {
+        let opts = ListNetworksOptionsBuilder::new().filters(&stack_filter(stack)).build();
+        Box::pin(async move {
+            let list = self.docker.list_networks(Some(opts)).await.map_err(|e| Error::docker("listing networks", e))?;
+            Ok(list.into_iter().filter_map(|n| Some(OwnedResource { name: n.name? })).collect())
+        })
+    }
+
+    fn list_volumes(&self, stack: &str) -> BoxFuture<'_, Result<Vec<OwnedResource>>> {
+        let opts = ListVolumesOptionsBuilder::new().filters(&stack_filter(stack)).build();
+        Box::pin(async move {
+            let list = self.docker.list_volumes(Some(opts)).await.map_err(|e| Error::docker("listing volumes", e))?;
+            Ok(list.volumes.unwrap_or_default().into_iter().map(|v| OwnedResource { name: v.name }).collect())
+        })
+    }
+
+    fn image_id<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move {
+            match self.docker.inspect_image(reference).await {
+                Ok(info) => Ok(info.id),
+                Err(e) if is_not_found(&e) => Ok(None),
+                Err(e) => Err(Error::docker(format!("inspecting image {reference}"), e)),
+            }
+        })
+    }
+
+    fn pull_image<'a>(&'a self, reference: &'a str, progress: &'a (dyn Fn(ImageProgress) + Send + Sync)) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let (name, tag) = split_reference(reference);
+            let opts = CreateImageOptionsBuilder::new().from_image(name).tag(tag).build();
+            let mut stream = self.docker.create_image(Some(opts), None, None);
+            let mut layers: HashMap<String, (u64, u64)> = HashMap::new();
+            while let Some(item) = stream.next().await {
+                let info = item.map_err(|e| Error::docker(format!("pulling {reference}"), e))?;
+                if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                    return Err(Error::docker(format!("pulling {reference}"), err));
+                }
+                match (info.id, info.progress_detail) {
+                    (Some(id), Some(pd)) if pd.total.unwrap_or(0) > 0 => {
+                        layers.insert(id, (pd.current.unwrap_or(0) as u64, pd.total.unwrap_or(0) as u64));
+                        let (current, total) = layers.values().fold((0, 0), |(c, t), (lc, lt)| (c + lc, t + lt));
+                        progress(ImageProgress::Bytes { current, total });
+                    }
+                    _ => {
+                        if let Some(status) = info.status {
+                            progress(ImageProgress::Line(status));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn build_image<'a>(
+        &'a self,
+        context_tar: Vec<u8>,
+        dockerfile: &'a str,
+        tags: &'a [String],
+        build_args: &'a BTreeMap<String, String>,
+        labels: &'a BTreeMap<String, String>,
+        progress: &'a (dyn Fn(ImageProgress) + Send + Sync),
+    ) -> BoxFuture<'a, Result<String>> {
+        Box::pin(async move {
+            let first = tags.first().cloned().unwrap_or_default();
+            let opts = BuildImageOptionsBuilder::new()
+                .dockerfile(dockerfile)
+                .t(&first)
+                .rm(true)
+                .forcerm(true)
+                .buildargs(&to_hash_map(build_args))
+                .labels(&to_hash_map(labels))
+                .build();
+            let body = bollard::body_full(context_tar.into());
+            let mut stream = self.docker.build_image(opts, None, Some(body));
+            let mut image_id = None;
+            let mut tail: Vec<String> = Vec::new();
+            while let Some(item) = stream.next().await {
+                let info = item.map_err(|e| Error::docker(format!("building {first}"), format!("{e}\n{}", tail.join("\n"))))?;
+                if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                    return Err(Error::docker(format!("building {first}"), format!("{err}\n{}", tail.join("\n"))));
+                }
+                if let Some(line) = info.stream {
+                    for l in line.lines().filter(|l| !l.trim().is_empty()) {
+                        tail.push(l.to_string());
+                        if tail.len() > 20 {
+                            tail.remove(0);
+                        }
+                        progress(ImageProgress::Line(l.to_string()));
+                    }
+                }
+                if let Some(aux) = info.aux {
+                    if let Some(id) = aux.id {
+                        image_id = Some(id);
+                    }
+                }
+            }
+            let id = match image_id {
+                Some(id) => id,
+                None => self.image_id(&first).await?.ok_or_else(|| Error::docker(format!("building {first}"), "the build produced no image"))?,
+            };
+            for extra in tags.iter().skip(1) {
+                let (repo, tag) = split_reference(extra);
+                let opts = bollard::query_parameters::TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
+                self.docker.tag_image(&id, Some(opts)).await.map_err(|e| Error::docker(format!("tagging {extra}"), e))?;
+            }
+            Ok(id)
+        })
+    }
+
+    fn ensure_network<'a>(&'a self, name: &'a str, labels: &'a BTreeMap<String, String>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            match self.docker.inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>).await {
+                Ok(_) => return Ok(()),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(Error::docker(format!("inspecting network {name}"), e)),
+            }
+            let req = NetworkCreateRequest {
+                name: name.to_string(),
+                driver: Some("bridge".into()),
+                labels: Some(to_hash_map(labels)),
+                ..Default::default()
+            };
+            match self.docker.create_network(req).await {
+                Ok(_) => Ok(()),
+                // Another run created it in between: fine.
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+                Err(e) => Err(Error::docker(format!("creating network {name}"), e)),
+            }
+        })
+    }
+
+    fn ensure_volume<'a>(&'a self, name: &'a str, labels: &'a BTreeMap<String, String>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let req = VolumeCreateRequest { name: Some(name.to_string()), labels: Some(to_hash_map(labels)), ..Default::default() };
+            // Creating an existing volume is a no-op in the Docker API.
+            self.docker.create_volume(req).await.map(|_| ()).map_err(|e| Error::docker(format!("creating volume {name}"), e))
+        })
+    }
+
+    fn remove_network<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            match self.docker.remove_network(name).await {
+                Ok(()) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(Error::docker(format!("removing network {name}"), e)),
+            }
+        })
+    }
+
+    fn remove_volume<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            match self.docker.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
+                Ok(()) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(Error::docker(format!("removing volume {name}"), e)),
+            }
+        })
+    }
+
+    fn create_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<String>> {
+        Box::pin(async move {
+            let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+            let mut exposed = Vec::new();
+            for (ip, host, container, proto) in &spec.ports {
+                let key = format!("{container}/{proto}");
+                exposed.push(key.clone());
+                port_bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(PortBinding {
+                    host_ip: ip.clone(),
+                    host_port: Some(if *host == 0 { String::new() } else { host.to_string() }),
+                });
+            }
+            let body = ContainerCreateBody {
+                image: Some(spec.image.clone()),
+                hostname: Some(spec.hostname.clone()),
+                env: Some(spec.env.clone()),
+                cmd: spec.command.clone(),
+                entrypoint: spec.entrypoint.clone(),
+                working_dir: spec.working_dir.clone(),
+                user: spec.user.clone(),
+                labels: Some(to_hash_map(&spec.labels)),
+                exposed_ports: (!exposed.is_empty()).then_some(exposed),
+                host_config: Some(HostConfig {
+                    binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+                    port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+                    network_mode: Some(spec.network.clone()),
+                    init: Some(false),
+                    ..Default::default()
+                }),
+                networking_config: Some(NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(
+                        spec.network.clone(),
+                        EndpointSettings { aliases: Some(spec.aliases.clone()), ..Default::default() },
+                    )])),
+                }),
+                ..Default::default()
+            };
+            let opts = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+            let created = self
+                .docker
+                .create_container(Some(opts), body)
+                .await
+                .map_err(|e| Error::docker(format!("creating container {}", spec.name), e))?;
+            Ok(created.id)
+        })
+    }
+
+    fn start_container<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.docker
+                .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+                .await
+                .map_err(|e| Error::docker(format!("starting container {id}"), e))
+        })
+    }
+
+    fn remove_container<'a>(&'a self, id: &'a str, grace_secs: u32) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if grace_secs > 0 {
+                let opts = StopContainerOptionsBuilder::new().t(grace_secs as i32).build();
+                match self.docker.stop_container(id, Some(opts)).await {
+                    Ok(()) => {}
+                    Err(e) if is_not_found(&e) => return Ok(()),
+                    // 304: already stopped.
+                    Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
+                    Err(e) => return Err(Error::docker(format!("stopping container {id}"), e)),
+                }
+            }
+            let opts = RemoveContainerOptionsBuilder::new().force(true).v(false).build();
+            match self.docker.remove_container(id, Some(opts)).await {
+                Ok(()) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                // 409: removal already in progress (another `down`).
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+                Err(e) => Err(Error::docker(format!("removing container {id}"), e)),
+            }
+        })
+    }
+
+    fn container_status<'a>(&'a self, id: &'a str, network: &'a str) -> BoxFuture<'a, Result<ContainerStatus>> {
+        Box::pin(async move {
+            let info = self
+                .docker
+                .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
+                .await
+                .map_err(|e| Error::docker(format!("inspecting container {id}"), e))?;
+            let state = info.state.unwrap_or_default();
+            let settings = info.network_settings.unwrap_or_default();
+            let ip = settings
+                .networks
+                .as_ref()
+                .and_then(|n| n.get(network))
+                .and_then(|e| e.ip_address.clone())
+                .filter(|ip| !ip.is_empty());
+            let mut published = BTreeMap::new();
+            for (key, bindings) in settings.ports.unwrap_or_default() {
+                if let Some(port) = bindings
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|b| b.host_port.as_deref()?.parse::<u16>().ok())
+                    .next()
+                {
+                    published.insert(key, port);
+                }
+            }
+            Ok(ContainerStatus {
+                running: state.running.unwrap_or(false),
+                exit_code: state.exit_code,
+                health: state.health.and_then(|h| h.status).map(|s| s.to_string()).filter(|s| !s.is_empty() && s != "none"),
+                ip,
+                published,
+                started_at: state.started_at,
+            })
+        })
+    }
+
+    fn wait_exit<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<i64>> {
+        Box::pin(async move {
+            let mut stream = self.docker.wait_container(id, None::<bollard::query_parameters::WaitContainerOptions>);
+            match stream.next().await {
+                Some(Ok(r)) => Ok(r.status_code),
+                // bollard reports a non-zero exit as an error carrying the code.
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+                Some(Err(e)) => Err(Error::docker(format!("waiting for container {id}"), e)),
+                None => Err(Error::docker(format!("waiting for container {id}"), "no exit status")),
+            }
+        })
+    }
+
+    fn tail_logs<'a>(&'a self, id: &'a str, n: usize) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let text: Vec<String> = self.stream_logs(id, false, Some(n)).try_collect().await?;
+            let lines: Vec<String> = text.concat().lines().map(str::to_string).collect();
+            let skip = lines.len().saturating_sub(n);
+            Ok(lines.into_iter().skip(skip).collect())
+        })
+    }
+
+    fn stream_logs(&self, id: &str, follow: bool, tail: Option<usize>) -> LineStream {
+        let tail = tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into());
+        let opts = LogsOptionsBuilder::new().follow(follow).stdout(true).stderr(true).tail(&tail).build();
+        let id = id.to_string();
+        Box::pin(self.docker.logs(&id, Some(opts)).map(move |item| item.map(log_line).map_err(|e| Error::docker(format!("reading logs of {id}"), e))))
+    }
+
+    fn exec<'a>(&'a self, id: &'a str, command: &'a [String]) -> BoxFuture<'a, Result<(i64, String)>> {
+        Box::pin(async move {
+            let cfg = bollard::models::ExecConfig {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(command.to_vec()),
+                ..Default::default()
+            };
+            let ctx = || format!("exec in {id}");
+            let created = self.docker.create_exec(id, cfg).await.map_err(|e| Error::docker(ctx(), e))?;
+            let mut output = String::new();
+            if let bollard::exec::StartExecResults::Attached { output: mut out, .. } =
+                self.docker.start_exec(&created.id, None).await.map_err(|e| Error::docker(ctx(), e))?
+            {
+                while let Some(chunk) = out.next().await {
+                    output.push_str(&log_line(chunk.map_err(|e| Error::docker(ctx(), e))?));
+                }
+            }
+            let inspect = self.docker.inspect_exec(&created.id).await.map_err(|e| Error::docker(ctx(), e))?;
+            Ok((inspect.exit_code.unwrap_or(-1), output))
+        })
+    }
+}
+
+/// `name[:tag]` → (name, tag), leaving a registry port alone and defaulting the tag to `latest`.
+pub fn split_reference(reference: &str) -> (&str, &str) {
+    if reference.contains('@') {
+        return (reference, "");
+    }
+    match reference.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (reference, "latest"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_reference;
+
+    #[test]
+    fn references_split_at_the_tag_not_the_registry_port() {
+        assert_eq!(split_reference("postgres:15"), ("postgres", "15"));
+        assert_eq!(split_reference("postgres"), ("postgres", "latest"));
+        assert_eq!(split_reference("localhost:5000/app"), ("localhost:5000/app", "latest"));
+        assert_eq!(split_reference("localhost:5000/app:v2"), ("localhost:5000/app", "v2"));
+    }
+}

@@ -1,0 +1,142 @@
+//! The Docker boundary. The engine talks to Docker only through [`ContainerEngine`]; the one
+//! implementation, [`BollardEngine`], is the only code that imports bollard.
+
+mod bollard_engine;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::Stream;
+
+pub use bollard_engine::BollardEngine;
+
+use crate::error::Result;
+
+/// Labels every resource stagectl creates carries; `down` finds what to remove by them.
+pub mod labels {
+    pub const STACK: &str = "org.stagectl.stack";
+    pub const SERVICE: &str = "org.stagectl.service";
+    pub const SPEC_HASH: &str = "org.stagectl.spec-hash";
+    pub const VERSION: &str = "org.stagectl.version";
+    pub const JOB: &str = "org.stagectl.job";
+    pub const CONTEXT_HASH: &str = "org.stagectl.context-hash";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Created,
+    Running,
+    Exited,
+    Other,
+}
+
+/// A container as Docker reports it, reduced to what planning and status need.
+#[derive(Debug, Clone)]
+pub struct ObservedContainer {
+    pub id: String,
+    pub name: String,
+    pub service: String,
+    pub spec_hash: String,
+    pub state: RunState,
+    pub image: String,
+    /// Unix seconds.
+    pub created: i64,
+    pub labels: BTreeMap<String, String>,
+    /// `(host_ip, host_port, container_port, proto)` for each published port.
+    pub ports: Vec<(String, u16, u16, String)>,
+}
+
+/// Everything needed to create one container.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub hostname: String,
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub env: Vec<String>,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// `(host_ip, host_port, container_port, proto)`; host_port 0 means "any free port".
+    pub ports: Vec<(Option<String>, u16, u16, String)>,
+    /// Docker bind strings: `volume:/path[:ro]` or `/host:/path[:ro]`.
+    pub binds: Vec<String>,
+}
+
+/// Live state of one container.
+#[derive(Debug, Clone)]
+pub struct ContainerStatus {
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    /// `healthy`, `unhealthy`, `starting`, or `None` when the image has no healthcheck.
+    pub health: Option<String>,
+    /// IP address on the given network, when attached.
+    pub ip: Option<String>,
+    /// Published host port for each `container_port/proto`.
+    pub published: BTreeMap<String, u16>,
+    /// RFC 3339 start time.
+    pub started_at: Option<String>,
+}
+
+/// A resource owned by a stack other than containers.
+#[derive(Debug, Clone)]
+pub struct OwnedResource {
+    pub name: String,
+}
+
+pub type LineStream = Pin<Box<dyn Stream<Item = Result<String>> + Send>>;
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Progress of a pull or build: a line of text, or bytes done of a total.
+#[derive(Debug, Clone)]
+pub enum ImageProgress {
+    Line(String),
+    Bytes { current: u64, total: u64 },
+}
+
+pub trait ContainerEngine: Send + Sync + 'static {
+    /// Where the engine is, for messages.
+    fn host(&self) -> String;
+
+    fn list_containers(&self, stack: &str) -> BoxFuture<'_, Result<Vec<ObservedContainer>>>;
+    fn list_networks(&self, stack: &str) -> BoxFuture<'_, Result<Vec<OwnedResource>>>;
+    fn list_volumes(&self, stack: &str) -> BoxFuture<'_, Result<Vec<OwnedResource>>>;
+
+    /// The image's ID, or `None` when it is not present locally.
+    fn image_id<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
+    fn pull_image<'a>(&'a self, reference: &'a str, progress: &'a (dyn Fn(ImageProgress) + Send + Sync)) -> BoxFuture<'a, Result<()>>;
+    /// Builds from a tar of the context; returns the image ID.
+    fn build_image<'a>(
+        &'a self,
+        context_tar: Vec<u8>,
+        dockerfile: &'a str,
+        tags: &'a [String],
+        build_args: &'a BTreeMap<String, String>,
+        labels: &'a BTreeMap<String, String>,
+        progress: &'a (dyn Fn(ImageProgress) + Send + Sync),
+    ) -> BoxFuture<'a, Result<String>>;
+
+    fn ensure_network<'a>(&'a self, name: &'a str, labels: &'a BTreeMap<String, String>) -> BoxFuture<'a, Result<()>>;
+    fn ensure_volume<'a>(&'a self, name: &'a str, labels: &'a BTreeMap<String, String>) -> BoxFuture<'a, Result<()>>;
+    fn remove_network<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>>;
+    fn remove_volume<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    fn create_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<String>>;
+    fn start_container<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// Stops with SIGTERM (or the image's stop signal) and a grace period, then removes.
+    /// With `grace_secs == 0` the container is killed at once.
+    fn remove_container<'a>(&'a self, id: &'a str, grace_secs: u32) -> BoxFuture<'a, Result<()>>;
+    fn container_status<'a>(&'a self, id: &'a str, network: &'a str) -> BoxFuture<'a, Result<ContainerStatus>>;
+    /// Waits for the container to exit and returns its exit code.
+    fn wait_exit<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<i64>>;
+    /// The last `n` lines of output (stdout and stderr interleaved).
+    fn tail_logs<'a>(&'a self, id: &'a str, n: usize) -> BoxFuture<'a, Result<Vec<String>>>;
+    /// Output lines from the start (or the last `tail` lines), then new ones while `follow`.
+    fn stream_logs(&self, id: &str, follow: bool, tail: Option<usize>) -> LineStream;
+    /// Runs a command in the container, returns its exit code and combined output.
+    fn exec<'a>(&'a self, id: &'a str, command: &'a [String]) -> BoxFuture<'a, Result<(i64, String)>>;
+}

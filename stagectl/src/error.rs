@@ -1,0 +1,62 @@
+//! The one error type of stagectl and the one place errors become exit codes.
+
+use std::path::PathBuf;
+
+use crate::manifest::ManifestErrors;
+
+/// Documented exit codes (README, "Exit codes").
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// The stack (or a check) failed: a service did not become ready, a job failed, ...
+    pub const STACK_FAILED: i32 = 1;
+    /// The manifest is invalid or the command line is wrong.
+    pub const USAGE: i32 = 2;
+    /// The Docker engine cannot be reached.
+    pub const DOCKER_UNREACHABLE: i32 = 3;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {}: {source}", path.display())]
+    ManifestRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{}", .0.render().trim_end())]
+    Manifest(ManifestErrors),
+
+    #[error("cannot reach the Docker engine at {host}: {detail}\n  = help: is Docker running? Start it (`sudo systemctl start docker` or `dockerd`), or point DOCKER_HOST at a running engine")]
+    DockerUnreachable { host: String, detail: String },
+
+    #[error("Docker: {context}: {detail}")]
+    Docker { context: String, detail: String },
+
+    #[error("{0}")]
+    Usage(String),
+
+    /// Problems found before anything was started (ports in use, name conflicts).
+    #[error("{}", .0.join("\n"))]
+    Preflight(Vec<String>),
+
+    /// The run went ahead and failed; details were already reported per service.
+    #[error("{0}")]
+    StackFailed(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::ManifestRead { .. } | Error::Manifest(_) | Error::Usage(_) => exit::USAGE,
+            Error::DockerUnreachable { .. } => exit::DOCKER_UNREACHABLE,
+            Error::Docker { .. } | Error::Preflight(_) | Error::StackFailed(_) => exit::STACK_FAILED,
+        }
+    }
+
+    pub fn docker(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+        Error::Docker { context: context.into(), detail: err.to_string() }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

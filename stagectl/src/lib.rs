@@ -1,0 +1,9 @@
+//! stagectl: a single-node staging runner.
+//!
+//! The pure core (`manifest`, `plan`) does no I/O; adapters (`docker`, the file system, the
+//! terminal) sit around it. See ARCHITECTURE.md for the map and the invariants.
+
+pub mod docker;
+pub mod error;
+pub mod load;
+pub mod manifest;

@@ -1,0 +1,53 @@
+//! Reading a manifest from disk: the file, `.env` beside it, secrets, and the environment.
+//! This is the file-system adapter in front of the pure `manifest` module.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::manifest::{self, Manifest, VarSource};
+
+/// Environment variable prefix for secrets: `${secret:api_key}` reads `STAGECTL_SECRET_api_key`
+/// (or the upper-cased name).
+pub const SECRET_ENV_PREFIX: &str = "STAGECTL_SECRET_";
+
+pub fn load(path: &Path) -> Result<Manifest> {
+    let source = std::fs::read_to_string(path).map_err(|source| Error::ManifestRead { path: path.to_path_buf(), source })?;
+    let dir = path.parent().map(Path::to_path_buf).filter(|d| !d.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+    let vars = var_source(&dir, std::env::vars());
+    manifest::parse(&source, &display_name(path), &dir, &vars, &|p: &Path| p.is_dir()).map_err(Error::Manifest)
+}
+
+fn display_name(path: &Path) -> String {
+    path.to_string_lossy().trim_start_matches("./").to_string()
+}
+
+/// Variables: `.env` beside the manifest, overridden by the process environment.
+/// Secrets: `secrets.env` beside the manifest (or `$STAGECTL_SECRETS_FILE`), overridden by
+/// `STAGECTL_SECRET_<NAME>` variables.
+pub fn var_source(dir: &Path, env: impl Iterator<Item = (String, String)>) -> VarSource {
+    let mut vars = BTreeMap::new();
+    let mut secrets = BTreeMap::new();
+    let env: Vec<(String, String)> = env.collect();
+    if let Ok(iter) = dotenvy::from_path_iter(dir.join(".env")) {
+        vars.extend(iter.flatten());
+    }
+    let secrets_file = env
+        .iter()
+        .find(|(k, _)| k == "STAGECTL_SECRETS_FILE")
+        .map(|(_, v)| PathBuf::from(v))
+        .unwrap_or_else(|| dir.join("secrets.env"));
+    if let Ok(iter) = dotenvy::from_path_iter(&secrets_file) {
+        secrets.extend(iter.flatten());
+    }
+    for (k, v) in env {
+        if let Some(name) = k.strip_prefix(SECRET_ENV_PREFIX) {
+            secrets.insert(name.to_string(), v.clone());
+            secrets.insert(name.to_lowercase(), v);
+        } else {
+            vars.insert(k, v);
+        }
+    }
+    VarSource { vars, secrets, secrets_file_hint: secrets_file.display().to_string() }
+}

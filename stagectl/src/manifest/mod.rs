@@ -1,0 +1,212 @@
+//! `stack.toml` → a validated [`Manifest`]. Pure: the caller reads the files and the environment;
+//! this module only turns text into values plus every problem found, all at once.
+
+pub mod diag;
+mod parse;
+pub mod vars;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use diag::Diagnostic;
+pub use vars::{Interpolated, VarSource};
+
+/// A validated stack description. Every field has been checked; names are unique; the
+/// dependency graph is acyclic; host ports do not collide.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// Directory relative paths in the manifest are resolved against.
+    pub dir: PathBuf,
+    pub stack: String,
+    /// Services in the order they appear in the file.
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    pub name: String,
+    /// Image reference to run; for built services, the tag the build is also given (optional).
+    pub image: Option<String>,
+    pub build: Option<Build>,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: BTreeMap<String, Interpolated>,
+    pub ports: Vec<PortMapping>,
+    pub volumes: Vec<VolumeMount>,
+    pub depends_on: Vec<String>,
+    /// A one-shot service (e.g. migrations): done when it exits 0; dependents wait for that.
+    pub job: bool,
+    pub ready: Option<Readiness>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Build {
+    /// Absolute path of the build context.
+    pub context: PathBuf,
+    /// Dockerfile path relative to the context.
+    pub dockerfile: String,
+    /// Optional host command run (with `sh -c`, in the manifest directory) before the image build.
+    pub command: Option<String>,
+    pub args: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PortMapping {
+    /// Host address to bind; `None` means all addresses.
+    pub host_ip: Option<String>,
+    /// Host port; `None` means Docker picks a free one.
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// A named volume owned by the stack (created as `<stack>-<name>`, removed by `down --volumes`).
+    Named(String),
+    /// A host path (absolute after resolution), never removed by stagectl.
+    Bind(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub source: VolumeSource,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Readiness {
+    pub probe: Probe,
+    /// Deadline for the service to become ready, counted from container start.
+    pub timeout: Duration,
+    /// Pause between probe attempts.
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    Tcp { port: u16 },
+    Http { port: u16, path: String, status: u16 },
+    Exec { command: Vec<String> },
+    Log { pattern: String },
+    /// The image's own Docker HEALTHCHECK reports `healthy`.
+    Healthcheck,
+}
+
+impl Probe {
+    pub fn describe(&self) -> String {
+        match self {
+            Probe::Tcp { port } => format!("tcp :{port}"),
+            Probe::Http { port, path, status } => format!("http :{port}{path} → {status}"),
+            Probe::Exec { command } => format!("exec {}", command.join(" ")),
+            Probe::Log { pattern } => format!("log /{pattern}/"),
+            Probe::Healthcheck => "docker healthcheck".to_string(),
+        }
+    }
+}
+
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_READY_INTERVAL: Duration = Duration::from_millis(20);
+
+impl Manifest {
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// Every secret value used by the stack, for redaction of anything stagectl prints.
+    pub fn secret_values(&self) -> Vec<String> {
+        self.services
+            .iter()
+            .flat_map(|s| s.env.values())
+            .filter(|v| v.secret)
+            .map(|v| v.value.clone())
+            .collect()
+    }
+}
+
+/// A manifest that failed validation: every problem, ready to render against the source.
+#[derive(Debug, Clone)]
+pub struct ManifestErrors {
+    pub file: String,
+    pub source: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl ManifestErrors {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for d in &self.diagnostics {
+            out.push_str(&d.render(&self.file, &self.source));
+        }
+        let n = self.diagnostics.len();
+        out.push_str(&format!("{n} problem{} found in {}\n", if n == 1 { "" } else { "s" }, self.file));
+        out
+    }
+}
+
+/// Parses and validates manifest text. `display_name` is how the file is named in messages;
+/// `dir` is where relative paths are resolved.
+pub fn parse(
+    source: &str,
+    display_name: &str,
+    dir: &Path,
+    vars: &VarSource,
+    dir_exists: &dyn Fn(&Path) -> bool,
+) -> Result<Manifest, ManifestErrors> {
+    parse::parse(source, dir, vars, dir_exists).map_err(|mut diagnostics| {
+        diagnostics.sort_by_key(|d| (d.span.start, d.message.clone()));
+        diagnostics.dedup();
+        ManifestErrors { file: display_name.to_string(), source: source.to_string(), diagnostics }
+    })
+}
+
+/// Parses a duration such as `500ms`, `20s`, `1m30s`, `2h`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let secs = match unit {
+            "ms" => number / 1000.0,
+            "s" => number,
+            "m" => number * 60.0,
+            "h" => number * 3600.0,
+            _ => return None,
+        };
+        total += Duration::from_secs_f64(secs);
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,722 @@
+//! The walk over the spanned TOML tree. Each field is checked where it is read and every problem
+//! is collected, so one run of `stagectl validate` reports the whole file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::Path;
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::diag::{did_you_mean, Diagnostic};
+use super::vars::{Interpolated, VarSource};
+use super::*;
+
+type Span = Range<usize>;
+type Value<'i> = Spanned<DeValue<'i>>;
+
+const TOP_KEYS: &[&str] = &["stack", "services"];
+const STACK_KEYS: &[&str] = &["name"];
+const SERVICE_KEYS: &[&str] = &[
+    "image", "build", "command", "entrypoint", "env", "ports", "volumes", "depends_on", "job", "ready",
+    "working_dir", "user",
+];
+const BUILD_KEYS: &[&str] = &["context", "dockerfile", "command", "args"];
+const READY_KEYS: &[&str] = &["tcp", "http", "exec", "log", "healthcheck", "port", "status", "timeout", "interval"];
+const PROBE_KINDS: &[&str] = &["tcp", "http", "exec", "log", "healthcheck"];
+
+struct Cx<'a> {
+    src: &'a str,
+    dir: &'a Path,
+    vars: &'a VarSource,
+    dir_exists: &'a dyn Fn(&Path) -> bool,
+    diags: Vec<Diagnostic>,
+}
+
+/// Spans kept beside a parsed service for the checks that look across services.
+struct ServiceSpans {
+    depends_on: Vec<Span>,
+    ports: Vec<Span>,
+}
+
+pub(super) fn parse(
+    src: &str,
+    dir: &Path,
+    vars: &VarSource,
+    dir_exists: &dyn Fn(&Path) -> bool,
+) -> Result<Manifest, Vec<Diagnostic>> {
+    let (doc, errors) = DeTable::parse_recoverable(src);
+    if !errors.is_empty() {
+        return Err(errors
+            .iter()
+            .map(|e| {
+                let span = e.span().unwrap_or(0..0);
+                Diagnostic::new(span, format!("invalid TOML: {}", e.message().trim_end()))
+                    .help("fix the syntax; see https://toml.io")
+            })
+            .collect());
+    }
+    let mut cx = Cx { src, dir, vars, dir_exists, diags: Vec::new() };
+    let doc = doc.into_inner();
+    cx.unknown_keys(&doc, TOP_KEYS, "the top level");
+
+    let stack = match doc.get("stack") {
+        Some(v) => cx.stack(v),
+        None => {
+            cx.diags.push(
+                Diagnostic::new(0..0, "missing [stack] table").help("start the file with `[stack]` and `name = \"myapp\"`"),
+            );
+            None
+        }
+    };
+
+    let mut services = Vec::new();
+    let mut spans = Vec::new();
+    match doc.get("services") {
+        Some(v) => {
+            if let Some(t) = cx.table(v, "`services`") {
+                if t.is_empty() {
+                    cx.diags.push(Diagnostic::new(v.span(), "no services defined").help("add a [services.NAME] table"));
+                }
+                for (name, body) in t.iter() {
+                    if let Some((svc, sp)) = cx.service(name, body) {
+                        services.push(svc);
+                        spans.push(sp);
+                    }
+                }
+            }
+        }
+        None => cx.diags.push(
+            Diagnostic::new(0..0, "no services defined").help("add a [services.NAME] table with an `image`"),
+        ),
+    }
+
+    cx.cross_checks(&services, &spans);
+
+    match (stack, cx.diags.is_empty()) {
+        (Some(stack), true) => Ok(Manifest { dir: dir.to_path_buf(), stack, services }),
+        _ => Err(cx.diags),
+    }
+}
+
+fn kind_name(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a datetime",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn integer(v: &DeValue<'_>) -> Option<i64> {
+    let i = v.as_integer()?;
+    i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok()
+}
+
+impl Cx<'_> {
+    fn type_error(&mut self, span: Span, what: &str, expected: &str, found: &DeValue<'_>) {
+        self.diags.push(Diagnostic::new(span, format!("{what} must be {expected}, found {}", kind_name(found))));
+    }
+
+    fn unknown_keys(&mut self, table: &DeTable<'_>, allowed: &[&str], context: &str) {
+        for key in table.keys() {
+            let name: &str = key.get_ref();
+            if !allowed.contains(&name) {
+                let help = match did_you_mean(name, allowed) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("expected one of: {}", allowed.join(", ")),
+                };
+                self.diags.push(Diagnostic::new(key.span(), format!("unknown key `{name}` in {context}")).help(help));
+            }
+        }
+    }
+
+    fn table<'t, 'i>(&mut self, v: &'t Value<'i>, what: &str) -> Option<&'t DeTable<'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            other => {
+                self.type_error(v.span(), what, "a table", other);
+                None
+            }
+        }
+    }
+
+    /// A plain string, not interpolated.
+    fn raw_string<'t>(&mut self, v: &'t Value<'_>, what: &str) -> Option<&'t str> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(s),
+            other => {
+                self.type_error(v.span(), what, "a string", other);
+                None
+            }
+        }
+    }
+
+    /// A string with `${...}` interpolation; secrets only where `allow_secrets`.
+    fn string(&mut self, v: &Value<'_>, what: &str, allow_secrets: bool) -> Option<Interpolated> {
+        let raw = self.raw_string(v, what)?;
+        self.vars.interpolate(raw, &v.span(), self.src, allow_secrets, &mut self.diags)
+    }
+
+    fn plain_string(&mut self, v: &Value<'_>, what: &str) -> Option<String> {
+        self.string(v, what, false).map(|i| i.value)
+    }
+
+    fn string_array(&mut self, v: &Value<'_>, what: &str) -> Option<Vec<(String, Span)>> {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.type_error(v.span(), what, "an array of strings", v.get_ref());
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::String(_) => match self.plain_string(item, what) {
+                    Some(s) => out.push((s, item.span())),
+                    None => ok = false,
+                },
+                other => {
+                    self.diags.push(Diagnostic::new(
+                        item.span(),
+                        format!("{what} must be an array of strings, found {} in it", kind_name(other)),
+                    ));
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn command(&mut self, v: &Value<'_>, what: &str) -> Option<Vec<String>> {
+        if let DeValue::String(s) = v.get_ref() {
+            self.diags.push(
+                Diagnostic::new(v.span(), format!("{what} must be an array of strings, found a string"))
+                    .help(format!("split it into arguments, e.g. [\"sh\", \"-c\", {:?}]", s.as_ref() as &str)),
+            );
+            return None;
+        }
+        let items = self.string_array(v, what)?;
+        if items.is_empty() {
+            self.diags.push(Diagnostic::new(v.span(), format!("{what} must not be empty")));
+            return None;
+        }
+        Some(items.into_iter().map(|(s, _)| s).collect())
+    }
+
+    fn port_number(&mut self, v: &Value<'_>, what: &str) -> Option<u16> {
+        match integer(v.get_ref()) {
+            Some(n) if (1..=65535).contains(&n) => Some(n as u16),
+            Some(n) => {
+                self.diags.push(Diagnostic::new(v.span(), format!("{what} {n} is out of range")).help("ports are 1 to 65535"));
+                None
+            }
+            None => {
+                self.type_error(v.span(), what, "an integer port", v.get_ref());
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, v: &Value<'_>, what: &str) -> Option<Duration> {
+        let text = self.raw_string(v, what)?;
+        match parse_duration(text) {
+            Some(d) if !d.is_zero() => Some(d),
+            _ => {
+                self.diags.push(
+                    Diagnostic::new(v.span(), format!("invalid duration `{text}` for {what}"))
+                        .help("write a number with a unit: ms, s, m or h, e.g. \"500ms\", \"20s\", \"1m30s\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn stack(&mut self, v: &Value<'_>) -> Option<String> {
+        let t = self.table(v, "`stack`")?;
+        self.unknown_keys(t, STACK_KEYS, "[stack]");
+        let Some(name_v) = t.get("name") else {
+            self.diags.push(Diagnostic::new(v.span(), "missing `name` in [stack]").help("add `name = \"myapp\"`"));
+            return None;
+        };
+        let name = self.plain_string(name_v, "`stack.name`")?;
+        if !is_dns_label(&name) || name.len() > 40 {
+            self.diags.push(
+                Diagnostic::new(name_v.span(), format!("invalid stack name `{name}`"))
+                    .help("use up to 40 lowercase letters, digits and `-`; it prefixes every container, network and volume"),
+            );
+            return None;
+        }
+        Some(name)
+    }
+
+    fn service(&mut self, name_key: &Spanned<std::borrow::Cow<'_, str>>, body: &Value<'_>) -> Option<(Service, ServiceSpans)> {
+        let name = name_key.get_ref().to_string();
+        let context = format!("[services.{name}]");
+        let mut ok = true;
+        if !is_dns_label(&name) {
+            self.diags.push(
+                Diagnostic::new(name_key.span(), format!("invalid service name `{name}`"))
+                    .help("use lowercase letters, digits and `-` (it becomes a host name on the stack network)"),
+            );
+            ok = false;
+        }
+        let t = self.table(body, &format!("service `{name}`"))?;
+        self.unknown_keys(t, SERVICE_KEYS, &context);
+        let field = |k: &str| format!("`services.{name}.{k}`");
+
+        let image = t.get("image").and_then(|v| {
+            let image = self.plain_string(v, &field("image"))?;
+            self.check_image(&image, v.span())
+        });
+        let build = t.get("build").and_then(|v| self.build(v, &name));
+        if t.get("image").is_none() && t.get("build").is_none() {
+            self.diags.push(
+                Diagnostic::new(name_key.span(), format!("service `{name}` has neither `image` nor `build`"))
+                    .help("add `image = \"postgres:15\"` to run an image, or `build = \"path/to/context\"` to build one"),
+            );
+            ok = false;
+        }
+        let command = t.get("command").and_then(|v| self.command(v, &field("command")));
+        let entrypoint = t.get("entrypoint").and_then(|v| self.command(v, &field("entrypoint")));
+        let env = t.get("env").map(|v| self.env(v, &name)).unwrap_or_default();
+
+        let mut ports = Vec::new();
+        let mut port_spans = Vec::new();
+        if let Some(v) = t.get("ports") {
+            match v.get_ref() {
+                DeValue::Array(items) => {
+                    for item in items.iter() {
+                        let parsed = match item.get_ref() {
+                            DeValue::Integer(_) => self.port_number(item, "port").map(|p| PortMapping {
+                                host_ip: None,
+                                host_port: None,
+                                container_port: p,
+                                protocol: Protocol::Tcp,
+                            }),
+                            DeValue::String(_) => self.plain_string(item, &field("ports")).and_then(|s| self.port_mapping(&s, item.span())),
+                            other => {
+                                self.type_error(item.span(), &format!("each entry of {}", field("ports")), "a string like \"8080:80\"", other);
+                                None
+                            }
+                        };
+                        match parsed {
+                            Some(p) => {
+                                ports.push(p);
+                                port_spans.push(item.span());
+                            }
+                            None => ok = false,
+                        }
+                    }
+                }
+                other => self.type_error(v.span(), &field("ports"), "an array of strings like \"8080:80\"", other),
+            }
+        }
+
+        let mut volumes = Vec::new();
+        if let Some(v) = t.get("volumes") {
+            for (text, span) in self.string_array(v, &field("volumes")).unwrap_or_default() {
+                match self.volume(&text, span) {
+                    Some(m) => volumes.push(m),
+                    None => ok = false,
+                }
+            }
+        }
+
+        let mut depends_on = Vec::new();
+        let mut dep_spans = Vec::new();
+        if let Some(v) = t.get("depends_on") {
+            for (dep, span) in self.string_array(v, &field("depends_on")).unwrap_or_default() {
+                if depends_on.contains(&dep) {
+                    self.diags.push(Diagnostic::new(span, format!("`{dep}` is listed twice in {}", field("depends_on"))));
+                    continue;
+                }
+                depends_on.push(dep);
+                dep_spans.push(span);
+            }
+        }
+
+        let job = match t.get("job") {
+            Some(v) => match v.get_ref() {
+                DeValue::Boolean(b) => *b,
+                other => {
+                    self.type_error(v.span(), &field("job"), "true or false", other);
+                    false
+                }
+            },
+            None => false,
+        };
+
+        let ready = match t.get("ready") {
+            Some(v) if job => {
+                self.diags.push(
+                    Diagnostic::new(v.span(), format!("job `{name}` cannot have a `ready` probe"))
+                        .help("a job is done when it exits 0; remove `ready` or drop `job = true`"),
+                );
+                None
+            }
+            Some(v) => {
+                let r = self.ready(v, &name, &ports);
+                ok &= r.is_some();
+                r
+            }
+            None => None,
+        };
+        let working_dir = t.get("working_dir").and_then(|v| self.plain_string(v, &field("working_dir")));
+        let user = t.get("user").and_then(|v| self.plain_string(v, &field("user")));
+
+        ok.then_some((
+            Service { name, image, build, command, entrypoint, env, ports, volumes, depends_on, job, ready, working_dir, user },
+            ServiceSpans { depends_on: dep_spans, ports: port_spans },
+        ))
+    }
+
+    fn check_image(&mut self, image: &str, span: Span) -> Option<String> {
+        let repo = image.rsplit_once('/').map(|(_, r)| r).unwrap_or(image);
+        let repo_name = repo.split([':', '@']).next().unwrap_or("");
+        if image.is_empty() || image.chars().any(char::is_whitespace) || repo_name.is_empty() {
+            self.diags.push(Diagnostic::new(span, format!("invalid image reference `{image}`")).help("write it as NAME[:TAG], e.g. \"postgres:15\""));
+            return None;
+        }
+        let path = image.split([':', '@']).next().unwrap_or("");
+        let path_after_registry = match path.split_once('/') {
+            Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => rest,
+            _ => path,
+        };
+        if path_after_registry.chars().any(|c| c.is_ascii_uppercase()) {
+            self.diags.push(
+                Diagnostic::new(span, format!("invalid image reference `{image}`"))
+                    .help("image repository names must be lowercase"),
+            );
+            return None;
+        }
+        Some(image.to_string())
+    }
+
+    fn build(&mut self, v: &Value<'_>, service: &str) -> Option<Build> {
+        let field = |k: &str| format!("`services.{service}.build.{k}`");
+        let (context_v, dockerfile, command, args) = match v.get_ref() {
+            DeValue::String(_) => (v, "Dockerfile".to_string(), None, BTreeMap::new()),
+            DeValue::Table(t) => {
+                self.unknown_keys(t, BUILD_KEYS, &format!("[services.{service}.build]"));
+                let Some(context_v) = t.get("context") else {
+                    self.diags.push(
+                        Diagnostic::new(v.span(), format!("missing `context` in `services.{service}.build`"))
+                            .help("add `context = \"path/to/dir\"` (the directory holding the Dockerfile)"),
+                    );
+                    return None;
+                };
+                let dockerfile = match t.get("dockerfile") {
+                    Some(d) => self.plain_string(d, &field("dockerfile"))?,
+                    None => "Dockerfile".to_string(),
+                };
+                let command = match t.get("command") {
+                    Some(c) => Some(self.plain_string(c, &field("command"))?),
+                    None => None,
+                };
+                let mut args = BTreeMap::new();
+                if let Some(a) = t.get("args") {
+                    let at = self.table(a, &field("args"))?;
+                    for (k, val) in at.iter() {
+                        let s = self.plain_string(val, &format!("build arg `{}`", k.get_ref()))?;
+                        args.insert(k.get_ref().to_string(), s);
+                    }
+                }
+                (context_v, dockerfile, command, args)
+            }
+            other => {
+                self.type_error(v.span(), &format!("`services.{service}.build`"), "a path string or a table", other);
+                return None;
+            }
+        };
+        let rel = self.plain_string(context_v, &field("context"))?;
+        let context = self.dir.join(&rel);
+        if !(self.dir_exists)(&context) {
+            self.diags.push(
+                Diagnostic::new(context_v.span(), format!("build context `{rel}` is not a directory"))
+                    .help("paths are relative to the directory of stack.toml"),
+            );
+            return None;
+        }
+        Some(Build { context, dockerfile, command, args })
+    }
+
+    fn env(&mut self, v: &Value<'_>, service: &str) -> BTreeMap<String, Interpolated> {
+        let mut out = BTreeMap::new();
+        let Some(t) = self.table(v, &format!("`services.{service}.env`")) else { return out };
+        for (k, val) in t.iter() {
+            let key: &str = k.get_ref();
+            if key.is_empty() || key.contains('=') {
+                self.diags.push(Diagnostic::new(k.span(), format!("invalid environment variable name `{key}`")));
+                continue;
+            }
+            let what = format!("`services.{service}.env.{key}`");
+            let value = match val.get_ref() {
+                DeValue::String(_) => self.string(val, &what, true),
+                DeValue::Integer(i) => Some(Interpolated { value: i.as_str().to_string(), secret: false }),
+                DeValue::Float(f) => Some(Interpolated { value: f.as_str().to_string(), secret: false }),
+                DeValue::Boolean(b) => Some(Interpolated { value: b.to_string(), secret: false }),
+                other => {
+                    self.type_error(val.span(), &what, "a string, number or boolean", other);
+                    None
+                }
+            };
+            if let Some(value) = value {
+                out.insert(key.to_string(), value);
+            }
+        }
+        out
+    }
+
+    /// `[IP:][HOST:]CONTAINER[/PROTO]`
+    fn port_mapping(&mut self, text: &str, span: Span) -> Option<PortMapping> {
+        let bad = |cx: &mut Self, why: &str| {
+            cx.diags.push(
+                Diagnostic::new(span.clone(), format!("invalid port mapping `{text}`: {why}"))
+                    .help("write \"HOST:CONTAINER\" (e.g. \"8080:80\"), \"IP:HOST:CONTAINER\", or \"CONTAINER\" for a free host port; append /udp for UDP"),
+            );
+            None
+        };
+        let (spec, protocol) = match text.rsplit_once('/') {
+            Some((s, "tcp")) => (s, Protocol::Tcp),
+            Some((s, "udp")) => (s, Protocol::Udp),
+            Some((_, p)) => return bad(self, &format!("unknown protocol `{p}`")),
+            None => (text, Protocol::Tcp),
+        };
+        let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+        let port = |s: &str| -> Result<u16, String> {
+            if s.contains('-') {
+                return Err("port ranges are not supported".into());
+            }
+            match s.parse::<u32>() {
+                Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+                Ok(n) => Err(format!("port {n} is out of range (1-65535)")),
+                Err(_) => Err(format!("`{s}` is not a port number")),
+            }
+        };
+        let result = match parts.as_slice() {
+            [c] => port(c).map(|c| (None, None, c)),
+            [c, h] => port(h).and_then(|h| port(c).map(|c| (None, Some(h), c))),
+            [c, h, ip] => {
+                let ip = ip.trim_start_matches('[').trim_end_matches(']');
+                if ip.parse::<std::net::IpAddr>().is_err() {
+                    Err(format!("`{ip}` is not an IP address"))
+                } else {
+                    port(h).and_then(|h| port(c).map(|c| (Some(ip.to_string()), Some(h), c)))
+                }
+            }
+            _ => Err("too many `:`".into()),
+        };
+        match result {
+            Ok((host_ip, host_port, container_port)) => Some(PortMapping { host_ip, host_port, container_port, protocol }),
+            Err(why) => bad(self, &why),
+        }
+    }
+
+    /// `NAME:/path[:ro|:rw]` for a named volume, `./dir:/path` or `/abs:/path` for a bind mount.
+    fn volume(&mut self, text: &str, span: Span) -> Option<VolumeMount> {
+        let bad = |cx: &mut Self, why: String| {
+            cx.diags.push(
+                Diagnostic::new(span.clone(), format!("invalid volume `{text}`: {why}"))
+                    .help("write \"NAME:/path\" for a named volume or \"./dir:/path\" for a host directory; append :ro for read-only"),
+            );
+            None
+        };
+        let parts: Vec<&str> = text.split(':').collect();
+        let (source, target, read_only) = match parts.as_slice() {
+            [s, t] => (*s, *t, false),
+            [s, t, "ro"] => (*s, *t, true),
+            [s, t, "rw"] => (*s, *t, false),
+            [_, _, m] => return bad(self, format!("unknown mode `{m}` (use ro or rw)")),
+            [_] => return bad(self, "missing the container path".into()),
+            _ => return bad(self, "too many `:`".into()),
+        };
+        if !target.starts_with('/') {
+            return bad(self, format!("container path `{target}` must be absolute"));
+        }
+        let source = if source.starts_with('/') || source.starts_with('.') {
+            VolumeSource::Bind(self.dir.join(source))
+        } else if !source.is_empty()
+            && source.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            && source.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        {
+            VolumeSource::Named(source.to_string())
+        } else {
+            return bad(self, format!("`{source}` is neither a volume name nor a path starting with . or /"));
+        };
+        Some(VolumeMount { source, target: target.to_string(), read_only })
+    }
+
+    fn ready(&mut self, v: &Value<'_>, service: &str, ports: &[PortMapping]) -> Option<Readiness> {
+        let t = self.table(v, &format!("`services.{service}.ready`"))?;
+        let context = format!("`services.{service}.ready`");
+        self.unknown_keys(t, READY_KEYS, &context);
+        let kinds: Vec<&str> = PROBE_KINDS.iter().copied().filter(|k| t.contains_key(*k)).collect();
+        if kinds.len() != 1 {
+            let msg = if kinds.is_empty() {
+                format!("{context} needs a probe")
+            } else {
+                format!("{context} has more than one probe ({})", kinds.join(", "))
+            };
+            self.diags.push(Diagnostic::new(v.span(), msg).help("use exactly one of: tcp = PORT, http = \"/path\", exec = [..], log = \"regex\", healthcheck = true"));
+            return None;
+        }
+        let kind = kinds[0];
+        let pv = &t[kind];
+        for extra in ["port", "status"] {
+            if kind != "http" {
+                if let Some(x) = t.get(extra) {
+                    self.diags.push(Diagnostic::new(x.span(), format!("`{extra}` only applies to an http probe")));
+                }
+            }
+        }
+        let probe = match kind {
+            "tcp" => Probe::Tcp { port: self.port_number(pv, "tcp probe port")? },
+            "http" => {
+                let path = self.plain_string(pv, "http probe path")?;
+                if !path.starts_with('/') {
+                    self.diags.push(Diagnostic::new(pv.span(), format!("http probe path `{path}` must start with `/`")));
+                    return None;
+                }
+                let port = match t.get("port") {
+                    Some(p) => self.port_number(p, "http probe port")?,
+                    None => match ports {
+                        [only] => only.container_port,
+                        _ => {
+                            self.diags.push(
+                                Diagnostic::new(pv.span(), "http probe needs a `port`")
+                                    .help("add `port = 8080` (the container port to probe)"),
+                            );
+                            return None;
+                        }
+                    },
+                };
+                let status = match t.get("status") {
+                    Some(s) => match integer(s.get_ref()) {
+                        Some(n) if (100..=599).contains(&n) => n as u16,
+                        _ => {
+                            self.diags.push(Diagnostic::new(s.span(), "`status` must be an HTTP status code (100-599)"));
+                            return None;
+                        }
+                    },
+                    None => 200,
+                };
+                Probe::Http { port, path, status }
+            }
+            "exec" => Probe::Exec { command: self.command(pv, "exec probe command")? },
+            "log" => {
+                let pattern = self.plain_string(pv, "log probe pattern")?;
+                if let Err(e) = regex::Regex::new(&pattern) {
+                    let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
+                    self.diags.push(Diagnostic::new(pv.span(), format!("invalid log pattern: {first}")).help("the pattern is a Rust regex"));
+                    return None;
+                }
+                Probe::Log { pattern }
+            }
+            _ => match pv.get_ref() {
+                DeValue::Boolean(true) => Probe::Healthcheck,
+                _ => {
+                    self.diags.push(Diagnostic::new(pv.span(), "`healthcheck` must be `true`").help("remove `ready` to skip readiness checks"));
+                    return None;
+                }
+            },
+        };
+        let timeout = match t.get("timeout") {
+            Some(d) => self.duration(d, "`ready.timeout`")?,
+            None => DEFAULT_READY_TIMEOUT,
+        };
+        let interval = match t.get("interval") {
+            Some(d) => self.duration(d, "`ready.interval`")?,
+            None => DEFAULT_READY_INTERVAL,
+        };
+        Some(Readiness { probe, timeout, interval })
+    }
+
+    fn cross_checks(&mut self, services: &[Service], spans: &[ServiceSpans]) {
+        let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        // depends_on names a service that exists.
+        for (svc, sp) in services.iter().zip(spans) {
+            for (dep, span) in svc.depends_on.iter().zip(&sp.depends_on) {
+                if !names.contains(&dep.as_str()) {
+                    let help = match did_you_mean(dep, &names) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("defined services: {}", names.join(", ")),
+                    };
+                    self.diags.push(Diagnostic::new(span.clone(), format!("service `{}` depends on unknown service `{dep}`", svc.name)).help(help));
+                }
+            }
+        }
+        self.cycles(services, spans);
+        // Two services publishing the same host port.
+        let mut published: HashMap<(u16, Protocol), Vec<(Option<&str>, &str)>> = HashMap::new();
+        for (svc, sp) in services.iter().zip(spans) {
+            for (p, span) in svc.ports.iter().zip(&sp.ports) {
+                let Some(hp) = p.host_port else { continue };
+                let ip = p.host_ip.as_deref().filter(|ip| *ip != "0.0.0.0" && *ip != "::");
+                let entry = published.entry((hp, p.protocol)).or_default();
+                if let Some((_, other)) = entry.iter().find(|(oip, _)| oip.is_none() || ip.is_none() || *oip == ip) {
+                    self.diags.push(
+                        Diagnostic::new(span.clone(), format!("host port {hp}/{} is already published by service `{other}`", p.protocol.as_str()))
+                            .help("pick another host port, or give only the container port to let Docker choose one"),
+                    );
+                } else {
+                    entry.push((ip, &svc.name));
+                }
+            }
+        }
+    }
+
+    fn cycles(&mut self, services: &[Service], spans: &[ServiceSpans]) {
+        let index: HashMap<&str, usize> = services.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+        // 0 = unvisited, 1 = on the current path, 2 = done.
+        let mut state = vec![0u8; services.len()];
+        let mut path: Vec<usize> = Vec::new();
+        fn visit(
+            i: usize,
+            services: &[Service],
+            spans: &[ServiceSpans],
+            index: &HashMap<&str, usize>,
+            state: &mut [u8],
+            path: &mut Vec<usize>,
+            found: &mut Vec<Diagnostic>,
+        ) {
+            state[i] = 1;
+            path.push(i);
+            for (dep, span) in services[i].depends_on.iter().zip(&spans[i].depends_on) {
+                let Some(&j) = index.get(dep.as_str()) else { continue };
+                match state[j] {
+                    0 => visit(j, services, spans, index, state, path, found),
+                    1 => {
+                        let start = path.iter().position(|&p| p == j).unwrap_or(0);
+                        let mut names: Vec<&str> = path[start..].iter().map(|&p| services[p].name.as_str()).collect();
+                        names.push(&services[j].name);
+                        found.push(
+                            Diagnostic::new(span.clone(), format!("dependency cycle: {}", names.join(" -> ")))
+                                .help("remove one of these `depends_on` entries"),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            path.pop();
+            state[i] = 2;
+        }
+        let mut found = Vec::new();
+        for i in 0..services.len() {
+            if state[i] == 0 {
+                visit(i, services, spans, &index, &mut state, &mut path, &mut found);
+            }
+        }
+        self.diags.extend(found);
+    }
+}
