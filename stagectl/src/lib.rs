@@ -4,6 +4,9 @@
 //! terminal) sit around it. See ARCHITECTURE.md for the map and the invariants.
 
 pub mod docker;
+pub mod engine;
 pub mod error;
 pub mod load;
 pub mod manifest;
+pub mod plan;
+pub mod probes;

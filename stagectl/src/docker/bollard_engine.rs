@@ -95,6 +95,7 @@ impl ContainerEngine for BollardEngine {
                             Some(ContainerSummaryStateEnum::CREATED) => RunState::Created,
                             _ => RunState::Other,
                         },
+                        exit_code: c.status.as_deref().and_then(exit_code_from_status),
                         image: c.image.unwrap_or_default(),
                         created: c.created.unwrap_or_default(),
                         ports: c
@@ -444,6 +445,12 @@ impl ContainerEngine for BollardEngine {
             Ok((inspect.exit_code.unwrap_or(-1), output))
         })
     }
+}
+
+/// Docker's list API gives an exited container's code only in text: `Exited (137) 2 minutes ago`.
+fn exit_code_from_status(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest[..rest.find(')')?].parse().ok()
 }
 
 /// `name[:tag]` → (name, tag), leaving a registry port alone and defaulting the tag to `latest`.

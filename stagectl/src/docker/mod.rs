@@ -39,6 +39,8 @@ pub struct ObservedContainer {
     pub service: String,
     pub spec_hash: String,
     pub state: RunState,
+    /// Exit code of an exited container (parsed from Docker's status text).
+    pub exit_code: Option<i64>,
     pub image: String,
     /// Unix seconds.
     pub created: i64,

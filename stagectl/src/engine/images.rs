@@ -1,0 +1,235 @@
+//! Making sure every service has its image: pulled when missing, or built from its context
+//! (after an optional host build command), keyed by a content hash so unchanged contexts are
+//! never rebuilt.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use super::progress::{Phase, Redactor, Reporter};
+use crate::docker::{labels, ContainerEngine, ImageProgress};
+use crate::manifest::{Build, Manifest, Service};
+
+/// The image a service will run, and how it was obtained.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    pub id: String,
+    pub reference: String,
+    pub how: &'static str,
+    pub seconds: f64,
+}
+
+pub async fn ensure_image<E: ContainerEngine + ?Sized>(
+    docker: &E,
+    manifest: &Manifest,
+    service: &Service,
+    reporter: &dyn Reporter,
+    redactor: &Redactor,
+) -> Result<ResolvedImage, String> {
+    let start = Instant::now();
+    let name = service.name.as_str();
+    if let Some(build) = &service.build {
+        if let Some(cmd) = &build.command {
+            reporter.phase(name, Phase::Building, &format!("host command: {cmd}"));
+            run_host_command(cmd, &manifest.dir, name, build, reporter, redactor).await?;
+        }
+        let context = build.context.clone();
+        let ignore = read_dockerignore(&context);
+        let tar = tokio::task::spawn_blocking(move || context_tar(&context, &ignore))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("reading build context {}: {e}", build.context.display()))?;
+        let hash = context_hash(&tar, build);
+        let tag = format!("stagectl-build/{name}:{}", &hash[..16]);
+        let mut tags = vec![tag.clone()];
+        tags.extend(service.image.iter().cloned());
+        if let Some(id) = docker.image_id(&tag).await.map_err(|e| e.to_string())? {
+            // Keep a user-facing tag pointing at the cached build too.
+            if service.image.as_ref().is_some_and(|i| i != &tag) {
+                let current = docker.image_id(service.image.as_deref().unwrap_or_default()).await.map_err(|e| e.to_string())?;
+                if current.as_deref() != Some(id.as_str()) {
+                    return build_image(docker, name, build, tar, &tags, &hash, reporter, start).await;
+                }
+            }
+            reporter.phase(name, Phase::ImageReady, "build cached (context unchanged)");
+            return Ok(ResolvedImage { id, reference: tag, how: "cached", seconds: start.elapsed().as_secs_f64() });
+        }
+        return build_image(docker, name, build, tar, &tags, &hash, reporter, start).await;
+    }
+    let reference = service.image.clone().unwrap_or_default();
+    if let Some(id) = docker.image_id(&reference).await.map_err(|e| e.to_string())? {
+        reporter.phase(name, Phase::ImageReady, "image present");
+        return Ok(ResolvedImage { id, reference, how: "present", seconds: start.elapsed().as_secs_f64() });
+    }
+    reporter.phase(name, Phase::Pulling, &reference);
+    let progress = |p: ImageProgress| match p {
+        ImageProgress::Bytes { current, total } => reporter.bytes(name, current, total),
+        ImageProgress::Line(l) => reporter.output(name, &l),
+    };
+    docker
+        .pull_image(&reference, &progress)
+        .await
+        .map_err(|e| format!("{e}\n  = help: check the image name, or that the registry is reachable (pull it by hand with `docker pull {reference}`)"))?;
+    let id = docker
+        .image_id(&reference)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("pulled {reference} but it is not present"))?;
+    reporter.phase(name, Phase::ImageReady, "pulled");
+    Ok(ResolvedImage { id, reference, how: "pulled", seconds: start.elapsed().as_secs_f64() })
+}
+
+async fn build_image<E: ContainerEngine + ?Sized>(
+    docker: &E,
+    name: &str,
+    build: &Build,
+    tar: Vec<u8>,
+    tags: &[String],
+    hash: &str,
+    reporter: &dyn Reporter,
+    start: Instant,
+) -> Result<ResolvedImage, String> {
+    reporter.phase(name, Phase::Building, &format!("docker build {}", build.context.display()));
+    let image_labels = BTreeMap::from([(labels::CONTEXT_HASH.to_string(), hash.to_string())]);
+    let progress = |p: ImageProgress| {
+        if let ImageProgress::Line(l) = p {
+            reporter.output(name, &l)
+        }
+    };
+    let id = docker.build_image(tar, &build.dockerfile, tags, &build.args, &image_labels, &progress).await.map_err(|e| e.to_string())?;
+    reporter.phase(name, Phase::ImageReady, "built");
+    Ok(ResolvedImage { id, reference: tags[0].clone(), how: "built", seconds: start.elapsed().as_secs_f64() })
+}
+
+async fn run_host_command(
+    cmd: &str,
+    dir: &Path,
+    service: &str,
+    build: &Build,
+    reporter: &dyn Reporter,
+    redactor: &Redactor,
+) -> Result<(), String> {
+    let output = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .env("STAGECTL_SERVICE", service)
+        .env("STAGECTL_CONTEXT", &build.context)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot run build command `{cmd}`: {e}"))?;
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    for line in text.lines() {
+        reporter.output(service, &redactor.apply(line));
+    }
+    if output.status.success() {
+        return Ok(());
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+    Err(format!(
+        "build command `{cmd}` failed ({})\n{}",
+        output.status,
+        redactor.apply(&tail)
+    ))
+}
+
+/// Patterns from `.dockerignore` (comments and blank lines dropped).
+fn read_dockerignore(context: &Path) -> Vec<glob::Pattern> {
+    std::fs::read_to_string(context.join(".dockerignore"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        .filter_map(|l| glob::Pattern::new(l.trim_start_matches("./").trim_end_matches('/')).ok())
+        .collect()
+}
+
+fn ignored(rel: &str, ignore: &[glob::Pattern]) -> bool {
+    // A pattern that matches a directory excludes everything below it.
+    let mut prefix = String::new();
+    for part in rel.split('/') {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        if ignore.iter().any(|p| p.matches(&prefix)) {
+            return true;
+        }
+    }
+    false
+}
+
+/// A deterministic tar of the context: sorted entries, zero mtimes and owners, so the same
+/// content always gives the same bytes (and the same hash).
+pub fn context_tar(context: &Path, ignore: &[glob::Pattern]) -> std::io::Result<Vec<u8>> {
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut stack = vec![context.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let rel = path.strip_prefix(context).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            if rel == ".git" || ignored(&rel, ignore) {
+                continue;
+            }
+            let ft = entry.file_type()?;
+            if ft.is_dir() {
+                stack.push(path);
+            } else {
+                files.push((rel, path));
+            }
+        }
+    }
+    files.sort();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.mode(tar::HeaderMode::Deterministic);
+    builder.follow_symlinks(false);
+    for (rel, path) in files {
+        builder.append_path_with_name(&path, &rel)?;
+    }
+    builder.into_inner()
+}
+
+pub fn context_hash(tar: &[u8], build: &Build) -> String {
+    let mut h = Sha256::new();
+    h.update(tar);
+    h.update(build.dockerfile.as_bytes());
+    for (k, v) in &build.args {
+        h.update(format!("\0{k}={v}").as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_context_tar_is_deterministic_and_honours_dockerignore() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("target/debug")).unwrap();
+        std::fs::write(dir.path().join("target/debug/big"), "x").unwrap();
+        std::fs::write(dir.path().join(".dockerignore"), "# comment\ntarget\n").unwrap();
+        let ignore = read_dockerignore(dir.path());
+        let a = context_tar(dir.path(), &ignore).unwrap();
+        // Touching a file without changing it must not change the tar.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        let b = context_tar(dir.path(), &ignore).unwrap();
+        assert_eq!(a, b);
+        let names: Vec<String> = tar::Archive::new(&a[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, [".dockerignore", "Dockerfile"]);
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nENV A=1\n").unwrap();
+        let c = context_tar(dir.path(), &ignore).unwrap();
+        assert_ne!(a, c);
+    }
+}

@@ -1,0 +1,82 @@
+//! How the engine tells the outside world what it is doing. The CLI renders these events as a
+//! live display on a terminal, plain lines when piped, or JSON lines.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Building,
+    Pulling,
+    ImageReady,
+    Waiting,
+    Removing,
+    Creating,
+    Starting,
+    Probing,
+    Ready,
+    Completed,
+    Kept,
+    Failed,
+    Skipped,
+    Removed,
+}
+
+impl Phase {
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Ready | Phase::Completed | Phase::Kept | Phase::Failed | Phase::Skipped | Phase::Removed)
+    }
+}
+
+pub trait Reporter: Send + Sync {
+    /// A service (or resource) entered a phase; `detail` is a short human text.
+    fn phase(&self, subject: &str, phase: Phase, detail: &str);
+    /// Bytes done for a pull.
+    fn bytes(&self, _subject: &str, _current: u64, _total: u64) {}
+    /// A line of build or pull output, for verbose displays.
+    fn output(&self, _subject: &str, _line: &str) {}
+}
+
+/// A reporter that drops everything (library use, tests).
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn phase(&self, _: &str, _: Phase, _: &str) {}
+}
+
+/// Replaces every secret value in text that stagectl is about to show (container logs, errors).
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new(mut secrets: Vec<String>) -> Self {
+        secrets.retain(|s| !s.is_empty());
+        // Longest first, so a secret that contains another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Redactor { secrets }
+    }
+
+    pub fn apply(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Redactor;
+
+    #[test]
+    fn secrets_are_masked_longest_first() {
+        let r = Redactor::new(vec!["abc".into(), "abcdef".into(), String::new()]);
+        assert_eq!(r.apply("key=abcdef other=abc"), "key=*** other=***");
+        assert_eq!(r.apply("nothing here"), "nothing here");
+    }
+}

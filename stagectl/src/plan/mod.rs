@@ -1,0 +1,217 @@
+//! Manifest + observed state → what to do. Pure: no Docker, no clock, no files.
+//!
+//! * [`spec_hash`] fingerprints everything that shapes a container, so an unchanged service
+//!   is recognised and left alone.
+//! * [`diff`] compares desired services with the containers Docker reports and decides, per
+//!   service, whether to keep, create or recreate it, plus which containers are orphans.
+//! * [`container_spec`] turns a service into the exact container to create.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::docker::{labels, ContainerSpec, ObservedContainer, RunState};
+use crate::manifest::{Manifest, Service, VolumeSource};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub fn container_name(stack: &str, service: &str) -> String {
+    format!("{stack}-{service}")
+}
+
+pub fn network_name(stack: &str) -> String {
+    format!("{stack}-net")
+}
+
+pub fn volume_name(stack: &str, volume: &str) -> String {
+    format!("{stack}-{volume}")
+}
+
+/// Labels carried by every resource of a stack.
+pub fn stack_labels(stack: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::STACK.to_string(), stack.to_string()),
+        (labels::VERSION.to_string(), VERSION.to_string()),
+    ])
+}
+
+/// Named volumes the stack uses, sorted and unique.
+pub fn named_volumes(manifest: &Manifest) -> Vec<String> {
+    let set: BTreeSet<&str> = manifest
+        .services
+        .iter()
+        .flat_map(|s| &s.volumes)
+        .filter_map(|v| match &v.source {
+            VolumeSource::Named(n) => Some(n.as_str()),
+            VolumeSource::Bind(_) => None,
+        })
+        .collect();
+    set.into_iter().map(str::to_string).collect()
+}
+
+/// Services ordered so that each comes after everything it depends on (file order otherwise).
+pub fn topological_order(manifest: &Manifest) -> Vec<&Service> {
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut out = Vec::with_capacity(manifest.services.len());
+    while out.len() < manifest.services.len() {
+        let before = out.len();
+        for s in &manifest.services {
+            if !done.contains(s.name.as_str()) && s.depends_on.iter().all(|d| done.contains(d.as_str())) {
+                done.insert(&s.name);
+                out.push(s);
+            }
+        }
+        // The manifest is validated acyclic; this guard only keeps a bad caller from looping.
+        if out.len() == before {
+            out.extend(manifest.services.iter().filter(|s| !done.contains(s.name.as_str())));
+            break;
+        }
+    }
+    out
+}
+
+/// Fingerprint of everything that shapes the container of `service` when run from `image_id`.
+/// Readiness probes and `depends_on` are deliberately excluded: changing how we wait for a
+/// service does not require a new container.
+pub fn spec_hash(stack: &str, service: &Service, image_id: &str) -> String {
+    #[derive(Serialize)]
+    struct Shape<'a> {
+        stack: &'a str,
+        image_id: &'a str,
+        image: &'a Option<String>,
+        command: &'a Option<Vec<String>>,
+        entrypoint: &'a Option<Vec<String>>,
+        env: BTreeMap<&'a str, &'a str>,
+        ports: Vec<String>,
+        volumes: Vec<String>,
+        job: bool,
+        working_dir: &'a Option<String>,
+        user: &'a Option<String>,
+    }
+    let shape = Shape {
+        stack,
+        image_id,
+        image: &service.image,
+        command: &service.command,
+        entrypoint: &service.entrypoint,
+        env: service.env.iter().map(|(k, v)| (k.as_str(), v.value.as_str())).collect(),
+        ports: service.ports.iter().map(|p| format!("{:?}", p)).collect(),
+        volumes: service.volumes.iter().map(|v| format!("{:?}", v)).collect(),
+        job: service.job,
+        working_dir: &service.working_dir,
+        user: &service.user,
+    };
+    let json = serde_json::to_vec(&shape).expect("serialising plain data cannot fail");
+    hex::encode(Sha256::digest(&json))[..16].to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "action", content = "reason")]
+pub enum Action {
+    /// No container yet.
+    Create,
+    /// A container exists but must be replaced; the reason is shown to the user.
+    Recreate(String),
+    /// The running container already matches.
+    Keep,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// One step per service, in dependency order.
+    pub steps: Vec<(String, Action)>,
+    /// Containers of the stack whose service no longer exists (or duplicates): removed.
+    pub orphans: Vec<String>,
+}
+
+impl Plan {
+    pub fn action(&self, service: &str) -> Option<&Action> {
+        self.steps.iter().find(|(s, _)| s == service).map(|(_, a)| a)
+    }
+
+    pub fn is_noop(&self) -> bool {
+        self.orphans.is_empty() && self.steps.iter().all(|(_, a)| *a == Action::Keep)
+    }
+}
+
+/// Decides what to do with each service given the desired hashes and the observed containers.
+///
+/// Long-running services are recreated only when their own spec changed or they are not
+/// running; dependents are left alone (they reconnect). A job is re-run when its spec changed,
+/// its last run did not exit 0, or any service it depends on is being (re)created, because a job
+/// typically acts on its dependencies' state (e.g. migrations on a fresh database).
+pub fn diff(manifest: &Manifest, hashes: &BTreeMap<String, String>, observed: &[ObservedContainer]) -> Plan {
+    let mut steps: Vec<(String, Action)> = Vec::new();
+    let mut used_ids = BTreeSet::new();
+    for service in topological_order(manifest) {
+        let name = container_name(&manifest.stack, &service.name);
+        let current = observed.iter().find(|c| c.service == service.name && c.name == name);
+        if let Some(c) = current {
+            used_ids.insert(c.id.clone());
+        }
+        let desired = hashes.get(&service.name).map(String::as_str).unwrap_or("");
+        let dependency_changed = service
+            .depends_on
+            .iter()
+            .any(|d| steps.iter().any(|(s, a)| s == d && *a != Action::Keep));
+        let action = match current {
+            None => Action::Create,
+            Some(c) if c.spec_hash != desired => Action::Recreate("spec changed".into()),
+            Some(c) if service.job => match (c.state, c.exit_code) {
+                (RunState::Exited, Some(0)) if dependency_changed => Action::Recreate("a dependency was recreated".into()),
+                (RunState::Exited, Some(0)) => Action::Keep,
+                (RunState::Running, _) => Action::Recreate("previous run still running".into()),
+                _ => Action::Recreate("previous run failed".into()),
+            },
+            Some(c) if c.state != RunState::Running => Action::Recreate("not running".into()),
+            Some(_) => Action::Keep,
+        };
+        steps.push((service.name.clone(), action));
+    }
+    let orphans = observed.iter().filter(|c| !used_ids.contains(&c.id)).map(|c| c.id.clone()).collect();
+    Plan { steps, orphans }
+}
+
+/// The container to create for `service`, running `image` (an image ID or reference).
+pub fn container_spec(manifest: &Manifest, service: &Service, image: &str, hash: &str) -> ContainerSpec {
+    let mut labels = stack_labels(&manifest.stack);
+    labels.insert(labels::SERVICE.into(), service.name.clone());
+    labels.insert(labels::SPEC_HASH.into(), hash.to_string());
+    if service.job {
+        labels.insert(labels::JOB.into(), "true".into());
+    }
+    let binds = service
+        .volumes
+        .iter()
+        .map(|v| {
+            let source = match &v.source {
+                VolumeSource::Named(n) => volume_name(&manifest.stack, n),
+                VolumeSource::Bind(p) => p.display().to_string(),
+            };
+            format!("{source}:{}{}", v.target, if v.read_only { ":ro" } else { "" })
+        })
+        .collect();
+    ContainerSpec {
+        name: container_name(&manifest.stack, &service.name),
+        image: image.to_string(),
+        hostname: service.name.clone(),
+        network: network_name(&manifest.stack),
+        aliases: vec![service.name.clone()],
+        env: service.env.iter().map(|(k, v)| format!("{k}={}", v.value)).collect(),
+        command: service.command.clone(),
+        entrypoint: service.entrypoint.clone(),
+        working_dir: service.working_dir.clone(),
+        user: service.user.clone(),
+        labels,
+        ports: service
+            .ports
+            .iter()
+            .map(|p| (p.host_ip.clone(), p.host_port.unwrap_or(0), p.container_port, p.protocol.as_str().to_string()))
+            .collect(),
+        binds,
+    }
+}
+
+#[cfg(test)]
+mod tests;

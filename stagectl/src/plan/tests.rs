@@ -1,0 +1,147 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::docker::{ObservedContainer, RunState};
+use crate::manifest::tests::parse_ok;
+
+const STACK: &str = r#"
+[stack]
+name = "s"
+[services.db]
+image = "pg"
+[services.migrate]
+image = "pg"
+job = true
+depends_on = ["db"]
+[services.app]
+image = "app"
+depends_on = ["migrate", "cache"]
+[services.cache]
+image = "redis"
+"#;
+
+fn hashes(m: &Manifest) -> BTreeMap<String, String> {
+    m.services.iter().map(|s| (s.name.clone(), spec_hash(&m.stack, s, "sha256:img"))).collect()
+}
+
+fn observed(m: &Manifest, h: &BTreeMap<String, String>) -> Vec<ObservedContainer> {
+    m.services
+        .iter()
+        .map(|s| ObservedContainer {
+            id: format!("id-{}", s.name),
+            name: container_name(&m.stack, &s.name),
+            service: s.name.clone(),
+            spec_hash: h[&s.name].clone(),
+            state: if s.job { RunState::Exited } else { RunState::Running },
+            exit_code: s.job.then_some(0),
+            image: String::new(),
+            created: 0,
+            labels: BTreeMap::new(),
+            ports: vec![],
+        })
+        .collect()
+}
+
+#[test]
+fn dependencies_come_first() {
+    let m = parse_ok(STACK);
+    let order: Vec<&str> = topological_order(&m).iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(order, ["db", "migrate", "cache", "app"]);
+}
+
+#[test]
+fn nothing_running_means_create_everything() {
+    let m = parse_ok(STACK);
+    let plan = diff(&m, &hashes(&m), &[]);
+    assert!(plan.steps.iter().all(|(_, a)| *a == Action::Create));
+    assert!(plan.orphans.is_empty());
+}
+
+#[test]
+fn an_unchanged_stack_is_a_noop() {
+    let m = parse_ok(STACK);
+    let h = hashes(&m);
+    let plan = diff(&m, &h, &observed(&m, &h));
+    assert!(plan.is_noop(), "{plan:?}");
+}
+
+#[test]
+fn a_changed_service_is_recreated_and_its_long_running_dependents_are_kept() {
+    let m = parse_ok(STACK);
+    let h = hashes(&m);
+    let obs = observed(&m, &h);
+    let mut h2 = h.clone();
+    h2.insert("cache".into(), "changed".into());
+    let plan = diff(&m, &h2, &obs);
+    assert_eq!(plan.action("cache"), Some(&Action::Recreate("spec changed".into())));
+    assert_eq!(plan.action("app"), Some(&Action::Keep));
+    assert_eq!(plan.action("db"), Some(&Action::Keep));
+}
+
+#[test]
+fn a_job_reruns_when_its_dependency_is_recreated() {
+    let m = parse_ok(STACK);
+    let h = hashes(&m);
+    let obs = observed(&m, &h);
+    let mut h2 = h.clone();
+    h2.insert("db".into(), "changed".into());
+    let plan = diff(&m, &h2, &obs);
+    assert_eq!(plan.action("migrate"), Some(&Action::Recreate("a dependency was recreated".into())));
+    assert_eq!(plan.action("app"), Some(&Action::Keep));
+}
+
+#[test]
+fn a_failed_job_and_a_stopped_service_are_recreated() {
+    let m = parse_ok(STACK);
+    let h = hashes(&m);
+    let mut obs = observed(&m, &h);
+    for c in obs.iter_mut() {
+        if c.service == "migrate" {
+            c.exit_code = Some(3);
+        }
+        if c.service == "cache" {
+            c.state = RunState::Exited;
+        }
+    }
+    let plan = diff(&m, &h, &obs);
+    assert_eq!(plan.action("migrate"), Some(&Action::Recreate("previous run failed".into())));
+    assert_eq!(plan.action("cache"), Some(&Action::Recreate("not running".into())));
+}
+
+#[test]
+fn containers_of_removed_services_are_orphans() {
+    let m = parse_ok(STACK);
+    let h = hashes(&m);
+    let mut obs = observed(&m, &h);
+    let mut old = obs[0].clone();
+    old.id = "id-old".into();
+    old.service = "worker".into();
+    old.name = "s-worker".into();
+    obs.push(old);
+    assert_eq!(diff(&m, &h, &obs).orphans, vec!["id-old".to_string()]);
+}
+
+#[test]
+fn the_spec_hash_follows_env_and_image_but_not_readiness() {
+    let a = parse_ok("[stack]\nname = \"s\"\n[services.w]\nimage = \"x\"\nenv = { A = \"1\" }\n");
+    let b = parse_ok("[stack]\nname = \"s\"\n[services.w]\nimage = \"x\"\nenv = { A = \"2\" }\n");
+    let c = parse_ok("[stack]\nname = \"s\"\n[services.w]\nimage = \"x\"\nenv = { A = \"1\" }\nready = { tcp = 80 }\n");
+    let h = |m: &Manifest, img: &str| spec_hash(&m.stack, &m.services[0], img);
+    assert_ne!(h(&a, "i1"), h(&b, "i1"));
+    assert_ne!(h(&a, "i1"), h(&a, "i2"));
+    assert_eq!(h(&a, "i1"), h(&c, "i1"));
+}
+
+#[test]
+fn the_container_spec_names_labels_and_mounts_by_stack() {
+    let m = parse_ok("[stack]\nname = \"s\"\n[services.db]\nimage = \"pg\"\nvolumes = [\"data:/d\", \"/etc/x:/x:ro\"]\nports = [\"5433:5432\"]\n");
+    let spec = container_spec(&m, &m.services[0], "sha256:abc", "h1");
+    assert_eq!(spec.name, "s-db");
+    assert_eq!(spec.network, "s-net");
+    assert_eq!(spec.binds, vec!["s-data:/d".to_string(), "/etc/x:/x:ro".to_string()]);
+    assert_eq!(spec.labels[labels::STACK], "s");
+    assert_eq!(spec.labels[labels::SERVICE], "db");
+    assert_eq!(spec.labels[labels::SPEC_HASH], "h1");
+    assert_eq!(spec.ports, vec![(None, 5433, 5432, "tcp".to_string())]);
+    assert_eq!(named_volumes(&m), vec!["data".to_string()]);
+}
