@@ -3,6 +3,7 @@
 //! The pure core (`manifest`, `plan`) does no I/O; adapters (`docker`, the file system, the
 //! terminal) sit around it. See ARCHITECTURE.md for the map and the invariants.
 
+pub mod cli;
 pub mod docker;
 pub mod engine;
 pub mod error;

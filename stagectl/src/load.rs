@@ -33,11 +33,12 @@ pub fn var_source(dir: &Path, env: impl Iterator<Item = (String, String)>) -> Va
     if let Ok(iter) = dotenvy::from_path_iter(dir.join(".env")) {
         vars.extend(iter.flatten());
     }
-    let secrets_file = env
-        .iter()
-        .find(|(k, _)| k == "STAGECTL_SECRETS_FILE")
-        .map(|(_, v)| PathBuf::from(v))
-        .unwrap_or_else(|| dir.join("secrets.env"));
+    let explicit = env.iter().find(|(k, _)| k == "STAGECTL_SECRETS_FILE").map(|(_, v)| PathBuf::from(v));
+    let secrets_file_hint = match &explicit {
+        Some(p) => p.display().to_string(),
+        None => "secrets.env beside the manifest".to_string(),
+    };
+    let secrets_file = explicit.unwrap_or_else(|| dir.join("secrets.env"));
     if let Ok(iter) = dotenvy::from_path_iter(&secrets_file) {
         secrets.extend(iter.flatten());
     }
@@ -49,5 +50,5 @@ pub fn var_source(dir: &Path, env: impl Iterator<Item = (String, String)>) -> Va
             vars.insert(k, v);
         }
     }
-    VarSource { vars, secrets, secrets_file_hint: secrets_file.display().to_string() }
+    VarSource { vars, secrets, secrets_file_hint }
 }

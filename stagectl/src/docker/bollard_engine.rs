@@ -96,7 +96,7 @@ impl ContainerEngine for BollardEngine {
                             _ => RunState::Other,
                         },
                         exit_code: c.status.as_deref().and_then(exit_code_from_status),
-                        image: c.image.unwrap_or_default(),
+                        image: labels.get(labels::IMAGE).cloned().or(c.image).unwrap_or_default(),
                         created: c.created.unwrap_or_default(),
                         ports: c
                             .ports

@@ -21,6 +21,8 @@ pub mod labels {
     pub const VERSION: &str = "org.stagectl.version";
     pub const JOB: &str = "org.stagectl.job";
     pub const CONTEXT_HASH: &str = "org.stagectl.context-hash";
+    /// The image reference as the user knows it (containers are created from the image ID).
+    pub const IMAGE: &str = "org.stagectl.image";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +43,7 @@ pub struct ObservedContainer {
     pub state: RunState,
     /// Exit code of an exited container (parsed from Docker's status text).
     pub exit_code: Option<i64>,
+    /// The image reference (from our label), else what Docker reports.
     pub image: String,
     /// Unix seconds.
     pub created: i64,

@@ -186,10 +186,26 @@ pub fn context_tar(context: &Path, ignore: &[glob::Pattern]) -> std::io::Result<
     }
     files.sort();
     let mut builder = tar::Builder::new(Vec::new());
-    builder.mode(tar::HeaderMode::Deterministic);
-    builder.follow_symlinks(false);
     for (rel, path) in files {
-        builder.append_path_with_name(&path, &rel)?;
+        // Plain ustar headers built by hand: the engine's tar reader rejects GNU sparse entries,
+        // and fixed owner and mtime keep the bytes (and the hash) a function of content alone.
+        let meta = std::fs::symlink_metadata(&path)?;
+        let mut header = tar::Header::new_ustar();
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        if meta.file_type().is_symlink() {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            header.set_mode(0o777);
+            builder.append_link(&mut header, &rel, std::fs::read_link(&path)?)?;
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(meta.len());
+            header.set_mode(if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 });
+            builder.append_data(&mut header, &rel, std::fs::File::open(&path)?)?;
+        }
     }
     builder.into_inner()
 }

@@ -21,7 +21,6 @@ use crate::error::{Error, Result};
 use crate::manifest::{Manifest, Protocol, Service};
 use crate::plan::{self, Action};
 use crate::probes;
-use images::ResolvedImage;
 pub use progress::{Phase, Redactor, Reporter, Silent};
 
 /// Lines of container output shown when a service fails.
@@ -90,8 +89,14 @@ pub struct Engine<E: ContainerEngine + ?Sized> {
     pub reporter: Arc<dyn Reporter>,
 }
 
-/// What a dependency wait resolves to.
-type Signal = Option<bool>;
+/// What a service tells its dependents when it is done.
+#[derive(Debug, Clone, Copy)]
+struct DepSignal {
+    /// Ready (or completed, for a job).
+    ok: bool,
+    /// Created or recreated in this run (jobs that depend on it re-run).
+    changed: bool,
+}
 
 impl<E: ContainerEngine + ?Sized> Engine<E> {
     pub fn new(docker: Arc<E>, reporter: Arc<dyn Reporter>) -> Self {
@@ -105,57 +110,6 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
         let observed = self.docker.list_containers(&manifest.stack).await?;
         preflight_ports(manifest, &observed)?;
 
-        // Images, all services in parallel.
-        let resolved: Vec<std::result::Result<ResolvedImage, String>> = join_all(
-            manifest
-                .services
-                .iter()
-                .map(|s| images::ensure_image(self.docker.as_ref(), manifest, s, self.reporter.as_ref(), &redactor)),
-        )
-        .await;
-        let mut images: BTreeMap<String, ResolvedImage> = BTreeMap::new();
-        let mut image_failures = Vec::new();
-        for (service, r) in manifest.services.iter().zip(resolved) {
-            match r {
-                Ok(img) => {
-                    images.insert(service.name.clone(), img);
-                }
-                Err(e) => {
-                    let e = redactor.apply(&e);
-                    self.reporter.phase(&service.name, Phase::Failed, &e);
-                    image_failures.push(ServiceReport {
-                        service: service.name.clone(),
-                        action: Action::Create,
-                        outcome: Outcome::Failed,
-                        image: service.image.clone().unwrap_or_default(),
-                        image_source: "failed".into(),
-                        image_seconds: 0.0,
-                        ready_seconds: None,
-                        message: Some(e),
-                        logs: vec![],
-                    });
-                }
-            }
-        }
-        if !image_failures.is_empty() {
-            // Nothing is started when an image is missing: report and stop here.
-            for s in &manifest.services {
-                if !image_failures.iter().any(|f| f.service == s.name) {
-                    self.reporter.phase(&s.name, Phase::Skipped, "not started: another image failed");
-                }
-            }
-            return Ok(UpReport { stack: manifest.stack.clone(), ok: false, seconds: started.elapsed().as_secs_f64(), changed: false, services: image_failures });
-        }
-
-        let hashes: BTreeMap<String, String> = manifest
-            .services
-            .iter()
-            .map(|s| (s.name.clone(), plan::spec_hash(&manifest.stack, s, &images[&s.name].id)))
-            .collect();
-        let plan = plan::diff(manifest, &hashes, &observed);
-        tracing::debug!(?plan, "plan");
-
-        // Network and volumes, then orphans.
         let labels = plan::stack_labels(&manifest.stack);
         let network = plan::network_name(&manifest.stack);
         self.docker.ensure_network(&network, &labels).await?;
@@ -163,82 +117,91 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
         for r in join_all(volume_names.iter().map(|v| self.docker.ensure_volume(v, &labels))).await {
             r?;
         }
-        for r in join_all(plan.orphans.iter().map(|id| self.docker.remove_container(id, STOP_GRACE_SECS))).await {
+        let orphans = plan::orphans(manifest, &observed);
+        for r in join_all(orphans.iter().map(|id| self.docker.remove_container(id, STOP_GRACE_SECS))).await {
             r?;
         }
 
-        // Services as a DAG.
-        let mut senders: BTreeMap<String, watch::Sender<Signal>> = BTreeMap::new();
-        let mut receivers: BTreeMap<String, watch::Receiver<Signal>> = BTreeMap::new();
+        // Every service is one pipeline: image, then its dependencies, then start and probe.
+        // Pipelines run concurrently, so the database starts while the app image builds.
+        let mut senders: BTreeMap<String, watch::Sender<Option<DepSignal>>> = BTreeMap::new();
+        let mut receivers: BTreeMap<String, watch::Receiver<Option<DepSignal>>> = BTreeMap::new();
         for s in &manifest.services {
             let (tx, rx) = watch::channel(None);
             senders.insert(s.name.clone(), tx);
             receivers.insert(s.name.clone(), rx);
         }
         let runs = manifest.services.iter().map(|service| {
-            let deps: Vec<(String, watch::Receiver<Signal>)> =
+            let deps: Vec<(String, watch::Receiver<Option<DepSignal>>)> =
                 service.depends_on.iter().map(|d| (d.clone(), receivers[d].clone())).collect();
             let tx = senders[&service.name].clone();
-            let action = plan.action(&service.name).cloned().unwrap_or(Action::Create);
-            let current = observed
-                .iter()
-                .find(|c| c.service == service.name && c.name == plan::container_name(&manifest.stack, &service.name))
-                .cloned();
-            let image = images[&service.name].clone();
-            let hash = hashes[&service.name].clone();
-            let redactor = &redactor;
-            let network = &network;
+            let current = plan::current_container(&manifest.stack, &service.name, &observed).cloned();
+            let (redactor, network) = (&redactor, &network);
             async move {
-                let report = self.run_service(manifest, service, action, current, &image, &hash, deps, network, redactor).await;
-                let _ = tx.send(Some(report.outcome == Outcome::Ready || report.outcome == Outcome::Completed));
+                let report = self.run_service(manifest, service, current, deps, network, redactor).await;
+                let ok = matches!(report.outcome, Outcome::Ready | Outcome::Completed);
+                let _ = tx.send(Some(DepSignal { ok, changed: report.action != Action::Keep }));
                 report
             }
         });
         let services = join_all(runs).await;
         let ok = services.iter().all(|r| matches!(r.outcome, Outcome::Ready | Outcome::Completed));
-        Ok(UpReport { stack: manifest.stack.clone(), ok, seconds: started.elapsed().as_secs_f64(), changed: !plan.is_noop(), services })
+        let changed = !orphans.is_empty() || services.iter().any(|r| r.action != Action::Keep);
+        Ok(UpReport { stack: manifest.stack.clone(), ok, seconds: started.elapsed().as_secs_f64(), changed, services })
     }
 
     async fn run_service(
         &self,
         manifest: &Manifest,
         service: &Service,
-        action: Action,
         current: Option<ObservedContainer>,
-        image: &ResolvedImage,
-        hash: &str,
-        deps: Vec<(String, watch::Receiver<Signal>)>,
+        deps: Vec<(String, watch::Receiver<Option<DepSignal>>)>,
         network: &str,
         redactor: &Redactor,
     ) -> ServiceReport {
         let name = service.name.as_str();
         let mut report = ServiceReport {
             service: name.to_string(),
-            action: action.clone(),
+            action: Action::Create,
             outcome: Outcome::Failed,
-            image: image.reference.clone(),
-            image_source: image.how.to_string(),
-            image_seconds: image.seconds,
+            image: service.image.clone().unwrap_or_default(),
+            image_source: String::new(),
+            image_seconds: 0.0,
             ready_seconds: None,
             message: None,
             logs: vec![],
         };
+        let image = match images::ensure_image(self.docker.as_ref(), manifest, service, self.reporter.as_ref(), redactor).await {
+            Ok(image) => image,
+            Err(e) => return self.fail(report, e, None, redactor).await,
+        };
+        report.image = image.reference.clone();
+        report.image_source = image.how.to_string();
+        report.image_seconds = image.seconds;
+        let hash = plan::spec_hash(&manifest.stack, service, &image.id);
+
         if !deps.is_empty() {
             self.reporter.phase(name, Phase::Waiting, &format!("for {}", deps.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")));
         }
+        let mut dependency_changed = false;
         for (dep, mut rx) in deps {
-            let ok = match rx.wait_for(Option::is_some).await {
-                Ok(v) => v.unwrap_or(false),
-                Err(_) => false,
+            let signal = match rx.wait_for(Option::is_some).await {
+                Ok(v) => *v,
+                Err(_) => None,
             };
-            if !ok {
-                let msg = format!("not started: dependency `{dep}` failed");
-                self.reporter.phase(name, Phase::Skipped, &msg);
-                report.outcome = Outcome::Skipped;
-                report.message = Some(msg);
-                return report;
+            match signal {
+                Some(DepSignal { ok: true, changed }) => dependency_changed |= changed,
+                _ => {
+                    let msg = format!("not started: dependency `{dep}` failed");
+                    self.reporter.phase(name, Phase::Skipped, &msg);
+                    report.outcome = Outcome::Skipped;
+                    report.message = Some(msg);
+                    return report;
+                }
             }
         }
+        let action = plan::decide(service, &hash, current.as_ref(), dependency_changed);
+        report.action = action.clone();
 
         let id = match (&action, &current) {
             (Action::Keep, Some(c)) => c.id.clone(),
@@ -250,7 +213,7 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
                     }
                 }
                 self.reporter.phase(name, Phase::Creating, &image.reference);
-                let spec = plan::container_spec(manifest, service, &image.id, hash);
+                let spec = plan::container_spec(manifest, service, &image.id, &image.reference, &hash);
                 let id = match self.docker.create_container(&spec).await {
                     Ok(id) => id,
                     Err(e) => return self.fail(report, e.to_string(), None, redactor).await,

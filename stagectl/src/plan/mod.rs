@@ -145,8 +145,7 @@ pub fn diff(manifest: &Manifest, hashes: &BTreeMap<String, String>, observed: &[
     let mut steps: Vec<(String, Action)> = Vec::new();
     let mut used_ids = BTreeSet::new();
     for service in topological_order(manifest) {
-        let name = container_name(&manifest.stack, &service.name);
-        let current = observed.iter().find(|c| c.service == service.name && c.name == name);
+        let current = current_container(&manifest.stack, &service.name, observed);
         if let Some(c) = current {
             used_ids.insert(c.id.clone());
         }
@@ -155,27 +154,49 @@ pub fn diff(manifest: &Manifest, hashes: &BTreeMap<String, String>, observed: &[
             .depends_on
             .iter()
             .any(|d| steps.iter().any(|(s, a)| s == d && *a != Action::Keep));
-        let action = match current {
-            None => Action::Create,
-            Some(c) if c.spec_hash != desired => Action::Recreate("spec changed".into()),
-            Some(c) if service.job => match (c.state, c.exit_code) {
-                (RunState::Exited, Some(0)) if dependency_changed => Action::Recreate("a dependency was recreated".into()),
-                (RunState::Exited, Some(0)) => Action::Keep,
-                (RunState::Running, _) => Action::Recreate("previous run still running".into()),
-                _ => Action::Recreate("previous run failed".into()),
-            },
-            Some(c) if c.state != RunState::Running => Action::Recreate("not running".into()),
-            Some(_) => Action::Keep,
-        };
+        let action = decide(service, desired, current, dependency_changed);
         steps.push((service.name.clone(), action));
     }
-    let orphans = observed.iter().filter(|c| !used_ids.contains(&c.id)).map(|c| c.id.clone()).collect();
-    Plan { steps, orphans }
+    debug_assert_eq!(used_ids.len(), observed.len() - orphans(manifest, observed).len());
+    Plan { steps, orphans: orphans(manifest, observed) }
+}
+
+/// IDs of the stack's containers that no service of the manifest owns (removed services,
+/// renamed stacks' leftovers with our label, stray duplicates).
+pub fn orphans(manifest: &Manifest, observed: &[ObservedContainer]) -> Vec<String> {
+    observed
+        .iter()
+        .filter(|c| current_container(&manifest.stack, &c.service, observed).is_none_or(|own| own.id != c.id) || manifest.service(&c.service).is_none())
+        .map(|c| c.id.clone())
+        .collect()
+}
+
+/// The decision for one service; see [`diff`] for the rules.
+pub fn decide(service: &Service, desired_hash: &str, current: Option<&ObservedContainer>, dependency_changed: bool) -> Action {
+    match current {
+        None => Action::Create,
+        Some(c) if c.spec_hash != desired_hash => Action::Recreate("spec changed".into()),
+        Some(c) if service.job => match (c.state, c.exit_code) {
+            (RunState::Exited, Some(0)) if dependency_changed => Action::Recreate("a dependency was recreated".into()),
+            (RunState::Exited, Some(0)) => Action::Keep,
+            (RunState::Running, _) => Action::Recreate("previous run still running".into()),
+            _ => Action::Recreate("previous run failed".into()),
+        },
+        Some(c) if c.state != RunState::Running => Action::Recreate("not running".into()),
+        Some(_) => Action::Keep,
+    }
+}
+
+/// The container of `service` among the observed ones, if any.
+pub fn current_container<'a>(stack: &str, service: &str, observed: &'a [ObservedContainer]) -> Option<&'a ObservedContainer> {
+    let name = container_name(stack, service);
+    observed.iter().find(|c| c.service == service && c.name == name)
 }
 
 /// The container to create for `service`, running `image` (an image ID or reference).
-pub fn container_spec(manifest: &Manifest, service: &Service, image: &str, hash: &str) -> ContainerSpec {
+pub fn container_spec(manifest: &Manifest, service: &Service, image: &str, reference: &str, hash: &str) -> ContainerSpec {
     let mut labels = stack_labels(&manifest.stack);
+    labels.insert(labels::IMAGE.into(), reference.to_string());
     labels.insert(labels::SERVICE.into(), service.name.clone());
     labels.insert(labels::SPEC_HASH.into(), hash.to_string());
     if service.job {

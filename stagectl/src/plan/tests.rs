@@ -135,13 +135,15 @@ fn the_spec_hash_follows_env_and_image_but_not_readiness() {
 #[test]
 fn the_container_spec_names_labels_and_mounts_by_stack() {
     let m = parse_ok("[stack]\nname = \"s\"\n[services.db]\nimage = \"pg\"\nvolumes = [\"data:/d\", \"/etc/x:/x:ro\"]\nports = [\"5433:5432\"]\n");
-    let spec = container_spec(&m, &m.services[0], "sha256:abc", "h1");
+    let spec = container_spec(&m, &m.services[0], "sha256:abc", "pg", "h1");
     assert_eq!(spec.name, "s-db");
     assert_eq!(spec.network, "s-net");
     assert_eq!(spec.binds, vec!["s-data:/d".to_string(), "/etc/x:/x:ro".to_string()]);
     assert_eq!(spec.labels[labels::STACK], "s");
     assert_eq!(spec.labels[labels::SERVICE], "db");
     assert_eq!(spec.labels[labels::SPEC_HASH], "h1");
+    assert_eq!(spec.labels[labels::IMAGE], "pg");
+    assert_eq!(spec.image, "sha256:abc");
     assert_eq!(spec.ports, vec![(None, 5433, 5432, "tcp".to_string())]);
     assert_eq!(named_volumes(&m), vec!["data".to_string()]);
 }

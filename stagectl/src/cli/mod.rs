@@ -1,0 +1,298 @@
+//! The command line: argument parsing, dispatch, and the final output of each command.
+//! Thin on purpose: the work happens in `engine`, the decisions in `plan`.
+
+pub mod output;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
+
+use crate::docker::{BollardEngine, ContainerEngine};
+use crate::engine::{Engine, Outcome, UpReport};
+use crate::error::{exit, Error, Result};
+use crate::manifest::Manifest;
+use crate::plan;
+use output::{json, out, Console, Mode};
+
+#[derive(Debug, Parser)]
+#[command(name = "stagectl", version, about = "Bring a staging stack up from stack.toml, check it, tear it down.")]
+#[command(after_help = "Exit codes: 0 ok, 1 stack or check failed, 2 invalid manifest or usage, 3 Docker unreachable.")]
+pub struct Cli {
+    /// The manifest (before the command: `stagectl -f other.toml up`).
+    #[arg(short = 'f', long = "file", env = "STAGECTL_FILE", default_value = "stack.toml")]
+    pub file: PathBuf,
+    /// Machine-readable output: JSON lines of events, then one JSON result.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Show build and pull output.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the manifest and report every problem; starts nothing.
+    Validate,
+    /// Build or pull images and start every service, each ready before its dependents start.
+    Up,
+    /// Remove the stack's containers and network (and with --volumes its volumes).
+    Down {
+        /// Also remove the stack's named volumes (all data).
+        #[arg(long, short = 'v')]
+        volumes: bool,
+        /// Take the stack name from here instead of the manifest (works with a broken manifest).
+        #[arg(long)]
+        stack: Option<String>,
+    },
+    /// `down --volumes` then `up`: a fresh environment.
+    Rebuild,
+    /// Services, state, readiness, ports, image, uptime.
+    Status,
+    /// Show service output.
+    Logs {
+        /// Only this service.
+        service: Option<String>,
+        /// Keep following new output.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Lines from the end of each log.
+        #[arg(long)]
+        tail: Option<usize>,
+    },
+    /// Run a command in a running service.
+    Exec {
+        service: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+/// Runs the CLI and returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let console = Arc::new(Console::new(Mode::detect(cli.json), cli.verbose));
+    let result = dispatch(&cli, console.clone()).await;
+    console.finish();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            report_error(&e, cli.json);
+            e.exit_code()
+        }
+    }
+}
+
+fn report_error(e: &Error, as_json: bool) {
+    if as_json {
+        json(&serde_json::json!({ "error": e.to_string(), "exit_code": e.exit_code() }));
+    }
+    match e {
+        Error::Manifest(_) => eprint!("{e}\n"),
+        _ => eprintln!("error: {e}"),
+    }
+}
+
+async fn connect() -> Result<Arc<BollardEngine>> {
+    Ok(Arc::new(BollardEngine::connect().await?))
+}
+
+fn load(cli: &Cli) -> Result<Manifest> {
+    crate::load::load(&cli.file)
+}
+
+async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
+    match &cli.command {
+        Command::Validate => {
+            let m = load(cli)?;
+            if cli.json {
+                json(&serde_json::json!({ "ok": true, "stack": m.stack, "services": m.services.iter().map(|s| &s.name).collect::<Vec<_>>() }));
+            } else {
+                out(&format!("{}: ok (stack `{}`, {} services)", cli.file.display(), m.stack, m.services.len()));
+            }
+            Ok(exit::OK)
+        }
+        Command::Up => {
+            let m = load(cli)?;
+            let engine = Engine::new(connect().await?, console.clone());
+            let report = engine.up(&m).await?;
+            console.finish();
+            Ok(print_up(&report, console.mode()))
+        }
+        Command::Rebuild => {
+            // Validate first: a broken manifest must not cost the running stack.
+            let m = load(cli)?;
+            let engine = Engine::new(connect().await?, console.clone());
+            let down = engine.down(&m.stack, true).await?;
+            console.note(&format!("removed {} containers, {} volumes in {:.2}s", down.containers, down.volumes, down.seconds));
+            let report = engine.up(&m).await?;
+            console.finish();
+            Ok(print_up(&report, console.mode()))
+        }
+        Command::Down { volumes, stack } => {
+            let stack = match stack {
+                Some(s) => s.clone(),
+                None => load(cli)?.stack,
+            };
+            let engine = Engine::new(connect().await?, console.clone());
+            let report = engine.down(&stack, *volumes).await?;
+            console.finish();
+            if console.mode() == Mode::Json {
+                json(&report);
+            } else {
+                out(&format!(
+                    "stack `{}` down: removed {} containers, {} networks, {} volumes in {:.2}s",
+                    report.stack, report.containers, report.networks, report.volumes, report.seconds
+                ));
+            }
+            Ok(exit::OK)
+        }
+        Command::Status => {
+            let m = load(cli)?;
+            let engine = Engine::new(connect().await?, console.clone());
+            let rows = engine.status(&m).await?;
+            if cli.json {
+                json(&rows);
+            } else {
+                let table: Vec<[String; 6]> = rows
+                    .iter()
+                    .map(|r| {
+                        [
+                            r.service.clone(),
+                            r.state.clone(),
+                            if r.ready { "yes".into() } else { "no".into() },
+                            if r.ports.is_empty() { "-".into() } else { r.ports.join(",") },
+                            r.image.clone(),
+                            r.uptime_seconds.map(human_duration).unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                print_table(&["SERVICE", "STATE", "READY", "PORTS", "IMAGE", "UPTIME"], &table);
+            }
+            let all_ready = rows.iter().all(|r| r.ready);
+            Ok(if all_ready { exit::OK } else { exit::STACK_FAILED })
+        }
+        Command::Logs { service, follow, tail } => {
+            let m = load(cli)?;
+            if let Some(s) = service {
+                if m.service(s).is_none() {
+                    return Err(unknown_service(&m, s));
+                }
+            }
+            let docker = connect().await?;
+            let containers = docker.list_containers(&m.stack).await?;
+            let selected: Vec<_> = containers.iter().filter(|c| service.as_ref().is_none_or(|s| &c.service == s)).collect();
+            if selected.is_empty() {
+                return Err(Error::StackFailed(format!("no containers for stack `{}`{}; run `stagectl up` first", m.stack, service.as_ref().map(|s| format!(" service `{s}`")).unwrap_or_default())));
+            }
+            let redactor = crate::engine::Redactor::new(m.secret_values());
+            let prefix = selected.len() > 1;
+            let width = selected.iter().map(|c| c.service.len()).max().unwrap_or(0);
+            let streams = selected.iter().map(|c| {
+                let name = c.service.clone();
+                docker.stream_logs(&c.id, *follow, *tail).map(move |r| (name.clone(), r))
+            });
+            let mut merged = futures_util::stream::select_all(streams);
+            let mut partial: std::collections::HashMap<String, String> = Default::default();
+            while let Some((name, chunk)) = merged.next().await {
+                let buf = partial.entry(name.clone()).or_default();
+                buf.push_str(&chunk?);
+                while let Some(nl) = buf.find('\n') {
+                    let line: String = buf.drain(..=nl).collect();
+                    let line = redactor.apply(line.trim_end_matches(['\n', '\r']));
+                    if prefix {
+                        out(&format!("{name:<width$} | {line}"));
+                    } else {
+                        out(&line);
+                    }
+                }
+            }
+            for (name, rest) in partial {
+                if !rest.is_empty() {
+                    let rest = redactor.apply(&rest);
+                    out(&if prefix { format!("{name:<width$} | {rest}") } else { rest });
+                }
+            }
+            Ok(exit::OK)
+        }
+        Command::Exec { service, command } => {
+            let m = load(cli)?;
+            if m.service(service).is_none() {
+                return Err(unknown_service(&m, service));
+            }
+            let docker = connect().await?;
+            let name = plan::container_name(&m.stack, service);
+            let containers = docker.list_containers(&m.stack).await?;
+            let Some(c) = containers.iter().find(|c| c.name == name && c.state == crate::docker::RunState::Running) else {
+                return Err(Error::StackFailed(format!("service `{service}` is not running; run `stagectl up` first")));
+            };
+            let (code, output) = docker.exec(&c.id, command).await?;
+            print!("{output}");
+            Ok(code.clamp(0, 255) as i32)
+        }
+    }
+}
+
+fn unknown_service(m: &Manifest, s: &str) -> Error {
+    let names: Vec<&str> = m.services.iter().map(|s| s.name.as_str()).collect();
+    Error::Usage(format!("no service `{s}` in stack `{}` (services: {})", m.stack, names.join(", ")))
+}
+
+fn print_up(report: &UpReport, mode: Mode) -> i32 {
+    if mode == Mode::Json {
+        json(report);
+    } else {
+        let failed: Vec<&str> = report.services.iter().filter(|s| s.outcome == Outcome::Failed).map(|s| s.service.as_str()).collect();
+        let skipped = report.services.iter().filter(|s| s.outcome == Outcome::Skipped).count();
+        if report.ok {
+            let verb = if report.changed { "ready" } else { "unchanged, ready" };
+            out(&format!("stack `{}` {verb} in {:.2}s ({} services)", report.stack, report.seconds, report.services.len()));
+        } else {
+            out(&format!(
+                "stack `{}` FAILED after {:.2}s: {} failed ({}){}",
+                report.stack,
+                report.seconds,
+                failed.len(),
+                failed.join(", "),
+                if skipped > 0 { format!(", {skipped} skipped") } else { String::new() }
+            ));
+        }
+    }
+    if report.ok { exit::OK } else { exit::STACK_FAILED }
+}
+
+fn human_duration(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
+        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn print_table(header: &[&str], rows: &[[String; 6]]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_string()
+    };
+    out(&line(header.to_vec()));
+    for r in rows {
+        out(&line(r.iter().map(String::as_str).collect()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}
