@@ -27,7 +27,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
     /// Show build and pull output.
-    #[arg(short, long, global = true)]
+    #[arg(long, global = true)]
     pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
