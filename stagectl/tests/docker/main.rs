@@ -1,0 +1,337 @@
+//! Integration tests against the real Docker engine, real PostgreSQL and Redis containers and
+//! the real `stagectl` binary. Images come from `scripts/build-images.sh` (run by `.ci/run`).
+
+mod harness;
+
+use std::collections::BTreeMap;
+
+use harness::*;
+
+/// The demo stack, with the app's port left to Docker so tests can run in parallel.
+const SHOP: &str = r#"
+[stack]
+name = "{stack}"
+
+[services.db]
+image = "stagectl/postgres:15"
+env = { POSTGRES_DB = "shop" }
+volumes = ["pgdata:/var/lib/postgresql/data"]
+ready = { exec = ["pg_isready", "-q", "-h", "127.0.0.1", "-d", "shop"], timeout = "30s" }
+
+[services.cache]
+image = "stagectl/redis:7"
+ready = { tcp = 6379, timeout = "10s" }
+
+[services.migrate]
+image = "stagectl/postgres:15"
+job = true
+depends_on = ["db"]
+entrypoint = ["/bin/sh", "/migrate.sh"]
+volumes = ["{repo}/demo/shop/migrate.sh:/migrate.sh:ro", "{repo}/demo/shop/migrations:/migrations:ro"]
+
+[services.app]
+build = { context = "{repo}/demo/shop", command = "{repo}/scripts/build-shop.sh" }
+ports = ["8080"]
+depends_on = ["migrate", "cache"]
+env = { DATABASE_URL = "postgres://postgres@db:5432/shop", REDIS_URL = "redis://cache:6379/", API_KEY = "${secret:api_key}" }
+ready = { http = "/healthz", port = 8080, timeout = "30s" }
+"#;
+
+const SECRET: &str = "s3cret-value-for-tests";
+
+fn shop_stack(tag: &str) -> Stack {
+    let s = Stack::new(tag, SHOP);
+    std::fs::write(s.path("secrets.env"), format!("api_key={SECRET}\n")).unwrap();
+    s
+}
+
+fn outcomes(report: &serde_json::Value) -> BTreeMap<String, (String, String)> {
+    report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["service"].as_str().unwrap().to_string(),
+                (s["outcome"].as_str().unwrap().to_string(), s["action"]["action"].as_str().unwrap().to_string()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn up_brings_the_demo_stack_ready_the_app_answers_and_down_removes_everything() {
+    require_docker!();
+    let stack = shop_stack("shop");
+    let report = stack.up_ok();
+    assert_eq!(report["ok"], true);
+    let o = outcomes(&report);
+    assert_eq!(o["db"].0, "ready");
+    assert_eq!(o["cache"].0, "ready");
+    assert_eq!(o["migrate"].0, "completed");
+    assert_eq!(o["app"].0, "ready");
+
+    // The app answers through its published port and really talks to PostgreSQL and Redis.
+    let port = stack.host_port("app", 8080);
+    let (status, body) = http_get(port, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_get(port, "/products");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"products\""), "{body}");
+
+    // status agrees: every service ready, ports shown, and the secret is nowhere.
+    let out = stack.run(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let rows = last_json(&out);
+    assert!(rows.as_array().unwrap().iter().all(|r| r["ready"] == true), "{rows}");
+    assert!(!stdout(&out).contains(SECRET));
+
+    // Secrets never reach our output, not even in verbose JSON.
+    let again = stack.run(&["--json", "--verbose", "up"]);
+    assert!(!stdout(&again).contains(SECRET) && !stderr(&again).contains(SECRET));
+
+    let (c, n, v) = stack.owned_resources();
+    assert_eq!((c, n, v), (4, 1, 1), "containers, networks, volumes while up");
+    let out = stack.run(&["down", "--volumes"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stack.owned_resources(), (0, 0, 0), "down --volumes leaves nothing labelled");
+}
+
+#[test]
+fn a_second_up_changes_nothing_and_an_env_edit_recreates_only_that_service() {
+    require_docker!();
+    let manifest = |cache_env: &str| {
+        format!(
+            r#"
+[stack]
+name = "{{stack}}"
+[services.cache]
+image = "stagectl/redis:7"
+env = {{ MARK = "{cache_env}" }}
+ready = {{ tcp = 6379 }}
+[services.db]
+image = "stagectl/postgres:15"
+ready = {{ exec = ["pg_isready", "-q", "-h", "127.0.0.1"] }}
+[services.web]
+image = "stagectl/debian:bookworm"
+command = ["sleep", "infinity"]
+depends_on = ["cache", "db"]
+"#
+        )
+    };
+    let stack = Stack::new("idem", &manifest("one"));
+    let first = stack.up_ok();
+    assert_eq!(first["changed"], true);
+    let ids = stack.container_ids();
+    assert_eq!(ids.len(), 3);
+
+    let second = stack.up_ok();
+    assert_eq!(second["changed"], false, "second up must change nothing: {second}");
+    assert!(outcomes(&second).values().all(|(_, action)| action == "keep"));
+    assert_eq!(stack.container_ids(), ids, "no container was replaced");
+
+    stack.write_manifest(&manifest("two"));
+    let third = stack.up_ok();
+    let o = outcomes(&third);
+    assert_eq!(o["cache"].1, "recreate");
+    assert_eq!(o["db"].1, "keep");
+    assert_eq!(o["web"].1, "keep", "a long-running dependent is not recreated");
+    let after = stack.container_ids();
+    assert_ne!(after["cache"], ids["cache"]);
+    assert_eq!(after["db"], ids["db"]);
+    assert_eq!(after["web"], ids["web"]);
+    let env = docker(&["inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", &format!("{}-cache", stack.name)]);
+    assert!(env.lines().any(|l| l == "MARK=two"), "{env}");
+}
+
+#[test]
+fn a_readiness_timeout_reports_the_probe_error_and_the_last_log_lines() {
+    require_docker!();
+    let stack = Stack::new(
+        "timeout",
+        r#"
+[stack]
+name = "{stack}"
+[services.slow]
+image = "stagectl/debian:bookworm"
+command = ["sh", "-c", "for i in $(seq 1 30); do echo line-$i; done; echo still-booting; sleep 300"]
+ready = { tcp = 9999, timeout = "1500ms" }
+[services.after]
+image = "stagectl/debian:bookworm"
+command = ["sleep", "infinity"]
+depends_on = ["slow"]
+"#,
+    );
+    let out = stack.run(&["up"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("slow FAILED: not ready after 1."), "{err}");
+    assert!(err.contains(":9999: Connection refused"), "the probe's last error is shown: {err}");
+    assert!(err.contains("last 20 log lines"), "{err}");
+    assert!(err.contains("| still-booting"), "{err}");
+    assert!(err.contains("| line-30") && !err.contains("| line-10\n"), "only the last 20 lines: {err}");
+    assert!(err.contains("after skipped: not started: dependency `slow` failed"), "{err}");
+    assert!(stdout(&out).contains("FAILED"), "the summary says the stack failed");
+    let ids = stack.container_ids();
+    assert!(!ids.contains_key("after"), "a dependent of a failed service is never created");
+}
+
+#[test]
+fn a_failing_job_fails_the_run_with_its_logs_and_its_dependents_do_not_start() {
+    require_docker!();
+    let stack = Stack::new(
+        "job",
+        r#"
+[stack]
+name = "{stack}"
+[services.migrate]
+image = "stagectl/debian:bookworm"
+job = true
+command = ["sh", "-c", "echo applying 001; echo 'ERROR: relation missing' >&2; exit 3"]
+[services.app]
+image = "stagectl/debian:bookworm"
+command = ["sleep", "infinity"]
+depends_on = ["migrate"]
+"#,
+    );
+    let out = stack.run(&["--json", "up"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = last_json(&out);
+    assert_eq!(report["ok"], false);
+    let job = report["services"].as_array().unwrap().iter().find(|s| s["service"] == "migrate").unwrap().clone();
+    assert_eq!(job["outcome"], "failed");
+    assert_eq!(job["message"], "job exited with code 3");
+    let logs: Vec<&str> = job["logs"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert_eq!(logs, ["applying 001", "ERROR: relation missing"]);
+    assert_eq!(outcomes(&report)["app"].0, "skipped");
+    assert!(!stack.container_ids().contains_key("app"));
+}
+
+#[test]
+fn a_job_that_succeeds_gates_its_dependents_and_is_not_rerun_when_nothing_changed() {
+    require_docker!();
+    let stack = Stack::new(
+        "jobok",
+        r#"
+[stack]
+name = "{stack}"
+[services.seed]
+image = "stagectl/debian:bookworm"
+job = true
+command = ["sh", "-c", "sleep 0.3; echo seeded"]
+[services.app]
+image = "stagectl/debian:bookworm"
+command = ["sleep", "infinity"]
+depends_on = ["seed"]
+"#,
+    );
+    stack.up_ok();
+    let finished = docker(&["inspect", "-f", "{{.State.FinishedAt}}", &format!("{}-seed", stack.name)]);
+    let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &format!("{}-app", stack.name)]);
+    assert!(started.trim() > finished.trim(), "app started ({started}) after the job finished ({finished})");
+    let second = stack.up_ok();
+    assert_eq!(outcomes(&second)["seed"], ("completed".to_string(), "keep".to_string()));
+}
+
+#[test]
+fn docker_unreachable_gives_exit_code_3_and_says_how_to_fix_it() {
+    // No Docker needed: the point is that it is not there.
+    let stack = Stack::new("nodocker", "[stack]\nname = \"{stack}\"\n[services.a]\nimage = \"stagectl/debian:bookworm\"\n");
+    for host in ["unix:///nonexistent/docker.sock", "tcp://127.0.0.1:1"] {
+        let out = stack.run_env(&["up"], &[("DOCKER_HOST", host)]);
+        assert_eq!(out.status.code(), Some(3), "DOCKER_HOST={host}");
+        let err = stderr(&out);
+        assert!(err.starts_with(&format!("error: cannot reach the Docker engine at {host}: ")), "{err}");
+        assert!(err.contains("help: is Docker running?"), "{err}");
+        assert!(err.contains("DOCKER_HOST"), "{err}");
+    }
+}
+
+#[test]
+fn a_host_port_in_use_is_reported_before_anything_starts() {
+    require_docker!();
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stack = Stack::new(
+        "port",
+        &format!(
+            "[stack]\nname = \"{{stack}}\"\n[services.db]\nimage = \"stagectl/redis:7\"\n[services.web]\nimage = \"stagectl/debian:bookworm\"\ncommand = [\"sleep\", \"infinity\"]\nports = [\"{port}:80\"]\n"
+        ),
+    );
+    let out = stack.run(&["up"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).lines().next().unwrap_or(""),
+        format!("error: host port {port}/tcp for service `web` is already in use")
+    );
+    assert_eq!(stack.owned_resources(), (0, 0, 0), "nothing was created");
+    drop(listener);
+}
+
+#[test]
+fn an_invalid_manifest_starts_nothing_and_rebuild_keeps_the_running_stack() {
+    require_docker!();
+    let stack = Stack::new("invalid", "[stack]\nname = \"{stack}\"\n[services.a]\nimage = \"stagectl/redis:7\"\nready = { tcp = 6379 }\n");
+    stack.up_ok();
+    let ids = stack.container_ids();
+    stack.write_manifest("[stack]\nname = \"{stack}\"\n[services.a]\nimage = \"stagectl/redis:7\"\nready = { tcp = 6379 }\nport = [\"1:2\"]\n");
+    let out = stack.run(&["rebuild"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown key `port` in [services.a]"), "{}", stderr(&out));
+    assert_eq!(stack.container_ids(), ids, "the running stack was not touched");
+}
+
+#[test]
+fn down_removes_only_what_the_stack_owns() {
+    require_docker!();
+    let manifest = "[stack]\nname = \"{stack}\"\n[services.a]\nimage = \"stagectl/debian:bookworm\"\ncommand = [\"sleep\", \"infinity\"]\nvolumes = [\"data:/data\"]\n";
+    let one = Stack::new("own1", manifest);
+    let two = Stack::new("own2", manifest);
+    one.up_ok();
+    two.up_ok();
+    let out = one.run(&["down"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(one.owned_resources(), (0, 0, 1), "down without --volumes keeps the data volume");
+    assert_eq!(two.owned_resources(), (1, 1, 1), "the other stack is untouched");
+    let out = one.run(&["down", "--volumes"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(one.owned_resources(), (0, 0, 0));
+}
+
+#[test]
+fn secrets_are_masked_in_failure_logs() {
+    require_docker!();
+    let stack = Stack::new(
+        "secret",
+        r#"
+[stack]
+name = "{stack}"
+[services.leaky]
+image = "stagectl/debian:bookworm"
+env = { TOKEN = "${secret:token}" }
+command = ["sh", "-c", "echo token is $TOKEN; exit 1"]
+ready = { tcp = 1, timeout = "5s" }
+"#,
+    );
+    let out = stack.run_env(&["up"], &[("STAGECTL_SECRET_token", "tok-XYZ-123")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("| token is ***"), "{err}");
+    assert!(!err.contains("tok-XYZ-123") && !stdout(&out).contains("tok-XYZ-123"));
+}
+
+#[test]
+fn logs_and_exec_reach_the_running_service() {
+    require_docker!();
+    let stack = Stack::new(
+        "logs",
+        "[stack]\nname = \"{stack}\"\n[services.w]\nimage = \"stagectl/debian:bookworm\"\ncommand = [\"sh\", \"-c\", \"echo hello-logs; sleep infinity\"]\nready = { log = \"hello-logs\" }\n",
+    );
+    stack.up_ok();
+    let out = stack.run(&["logs", "w"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "hello-logs\n");
+    let out = stack.run(&["exec", "w", "--", "sh", "-c", "echo from-exec; exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(stdout(&out), "from-exec\n");
+}
