@@ -141,12 +141,13 @@ WORK_TMPFS=0
 JOB_PIDS=()
 BUILD_SUFFIX="build$$"
 
-kill_tree() { # kill a job we started and everything under it, by pid
-	local pid=$1 child
-	for child in $(pgrep -P "$pid" 2>/dev/null || true); do
+kill_tree() { # kill a job we started, then everything under it, by pid
+	local pid=$1 child children
+	children=$(pgrep -P "$pid" 2>/dev/null || true)
+	kill "$pid" 2>/dev/null || true
+	for child in $children; do
 		kill_tree "$child"
 	done
-	kill "$pid" 2>/dev/null || true
 }
 
 cleanup() {
@@ -309,7 +310,7 @@ JOB_PIDS=()
 for name in "${TODO[@]}"; do
 	[[ " ${FAILED[*]} " == *" $name "* ]] && continue
 	size=$(docker image inspect --format '{{.Size}}' "${TAG[$name]}")
-	log "$(printf '%-26s %4d MB' "${TAG[$name]}" "$((size / 1000000))")"
+	log "$(printf '%-28s %4d MB' "${TAG[$name]}" "$((size / 1000000))")"
 done
 ((${#FAILED[@]} == 0)) || die "failed to build: ${FAILED[*]} (after $(elapsed))"
 log "done in $(elapsed)"

@@ -16,7 +16,7 @@ name = "{stack}"
 image = "stagectl/postgres:15"
 env = { POSTGRES_DB = "shop" }
 volumes = ["pgdata:/var/lib/postgresql/data"]
-ready = { exec = ["pg_isready", "-q", "-h", "127.0.0.1", "-d", "shop"], timeout = "30s" }
+ready = { exec = ["pg_isready", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "shop"], timeout = "30s" }
 
 [services.cache]
 image = "stagectl/redis:7"
@@ -111,7 +111,7 @@ env = {{ MARK = "{cache_env}" }}
 ready = {{ tcp = 6379 }}
 [services.db]
 image = "stagectl/postgres:15"
-ready = {{ exec = ["pg_isready", "-q", "-h", "127.0.0.1"] }}
+ready = {{ exec = ["pg_isready", "-q", "-h", "127.0.0.1", "-U", "postgres"] }}
 [services.web]
 image = "stagectl/debian:bookworm"
 command = ["sleep", "infinity"]
@@ -201,8 +201,10 @@ depends_on = ["migrate"]
     let job = report["services"].as_array().unwrap().iter().find(|s| s["service"] == "migrate").unwrap().clone();
     assert_eq!(job["outcome"], "failed");
     assert_eq!(job["message"], "job exited with code 3");
-    let logs: Vec<&str> = job["logs"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
-    assert_eq!(logs, ["applying 001", "ERROR: relation missing"]);
+    let mut logs: Vec<&str> = job["logs"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    // stdout and stderr are separate pipes: Docker does not promise their relative order.
+    logs.sort();
+    assert_eq!(logs, ["ERROR: relation missing", "applying 001"]);
     assert_eq!(outcomes(&report)["app"].0, "skipped");
     assert!(!stack.container_ids().contains_key("app"));
 }
