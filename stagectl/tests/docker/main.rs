@@ -337,3 +337,67 @@ fn logs_and_exec_reach_the_running_service() {
     assert_eq!(out.status.code(), Some(7));
     assert_eq!(stdout(&out), "from-exec\n");
 }
+
+#[test]
+fn a_build_is_cached_by_content_and_a_changed_context_rebuilds_and_recreates() {
+    require_docker!();
+    let stack = Stack::new(
+        "build",
+        r#"
+[stack]
+name = "{stack}"
+[services.web]
+build = { context = "ctx", command = "echo built-on-host > ctx/host.txt" }
+ready = { healthcheck = true, timeout = "20s" }
+"#,
+    );
+    let ctx = stack.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let dockerfile = |version: &str| {
+        format!(
+            "FROM stagectl/debian:bookworm\nCOPY version.txt host.txt /\nHEALTHCHECK --interval=100ms --timeout=1s CMD test -f /tmp/ok\nCMD [\"sh\", \"-c\", \"sleep 0.5; touch /tmp/ok; exec sleep infinity\"]\nLABEL v={version}\n"
+        )
+    };
+    std::fs::write(ctx.join("Dockerfile"), dockerfile("1")).unwrap();
+    std::fs::write(ctx.join("version.txt"), format!("{}-one\n", stack.name)).unwrap();
+
+    let first = stack.up_ok();
+    let web = &first["services"][0];
+    assert_eq!(web["image_source"], "built");
+    assert_eq!(web["outcome"], "ready", "the image's own HEALTHCHECK was waited for");
+    let id1 = stack.container_ids()["web"].clone();
+    let out = docker(&["exec", &format!("{}-web", stack.name), "cat", "/host.txt", "/version.txt"]);
+    assert_eq!(out, format!("built-on-host\n{}-one\n", stack.name), "the host command ran before the build");
+
+    let second = stack.up_ok();
+    assert_eq!(second["services"][0]["image_source"], "cached");
+    assert_eq!(second["changed"], false);
+
+    std::fs::write(ctx.join("version.txt"), format!("{}-two\n", stack.name)).unwrap();
+    let third = stack.up_ok();
+    assert_eq!(third["services"][0]["image_source"], "built");
+    assert_eq!(third["services"][0]["action"]["action"], "recreate");
+    assert_ne!(stack.container_ids()["web"], id1);
+    let out = docker(&["exec", &format!("{}-web", stack.name), "cat", "/version.txt"]);
+    assert_eq!(out, format!("{}-two\n", stack.name));
+    // Built images are ours to clean up in the test (they are per-content tags).
+    let tag = third["services"][0]["image"].as_str().unwrap().to_string();
+    drop(stack);
+    let _ = std::process::Command::new("docker").args(["rmi", "-f", &tag]).output();
+}
+
+#[test]
+fn a_missing_image_that_cannot_be_pulled_fails_with_a_clear_error_and_starts_nothing() {
+    require_docker!();
+    let stack = Stack::new(
+        "pull",
+        "[stack]\nname = \"{stack}\"\n[services.db]\nimage = \"stagectl/redis:7\"\n[services.ghost]\nimage = \"registry.invalid/nobody/ghost:1\"\n[services.app]\nimage = \"stagectl/debian:bookworm\"\ncommand = [\"sleep\", \"infinity\"]\ndepends_on = [\"ghost\"]\n",
+    );
+    let out = stack.run(&["up"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("ghost FAILED: Docker: pulling registry.invalid/nobody/ghost:1"), "{err}");
+    assert!(err.contains("help: check the image name"), "{err}");
+    assert!(err.contains("app skipped: not started: dependency `ghost` failed"), "{err}");
+    assert!(!stack.container_ids().contains_key("app"));
+}
