@@ -4,6 +4,7 @@
 //! terminal) sit around it. See ARCHITECTURE.md for the map and the invariants.
 
 pub mod cli;
+pub mod data;
 pub mod docker;
 pub mod engine;
 pub mod error;

@@ -63,11 +63,38 @@ pub enum Command {
         #[arg(long)]
         tail: Option<usize>,
     },
+    /// Fixture data tools.
+    #[command(subcommand)]
+    Fixtures(FixturesCommand),
+    /// Fixture snapshots (images of loaded data services).
+    #[command(subcommand)]
+    Snapshots(SnapshotsCommand),
     /// Run a command in a running service.
     Exec {
         service: String,
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FixturesCommand {
+    /// Fail if a `sensitive` column of the running stack holds values that look unmasked.
+    Scan,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotsCommand {
+    /// List snapshots, most recently used first.
+    Ls,
+    /// Evict least recently used snapshots beyond the budget.
+    Prune {
+        /// Budget (e.g. "2GB"); default: `stack.snapshot_budget` of the manifest (5GB if unset).
+        #[arg(long)]
+        budget: Option<String>,
+        /// Remove every snapshot.
+        #[arg(long, conflicts_with = "budget")]
+        all: bool,
     },
 }
 
@@ -213,6 +240,75 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                 if !rest.is_empty() {
                     let rest = redactor.apply(&rest);
                     out(&if prefix { format!("{name:<width$} | {rest}") } else { rest });
+                }
+            }
+            Ok(exit::OK)
+        }
+        Command::Fixtures(FixturesCommand::Scan) => {
+            let m = load(cli)?;
+            let docker = connect().await?;
+            let containers = docker.list_containers(&m.stack).await?;
+            let mut findings = Vec::new();
+            for f in m.fixtures.iter().filter(|f| !f.sensitive.is_empty()) {
+                let Some(c) = plan::current_container(&m.stack, &f.service, &containers).filter(|c| c.state == crate::docker::RunState::Running) else {
+                    return Err(Error::StackFailed(format!("service `{}` is not running; run `stagectl up` first", f.service)));
+                };
+                findings.extend(crate::data::scan(docker.as_ref(), &c.id, f).await.map_err(Error::StackFailed)?);
+            }
+            let leaks: Vec<_> = findings.iter().filter(|f| f.unmasked > 0).collect();
+            if cli.json {
+                json(&serde_json::json!({ "ok": leaks.is_empty(), "columns": findings }));
+            } else {
+                for f in &findings {
+                    let verdict = if f.unmasked == 0 { "ok".to_string() } else { format!("LEAK: {} of {} values look unmasked", f.unmasked, f.total) };
+                    out(&format!("{}: {} ({}, {} values): {verdict}", f.service, f.column, f.rule, f.total));
+                }
+                if findings.is_empty() {
+                    out("no sensitive columns declared");
+                }
+            }
+            Ok(if leaks.is_empty() { exit::OK } else { exit::STACK_FAILED })
+        }
+        Command::Snapshots(cmd) => {
+            let docker = connect().await?;
+            match cmd {
+                SnapshotsCommand::Ls => {
+                    let list = crate::data::snapshot::list(docker.as_ref()).await?;
+                    if cli.json {
+                        json(&list);
+                    } else {
+                        let rows: Vec<[String; 6]> = list
+                            .iter()
+                            .map(|s| {
+                                [
+                                    s.reference.clone(),
+                                    s.stack.clone(),
+                                    s.service.clone(),
+                                    indicatif::HumanBytes(s.bytes).to_string(),
+                                    s.rows.to_string(),
+                                    s.last_used.split('.').next().unwrap_or("").to_string(),
+                                ]
+                            })
+                            .collect();
+                        print_table(&["SNAPSHOT", "STACK", "SERVICE", "SIZE", "ROWS", "LAST USED"], &rows);
+                    }
+                }
+                SnapshotsCommand::Prune { budget, all } => {
+                    let budget = if *all {
+                        0
+                    } else {
+                        match budget {
+                            Some(b) => crate::manifest::parse_size(b).ok_or_else(|| Error::Usage(format!("invalid budget `{b}`; write e.g. 2GB or 512MB")))?,
+                            None => load(cli).map(|m| m.snapshot_budget).unwrap_or(crate::manifest::DEFAULT_SNAPSHOT_BUDGET),
+                        }
+                    };
+                    let removed = crate::data::snapshot::prune(docker.as_ref(), budget, None).await?;
+                    if cli.json {
+                        json(&removed);
+                    } else {
+                        let bytes: u64 = removed.iter().map(|s| s.bytes).sum();
+                        out(&format!("removed {} snapshots ({})", removed.len(), indicatif::HumanBytes(bytes)));
+                    }
                 }
             }
             Ok(exit::OK)

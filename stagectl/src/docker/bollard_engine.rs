@@ -424,26 +424,133 @@ impl ContainerEngine for BollardEngine {
     }
 
     fn exec<'a>(&'a self, id: &'a str, command: &'a [String]) -> BoxFuture<'a, Result<(i64, String)>> {
+        Box::pin(self.run_exec(id, command, None))
+    }
+
+    fn exec_with_input<'a>(&'a self, id: &'a str, command: &'a [String], input: ByteStream) -> BoxFuture<'a, Result<(i64, String)>> {
+        Box::pin(self.run_exec(id, command, Some(input)))
+    }
+
+    fn commit<'a>(&'a self, id: &'a str, reference: &'a str, labels: &'a BTreeMap<String, String>) -> BoxFuture<'a, Result<String>> {
         Box::pin(async move {
-            let cfg = bollard::models::ExecConfig {
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                cmd: Some(command.to_vec()),
-                ..Default::default()
+            let (repo, tag) = split_reference(reference);
+            let change = format!(
+                "LABEL {}",
+                labels.iter().map(|(k, v)| format!("{k}={}", serde_json::to_string(v).unwrap_or_default())).collect::<Vec<_>>().join(" ")
+            );
+            let opts = bollard::query_parameters::CommitContainerOptionsBuilder::new()
+                .container(id)
+                .repo(repo)
+                .tag(tag)
+                .pause(true)
+                .changes(&change)
+                .build();
+            let r = self
+                .docker
+                .commit_container(opts, bollard::models::ContainerConfig::default())
+                .await
+                .map_err(|e| Error::docker(format!("committing {id} as {reference}"), e))?;
+            Ok(r.id)
+        })
+    }
+
+    fn list_images<'a>(&'a self, label: &'a str) -> BoxFuture<'a, Result<Vec<ImageInfo>>> {
+        Box::pin(async move {
+            let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+            let opts = bollard::query_parameters::ListImagesOptionsBuilder::new().filters(&filters).build();
+            let list = self.docker.list_images(Some(opts)).await.map_err(|e| Error::docker("listing images", e))?;
+            let mut out = Vec::new();
+            for img in list {
+                let last_tagged = match self.docker.inspect_image(&img.id).await {
+                    Ok(info) => info.metadata.and_then(|m| m.last_tag_time).map(|t| t.to_string()).unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                out.push(ImageInfo {
+                    id: img.id,
+                    tags: img.repo_tags,
+                    size: img.size.max(0) as u64,
+                    created: img.created,
+                    last_tagged,
+                    labels: img.labels.into_iter().collect(),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn remove_image<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let opts = bollard::query_parameters::RemoveImageOptionsBuilder::new().force(true).build();
+            match self.docker.remove_image(reference, Some(opts), None).await {
+                Ok(_) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(Error::docker(format!("removing image {reference}"), e)),
+            }
+        })
+    }
+
+    fn image_size<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {
+        Box::pin(async move {
+            match self.docker.inspect_image(reference).await {
+                Ok(info) => Ok(info.size.map(|s| s.max(0) as u64)),
+                Err(e) if is_not_found(&e) => Ok(None),
+                Err(e) => Err(Error::docker(format!("inspecting image {reference}"), e)),
+            }
+        })
+    }
+
+    fn tag_image<'a>(&'a self, id: &'a str, reference: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let (repo, tag) = split_reference(reference);
+            let opts = bollard::query_parameters::TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
+            self.docker.tag_image(id, Some(opts)).await.map_err(|e| Error::docker(format!("tagging {reference}"), e))
+        })
+    }
+}
+
+impl BollardEngine {
+    async fn run_exec(&self, id: &str, command: &[String], input: Option<ByteStream>) -> Result<(i64, String)> {
+        use tokio::io::AsyncWriteExt;
+        let cfg = bollard::models::ExecConfig {
+            attach_stdin: Some(input.is_some()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(command.to_vec()),
+            ..Default::default()
+        };
+        let ctx = || format!("exec in {id}");
+        let created = self.docker.create_exec(id, cfg).await.map_err(|e| Error::docker(ctx(), e))?;
+        let mut output = String::new();
+        if let bollard::exec::StartExecResults::Attached { output: mut out, input: mut stdin } =
+            self.docker.start_exec(&created.id, None).await.map_err(|e| Error::docker(ctx(), e))?
+        {
+            // Feed stdin while draining stdout/stderr, so neither side can block the other.
+            let feed = async {
+                if let Some(mut input) = input {
+                    while let Some(chunk) = input.next().await {
+                        let chunk = chunk.map_err(|e| Error::docker(ctx(), format!("reading input: {e}")))?;
+                        if let Err(e) = stdin.write_all(&chunk).await {
+                            // The command exited early (e.g. on an SQL error): its output says why.
+                            tracing::debug!("exec stdin closed: {e}");
+                            break;
+                        }
+                    }
+                    let _ = stdin.shutdown().await;
+                }
+                Ok::<(), Error>(())
             };
-            let ctx = || format!("exec in {id}");
-            let created = self.docker.create_exec(id, cfg).await.map_err(|e| Error::docker(ctx(), e))?;
-            let mut output = String::new();
-            if let bollard::exec::StartExecResults::Attached { output: mut out, .. } =
-                self.docker.start_exec(&created.id, None).await.map_err(|e| Error::docker(ctx(), e))?
-            {
+            let drain = async {
                 while let Some(chunk) = out.next().await {
                     output.push_str(&log_line(chunk.map_err(|e| Error::docker(ctx(), e))?));
                 }
-            }
-            let inspect = self.docker.inspect_exec(&created.id).await.map_err(|e| Error::docker(ctx(), e))?;
-            Ok((inspect.exit_code.unwrap_or(-1), output))
-        })
+                Ok::<(), Error>(())
+            };
+            let (fed, drained) = tokio::join!(feed, drain);
+            fed?;
+            drained?;
+        }
+        let inspect = self.docker.inspect_exec(&created.id).await.map_err(|e| Error::docker(ctx(), e))?;
+        Ok((inspect.exit_code.unwrap_or(-1), output))
     }
 }
 

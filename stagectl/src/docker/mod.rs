@@ -144,4 +144,30 @@ pub trait ContainerEngine: Send + Sync + 'static {
     fn stream_logs(&self, id: &str, follow: bool, tail: Option<usize>) -> LineStream;
     /// Runs a command in the container, returns its exit code and combined output.
     fn exec<'a>(&'a self, id: &'a str, command: &'a [String]) -> BoxFuture<'a, Result<(i64, String)>>;
+    /// Like `exec`, streaming `input` to the command's stdin (closed at the end of the stream).
+    fn exec_with_input<'a>(&'a self, id: &'a str, command: &'a [String], input: ByteStream) -> BoxFuture<'a, Result<(i64, String)>>;
+
+    /// Commits the container's file system (paused while it is copied) as `reference`.
+    fn commit<'a>(&'a self, id: &'a str, reference: &'a str, labels: &'a BTreeMap<String, String>) -> BoxFuture<'a, Result<String>>;
+    /// Local images carrying the label `key=value` (or just `key`).
+    fn list_images<'a>(&'a self, label: &'a str) -> BoxFuture<'a, Result<Vec<ImageInfo>>>;
+    fn remove_image<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// Total size of a local image in bytes, `None` if absent.
+    fn image_size<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<u64>>>;
+    /// Points `reference` at `id`; re-tagging refreshes the image's last-tag time (our LRU clock).
+    fn tag_image<'a>(&'a self, id: &'a str, reference: &'a str) -> BoxFuture<'a, Result<()>>;
+}
+
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<bytes::Bytes>> + Send>>;
+
+#[derive(Debug, Clone)]
+pub struct ImageInfo {
+    pub id: String,
+    pub tags: Vec<String>,
+    pub size: u64,
+    /// Unix seconds.
+    pub created: i64,
+    /// RFC 3339-ish text from Docker (`Metadata.LastTagTime`), empty if unknown.
+    pub last_tagged: String,
+    pub labels: BTreeMap<String, String>,
 }

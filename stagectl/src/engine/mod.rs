@@ -18,7 +18,8 @@ use tokio::sync::watch;
 
 use crate::docker::{ContainerEngine, ObservedContainer, RunState};
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, Protocol, Service};
+use crate::data;
+use crate::manifest::{Fixtures, Manifest, Protocol, Service};
 use crate::plan::{self, Action};
 use crate::probes;
 pub use progress::{Phase, Redactor, Reporter, Silent};
@@ -51,6 +52,57 @@ pub struct ServiceReport {
     pub message: Option<String>,
     /// Last lines of output when the service failed (secrets masked).
     pub logs: Vec<String>,
+    /// Data services: what happened to their fixtures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixtures: Option<FixtureReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FixtureReport {
+    /// hit (restored from a snapshot), miss (loaded, snapshot taken), off (loaded, snapshots
+    /// disabled), kept (container unchanged, data already there).
+    pub snapshot: String,
+    pub rows: u64,
+    pub files: Vec<data::FileLoad>,
+    /// Time to get the data in place (seed metric M6, data refresh time).
+    pub refresh_seconds: f64,
+}
+
+/// Everything about a data service's fixtures that is known before it starts.
+struct FixtureInputs {
+    base_image: String,
+    files: Vec<std::path::PathBuf>,
+    key: String,
+    snapshot_ref: String,
+}
+
+fn fixture_inputs(manifest: &Manifest, fixtures: &Fixtures, image_id: &str, spec_hash: &str) -> std::result::Result<FixtureInputs, String> {
+    let files = data::expand_files(&manifest.dir, fixtures)?;
+    let fx_hash = data::fixtures_hash(&manifest.dir, fixtures, &files)?;
+    let mut jobs = Vec::new();
+    for job in &fixtures.after {
+        let Some(j) = manifest.service(job) else { continue };
+        let binds: Vec<std::path::PathBuf> = j
+            .volumes
+            .iter()
+            .filter_map(|v| match &v.source {
+                crate::manifest::VolumeSource::Bind(p) => Some(p.clone()),
+                crate::manifest::VolumeSource::Named(_) => None,
+            })
+            .collect();
+        let reference = j.image.clone().or_else(|| j.build.as_ref().map(|b| b.context.display().to_string())).unwrap_or_default();
+        jobs.push((plan::spec_hash(&manifest.stack, j, &reference), data::paths_hash(&binds)?));
+    }
+    let key = data::snapshot::key(image_id, spec_hash, &fx_hash, &jobs);
+    let snapshot_ref = data::snapshot::reference(&fixtures.service, &key);
+    Ok(FixtureInputs { base_image: image_id.to_string(), files, key, snapshot_ref })
+}
+
+async fn wait_signal(mut rx: watch::Receiver<Option<DepSignal>>) -> Option<DepSignal> {
+    match rx.wait_for(Option::is_some).await {
+        Ok(v) => *v,
+        Err(_) => None,
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -122,25 +174,48 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
             r?;
         }
 
-        // Every service is one pipeline: image, then its dependencies, then start and probe.
-        // Pipelines run concurrently, so the database starts while the app image builds.
-        let mut senders: BTreeMap<String, watch::Sender<Option<DepSignal>>> = BTreeMap::new();
-        let mut receivers: BTreeMap<String, watch::Receiver<Option<DepSignal>>> = BTreeMap::new();
+        // Every service is one pipeline: image, then its dependencies, then start and probe,
+        // then (data services) fixtures. Pipelines run concurrently, so the database starts
+        // while the app image builds. Each service signals twice: `ready` (probe passed) for the
+        // jobs its fixtures wait for (migrations), `done` (data loaded) for everyone else.
+        let mut ready_tx: BTreeMap<String, watch::Sender<Option<DepSignal>>> = BTreeMap::new();
+        let mut done_tx: BTreeMap<String, watch::Sender<Option<DepSignal>>> = BTreeMap::new();
+        let mut ready_rx: BTreeMap<String, watch::Receiver<Option<DepSignal>>> = BTreeMap::new();
+        let mut done_rx: BTreeMap<String, watch::Receiver<Option<DepSignal>>> = BTreeMap::new();
         for s in &manifest.services {
             let (tx, rx) = watch::channel(None);
-            senders.insert(s.name.clone(), tx);
-            receivers.insert(s.name.clone(), rx);
+            ready_tx.insert(s.name.clone(), tx);
+            ready_rx.insert(s.name.clone(), rx);
+            let (tx, rx) = watch::channel(None);
+            done_tx.insert(s.name.clone(), tx);
+            done_rx.insert(s.name.clone(), rx);
         }
         let runs = manifest.services.iter().map(|service| {
-            let deps: Vec<(String, watch::Receiver<Option<DepSignal>>)> =
-                service.depends_on.iter().map(|d| (d.clone(), receivers[d].clone())).collect();
-            let tx = senders[&service.name].clone();
+            let deps: Vec<(String, watch::Receiver<Option<DepSignal>>)> = service
+                .depends_on
+                .iter()
+                .map(|d| {
+                    let runs_before_load = manifest.fixtures_for(d).is_some_and(|f| f.after.contains(&service.name));
+                    (d.clone(), if runs_before_load { ready_rx[d].clone() } else { done_rx[d].clone() })
+                })
+                .collect();
+            let after_jobs: Vec<(String, watch::Receiver<Option<DepSignal>>)> = manifest
+                .fixtures_for(&service.name)
+                .map(|f| f.after.iter().map(|j| (j.clone(), done_rx[j].clone())).collect())
+                .unwrap_or_default();
+            let (ready, done) = (ready_tx[&service.name].clone(), done_tx[&service.name].clone());
             let current = plan::current_container(&manifest.stack, &service.name, &observed).cloned();
             let (redactor, network) = (&redactor, &network);
             async move {
-                let report = self.run_service(manifest, service, current, deps, network, redactor).await;
-                let ok = matches!(report.outcome, Outcome::Ready | Outcome::Completed);
-                let _ = tx.send(Some(DepSignal { ok, changed: report.action != Action::Keep }));
+                let report = self.run_service(manifest, service, current, deps, after_jobs, &ready, network, redactor).await;
+                let signal = DepSignal {
+                    ok: matches!(report.outcome, Outcome::Ready | Outcome::Completed),
+                    changed: report.action != Action::Keep,
+                };
+                if ready.borrow().is_none() {
+                    let _ = ready.send(Some(signal));
+                }
+                let _ = done.send(Some(signal));
                 report
             }
         });
@@ -156,6 +231,8 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
         service: &Service,
         current: Option<ObservedContainer>,
         deps: Vec<(String, watch::Receiver<Option<DepSignal>>)>,
+        after_jobs: Vec<(String, watch::Receiver<Option<DepSignal>>)>,
+        ready_signal: &watch::Sender<Option<DepSignal>>,
         network: &str,
         redactor: &Redactor,
     ) -> ServiceReport {
@@ -170,6 +247,7 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
             ready_seconds: None,
             message: None,
             logs: vec![],
+            fixtures: None,
         };
         let image = match images::ensure_image(self.docker.as_ref(), manifest, service, self.reporter.as_ref(), redactor).await {
             Ok(image) => image,
@@ -178,18 +256,36 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
         report.image = image.reference.clone();
         report.image_source = image.how.to_string();
         report.image_seconds = image.seconds;
-        let hash = plan::spec_hash(&manifest.stack, service, &image.id);
+        let mut hash = plan::spec_hash(&manifest.stack, service, &image.id);
+
+        // A data service's container is defined by its spec *and* its data: the hash covers
+        // the snapshot key, so a container restored from a snapshot and one loaded from files
+        // are interchangeable, and any change to the inputs replaces the container.
+        let fixtures = manifest.fixtures_for(name);
+        let mut data = None;
+        if let Some(f) = fixtures {
+            match fixture_inputs(manifest, f, &image.id, &hash) {
+                Ok(inputs) => {
+                    hash = plan::combine_hash(&hash, &inputs.key);
+                    data = Some(inputs);
+                }
+                Err(e) => return self.fail(report, e, None, redactor).await,
+            }
+        }
+        let snapshot_image = match (&data, fixtures.is_some_and(|f| f.snapshot)) {
+            (Some(d), true) => match self.docker.image_id(&d.snapshot_ref).await {
+                Ok(id) => id,
+                Err(e) => return self.fail(report, e.to_string(), None, redactor).await,
+            },
+            _ => None,
+        };
 
         if !deps.is_empty() {
             self.reporter.phase(name, Phase::Waiting, &format!("for {}", deps.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")));
         }
         let mut dependency_changed = false;
-        for (dep, mut rx) in deps {
-            let signal = match rx.wait_for(Option::is_some).await {
-                Ok(v) => *v,
-                Err(_) => None,
-            };
-            match signal {
+        for (dep, rx) in deps {
+            match wait_signal(rx).await {
                 Some(DepSignal { ok: true, changed }) => dependency_changed |= changed,
                 _ => {
                     let msg = format!("not started: dependency `{dep}` failed");
@@ -200,10 +296,18 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
                 }
             }
         }
-        let action = plan::decide(service, &hash, current.as_ref(), dependency_changed);
+        let mut action = plan::decide(service, &hash, current.as_ref(), dependency_changed);
+        if let (Action::Keep, Some(c), Some(_)) = (&action, &current, &data) {
+            // Kept data services must hold a complete load; a failed one is replaced.
+            let marker = [String::from("test"), String::from("-f"), data::snapshot::MARKER_PATH.to_string()];
+            if !matches!(self.docker.exec(&c.id, &marker).await, Ok((0, _))) {
+                action = Action::Recreate("fixtures were not loaded completely".into());
+            }
+        }
         report.action = action.clone();
 
-        let id = match (&action, &current) {
+        let mut restored = false;
+        let mut id = match (&action, &current) {
             (Action::Keep, Some(c)) => c.id.clone(),
             _ => {
                 if let Some(old) = &current {
@@ -212,17 +316,17 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
                         return self.fail(report, e.to_string(), None, redactor).await;
                     }
                 }
-                self.reporter.phase(name, Phase::Creating, &image.reference);
-                let spec = plan::container_spec(manifest, service, &image.id, &image.reference, &hash);
-                let id = match self.docker.create_container(&spec).await {
-                    Ok(id) => id,
-                    Err(e) => return self.fail(report, e.to_string(), None, redactor).await,
+                let run_image = match &snapshot_image {
+                    Some(id) => {
+                        restored = true;
+                        id.clone()
+                    }
+                    None => image.id.clone(),
                 };
-                self.reporter.phase(name, Phase::Starting, "");
-                if let Err(e) = self.docker.start_container(&id).await {
-                    return self.fail(report, e.to_string(), Some(&id), redactor).await;
+                match self.create_and_start(manifest, service, &run_image, &image.reference, &hash, restored).await {
+                    Ok(id) => id,
+                    Err((e, id)) => return self.fail(report, e, id.as_deref(), redactor).await,
                 }
-                id
             }
         };
         let started = Instant::now();
@@ -260,9 +364,35 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
                 if action != Action::Keep {
                     self.reporter.phase(name, Phase::Probing, &readiness.probe.describe());
                 }
-                if let Err(e) = probes::wait_ready(self.docker.as_ref(), &id, network, readiness).await {
+                let mut probe = probes::wait_ready(self.docker.as_ref(), &id, network, readiness).await;
+                if probe.is_err() && restored {
+                    // A snapshot that does not come up is treated as corrupt: fall back to a
+                    // clean start and a full load.
+                    let why = probe.as_ref().err().map(|e| e.to_string()).unwrap_or_default();
+                    self.reporter.phase(name, Phase::Loading, &format!("warning: snapshot did not become ready ({why}); falling back to a full load"));
+                    let _ = self.docker.remove_container(&id, 0).await;
+                    restored = false;
+                    match self.create_and_start(manifest, service, &image.id, &image.reference, &hash, false).await {
+                        Ok(new_id) => id = new_id,
+                        Err((e, cid)) => return self.fail(report, e, cid.as_deref(), redactor).await,
+                    }
+                    probe = probes::wait_ready(self.docker.as_ref(), &id, network, readiness).await;
+                }
+                if let Err(e) = probe {
                     return self.fail(report, e.to_string(), Some(&id), redactor).await;
                 }
+            }
+        }
+        if let (Some(f), Some(d)) = (fixtures, &data) {
+            let _ = ready_signal.send(Some(DepSignal { ok: true, changed: action != Action::Keep }));
+            for (job, rx) in after_jobs {
+                if !matches!(wait_signal(rx).await, Some(DepSignal { ok: true, .. })) {
+                    return self.fail(report, format!("fixtures not loaded: `{job}` failed"), None, redactor).await;
+                }
+            }
+            match self.fixtures_phase(manifest, f, d, &id, &action, restored).await {
+                Ok(r) => report.fixtures = Some(r),
+                Err(e) => return self.fail(report, e, Some(&id), redactor).await,
             }
         }
         let secs = started.elapsed().as_secs_f64();
@@ -274,6 +404,97 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
             self.reporter.phase(name, Phase::Ready, &format!("ready in {secs:.2}s"));
         }
         report
+    }
+
+    async fn create_and_start(
+        &self,
+        manifest: &Manifest,
+        service: &Service,
+        image_id: &str,
+        reference: &str,
+        hash: &str,
+        from_snapshot: bool,
+    ) -> std::result::Result<String, (String, Option<String>)> {
+        let name = service.name.as_str();
+        let detail = if from_snapshot { format!("{reference} (from fixture snapshot)") } else { reference.to_string() };
+        self.reporter.phase(name, Phase::Creating, &detail);
+        let spec = plan::container_spec(manifest, service, image_id, reference, hash);
+        let id = self.docker.create_container(&spec).await.map_err(|e| (e.to_string(), None))?;
+        self.reporter.phase(name, Phase::Starting, "");
+        self.docker.start_container(&id).await.map_err(|e| (e.to_string(), Some(id.clone())))?;
+        Ok(id)
+    }
+
+    /// Loads fixtures (unless the container already holds them), marks the container loaded,
+    /// and snapshots the result.
+    async fn fixtures_phase(
+        &self,
+        manifest: &Manifest,
+        fixtures: &Fixtures,
+        inputs: &FixtureInputs,
+        id: &str,
+        action: &Action,
+        restored: bool,
+    ) -> std::result::Result<FixtureReport, String> {
+        let name = fixtures.service.as_str();
+        let started = Instant::now();
+        if *action == Action::Keep {
+            self.reporter.phase(name, Phase::Loading, "already loaded");
+            return Ok(FixtureReport { snapshot: "kept".into(), rows: 0, files: vec![], refresh_seconds: 0.0 });
+        }
+        if restored {
+            // Refresh the snapshot's place in the LRU order.
+            let _ = self.docker.tag_image(&inputs.snapshot_ref, &inputs.snapshot_ref).await;
+            let secs = started.elapsed().as_secs_f64();
+            self.reporter.phase(name, Phase::Loading, &format!("restored from snapshot {}", inputs.snapshot_ref));
+            return Ok(FixtureReport { snapshot: "hit".into(), rows: 0, files: vec![], refresh_seconds: secs });
+        }
+        let reporter = self.reporter.clone();
+        let on_file = move |f: &data::FileLoad| reporter.phase(&f.file, Phase::Loading, &format!("{} rows in {:.2}s", f.rows, f.seconds));
+        self.reporter.phase(name, Phase::Loading, &format!("{} files", inputs.files.len()));
+        let load = data::load(self.docker.as_ref(), id, manifest, fixtures, &inputs.files, &on_file).await?;
+        let marker = vec!["sh".to_string(), "-c".to_string(), format!("echo {} > {}", inputs.key, data::snapshot::MARKER_PATH)];
+        match self.docker.exec(id, &marker).await {
+            Ok((0, _)) => {}
+            Ok((code, out)) => return Err(format!("writing the load marker failed ({code}): {out}")),
+            Err(e) => return Err(e.to_string()),
+        }
+        let mut snapshot = "off".to_string();
+        if fixtures.snapshot {
+            snapshot = "miss".into();
+            match self.take_snapshot(manifest, fixtures, inputs, id, &load).await {
+                Ok(()) => {}
+                // A failed snapshot costs speed next time, not correctness now.
+                Err(e) => self.reporter.phase(name, Phase::Loading, &format!("warning: snapshot not taken: {e}")),
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        self.reporter.phase(name, Phase::Loading, &format!("{} rows loaded in {secs:.2}s", load.rows));
+        Ok(FixtureReport { snapshot, rows: load.rows, files: load.files, refresh_seconds: secs })
+    }
+
+    async fn take_snapshot(
+        &self,
+        manifest: &Manifest,
+        fixtures: &Fixtures,
+        inputs: &FixtureInputs,
+        id: &str,
+        load: &data::LoadReport,
+    ) -> std::result::Result<(), String> {
+        if let crate::manifest::Loader::Postgres { user, database } = &fixtures.loader {
+            // Flush everything to the data files so the restored server needs no recovery.
+            let checkpoint: Vec<String> = ["psql", "-X", "-U", user, "-d", database, "-c", "CHECKPOINT"].iter().map(|s| s.to_string()).collect();
+            match self.docker.exec(id, &checkpoint).await {
+                Ok((0, _)) => {}
+                Ok((_, out)) => return Err(format!("CHECKPOINT failed: {}", out.trim())),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let labels = data::snapshot::image_labels(&manifest.stack, &fixtures.service, &inputs.key, &inputs.base_image, load.rows, load.seconds);
+        self.docker.commit(id, &inputs.snapshot_ref, &labels).await.map_err(|e| e.to_string())?;
+        self.reporter.phase(&fixtures.service, Phase::Loading, &format!("snapshot saved as {}", inputs.snapshot_ref));
+        data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref)).await.map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     async fn fail(&self, mut report: ServiceReport, message: String, id: Option<&str>, redactor: &Redactor) -> ServiceReport {

@@ -14,6 +14,8 @@ pub enum Phase {
     Creating,
     Starting,
     Probing,
+    /// Loading fixture data (or restoring it from a snapshot).
+    Loading,
     Ready,
     Completed,
     Kept,

@@ -21,6 +21,99 @@ pub struct Manifest {
     pub stack: String,
     /// Services in the order they appear in the file.
     pub services: Vec<Service>,
+    /// Fixture data per data service, in file order.
+    pub fixtures: Vec<Fixtures>,
+    /// Disk budget for fixture snapshots (bytes); least recently used ones are evicted.
+    pub snapshot_budget: u64,
+}
+
+/// Curated data loaded into one service after its migrations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fixtures {
+    pub service: String,
+    pub loader: Loader,
+    /// Glob patterns relative to the manifest directory; applied in this order, each
+    /// pattern's matches sorted by name.
+    pub files: Vec<String>,
+    /// Jobs that must complete before loading (e.g. migrations); default: the jobs that depend
+    /// on this service.
+    pub after: Vec<String>,
+    /// `table.column` → rule, applied while streaming CSV rows.
+    pub mask: BTreeMap<String, MaskRule>,
+    /// `table.column`s that `stagectl fixtures scan` checks hold no unmasked values.
+    pub sensitive: Vec<String>,
+    pub seed: String,
+    /// Snapshot the loaded state and restore it on the next rebuild with the same inputs.
+    pub snapshot: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Loader {
+    /// `*.sql` through psql, `*.csv` through `COPY ... FROM STDIN` (file stem = table).
+    Postgres { database: String, user: String },
+    /// `*.redis` files of Redis commands, one per line, through `redis-cli --pipe`.
+    Redis,
+    /// Each file is streamed to the stdin of this command, run inside the service.
+    Command { command: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MaskRule {
+    Email,
+    Name,
+    Phone,
+    Hash,
+    Null,
+    Keep,
+    Fixed(String),
+}
+
+impl MaskRule {
+    pub fn parse(text: &str) -> Option<MaskRule> {
+        Some(match text {
+            "email" => MaskRule::Email,
+            "name" => MaskRule::Name,
+            "phone" => MaskRule::Phone,
+            "hash" => MaskRule::Hash,
+            "null" => MaskRule::Null,
+            "keep" => MaskRule::Keep,
+            other => MaskRule::Fixed(other.strip_prefix("fixed:")?.to_string()),
+        })
+    }
+
+    pub fn as_string(&self) -> String {
+        match self {
+            MaskRule::Email => "email".into(),
+            MaskRule::Name => "name".into(),
+            MaskRule::Phone => "phone".into(),
+            MaskRule::Hash => "hash".into(),
+            MaskRule::Null => "null".into(),
+            MaskRule::Keep => "keep".into(),
+            MaskRule::Fixed(v) => format!("fixed:{v}"),
+        }
+    }
+}
+
+/// Default disk budget for fixture snapshots.
+pub const DEFAULT_SNAPSHOT_BUDGET: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Parses `512MB`, `5GB`, `1.5GiB`, or a plain number of bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let number: f64 = t[..split].parse().ok()?;
+    let mult: u64 = match t[split..].trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" => 1000,
+        "KIB" => 1024,
+        "MB" => 1000_000,
+        "MIB" => 1024 * 1024,
+        "GB" => 1000_000_000,
+        "GIB" => 1024 * 1024 * 1024,
+        "TB" => 1000_000_000_000,
+        _ => return None,
+    };
+    Some((number * mult as f64) as u64)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +223,10 @@ pub const DEFAULT_READY_INTERVAL: Duration = Duration::from_millis(20);
 impl Manifest {
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
+    }
+
+    pub fn fixtures_for(&self, service: &str) -> Option<&Fixtures> {
+        self.fixtures.iter().find(|f| f.service == service)
     }
 
     /// Every secret value used by the stack, for redaction of anything stagectl prints.

@@ -15,8 +15,10 @@ use super::*;
 type Span = Range<usize>;
 type Value<'i> = Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["stack", "services"];
-const STACK_KEYS: &[&str] = &["name"];
+const TOP_KEYS: &[&str] = &["stack", "services", "fixtures"];
+const STACK_KEYS: &[&str] = &["name", "snapshot_budget"];
+const FIXTURE_KEYS: &[&str] = &["loader", "database", "user", "command", "files", "after", "mask", "sensitive", "seed", "snapshot"];
+const LOADERS: &[&str] = &["postgres", "redis", "command"];
 const SERVICE_KEYS: &[&str] = &[
     "image", "build", "command", "entrypoint", "env", "ports", "volumes", "depends_on", "job", "ready",
     "working_dir", "user",
@@ -93,8 +95,35 @@ pub(super) fn parse(
 
     cx.cross_checks(&services, &spans);
 
+    let mut fixtures = Vec::new();
+    if let Some(v) = doc.get("fixtures") {
+        if let Some(t) = cx.table(v, "`fixtures`") {
+            for (name, body) in t.iter() {
+                if let Some(f) = cx.fixtures(name, body, &services, stack.as_deref().unwrap_or("")) {
+                    fixtures.push(f);
+                }
+            }
+        }
+    }
+    let snapshot_budget = doc
+        .get("stack")
+        .and_then(|s| s.get_ref().as_table())
+        .and_then(|t| t.get("snapshot_budget"))
+        .and_then(|v| {
+            let text = cx.raw_string(v, "`stack.snapshot_budget`")?;
+            let size = parse_size(text);
+            if size.is_none() {
+                cx.diags.push(
+                    Diagnostic::new(v.span(), format!("invalid size `{text}` for `stack.snapshot_budget`"))
+                        .help("write a number with a unit, e.g. \"512MB\" or \"5GB\""),
+                );
+            }
+            size
+        })
+        .unwrap_or(DEFAULT_SNAPSHOT_BUDGET);
+
     match (stack, cx.diags.is_empty()) {
-        (Some(stack), true) => Ok(Manifest { dir: dir.to_path_buf(), stack, services }),
+        (Some(stack), true) => Ok(Manifest { dir: dir.to_path_buf(), stack, services, fixtures, snapshot_budget }),
         _ => Err(cx.diags),
     }
 }
@@ -117,6 +146,11 @@ fn is_dns_label(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+fn is_table_column(s: &str) -> bool {
+    let ident = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    matches!(s.split_once('.'), Some((t, c)) if ident(t) && ident(c))
 }
 
 fn integer(v: &DeValue<'_>) -> Option<i64> {
@@ -640,6 +674,163 @@ impl Cx<'_> {
             None => DEFAULT_READY_INTERVAL,
         };
         Some(Readiness { probe, timeout, interval })
+    }
+
+    fn fixtures(
+        &mut self,
+        name_key: &Spanned<std::borrow::Cow<'_, str>>,
+        body: &Value<'_>,
+        services: &[Service],
+        stack: &str,
+    ) -> Option<Fixtures> {
+        let service_name = name_key.get_ref().to_string();
+        let context = format!("[fixtures.{service_name}]");
+        let field = |k: &str| format!("`fixtures.{service_name}.{k}`");
+        let t = self.table(body, &format!("`fixtures.{service_name}`"))?;
+        self.unknown_keys(t, FIXTURE_KEYS, &context);
+        let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        let Some(service) = services.iter().find(|s| s.name == service_name) else {
+            let help = match did_you_mean(&service_name, &names) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "fixtures are keyed by the data service they load into".to_string(),
+            };
+            self.diags.push(Diagnostic::new(name_key.span(), format!("fixtures for unknown service `{service_name}`")).help(help));
+            return None;
+        };
+        if service.job {
+            self.diags.push(Diagnostic::new(name_key.span(), format!("fixtures cannot load into job `{service_name}`")).help("load into the long-running data service instead"));
+            return None;
+        }
+        let env_or = |key: &str, default: &str| service.env.get(key).map(|v| v.value.clone()).unwrap_or_else(|| default.to_string());
+        let loader_name = match t.get("loader") {
+            Some(v) => {
+                let l = self.raw_string(v, &field("loader"))?.to_string();
+                if !LOADERS.contains(&l.as_str()) {
+                    self.diags.push(Diagnostic::new(v.span(), format!("unknown loader `{l}`")).help(format!("use one of: {}", LOADERS.join(", "))));
+                    return None;
+                }
+                l
+            }
+            None => "postgres".to_string(),
+        };
+        for (key, only) in [("database", "postgres"), ("user", "postgres"), ("command", "command")] {
+            if let Some(v) = t.get(key) {
+                if loader_name != only {
+                    self.diags.push(Diagnostic::new(v.span(), format!("`{key}` only applies to the {only} loader")));
+                }
+            }
+        }
+        let loader = match loader_name.as_str() {
+            "postgres" => Loader::Postgres {
+                database: match t.get("database") {
+                    Some(v) => self.plain_string(v, &field("database"))?,
+                    None => env_or("POSTGRES_DB", "postgres"),
+                },
+                user: match t.get("user") {
+                    Some(v) => self.plain_string(v, &field("user"))?,
+                    None => env_or("POSTGRES_USER", "postgres"),
+                },
+            },
+            "redis" => Loader::Redis,
+            _ => match t.get("command") {
+                Some(v) => Loader::Command { command: self.command(v, &field("command"))? },
+                None => {
+                    self.diags.push(Diagnostic::new(body.span(), format!("the command loader needs {}", field("command"))).help("add `command = [\"sh\", \"-c\", \"mysql -uroot app\"]`; each file is streamed to its stdin"));
+                    return None;
+                }
+            },
+        };
+        let files = match t.get("files") {
+            Some(v) => {
+                let items = self.string_array(v, &field("files"))?;
+                if items.is_empty() {
+                    self.diags.push(Diagnostic::new(v.span(), format!("{} is empty", field("files"))));
+                    return None;
+                }
+                for (pattern, span) in &items {
+                    if let Err(e) = glob::Pattern::new(pattern) {
+                        self.diags.push(Diagnostic::new(span.clone(), format!("invalid file pattern `{pattern}`: {}", e.msg)));
+                    }
+                }
+                items.into_iter().map(|(p, _)| p).collect()
+            }
+            None => {
+                self.diags.push(Diagnostic::new(body.span(), format!("missing {}", field("files"))).help("add `files = [\"fixtures/*.sql\", \"fixtures/*.csv\"]`"));
+                return None;
+            }
+        };
+        let dependent_jobs: Vec<&str> = services.iter().filter(|s| s.job && s.depends_on.contains(&service_name)).map(|s| s.name.as_str()).collect();
+        let after = match t.get("after") {
+            Some(v) => {
+                let items = self.string_array(v, &field("after"))?;
+                for (a, span) in &items {
+                    if !dependent_jobs.contains(&a.as_str()) {
+                        self.diags.push(
+                            Diagnostic::new(span.clone(), format!("`{a}` in {} is not a job that depends on `{service_name}`", field("after")))
+                                .help("list jobs (job = true) whose depends_on includes this service, such as its migrations"),
+                        );
+                    }
+                }
+                items.into_iter().map(|(a, _)| a).collect()
+            }
+            None => dependent_jobs.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut mask = BTreeMap::new();
+        if let Some(v) = t.get("mask") {
+            let mt = self.table(v, &field("mask"))?;
+            for (k, rv) in mt.iter() {
+                let key: &str = k.get_ref();
+                if !is_table_column(key) {
+                    self.diags.push(Diagnostic::new(k.span(), format!("mask key `{key}` must be `table.column`")));
+                    continue;
+                }
+                let Some(text) = self.raw_string(rv, &format!("mask rule for `{key}`")) else { continue };
+                match MaskRule::parse(text) {
+                    Some(r) => {
+                        mask.insert(key.to_string(), r);
+                    }
+                    None => self.diags.push(
+                        Diagnostic::new(rv.span(), format!("unknown mask rule `{text}`"))
+                            .help("use one of: email, name, phone, hash, null, keep, fixed:VALUE"),
+                    ),
+                }
+            }
+        }
+        let mut sensitive = Vec::new();
+        if let Some(v) = t.get("sensitive") {
+            for (c, span) in self.string_array(v, &field("sensitive")).unwrap_or_default() {
+                if !is_table_column(&c) {
+                    self.diags.push(Diagnostic::new(span, format!("sensitive column `{c}` must be `table.column`")));
+                } else if !mask.contains_key(&c) {
+                    self.diags.push(
+                        Diagnostic::new(span, format!("sensitive column `{c}` has no mask rule"))
+                            .help(format!("add a rule for it to {}, e.g. \"{c}\" = \"hash\"", field("mask"))),
+                    );
+                } else {
+                    sensitive.push(c);
+                }
+            }
+        }
+        let seed = match t.get("seed") {
+            Some(v) => self.plain_string(v, &field("seed"))?,
+            None => stack.to_string(),
+        };
+        let snapshot = match t.get("snapshot") {
+            Some(v) => match v.get_ref() {
+                DeValue::Boolean(b) => *b,
+                other => {
+                    self.type_error(v.span(), &field("snapshot"), "true or false", other);
+                    return None;
+                }
+            },
+            None => matches!(loader, Loader::Postgres { .. }),
+        };
+        if snapshot && !matches!(loader, Loader::Postgres { .. }) {
+            if let Some(v) = t.get("snapshot") {
+                self.diags.push(Diagnostic::new(v.span(), "snapshots are supported for the postgres loader only").help("remove `snapshot = true`; reloading small Redis or command fixtures is fast"));
+            }
+        }
+        Some(Fixtures { service: service_name, loader, files, after, mask, sensitive, seed, snapshot })
     }
 
     fn cross_checks(&mut self, services: &[Service], spans: &[ServiceSpans]) {

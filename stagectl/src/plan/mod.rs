@@ -106,6 +106,11 @@ pub fn spec_hash(stack: &str, service: &Service, image_id: &str) -> String {
     hex::encode(Sha256::digest(&json))[..16].to_string()
 }
 
+/// A spec hash extended with another input (e.g. a data service's snapshot key).
+pub fn combine_hash(spec_hash: &str, extra: &str) -> String {
+    hex::encode(Sha256::digest(format!("{spec_hash}\0{extra}").as_bytes()))[..16].to_string()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "action", content = "reason")]
 pub enum Action {

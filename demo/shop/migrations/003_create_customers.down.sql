@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS reviews;
+DROP TABLE IF EXISTS customers;

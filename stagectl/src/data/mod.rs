@@ -1,0 +1,440 @@
+//! Fixture data: expanding file patterns, the snapshot key, and loading files into a running
+//! data service through its own client (psql, redis-cli, or a command), streamed over
+//! `docker exec` stdin — never whole files in memory, and masked on the way for CSV.
+
+pub mod mask;
+pub mod snapshot;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::docker::{ByteStream, ContainerEngine};
+use crate::manifest::{Fixtures, Loader, Manifest};
+use mask::Masker;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileLoad {
+    pub file: String,
+    pub rows: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LoadReport {
+    pub files: Vec<FileLoad>,
+    pub rows: u64,
+    pub seconds: f64,
+}
+
+/// The files of a fixture set, in load order: patterns in the order given, each pattern's
+/// matches sorted. A pattern that matches nothing is an error (a typo must not load nothing).
+pub fn expand_files(dir: &Path, fixtures: &Fixtures) -> Result<Vec<PathBuf>, String> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for pattern in &fixtures.files {
+        let full = dir.join(pattern);
+        let mut matches: Vec<PathBuf> = glob::glob(&full.to_string_lossy())
+            .map_err(|e| format!("invalid fixture pattern `{pattern}`: {e}"))?
+            .filter_map(|p| p.ok())
+            .filter(|p| p.is_file())
+            .collect();
+        if matches.is_empty() {
+            return Err(format!("fixture pattern `{pattern}` of service `{}` matches no file", fixtures.service));
+        }
+        matches.sort();
+        for m in matches {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Hash of the fixture inputs: file names and contents, loader, masking rules and seed.
+pub fn fixtures_hash(dir: &Path, fixtures: &Fixtures, files: &[PathBuf]) -> Result<String, String> {
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(display(dir, f).as_bytes());
+        h.update(b"\0");
+        hash_file(&mut h, f)?;
+    }
+    h.update(format!("{:?}|{:?}|{}", fixtures.loader, fixtures.mask, fixtures.seed).as_bytes());
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Hash of the contents of host paths (files or directories, recursively, sorted).
+pub fn paths_hash(paths: &[PathBuf]) -> Result<String, String> {
+    let mut h = Sha256::new();
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    stack.sort();
+    stack.reverse();
+    while let Some(p) = stack.pop() {
+        h.update(p.to_string_lossy().as_bytes());
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(&p)
+                .map_err(|e| format!("reading {}: {e}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            entries.sort();
+            entries.reverse();
+            stack.extend(entries);
+        } else if p.is_file() {
+            hash_file(&mut h, &p)?;
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn hash_file(h: &mut Sha256, path: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+pub fn display(dir: &Path, file: &Path) -> String {
+    file.strip_prefix(dir).unwrap_or(file).display().to_string()
+}
+
+/// `03_users.csv` → `users`.
+pub fn table_name(file: &Path) -> String {
+    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    match stem.split_once('_') {
+        Some((prefix, rest)) if !prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_digit()) => rest.to_string(),
+        _ => stem,
+    }
+}
+
+/// Loads every fixture file into the running container `id`, in order. Stops at the first
+/// failure with a message naming the file and line.
+pub async fn load<E: ContainerEngine + ?Sized>(
+    docker: &E,
+    id: &str,
+    manifest: &Manifest,
+    fixtures: &Fixtures,
+    files: &[PathBuf],
+    on_file: &(dyn Fn(&FileLoad) + Send + Sync),
+) -> Result<LoadReport, String> {
+    let started = Instant::now();
+    let masker = Masker::new(&fixtures.seed, &fixtures.mask);
+    let mut report = LoadReport::default();
+    for file in files {
+        let t0 = Instant::now();
+        let name = display(&manifest.dir, file);
+        let rows = load_file(docker, id, fixtures, &masker, file, &name).await?;
+        let done = FileLoad { file: name, rows, seconds: t0.elapsed().as_secs_f64() };
+        on_file(&done);
+        report.rows += rows;
+        report.files.push(done);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+async fn load_file<E: ContainerEngine + ?Sized>(
+    docker: &E,
+    id: &str,
+    fixtures: &Fixtures,
+    masker: &Masker,
+    file: &Path,
+    name: &str,
+) -> Result<u64, String> {
+    let ext = file.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    match &fixtures.loader {
+        Loader::Postgres { database, user } => {
+            let psql = |extra: &[&str]| -> Vec<String> {
+                let mut cmd: Vec<String> = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", database].iter().map(|s| s.to_string()).collect();
+                cmd.extend(extra.iter().map(|s| s.to_string()));
+                cmd
+            };
+            match ext.as_str() {
+                "sql" => {
+                    let (code, out) = docker.exec_with_input(id, &psql(&["-f", "-"]), file_stream(file).await?).await.map_err(|e| e.to_string())?;
+                    if code != 0 {
+                        return Err(psql_error(name, &out));
+                    }
+                    Ok(out.lines().filter_map(|l| l.strip_prefix("INSERT 0 ")).filter_map(|n| n.trim().parse::<u64>().ok()).sum())
+                }
+                "csv" => {
+                    let table = table_name(file);
+                    let (header, input) = if masker.has_rules_for(&table) {
+                        masked_csv_stream(file.to_path_buf(), name.to_string(), table.clone(), masker.clone()).await?
+                    } else {
+                        (csv_header(file, name)?, file_stream(file).await?)
+                    };
+                    let copy = format!(
+                        "COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)",
+                        quote_ident(&table),
+                        header.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+                    );
+                    let (code, out) = docker.exec_with_input(id, &psql(&["-c", &copy]), input).await.map_err(|e| e.to_string())?;
+                    if code != 0 {
+                        return Err(psql_error(name, &out));
+                    }
+                    Ok(out.lines().filter_map(|l| l.strip_prefix("COPY ")).filter_map(|n| n.trim().parse::<u64>().ok()).sum())
+                }
+                other => Err(format!("{name}: the postgres loader takes .sql and .csv files, not .{other}")),
+            }
+        }
+        Loader::Redis => {
+            let cmd: Vec<String> = vec!["redis-cli".into(), "--pipe".into()];
+            let input = redis_protocol(file, name)?;
+            let (code, out) = docker.exec_with_input(id, &cmd, input).await.map_err(|e| e.to_string())?;
+            let errors = out.lines().find_map(|l| l.strip_prefix("errors: ")).and_then(|r| r.split(',').next()).and_then(|n| n.trim().parse::<u64>().ok());
+            let replies = out.lines().find_map(|l| l.split("replies: ").nth(1)).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0);
+            if code != 0 || errors != Some(0) {
+                return Err(format!("{name}: redis-cli --pipe reported errors:\n{}", out.trim_end()));
+            }
+            Ok(replies)
+        }
+        Loader::Command { command } => {
+            let (code, out) = docker.exec_with_input(id, command, file_stream(file).await?).await.map_err(|e| e.to_string())?;
+            if code != 0 {
+                return Err(format!("{name}: `{}` exited with {code}:\n{}", command.join(" "), last_lines(&out, 20)));
+            }
+            Ok(0)
+        }
+    }
+}
+
+async fn file_stream(file: &Path) -> Result<ByteStream, String> {
+    let f = tokio::fs::File::open(file).await.map_err(|e| format!("reading {}: {e}", file.display()))?;
+    Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024)))
+}
+
+fn csv_header(file: &Path, name: &str) -> Result<Vec<String>, String> {
+    let mut r = csv::ReaderBuilder::new().has_headers(true).from_path(file).map_err(|e| format!("{name}: {e}"))?;
+    let h = r.headers().map_err(|e| format!("{name}:1: {e}"))?;
+    Ok(h.iter().map(str::to_string).collect())
+}
+
+/// Parses and masks the CSV on a blocking thread, sending re-encoded chunks. A malformed row
+/// ends the stream with a poison line (a NUL byte, which PostgreSQL always rejects), so the
+/// COPY fails as a whole instead of committing the rows before it; the precise error is
+/// returned through `error`.
+async fn masked_csv_stream(file: PathBuf, name: String, table: String, masker: Masker) -> Result<(Vec<String>, ByteStream), String> {
+    let header = csv_header(&file, &name)?;
+    let rules: Vec<Option<crate::manifest::MaskRule>> = header.iter().map(|c| masker.rule(&table, c).cloned()).collect();
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    tokio::task::spawn_blocking(move || {
+        let send = |b: Vec<u8>| tx.blocking_send(Ok(Bytes::from(b))).is_ok();
+        let mut reader = match csv::ReaderBuilder::new().has_headers(true).from_path(&file) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(std::io::Error::other(format!("{name}: {e}"))));
+                return;
+            }
+        };
+        let mut w = csv::WriterBuilder::new().from_writer(Vec::with_capacity(128 * 1024));
+        let _ = w.write_record(reader.headers().map(|h| h.clone()).unwrap_or_default().iter());
+        let mut record = csv::StringRecord::new();
+        loop {
+            match reader.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {
+                    let fields: Vec<Option<String>> = record
+                        .iter()
+                        .zip(&rules)
+                        .map(|(v, r)| match r {
+                            Some(rule) if !v.is_empty() => masker.apply(rule, v),
+                            _ => Some(v.to_string()),
+                        })
+                        .collect();
+                    // An unquoted empty field is NULL in PostgreSQL's CSV format.
+                    let _ = w.write_record(fields.iter().map(|f| f.as_deref().unwrap_or("").as_bytes()));
+                }
+                Err(e) => {
+                    let line = e.position().map(|p| p.line()).unwrap_or(0);
+                    let detail = match e.kind() {
+                        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => format!("row has {len} fields, the header has {expected_len}"),
+                        _ => e.to_string(),
+                    };
+                    let mut buf = w.into_inner().unwrap_or_default();
+                    buf.extend_from_slice(b"\0poison\n");
+                    send(buf);
+                    let _ = tx.blocking_send(Err(std::io::Error::other(format!("{name}:{line}: malformed CSV: {detail}"))));
+                    return;
+                }
+            }
+            if w.get_ref().len() >= 64 * 1024 {
+                let full = std::mem::replace(&mut w, csv::WriterBuilder::new().from_writer(Vec::with_capacity(128 * 1024)));
+                if !send(full.into_inner().unwrap_or_default()) {
+                    return;
+                }
+            }
+        }
+        let buf = w.into_inner().unwrap_or_default();
+        send(buf);
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    Ok((header, Box::pin(stream)))
+}
+
+/// Turns `SET key "a value"` lines into Redis protocol (blank lines and `#` comments skipped).
+fn redis_protocol(file: &Path, name: &str) -> Result<ByteStream, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("reading {name}: {e}"))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let args = split_words(line).map_err(|e| format!("{name}:{}: {e}", i + 1))?;
+        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    Ok(Box::pin(futures_util::stream::once(async move { Ok(Bytes::from(out)) })))
+}
+
+fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_quotes = false;
+    let mut has_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                in_quotes = !in_quotes;
+                has_word = true;
+            }
+            '\\' if in_quotes => cur.push(chars.next().unwrap_or('\\')),
+            c if c.is_whitespace() && !in_quotes => {
+                if has_word {
+                    words.push(std::mem::take(&mut cur));
+                    has_word = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                has_word = true;
+            }
+        }
+    }
+    if in_quotes {
+        return Err("unclosed quote".into());
+    }
+    if has_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Rewrites psql's error output to name the fixture file and line:
+/// `psql:<stdin>:7: ERROR: ...` (SQL) or `CONTEXT: COPY t, line 3 ...` (CSV).
+fn psql_error(name: &str, out: &str) -> String {
+    let error = out.lines().find(|l| l.contains("ERROR:")).unwrap_or("").trim();
+    if let Some(rest) = error.strip_prefix("psql:<stdin>:") {
+        if let Some((line, msg)) = rest.split_once(':') {
+            return format!("{name}:{line}: {}", squash(msg.trim()));
+        }
+    }
+    let context_line = out
+        .lines()
+        .filter_map(|l| l.split(", line ").nth(1))
+        .filter_map(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .find_map(|n| n.parse::<u64>().ok());
+    let msg = squash(error.trim_start_matches(|c: char| c != 'E').trim());
+    match context_line {
+        Some(line) => format!("{name}:{line}: {msg}"),
+        None => format!("{name}: {}", if msg.is_empty() { last_lines(out, 10) } else { msg }),
+    }
+}
+
+fn squash(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A sensitive column holding values that do not look masked.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanFinding {
+    pub service: String,
+    pub column: String,
+    pub rule: String,
+    pub unmasked: u64,
+    pub total: u64,
+}
+
+/// Checks every `sensitive` column of a PostgreSQL fixture set in the running container.
+/// Values are compared on the spot and never returned, so a leak is not leaked again.
+pub async fn scan<E: ContainerEngine + ?Sized>(docker: &E, id: &str, fixtures: &Fixtures) -> Result<Vec<ScanFinding>, String> {
+    let Loader::Postgres { database, user } = &fixtures.loader else {
+        return Ok(vec![]);
+    };
+    let mut findings = Vec::new();
+    for column in &fixtures.sensitive {
+        let Some((table, col)) = column.split_once('.') else { continue };
+        let Some(rule) = fixtures.mask.get(column) else { continue };
+        let sql = format!("COPY (SELECT {} FROM {}) TO STDOUT WITH (FORMAT csv)", quote_ident(col), quote_ident(table));
+        let cmd: Vec<String> = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", database, "-c", &sql].iter().map(|s| s.to_string()).collect();
+        let (code, out) = docker.exec(id, &cmd).await.map_err(|e| e.to_string())?;
+        if code != 0 {
+            return Err(format!("scanning {column}: {}", squash(&out)));
+        }
+        let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(out.as_bytes());
+        let (mut total, mut unmasked) = (0u64, 0u64);
+        for rec in reader.records() {
+            let rec = rec.map_err(|e| format!("scanning {column}: {e}"))?;
+            let value = rec.get(0).filter(|v| !v.is_empty());
+            total += 1;
+            if !Masker::looks_masked(rule, value) {
+                unmasked += 1;
+            }
+        }
+        findings.push(ScanFinding { service: fixtures.service.clone(), column: column.clone(), rule: rule.as_string(), unmasked, total });
+    }
+    Ok(findings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psql_errors_are_mapped_to_file_and_line() {
+        assert_eq!(
+            psql_error("fixtures/a.sql", "INSERT 0 1\npsql:<stdin>:7: ERROR:  relation \"nope\" does not exist\nLINE 1: insert into nope\n"),
+            "fixtures/a.sql:7: ERROR: relation \"nope\" does not exist"
+        );
+        assert_eq!(
+            psql_error("fixtures/p.csv", "ERROR:  invalid input syntax for type integer: \"abc\"\nCONTEXT:  COPY products, line 3, column price_cents: \"abc\"\n"),
+            "fixtures/p.csv:3: ERROR: invalid input syntax for type integer: \"abc\""
+        );
+    }
+
+    #[test]
+    fn table_names_drop_a_numeric_prefix() {
+        assert_eq!(table_name(Path::new("f/03_users.csv")), "users");
+        assert_eq!(table_name(Path::new("f/order_items.csv")), "order_items");
+    }
+
+    #[test]
+    fn redis_lines_split_on_spaces_and_respect_quotes() {
+        assert_eq!(split_words(r#"SET k "a b \"c\"""#).unwrap(), vec!["SET", "k", "a b \"c\""]);
+        assert_eq!(split_words(r#"SET k """#).unwrap(), vec!["SET", "k", ""]);
+        assert!(split_words(r#"SET "k"#).is_err());
+    }
+}

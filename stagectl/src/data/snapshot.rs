@@ -1,0 +1,134 @@
+//! Fixture snapshots: after a clean load, the data service's container file system is committed
+//! as an image keyed by everything that shaped the data; a later `up` with the same key starts
+//! from that image instead of reloading. Least recently used snapshots are evicted past a disk
+//! budget (the LRU clock is Docker's `LastTagTime`, refreshed by re-tagging on every hit).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::docker::{labels, ContainerEngine};
+use crate::error::Result;
+
+pub const LABEL: &str = "org.stagectl.snapshot";
+pub const KEY_LABEL: &str = "org.stagectl.snapshot-key";
+/// The image the snapshot was taken on; its size is subtracted to get the snapshot's own bytes.
+pub const BASE_LABEL: &str = "org.stagectl.snapshot-base";
+pub const ROWS_LABEL: &str = "org.stagectl.snapshot-rows";
+pub const LOAD_SECONDS_LABEL: &str = "org.stagectl.snapshot-load-seconds";
+
+/// Marker written into a data service once its fixtures loaded completely; a container
+/// without it never counts as loaded (and it is part of every snapshot).
+pub const MARKER_PATH: &str = "/tmp/.stagectl-fixtures-loaded";
+
+/// The snapshot key: base image, the service's spec, the fixture inputs, and the jobs that
+/// run before the load (their spec and the content of the host paths they mount).
+pub fn key(base_image_id: &str, service_spec_hash: &str, fixtures_hash: &str, jobs: &[(String, String)]) -> String {
+    let mut h = Sha256::new();
+    // Bumped whenever what a snapshot contains changes shape (e.g. the marker's location).
+    h.update(b"stagectl-snapshot-v1\0");
+    for part in [base_image_id, service_spec_hash, fixtures_hash] {
+        h.update(part.as_bytes());
+        h.update(b"\0");
+    }
+    for (spec, content) in jobs {
+        h.update(spec.as_bytes());
+        h.update(content.as_bytes());
+        h.update(b"\0");
+    }
+    hex::encode(h.finalize())
+}
+
+pub fn reference(service: &str, key: &str) -> String {
+    format!("stagectl-snapshot/{service}:{}", &key[..24])
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotInfo {
+    pub reference: String,
+    pub id: String,
+    pub stack: String,
+    pub service: String,
+    pub bytes: u64,
+    pub rows: u64,
+    pub load_seconds: f64,
+    pub created: i64,
+    pub last_used: String,
+}
+
+pub async fn list<E: ContainerEngine + ?Sized>(docker: &E) -> Result<Vec<SnapshotInfo>> {
+    let mut out = Vec::new();
+    for i in docker.list_images(LABEL).await? {
+        let l = |k: &str| i.labels.get(k).cloned().unwrap_or_default();
+        let base = docker.image_size(&l(BASE_LABEL)).await?.unwrap_or(0);
+        out.push(SnapshotInfo {
+                reference: i.tags.iter().find(|t| t.starts_with("stagectl-snapshot/")).cloned().unwrap_or_else(|| i.id.clone()),
+                id: i.id.clone(),
+                stack: l(labels::STACK),
+                service: l(labels::SERVICE),
+                bytes: i.size.saturating_sub(base),
+                rows: l(ROWS_LABEL).parse().unwrap_or(0),
+                load_seconds: l(LOAD_SECONDS_LABEL).parse().unwrap_or(0.0),
+                created: i.created,
+                last_used: i.last_tagged.clone(),
+        });
+    }
+    // Most recently used first.
+    out.sort_by(|a, b| b.last_used.cmp(&a.last_used).then(b.created.cmp(&a.created)));
+    Ok(out)
+}
+
+/// Evicts least recently used snapshots until their total is within `budget` bytes; `keep` is
+/// never evicted. Returns what was removed.
+pub async fn prune<E: ContainerEngine + ?Sized>(docker: &E, budget: u64, keep: Option<&str>) -> Result<Vec<SnapshotInfo>> {
+    let all = list(docker).await?;
+    let mut total: u64 = 0;
+    let mut removed = Vec::new();
+    for s in all {
+        let kept = keep.is_some_and(|k| k == s.reference || k == s.id);
+        if kept || total + s.bytes <= budget {
+            total += s.bytes;
+            continue;
+        }
+        // A snapshot a running container was started from cannot go; it stays (and counts).
+        match docker.remove_image(&s.id).await {
+            Ok(()) => removed.push(s),
+            Err(e) => {
+                tracing::info!("keeping snapshot {} in use: {e}", s.reference);
+                total += s.bytes;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Labels for a new snapshot image.
+pub fn image_labels(stack: &str, service: &str, key: &str, base_image: &str, rows: u64, load_seconds: f64) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL.to_string(), "1".to_string()),
+        (KEY_LABEL.to_string(), key.to_string()),
+        (labels::STACK.to_string(), stack.to_string()),
+        (labels::SERVICE.to_string(), service.to_string()),
+        (BASE_LABEL.to_string(), base_image.to_string()),
+        (ROWS_LABEL.to_string(), rows.to_string()),
+        (LOAD_SECONDS_LABEL.to_string(), format!("{load_seconds:.3}")),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_input_changes_the_key() {
+        let jobs = vec![("jobspec".to_string(), "migrations-v1".to_string())];
+        let base = key("img", "spec", "fx", &jobs);
+        assert_eq!(base, key("img", "spec", "fx", &jobs));
+        assert_ne!(base, key("img2", "spec", "fx", &jobs));
+        assert_ne!(base, key("img", "spec2", "fx", &jobs));
+        assert_ne!(base, key("img", "spec", "fx2", &jobs));
+        assert_ne!(base, key("img", "spec", "fx", &[("jobspec".to_string(), "migrations-v2".to_string())]));
+        assert!(reference("db", &base).starts_with("stagectl-snapshot/db:"));
+    }
+}
