@@ -137,7 +137,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             if cli.json {
                 json(&serde_json::json!({ "ok": true, "stack": m.stack, "services": m.services.iter().map(|s| &s.name).collect::<Vec<_>>() }));
             } else {
-                out(&format!("{}: ok (stack `{}`, {} services)", cli.file.display(), m.stack, m.services.len()));
+                out(&format!("{}: ok (stack `{}`, {} service{})", cli.file.display(), m.stack, m.services.len(), if m.services.len() == 1 { "" } else { "s" }));
             }
             Ok(exit::OK)
         }

@@ -219,9 +219,9 @@ fn csv_header(file: &Path, name: &str) -> Result<Vec<String>, String> {
 }
 
 /// Parses and masks the CSV on a blocking thread, sending re-encoded chunks. A malformed row
-/// ends the stream with a poison line (a NUL byte, which PostgreSQL always rejects), so the
-/// COPY fails as a whole instead of committing the rows before it; the precise error is
-/// returned through `error`.
+/// ends the stream with a poison line (an unterminated quoted field, which PostgreSQL rejects
+/// at end of input), so the COPY fails as a whole instead of committing the rows before it;
+/// the precise error ends the stream.
 async fn masked_csv_stream(file: PathBuf, name: String, table: String, masker: Masker) -> Result<(Vec<String>, ByteStream), String> {
     let header = csv_header(&file, &name)?;
     let rules: Vec<Option<crate::manifest::MaskRule>> = header.iter().map(|c| masker.rule(&table, c).cloned()).collect();
@@ -260,7 +260,7 @@ async fn masked_csv_stream(file: PathBuf, name: String, table: String, masker: M
                         _ => e.to_string(),
                     };
                     let mut buf = w.into_inner().unwrap_or_default();
-                    buf.extend_from_slice(b"\0poison\n");
+                    buf.extend_from_slice(b"\"stagectl: malformed input, abort the COPY");
                     send(buf);
                     let _ = tx.blocking_send(Err(std::io::Error::other(format!("{name}:{line}: malformed CSV: {detail}"))));
                     return;

@@ -526,18 +526,29 @@ impl BollardEngine {
         {
             // Feed stdin while draining stdout/stderr, so neither side can block the other.
             let feed = async {
+                let mut failure = None;
                 if let Some(mut input) = input {
                     while let Some(chunk) = input.next().await {
-                        let chunk = chunk.map_err(|e| Error::docker(ctx(), format!("reading input: {e}")))?;
+                        let chunk = match chunk {
+                            Ok(c) => c,
+                            Err(e) => {
+                                failure = Some(Error::StackFailed(e.to_string()));
+                                break;
+                            }
+                        };
                         if let Err(e) = stdin.write_all(&chunk).await {
                             // The command exited early (e.g. on an SQL error): its output says why.
                             tracing::debug!("exec stdin closed: {e}");
                             break;
                         }
                     }
+                    // Always close stdin, also after a failure: the command waits for EOF.
                     let _ = stdin.shutdown().await;
                 }
-                Ok::<(), Error>(())
+                match failure {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
             };
             let drain = async {
                 while let Some(chunk) = out.next().await {

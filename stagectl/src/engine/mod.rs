@@ -563,17 +563,24 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
         let network = plan::network_name(&manifest.stack);
         let rows = manifest.services.iter().map(|s| {
             let c = observed.iter().find(|c| c.service == s.name);
-            self.status_row(&s.name, Some(s), c, &network)
+            self.status_row(&s.name, Some(s), c, &network, Some(manifest))
         });
         let mut out = join_all(rows).await;
         let extra = observed.iter().filter(|c| manifest.service(&c.service).is_none());
         for c in extra {
-            out.push(self.status_row(&c.service, None, Some(c), &network).await);
+            out.push(self.status_row(&c.service, None, Some(c), &network, None).await);
         }
         Ok(out)
     }
 
-    async fn status_row(&self, name: &str, service: Option<&Service>, c: Option<&ObservedContainer>, network: &str) -> ServiceStatus {
+    async fn status_row(
+        &self,
+        name: &str,
+        service: Option<&Service>,
+        c: Option<&ObservedContainer>,
+        network: &str,
+        manifest_fixtures: Option<&Manifest>,
+    ) -> ServiceStatus {
         let Some(c) = c else {
             return ServiceStatus {
                 service: name.to_string(),
@@ -602,6 +609,17 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
             },
             (RunState::Running, None) => (true, None),
             _ => (false, None),
+        };
+        // A data service is ready only with its fixtures completely loaded.
+        let (ready, detail) = match (ready, service.map(|s| s.name.as_str()).and_then(|n| manifest_fixtures.and_then(|m| m.fixtures_for(n)))) {
+            (true, Some(_)) => {
+                let marker = [String::from("test"), String::from("-f"), data::snapshot::MARKER_PATH.to_string()];
+                match self.docker.exec(&c.id, &marker).await {
+                    Ok((0, _)) => (true, detail),
+                    _ => (false, Some("fixtures not loaded".to_string())),
+                }
+            }
+            other => (other.0, detail),
         };
         let uptime_seconds = match c.state {
             RunState::Running => self

@@ -198,6 +198,9 @@ pub struct Readiness {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
     Tcp { port: u16 },
+    /// PostgreSQL's own protocol: a startup message answered by anything but "the database
+    /// system is starting up" (what pg_isready checks), without a `docker exec` per attempt.
+    Postgres { port: u16 },
     Http { port: u16, path: String, status: u16 },
     Exec { command: Vec<String> },
     Log { pattern: String },
@@ -209,6 +212,7 @@ impl Probe {
     pub fn describe(&self) -> String {
         match self {
             Probe::Tcp { port } => format!("tcp :{port}"),
+            Probe::Postgres { port } => format!("postgres :{port}"),
             Probe::Http { port, path, status } => format!("http :{port}{path} → {status}"),
             Probe::Exec { command } => format!("exec {}", command.join(" ")),
             Probe::Log { pattern } => format!("log /{pattern}/"),

@@ -24,8 +24,8 @@ const SERVICE_KEYS: &[&str] = &[
     "working_dir", "user",
 ];
 const BUILD_KEYS: &[&str] = &["context", "dockerfile", "command", "args"];
-const READY_KEYS: &[&str] = &["tcp", "http", "exec", "log", "healthcheck", "port", "status", "timeout", "interval"];
-const PROBE_KINDS: &[&str] = &["tcp", "http", "exec", "log", "healthcheck"];
+const READY_KEYS: &[&str] = &["tcp", "postgres", "http", "exec", "log", "healthcheck", "port", "status", "timeout", "interval"];
+const PROBE_KINDS: &[&str] = &["tcp", "postgres", "http", "exec", "log", "healthcheck"];
 
 struct Cx<'a> {
     src: &'a str,
@@ -53,8 +53,26 @@ pub(super) fn parse(
             .iter()
             .map(|e| {
                 let span = e.span().unwrap_or(0..0);
-                Diagnostic::new(span, format!("invalid TOML: {}", e.message().trim_end()))
-                    .help("fix the syntax; see https://toml.io")
+                let message = e.message().trim_end();
+                let text = src.get(span.clone()).unwrap_or("").trim();
+                let (_, _, line) = super::diag::locate(src, span.start);
+                // "unclosed table, expected `]`" and the like: the caret is where it is missing.
+                let missing = message.strip_suffix('`').and_then(|m| m.rsplit_once("expected `")).map(|(_, t)| t);
+                if let Some(token) = missing.filter(|t| !t.is_empty()) {
+                    Diagnostic::new(span, format!("invalid TOML: {message}")).help(format!("insert `{token}` here"))
+                } else if text.is_empty() || text.contains('\n') {
+                    Diagnostic::new(span, format!("invalid TOML: {message}")).help("fix the syntax; see https://toml.io")
+                } else if message == "duplicate key" && line.trim_start().starts_with('[') {
+                    Diagnostic::new(span, format!("invalid TOML: duplicate table {}", line.split('#').next().unwrap_or("").trim()))
+                        .help("this table is already defined above; merge the two into one")
+                } else if message == "duplicate key" {
+                    Diagnostic::new(span, format!("invalid TOML: duplicate key `{text}`"))
+                        .help(format!("`{text}` is already set earlier in the same table; keep one definition"))
+                } else if message.starts_with("string values must be quoted") && !text.contains(char::is_whitespace) {
+                    Diagnostic::new(span, format!("invalid TOML: {message}")).help(format!("put the value in quotes: \"{text}\""))
+                } else {
+                    Diagnostic::new(span, format!("invalid TOML: {message}")).help("fix the syntax; see https://toml.io")
+                }
             })
             .collect());
     }
@@ -148,6 +166,17 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// A hint suffix such as ", e.g. `my-app`" when lowercasing and `_` → `-` make `name` a valid
+/// label; empty otherwise.
+fn suggest_label(name: &str) -> String {
+    let fixed = name.to_ascii_lowercase().replace(['_', '.', ' '], "-");
+    if fixed != name && is_dns_label(&fixed) {
+        format!(", e.g. `{fixed}`")
+    } else {
+        String::new()
+    }
+}
+
 fn is_table_column(s: &str) -> bool {
     let ident = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     matches!(s.split_once('.'), Some((t, c)) if ident(t) && ident(c))
@@ -161,6 +190,13 @@ fn integer(v: &DeValue<'_>) -> Option<i64> {
 impl Cx<'_> {
     fn type_error(&mut self, span: Span, what: &str, expected: &str, found: &DeValue<'_>) {
         self.diags.push(Diagnostic::new(span, format!("{what} must be {expected}, found {}", kind_name(found))));
+    }
+
+    /// Adds a hint to the diagnostic pushed last.
+    fn help_last(&mut self, help: impl Into<String>) {
+        if let Some(d) = self.diags.last_mut() {
+            d.help = Some(help.into());
+        }
     }
 
     fn unknown_keys(&mut self, table: &DeTable<'_>, allowed: &[&str], context: &str) {
@@ -287,7 +323,7 @@ impl Cx<'_> {
         if !is_dns_label(&name) || name.len() > 40 {
             self.diags.push(
                 Diagnostic::new(name_v.span(), format!("invalid stack name `{name}`"))
-                    .help("use up to 40 lowercase letters, digits and `-`; it prefixes every container, network and volume"),
+                    .help(format!("use up to 40 lowercase letters, digits and `-`{}; it prefixes every container, network and volume", suggest_label(&name))),
             );
             return None;
         }
@@ -297,13 +333,11 @@ impl Cx<'_> {
     fn service(&mut self, name_key: &Spanned<std::borrow::Cow<'_, str>>, body: &Value<'_>) -> Option<(Service, ServiceSpans)> {
         let name = name_key.get_ref().to_string();
         let context = format!("[services.{name}]");
-        let mut ok = true;
         if !is_dns_label(&name) {
             self.diags.push(
                 Diagnostic::new(name_key.span(), format!("invalid service name `{name}`"))
-                    .help("use lowercase letters, digits and `-` (it becomes a host name on the stack network)"),
+                    .help(format!("use lowercase letters, digits and `-` (it becomes a host name on the stack network){}", suggest_label(&name))),
             );
-            ok = false;
         }
         let t = self.table(body, &format!("service `{name}`"))?;
         self.unknown_keys(t, SERVICE_KEYS, &context);
@@ -319,7 +353,6 @@ impl Cx<'_> {
                 Diagnostic::new(name_key.span(), format!("service `{name}` has neither `image` nor `build`"))
                     .help("add `image = \"postgres:15\"` to run an image, or `build = \"path/to/context\"` to build one"),
             );
-            ok = false;
         }
         let command = t.get("command").and_then(|v| self.command(v, &field("command")));
         let entrypoint = t.get("entrypoint").and_then(|v| self.command(v, &field("entrypoint")));
@@ -327,6 +360,7 @@ impl Cx<'_> {
 
         let mut ports = Vec::new();
         let mut port_spans = Vec::new();
+        let mut ports_ok = true;
         if let Some(v) = t.get("ports") {
             match v.get_ref() {
                 DeValue::Array(items) => {
@@ -349,21 +383,28 @@ impl Cx<'_> {
                                 ports.push(p);
                                 port_spans.push(item.span());
                             }
-                            None => ok = false,
+                            None => ports_ok = false,
                         }
                     }
                 }
-                other => self.type_error(v.span(), &field("ports"), "an array of strings like \"8080:80\"", other),
+                DeValue::String(s) => {
+                    ports_ok = false;
+                    self.diags.push(
+                        Diagnostic::new(v.span(), format!("{} must be an array of strings like \"8080:80\", found a string", field("ports")))
+                            .help(format!("put the mapping in brackets: ports = [{:?}]", s.as_ref() as &str)),
+                    );
+                }
+                other => {
+                    ports_ok = false;
+                    self.type_error(v.span(), &field("ports"), "an array of strings like \"8080:80\"", other)
+                }
             }
         }
 
         let mut volumes = Vec::new();
         if let Some(v) = t.get("volumes") {
             for (text, span) in self.string_array(v, &field("volumes")).unwrap_or_default() {
-                match self.volume(&text, span) {
-                    Some(m) => volumes.push(m),
-                    None => ok = false,
-                }
+                volumes.extend(self.volume(&text, span));
             }
         }
 
@@ -372,7 +413,10 @@ impl Cx<'_> {
         if let Some(v) = t.get("depends_on") {
             for (dep, span) in self.string_array(v, &field("depends_on")).unwrap_or_default() {
                 if depends_on.contains(&dep) {
-                    self.diags.push(Diagnostic::new(span, format!("`{dep}` is listed twice in {}", field("depends_on"))));
+                    self.diags.push(
+                        Diagnostic::new(span, format!("`{dep}` is listed twice in {}", field("depends_on")))
+                            .help("remove the second entry"),
+                    );
                     continue;
                 }
                 depends_on.push(dep);
@@ -385,6 +429,7 @@ impl Cx<'_> {
                 DeValue::Boolean(b) => *b,
                 other => {
                     self.type_error(v.span(), &field("job"), "true or false", other);
+                    self.help_last("write `job = true` or `job = false`, without quotes");
                     false
                 }
             },
@@ -399,17 +444,15 @@ impl Cx<'_> {
                 );
                 None
             }
-            Some(v) => {
-                let r = self.ready(v, &name, &ports);
-                ok &= r.is_some();
-                r
-            }
+            Some(v) => self.ready(v, &name, &ports, ports_ok),
             None => None,
         };
         let working_dir = t.get("working_dir").and_then(|v| self.plain_string(v, &field("working_dir")));
         let user = t.get("user").and_then(|v| self.plain_string(v, &field("user")));
 
-        ok.then_some((
+        // Returned even when a field had errors (those are already reported), so the checks
+        // across services still see this service's name, dependencies and ports.
+        Some((
             Service { name, image, build, command, entrypoint, env, ports, volumes, depends_on, job, ready, working_dir, user },
             ServiceSpans { depends_on: dep_spans, ports: port_spans },
         ))
@@ -477,8 +520,8 @@ impl Cx<'_> {
         let context = self.dir.join(&rel);
         if !(self.dir_exists)(&context) {
             self.diags.push(
-                Diagnostic::new(context_v.span(), format!("build context `{rel}` is not a directory"))
-                    .help("paths are relative to the directory of stack.toml"),
+                Diagnostic::new(context_v.span(), format!("build context `{rel}` of service `{service}` is not a directory"))
+                    .help("create the directory or correct the path; it is relative to the directory of stack.toml"),
             );
             return None;
         }
@@ -502,6 +545,9 @@ impl Cx<'_> {
                 DeValue::Boolean(b) => Some(Interpolated { value: b.to_string(), secret: false }),
                 other => {
                     self.type_error(val.span(), &what, "a string, number or boolean", other);
+                    if matches!(other, DeValue::Array(_)) {
+                        self.help_last("an environment variable holds one string: join the items, e.g. with commas or spaces");
+                    }
                     None
                 }
             };
@@ -530,7 +576,7 @@ impl Cx<'_> {
         let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
         let port = |s: &str| -> Result<u16, String> {
             if s.contains('-') {
-                return Err("port ranges are not supported".into());
+                return Err("port ranges are not supported; list each port separately".into());
             }
             match s.parse::<u32>() {
                 Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
@@ -591,7 +637,8 @@ impl Cx<'_> {
         Some(VolumeMount { source, target: target.to_string(), read_only })
     }
 
-    fn ready(&mut self, v: &Value<'_>, service: &str, ports: &[PortMapping]) -> Option<Readiness> {
+    /// `ports_complete`: every entry of the service's `ports` parsed (so `ports` is the full list).
+    fn ready(&mut self, v: &Value<'_>, service: &str, ports: &[PortMapping], ports_complete: bool) -> Option<Readiness> {
         let t = self.table(v, &format!("`services.{service}.ready`"))?;
         let context = format!("`services.{service}.ready`");
         self.unknown_keys(t, READY_KEYS, &context);
@@ -602,34 +649,48 @@ impl Cx<'_> {
             } else {
                 format!("{context} has more than one probe ({})", kinds.join(", "))
             };
-            self.diags.push(Diagnostic::new(v.span(), msg).help("use exactly one of: tcp = PORT, http = \"/path\", exec = [..], log = \"regex\", healthcheck = true"));
+            self.diags.push(Diagnostic::new(v.span(), msg).help("use exactly one of: tcp = PORT, postgres = PORT, http = \"/path\", exec = [..], log = \"regex\", healthcheck = true"));
             return None;
         }
         let kind = kinds[0];
         let pv = &t[kind];
+        let field = |k: &str| format!("`services.{service}.ready.{k}`");
         for extra in ["port", "status"] {
             if kind != "http" {
                 if let Some(x) = t.get(extra) {
-                    self.diags.push(Diagnostic::new(x.span(), format!("`{extra}` only applies to an http probe")));
+                    let help = if extra == "port" && matches!(kind, "tcp" | "postgres") {
+                        format!("remove it: a {kind} probe connects to the port given as `{kind} = PORT`")
+                    } else {
+                        format!("remove it: a {kind} probe does not use `{extra}`")
+                    };
+                    self.diags.push(Diagnostic::new(x.span(), format!("{} only applies to an http probe", field(extra))).help(help));
                 }
             }
         }
         let probe = match kind {
-            "tcp" => Probe::Tcp { port: self.port_number(pv, "tcp probe port")? },
+            "tcp" => Probe::Tcp { port: self.port_number(pv, &field("tcp"))? },
+            "postgres" => Probe::Postgres { port: self.port_number(pv, "postgres probe port")? },
             "http" => {
-                let path = self.plain_string(pv, "http probe path")?;
+                let path = self.plain_string(pv, &field("http"))?;
                 if !path.starts_with('/') {
-                    self.diags.push(Diagnostic::new(pv.span(), format!("http probe path `{path}` must start with `/`")));
+                    self.diags.push(
+                        Diagnostic::new(pv.span(), format!("http probe path `{path}` in {} must start with `/`", field("http")))
+                            .help(format!("write http = \"/{path}\"")),
+                    );
                     return None;
                 }
                 let port = match t.get("port") {
-                    Some(p) => self.port_number(p, "http probe port")?,
+                    Some(p) => self.port_number(p, &field("port"))?,
                     None => match ports {
                         [only] => only.container_port,
+                        // A port that failed to parse is reported already; guessing here would mislead.
+                        _ if !ports_complete => return None,
                         _ => {
+                            let why = if ports.is_empty() { "publishes no ports".to_string() } else { format!("publishes {} ports", ports.len()) };
+                            let example = ports.first().map_or(8080, |p| p.container_port);
                             self.diags.push(
-                                Diagnostic::new(pv.span(), "http probe needs a `port`")
-                                    .help("add `port = 8080` (the container port to probe)"),
+                                Diagnostic::new(pv.span(), format!("the http probe in {context} needs a `port`: service `{service}` {why}"))
+                                    .help(format!("add `port = {example}` (the container port to probe)")),
                             );
                             return None;
                         }
@@ -639,7 +700,10 @@ impl Cx<'_> {
                     Some(s) => match integer(s.get_ref()) {
                         Some(n) if (100..=599).contains(&n) => n as u16,
                         _ => {
-                            self.diags.push(Diagnostic::new(s.span(), "`status` must be an HTTP status code (100-599)"));
+                            self.diags.push(
+                                Diagnostic::new(s.span(), format!("{} must be an HTTP status code (100-599)", field("status")))
+                                    .help("write e.g. `status = 204`"),
+                            );
                             return None;
                         }
                     },
@@ -647,12 +711,16 @@ impl Cx<'_> {
                 };
                 Probe::Http { port, path, status }
             }
-            "exec" => Probe::Exec { command: self.command(pv, "exec probe command")? },
+            "exec" => Probe::Exec { command: self.command(pv, &field("exec"))? },
             "log" => {
-                let pattern = self.plain_string(pv, "log probe pattern")?;
+                let pattern = self.plain_string(pv, &field("log"))?;
                 if let Err(e) = regex::Regex::new(&pattern) {
-                    let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
-                    self.diags.push(Diagnostic::new(pv.span(), format!("invalid log pattern: {first}")).help("the pattern is a Rust regex"));
+                    let last = e.to_string().lines().last().unwrap_or("").trim().to_string();
+                    let why = last.strip_prefix("error: ").unwrap_or(&last);
+                    self.diags.push(
+                        Diagnostic::new(pv.span(), format!("invalid regex in {}: {why}", field("log")))
+                            .help("the pattern is a Rust regex; escape a literal ( [ { . * + ? with a backslash (`\\\\(` in a \"...\" TOML string)"),
+                    );
                     return None;
                 }
                 Probe::Log { pattern }
@@ -660,17 +728,20 @@ impl Cx<'_> {
             _ => match pv.get_ref() {
                 DeValue::Boolean(true) => Probe::Healthcheck,
                 _ => {
-                    self.diags.push(Diagnostic::new(pv.span(), "`healthcheck` must be `true`").help("remove `ready` to skip readiness checks"));
+                    self.diags.push(
+                        Diagnostic::new(pv.span(), format!("{} must be `true`", field("healthcheck")))
+                            .help("write `healthcheck = true` to wait for the image's HEALTHCHECK, or remove `ready` to skip readiness checks"),
+                    );
                     return None;
                 }
             },
         };
         let timeout = match t.get("timeout") {
-            Some(d) => self.duration(d, "`ready.timeout`")?,
+            Some(d) => self.duration(d, &field("timeout"))?,
             None => DEFAULT_READY_TIMEOUT,
         };
         let interval = match t.get("interval") {
-            Some(d) => self.duration(d, "`ready.interval`")?,
+            Some(d) => self.duration(d, &field("interval"))?,
             None => DEFAULT_READY_INTERVAL,
         };
         Some(Readiness { probe, timeout, interval })
@@ -856,8 +927,9 @@ impl Cx<'_> {
                 let ip = p.host_ip.as_deref().filter(|ip| *ip != "0.0.0.0" && *ip != "::");
                 let entry = published.entry((hp, p.protocol)).or_default();
                 if let Some((_, other)) = entry.iter().find(|(oip, _)| oip.is_none() || ip.is_none() || *oip == ip) {
+                    let by = if *other == svc.name { "earlier in the same list".to_string() } else { format!("by service `{other}`") };
                     self.diags.push(
-                        Diagnostic::new(span.clone(), format!("host port {hp}/{} is already published by service `{other}`", p.protocol.as_str()))
+                        Diagnostic::new(span.clone(), format!("host port {hp}/{} is already published {by}", p.protocol.as_str()))
                             .help("pick another host port, or give only the container port to let Docker choose one"),
                     );
                 } else {
@@ -887,6 +959,10 @@ impl Cx<'_> {
                 let Some(&j) = index.get(dep.as_str()) else { continue };
                 match state[j] {
                     0 => visit(j, services, spans, index, state, path, found),
+                    1 if j == i => found.push(
+                        Diagnostic::new(span.clone(), format!("service `{dep}` depends on itself"))
+                            .help(format!("remove `{dep}` from its `depends_on`")),
+                    ),
                     1 => {
                         let start = path.iter().position(|&p| p == j).unwrap_or(0);
                         let mut names: Vec<&str> = path[start..].iter().map(|&p| services[p].name.as_str()).collect();

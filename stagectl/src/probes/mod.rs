@@ -121,6 +121,7 @@ async fn attempt<E: ContainerEngine + ?Sized>(
             let addr = format!("{}:{port}", need_ip()?);
             tokio::net::TcpStream::connect(&addr).await.map(|_| ()).map_err(|e| format!("tcp {addr}: {e}"))
         }
+        Probe::Postgres { port } => postgres_accepting(&format!("{}:{port}", need_ip()?)).await,
         Probe::Http { port, path, status } => {
             let url = format!("http://{}:{port}{path}", need_ip()?);
             let resp = client.get(&url).send().await.map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
@@ -147,6 +148,38 @@ async fn attempt<E: ContainerEngine + ?Sized>(
             }
         }
         Probe::Log { .. } => Err("log probes are handled by wait_for_log".into()),
+    }
+}
+
+/// What pg_isready does, in-process: send a startup message and read the first reply. An
+/// authentication request or any error other than SQLSTATE 57P03 (cannot connect now: starting
+/// up, shutting down, in recovery) means the server accepts connections.
+async fn postgres_accepting(addr: &str) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("postgres {addr}: {e}"))?;
+    let params = b"user\0postgres\0database\0postgres\0application_name\0stagectl-probe\0\0";
+    let mut msg = Vec::with_capacity(8 + params.len());
+    msg.extend_from_slice(&((8 + params.len()) as u32).to_be_bytes());
+    msg.extend_from_slice(&196_608u32.to_be_bytes()); // protocol 3.0
+    msg.extend_from_slice(params);
+    stream.write_all(&msg).await.map_err(|e| format!("postgres {addr}: {e}"))?;
+    let mut head = [0u8; 5];
+    stream.read_exact(&mut head).await.map_err(|e| format!("postgres {addr}: no answer: {e}"))?;
+    match head[0] {
+        b'R' => Ok(()),
+        b'E' => {
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let mut body = vec![0u8; len.saturating_sub(4).min(8192)];
+            stream.read_exact(&mut body).await.map_err(|e| format!("postgres {addr}: {e}"))?;
+            let fields: Vec<&[u8]> = body.split(|b| *b == 0).collect();
+            let field = |code: u8| fields.iter().find(|f| f.first() == Some(&code)).map(|f| String::from_utf8_lossy(&f[1..]).into_owned());
+            if field(b'C').as_deref() == Some("57P03") {
+                Err(format!("postgres {addr}: {}", field(b'M').unwrap_or_default()))
+            } else {
+                Ok(())
+            }
+        }
+        other => Err(format!("postgres {addr}: unexpected reply {:?}", other as char)),
     }
 }
 

@@ -131,6 +131,11 @@ impl Drop for Stack {
         for id in ids.lines() {
             let _ = Command::new("docker").args(["rm", "-f", id]).output();
         }
+        // Fixture snapshots taken for this stack.
+        let images = docker(&["images", "-q", "--filter", &filter, "--filter", "label=org.stagectl.snapshot"]);
+        for id in images.lines() {
+            let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+        }
     }
 }
 
@@ -164,4 +169,9 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
+}
+
+/// Runs SQL in the stack's `db` service and returns psql's unaligned output.
+pub fn sql(stack: &Stack, database: &str, query: &str) -> String {
+    docker(&["exec", &format!("{}-db", stack.name), "psql", "-X", "-U", "postgres", "-d", database, "-tA", "-c", query])
 }

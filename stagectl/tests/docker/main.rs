@@ -1,7 +1,9 @@
 //! Integration tests against the real Docker engine, real PostgreSQL and Redis containers and
 //! the real `stagectl` binary. Images come from `scripts/build-images.sh` (run by `.ci/run`).
 
+#[macro_use]
 mod harness;
+mod fixtures;
 
 use std::collections::BTreeMap;
 

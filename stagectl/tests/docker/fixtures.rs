@@ -1,0 +1,196 @@
+//! Fixture loading, masking and the snapshot cache, against real PostgreSQL and Redis.
+
+use crate::harness::*;
+
+const DATA_STACK: &str = r#"
+[stack]
+name = "{stack}"
+
+[services.db]
+image = "stagectl/postgres:15"
+env = { POSTGRES_DB = "app" }
+ready = { exec = ["pg_isready", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "app"], timeout = "30s" }
+
+[services.migrate]
+image = "stagectl/postgres:15"
+job = true
+depends_on = ["db"]
+command = ["psql", "-h", "db", "-U", "postgres", "-d", "app", "-v", "ON_ERROR_STOP=1", "-q", "-f", "/schema.sql"]
+volumes = ["./schema.sql:/schema.sql:ro"]
+
+[services.cache]
+image = "stagectl/redis:7"
+ready = { tcp = 6379 }
+
+[fixtures.db]
+files = ["data/*.csv", "data/*.sql"]
+mask = { "users.email" = "email", "users.name" = "name", "users.phone" = "phone", "orders.email" = "email", "users.country" = "fixed:XX" }
+sensitive = ["users.email", "users.phone", "orders.email"]
+seed = "test-seed"
+
+[fixtures.cache]
+loader = "redis"
+files = ["cache/*.redis"]
+"#;
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS users (id bigserial PRIMARY KEY, email text, name text, phone text, country text, age int);\n\
+CREATE TABLE IF NOT EXISTS orders (id bigserial PRIMARY KEY, email text, total int);\n";
+
+const USERS: &str = "email,name,phone,country,age\n\
+alice@corp.example,Alice Archer,+31 20 555 0101,NL,34\n\
+bob@corp.example,Bob Baker,,DE,51\n\
+carol@corp.example,\"Carol, the Third\",+1 212 555 0199,US,27\n";
+
+const ORDERS: &str = "email,total\nalice@corp.example,100\nbob@corp.example,250\nalice@corp.example,75\n";
+
+fn data_stack(tag: &str) -> Stack {
+    let s = Stack::new(tag, DATA_STACK);
+    std::fs::write(s.path("schema.sql"), SCHEMA).unwrap();
+    std::fs::create_dir_all(s.path("data")).unwrap();
+    std::fs::create_dir_all(s.path("cache")).unwrap();
+    std::fs::write(s.path("data/01_users.csv"), USERS).unwrap();
+    std::fs::write(s.path("data/02_orders.csv"), ORDERS).unwrap();
+    std::fs::write(s.path("data/03_extra.sql"), "INSERT INTO orders (email, total) VALUES (NULL, 1);\n").unwrap();
+    std::fs::write(s.path("cache/warm.redis"), "SET greeting \"hello world\"\nRPUSH list a b c\n").unwrap();
+    s
+}
+
+fn db_fixtures(report: &serde_json::Value) -> serde_json::Value {
+    report["services"].as_array().unwrap().iter().find(|s| s["service"] == "db").unwrap()["fixtures"].clone()
+}
+
+const DUMP: &str = "SELECT string_agg(concat_ws('|', id, email, name, phone, country, age), ';' ORDER BY id) FROM users";
+
+#[test]
+fn fixtures_load_masked_deterministic_and_join_consistent() {
+    require_docker!();
+    let stack = data_stack("fxmask");
+    let first = stack.up_ok();
+    let fx = db_fixtures(&first);
+    assert_eq!(fx["snapshot"], "miss");
+    assert_eq!(fx["rows"], 7, "3 users + 3 orders + 1 SQL insert: {fx}");
+    let files: Vec<&str> = fx["files"].as_array().unwrap().iter().map(|f| f["file"].as_str().unwrap()).collect();
+    assert_eq!(files, ["data/01_users.csv", "data/02_orders.csv", "data/03_extra.sql"], "CSV patterns first, each sorted");
+
+    let users = sql(&stack, "app", DUMP);
+    for raw in ["alice@", "bob@", "carol@", "Alice", "Archer", "555 0101", "NL", "DE"] {
+        assert!(!users.contains(raw), "raw value {raw:?} reached the database: {users}");
+    }
+    assert!(users.contains("@example.com") && users.contains("|XX|34"), "{users}");
+    // An empty phone stays NULL rather than being masked into a fake number.
+    assert_eq!(sql(&stack, "app", "SELECT count(*) FROM users WHERE phone IS NULL").trim(), "1");
+    // Joins survive: alice's two orders still join to her (masked) user row.
+    assert_eq!(sql(&stack, "app", "SELECT count(*) FROM orders o JOIN users u USING (email)").trim(), "3");
+    assert_eq!(docker(&["exec", &format!("{}-cache", stack.name), "redis-cli", "lrange", "list", "0", "-1"]), "a\nb\nc\n");
+
+    // The scanner agrees nothing sensitive is left unmasked...
+    let out = stack.run(&["fixtures", "scan"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // ...and catches a leak, without printing the leaked value.
+    sql(&stack, "app", "INSERT INTO users (email) VALUES ('leaked.person@corp.example')");
+    let out = stack.run(&["fixtures", "scan"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("db: users.email (email, 4 values): LEAK: 1 of 4 values look unmasked"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("leaked.person"));
+
+    // Determinism: a full reload (snapshot deleted) gives byte-identical masked data.
+    // (Only this stack's snapshot: `snapshots prune --all` would hit parallel tests too.)
+    let ours = docker(&["images", "-q", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--filter", "label=org.stagectl.snapshot"]);
+    assert_eq!(ours.lines().count(), 1);
+    assert!(stack.run(&["down", "--volumes"]).status.success());
+    docker(&["rmi", ours.trim()]);
+    let out = stack.run(&["--json", "rebuild"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(db_fixtures(&last_json(&out))["snapshot"], "miss");
+    assert_eq!(sql(&stack, "app", DUMP), users, "same input and seed give the same masked output");
+}
+
+#[test]
+fn a_rebuild_restores_the_snapshot_and_a_changed_fixture_reloads() {
+    require_docker!();
+    let stack = data_stack("fxsnap");
+    let first = stack.up_ok();
+    assert_eq!(db_fixtures(&first)["snapshot"], "miss");
+    let before = sql(&stack, "app", DUMP);
+    let orders = sql(&stack, "app", "SELECT string_agg(concat_ws('|', id, email, total), ';' ORDER BY id) FROM orders");
+
+    let out = stack.run(&["--json", "rebuild"]);
+    assert_eq!(out.status.code(), Some(0));
+    let fx = db_fixtures(&last_json(&out));
+    assert_eq!(fx["snapshot"], "hit", "{fx}");
+    assert_eq!(sql(&stack, "app", DUMP), before, "restored data is identical");
+    assert_eq!(sql(&stack, "app", "SELECT string_agg(concat_ws('|', id, email, total), ';' ORDER BY id) FROM orders"), orders);
+
+    // A second `up` keeps everything, fixtures included.
+    let again = stack.up_ok();
+    assert_eq!(db_fixtures(&again)["snapshot"], "kept");
+    assert_eq!(again["changed"], false);
+
+    // Any changed input makes a new key: the new row appears.
+    std::fs::write(stack.path("data/02_orders.csv"), format!("{ORDERS}carol@corp.example,999\n")).unwrap();
+    let changed = stack.up_ok();
+    assert_eq!(db_fixtures(&changed)["snapshot"], "miss");
+    assert_eq!(sql(&stack, "app", "SELECT count(*) FROM orders WHERE total = 999").trim(), "1");
+    // A changed migration (a mounted file of a job the load waits for) changes the key too.
+    std::fs::write(stack.path("schema.sql"), format!("{SCHEMA}CREATE TABLE IF NOT EXISTS audit (id int);\n")).unwrap();
+    let migrated = stack.up_ok();
+    assert_eq!(db_fixtures(&migrated)["snapshot"], "miss");
+    assert_eq!(sql(&stack, "app", "SELECT to_regclass('audit') IS NOT NULL").trim(), "t");
+
+    let out = stack.run(&["--json", "snapshots", "ls"]);
+    let ours = last_json(&out).as_array().unwrap().iter().filter(|s| s["stack"] == stack.name.as_str()).count();
+    assert_eq!(ours, 3, "one snapshot per distinct key");
+}
+
+#[test]
+fn a_broken_fixture_fails_naming_file_and_line_and_keeps_the_previous_snapshot() {
+    require_docker!();
+    let stack = data_stack("fxbroken");
+    stack.up_ok();
+    let snapshots = |s: &Stack| docker(&["images", "-q", "--filter", &format!("label=org.stagectl.stack={}", s.name), "--filter", "label=org.stagectl.snapshot"]);
+    let before = snapshots(&stack);
+    assert_eq!(before.lines().count(), 1);
+
+    // A malformed CSV row (an extra field on line 3).
+    std::fs::write(stack.path("data/02_orders.csv"), "email,total\nalice@corp.example,100\nbob@corp.example,250,oops\n").unwrap();
+    let out = stack.run(&["--json", "up"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = last_json(&out);
+    let db = report["services"].as_array().unwrap().iter().find(|s| s["service"] == "db").unwrap().clone();
+    assert_eq!(db["outcome"], "failed");
+    assert_eq!(db["message"], "data/02_orders.csv:3: malformed CSV: row has 3 fields, the header has 2");
+    assert_eq!(sql(&stack, "app", "SELECT count(*) FROM orders").trim(), "0", "the COPY failed as a whole");
+
+    // A failing SQL statement.
+    std::fs::write(stack.path("data/02_orders.csv"), ORDERS).unwrap();
+    std::fs::write(stack.path("data/03_extra.sql"), "-- comment\nINSERT INTO orders (email, total) VALUES ('x', 1);\nINSERT INTO nowhere VALUES (1);\n").unwrap();
+    let out = stack.run(&["up"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("db FAILED: data/03_extra.sql:3: ERROR: relation \"nowhere\" does not exist"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("FAILED"));
+    // Never ready, and the earlier good snapshot is still there; no snapshot of the bad load.
+    let out = stack.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "a failed load is not ready: {}", stdout(&out));
+    assert_eq!(snapshots(&stack), before);
+
+    // Fixing the file restores the previous snapshot instantly.
+    std::fs::write(stack.path("data/03_extra.sql"), "INSERT INTO orders (email, total) VALUES (NULL, 1);\n").unwrap();
+    let fixed = stack.up_ok();
+    assert_eq!(db_fixtures(&fixed)["snapshot"], "hit");
+}
+
+#[test]
+fn a_deleted_snapshot_falls_back_to_a_full_load() {
+    require_docker!();
+    let stack = data_stack("fxgone");
+    stack.up_ok();
+    let expected = sql(&stack, "app", DUMP);
+    let snapshot = docker(&["images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--filter", "label=org.stagectl.snapshot"]);
+    let snapshot = snapshot.trim().to_string();
+    assert!(snapshot.starts_with("stagectl-snapshot/db:"), "{snapshot}");
+    assert!(stack.run(&["down", "--volumes"]).status.success());
+    docker(&["rmi", &snapshot]);
+    let report = stack.up_ok();
+    assert_eq!(db_fixtures(&report)["snapshot"], "miss", "loaded from the files again");
+    assert_eq!(sql(&stack, "app", DUMP), expected);
+}
