@@ -152,11 +152,7 @@ async fn load_file<E: ContainerEngine + ?Sized>(
     let ext = file.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     match &fixtures.loader {
         Loader::Postgres { database, user } => {
-            let psql = |extra: &[&str]| -> Vec<String> {
-                let mut cmd: Vec<String> = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", database].iter().map(|s| s.to_string()).collect();
-                cmd.extend(extra.iter().map(|s| s.to_string()));
-                cmd
-            };
+            let psql = |extra: &[&str]| psql_command(user, database, extra);
             match ext.as_str() {
                 "sql" => {
                     let (code, out) = docker.exec_with_input(id, &psql(&["-f", "-"]), file_stream(file).await?).await.map_err(|e| e.to_string())?;
@@ -205,6 +201,18 @@ async fn load_file<E: ContainerEngine + ?Sized>(
             Ok(0)
         }
     }
+}
+
+/// psql inside a PostgreSQL container, over its local socket, stopping at the first error.
+pub fn psql_command(user: &str, database: &str, extra: &[&str]) -> Vec<String> {
+    let mut cmd: Vec<String> = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", database].iter().map(|s| s.to_string()).collect();
+    cmd.extend(extra.iter().map(|s| s.to_string()));
+    cmd
+}
+
+/// The command that tells whether a container holds a complete fixture load.
+pub fn load_marker_check() -> Vec<String> {
+    vec!["test".into(), "-f".into(), snapshot::MARKER_PATH.into()]
 }
 
 async fn file_stream(file: &Path) -> Result<ByteStream, String> {
@@ -389,8 +397,7 @@ pub async fn scan<E: ContainerEngine + ?Sized>(docker: &E, id: &str, fixtures: &
         let Some((table, col)) = column.split_once('.') else { continue };
         let Some(rule) = fixtures.mask.get(column) else { continue };
         let sql = format!("COPY (SELECT {} FROM {}) TO STDOUT WITH (FORMAT csv)", quote_ident(col), quote_ident(table));
-        let cmd: Vec<String> = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", database, "-c", &sql].iter().map(|s| s.to_string()).collect();
-        let (code, out) = docker.exec(id, &cmd).await.map_err(|e| e.to_string())?;
+        let (code, out) = docker.exec(id, &psql_command(user, database, &["-c", &sql])).await.map_err(|e| e.to_string())?;
         if code != 0 {
             return Err(format!("scanning {column}: {}", squash(&out)));
         }

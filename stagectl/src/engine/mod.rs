@@ -299,8 +299,7 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
         let mut action = plan::decide(service, &hash, current.as_ref(), dependency_changed);
         if let (Action::Keep, Some(c), Some(_)) = (&action, &current, &data) {
             // Kept data services must hold a complete load; a failed one is replaced.
-            let marker = [String::from("test"), String::from("-f"), data::snapshot::MARKER_PATH.to_string()];
-            if !matches!(self.docker.exec(&c.id, &marker).await, Ok((0, _))) {
+            if !matches!(self.docker.exec(&c.id, &data::load_marker_check()).await, Ok((0, _))) {
                 action = Action::Recreate("fixtures were not loaded completely".into());
             }
         }
@@ -483,8 +482,7 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
     ) -> std::result::Result<(), String> {
         if let crate::manifest::Loader::Postgres { user, database } = &fixtures.loader {
             // Flush everything to the data files so the restored server needs no recovery.
-            let checkpoint: Vec<String> = ["psql", "-X", "-U", user, "-d", database, "-c", "CHECKPOINT"].iter().map(|s| s.to_string()).collect();
-            match self.docker.exec(id, &checkpoint).await {
+            match self.docker.exec(id, &data::psql_command(user, database, &["-c", "CHECKPOINT"])).await {
                 Ok((0, _)) => {}
                 Ok((_, out)) => return Err(format!("CHECKPOINT failed: {}", out.trim())),
                 Err(e) => return Err(e.to_string()),
@@ -579,7 +577,7 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
         service: Option<&Service>,
         c: Option<&ObservedContainer>,
         network: &str,
-        manifest_fixtures: Option<&Manifest>,
+        manifest: Option<&Manifest>,
     ) -> ServiceStatus {
         let Some(c) = c else {
             return ServiceStatus {
@@ -611,10 +609,9 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
             _ => (false, None),
         };
         // A data service is ready only with its fixtures completely loaded.
-        let (ready, detail) = match (ready, service.map(|s| s.name.as_str()).and_then(|n| manifest_fixtures.and_then(|m| m.fixtures_for(n)))) {
+        let (ready, detail) = match (ready, service.map(|s| s.name.as_str()).and_then(|n| manifest.and_then(|m| m.fixtures_for(n)))) {
             (true, Some(_)) => {
-                let marker = [String::from("test"), String::from("-f"), data::snapshot::MARKER_PATH.to_string()];
-                match self.docker.exec(&c.id, &marker).await {
+                match self.docker.exec(&c.id, &data::load_marker_check()).await {
                     Ok((0, _)) => (true, detail),
                     _ => (false, Some("fixtures not loaded".to_string())),
                 }
