@@ -89,16 +89,71 @@ pub fn paths_hash(paths: &[PathBuf]) -> Result<String, String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// Adds a file's content hash to `h`. Hashes are cached by (path, size, mtime, inode) in the
+/// user's cache directory, the way make and git trust file metadata, so a warm rebuild does not
+/// re-read hundreds of megabytes of unchanged fixtures.
 fn hash_file(h: &mut Sha256, path: &Path) -> Result<(), String> {
+    h.update(file_digest(path)?.as_bytes());
+    Ok(())
+}
+
+fn file_digest(path: &Path) -> Result<String, String> {
     use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let stamp = format!("{}:{}:{}:{}", meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino());
+    let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf()).display().to_string();
+    let cache = hash_cache();
+    if let Some((s, d)) = cache.lock().expect("hash cache lock").get(&key) {
+        if *s == stamp {
+            return Ok(d.clone());
+        }
+    }
     let mut f = std::fs::File::open(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let mut file_hash = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = f.read(&mut buf).map_err(|e| format!("reading {}: {e}", path.display()))?;
         if n == 0 {
-            return Ok(());
+            break;
         }
-        h.update(&buf[..n]);
+        file_hash.update(&buf[..n]);
+    }
+    let digest = hex::encode(file_hash.finalize());
+    cache.lock().expect("hash cache lock").insert(key, (stamp, digest.clone()));
+    Ok(digest)
+}
+
+type HashCache = std::sync::Mutex<std::collections::HashMap<String, (String, String)>>;
+
+fn hash_cache_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("stagectl").join("file-hashes.json"))
+}
+
+fn hash_cache() -> &'static HashCache {
+    static CACHE: std::sync::OnceLock<HashCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| {
+        let map = hash_cache_path()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        std::sync::Mutex::new(map)
+    })
+}
+
+/// Writes the file-hash cache back (atomically; a lost race only costs a re-hash later).
+pub fn save_hash_cache() {
+    let Some(path) = hash_cache_path() else { return };
+    let Ok(json) = serde_json::to_vec(&*hash_cache().lock().expect("hash cache lock")) else { return };
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    if std::fs::write(&tmp, json).is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
     }
 }
 

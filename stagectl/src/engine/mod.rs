@@ -93,6 +93,7 @@ fn fixture_inputs(manifest: &Manifest, fixtures: &Fixtures, image_id: &str, spec
         let reference = j.image.clone().or_else(|| j.build.as_ref().map(|b| b.context.display().to_string())).unwrap_or_default();
         jobs.push((plan::spec_hash(&manifest.stack, j, &reference), data::paths_hash(&binds)?));
     }
+    data::save_hash_cache();
     let key = data::snapshot::key(image_id, spec_hash, &fx_hash, &jobs);
     let snapshot_ref = data::snapshot::reference(&fixtures.service, &key);
     Ok(FixtureInputs { base_image: image_id.to_string(), files, key, snapshot_ref })
@@ -148,6 +149,10 @@ struct DepSignal {
     ok: bool,
     /// Created or recreated in this run (jobs that depend on it re-run).
     changed: bool,
+    /// A data service whose fixtures are already in place (restored from a snapshot, or a
+    /// kept container with a complete load): the jobs its load waits for are part of that
+    /// state (their spec and mounts are in the snapshot key) and need not run.
+    data_present: bool,
 }
 
 impl<E: ContainerEngine + ?Sized> Engine<E> {
@@ -211,6 +216,7 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
                 let signal = DepSignal {
                     ok: matches!(report.outcome, Outcome::Ready | Outcome::Completed),
                     changed: report.action != Action::Keep,
+                    data_present: false,
                 };
                 if ready.borrow().is_none() {
                     let _ = ready.send(Some(signal));
@@ -284,9 +290,15 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
             self.reporter.phase(name, Phase::Waiting, &format!("for {}", deps.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")));
         }
         let mut dependency_changed = false;
+        let mut in_snapshot_of = None;
         for (dep, rx) in deps {
             match wait_signal(rx).await {
-                Some(DepSignal { ok: true, changed }) => dependency_changed |= changed,
+                Some(DepSignal { ok: true, changed, data_present }) => {
+                    dependency_changed |= changed;
+                    if data_present && manifest.fixtures_for(&dep).is_some_and(|f| f.after.contains(&service.name)) {
+                        in_snapshot_of = Some(dep);
+                    }
+                }
                 _ => {
                     let msg = format!("not started: dependency `{dep}` failed");
                     self.reporter.phase(name, Phase::Skipped, &msg);
@@ -295,6 +307,13 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
                     return report;
                 }
             }
+        }
+        if let Some(data_service) = in_snapshot_of {
+            // E.g. migrations whose result is already in the restored data.
+            report.action = Action::Keep;
+            report.outcome = Outcome::Completed;
+            self.reporter.phase(name, Phase::Kept, &format!("contained in `{data_service}`'s loaded data"));
+            return report;
         }
         let mut action = plan::decide(service, &hash, current.as_ref(), dependency_changed);
         if let (Action::Keep, Some(c), Some(_)) = (&action, &current, &data) {
@@ -383,7 +402,8 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
             }
         }
         if let (Some(f), Some(d)) = (fixtures, &data) {
-            let _ = ready_signal.send(Some(DepSignal { ok: true, changed: action != Action::Keep }));
+            let data_present = restored || action == Action::Keep;
+            let _ = ready_signal.send(Some(DepSignal { ok: true, changed: action != Action::Keep, data_present }));
             for (job, rx) in after_jobs {
                 if !matches!(wait_signal(rx).await, Some(DepSignal { ok: true, .. })) {
                     return self.fail(report, format!("fixtures not loaded: `{job}` failed"), None, redactor).await;
@@ -564,6 +584,18 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
             self.status_row(&s.name, Some(s), c, &network, Some(manifest))
         });
         let mut out = join_all(rows).await;
+        // A job that fixtures wait for and that never ran because the data came from a
+        // snapshot is part of that data service's state.
+        for f in &manifest.fixtures {
+            let data_ready = out.iter().any(|r| r.service == f.service && r.ready);
+            for row in out.iter_mut().filter(|r| r.container.is_none() && f.after.contains(&r.service)) {
+                if data_ready {
+                    row.state = "in snapshot".into();
+                    row.ready = true;
+                    row.detail = Some(format!("contained in `{}`'s loaded data", f.service));
+                }
+            }
+        }
         let extra = observed.iter().filter(|c| manifest.service(&c.service).is_none());
         for c in extra {
             out.push(self.status_row(&c.service, None, Some(c), &network, None).await);

@@ -116,8 +116,18 @@ fn a_rebuild_restores_the_snapshot_and_a_changed_fixture_reloads() {
 
     let out = stack.run(&["--json", "rebuild"]);
     assert_eq!(out.status.code(), Some(0));
-    let fx = db_fixtures(&last_json(&out));
+    let rebuilt = last_json(&out);
+    let fx = db_fixtures(&rebuilt);
     assert_eq!(fx["snapshot"], "hit", "{fx}");
+    // The migrate job's effect is in the snapshot: it is not run again.
+    let migrate = rebuilt["services"].as_array().unwrap().iter().find(|s| s["service"] == "migrate").unwrap().clone();
+    assert_eq!((migrate["outcome"].as_str(), migrate["action"]["action"].as_str()), (Some("completed"), Some("keep")), "{migrate}");
+    assert!(!stack.container_ids().contains_key("migrate"));
+    let status = stack.run(&["status", "--json"]);
+    assert_eq!(status.status.code(), Some(0), "every service counts as ready");
+    let rows = last_json(&status);
+    let m = rows.as_array().unwrap().iter().find(|r| r["service"] == "migrate").unwrap().clone();
+    assert_eq!(m["state"], "in snapshot");
     assert_eq!(sql(&stack, "app", DUMP), before, "restored data is identical");
     assert_eq!(sql(&stack, "app", "SELECT string_agg(concat_ws('|', id, email, total), ';' ORDER BY id) FROM orders"), orders);
 
