@@ -57,8 +57,10 @@ prepare_dirs() {
 init_cluster() { # $1: superuser
 	log "initdb $PGDATA (superuser \"$1\")"
 	# --no-sync: nothing here is meant to survive a host crash anyway.
+	# --wal-segsize=1: 1 MB WAL segments instead of 16 MB, so a fixture snapshot (a docker
+	# commit of the container's layer) does not carry a mostly empty 16 MB segment.
 	$AS_PG "$PG_BIN/initdb" -D "$PGDATA" --username="$1" \
-		--auth=trust --encoding=UTF8 --locale=C.UTF-8 \
+		--auth=trust --encoding=UTF8 --locale=C.UTF-8 --wal-segsize=1 \
 		--no-sync --no-instructions >/dev/null
 	cat "$STAGING_CONF" >>"$PGDATA/postgresql.conf"
 	cat >>"$PGDATA/pg_hba.conf" <<-'HBA'

@@ -87,14 +87,17 @@ pub enum FixturesCommand {
 pub enum SnapshotsCommand {
     /// List snapshots, most recently used first.
     Ls,
-    /// Evict least recently used snapshots beyond the budget.
+    /// Evict this stack's least recently used snapshots beyond the budget.
     Prune {
         /// Budget (e.g. "2GB"); default: `stack.snapshot_budget` of the manifest (5GB if unset).
         #[arg(long)]
         budget: Option<String>,
-        /// Remove every snapshot.
+        /// Remove all of the stack's snapshots.
         #[arg(long, conflicts_with = "budget")]
         all: bool,
+        /// Apply to the snapshots of every stack on this machine, not just this manifest's.
+        #[arg(long)]
+        every_stack: bool,
     },
 }
 
@@ -293,16 +296,18 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                         print_table(&["SNAPSHOT", "STACK", "SERVICE", "SIZE", "ROWS", "LAST USED"], &rows);
                     }
                 }
-                SnapshotsCommand::Prune { budget, all } => {
+                SnapshotsCommand::Prune { budget, all, every_stack } => {
+                    let manifest = if *every_stack { None } else { Some(load(cli)?) };
                     let budget = if *all {
                         0
                     } else {
                         match budget {
                             Some(b) => crate::manifest::parse_size(b).ok_or_else(|| Error::Usage(format!("invalid budget `{b}`; write e.g. 2GB or 512MB")))?,
-                            None => load(cli).map(|m| m.snapshot_budget).unwrap_or(crate::manifest::DEFAULT_SNAPSHOT_BUDGET),
+                            None => manifest.as_ref().map(|m| m.snapshot_budget).unwrap_or(crate::manifest::DEFAULT_SNAPSHOT_BUDGET),
                         }
                     };
-                    let removed = crate::data::snapshot::prune(docker.as_ref(), budget, None).await?;
+                    let stack = manifest.as_ref().map(|m| m.stack.as_str());
+                    let removed = crate::data::snapshot::prune(docker.as_ref(), budget, None, stack).await?;
                     if cli.json {
                         json(&removed);
                     } else {

@@ -80,9 +80,10 @@ pub async fn list<E: ContainerEngine + ?Sized>(docker: &E) -> Result<Vec<Snapsho
 }
 
 /// Evicts least recently used snapshots until their total is within `budget` bytes; `keep` is
-/// never evicted. Returns what was removed.
-pub async fn prune<E: ContainerEngine + ?Sized>(docker: &E, budget: u64, keep: Option<&str>) -> Result<Vec<SnapshotInfo>> {
-    let all = list(docker).await?;
+/// never evicted. With `stack`, only that stack's snapshots are considered (one stack's budget
+/// never evicts another's). Returns what was removed.
+pub async fn prune<E: ContainerEngine + ?Sized>(docker: &E, budget: u64, keep: Option<&str>, stack: Option<&str>) -> Result<Vec<SnapshotInfo>> {
+    let all: Vec<SnapshotInfo> = list(docker).await?.into_iter().filter(|s| stack.is_none_or(|st| s.stack == st)).collect();
     let mut total: u64 = 0;
     let mut removed = Vec::new();
     for s in all {

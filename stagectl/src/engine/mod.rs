@@ -511,7 +511,7 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
         let labels = data::snapshot::image_labels(&manifest.stack, &fixtures.service, &inputs.key, &inputs.base_image, load.rows, load.seconds);
         self.docker.commit(id, &inputs.snapshot_ref, &labels).await.map_err(|e| e.to_string())?;
         self.reporter.phase(&fixtures.service, Phase::Loading, &format!("snapshot saved as {}", inputs.snapshot_ref));
-        data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref)).await.map_err(|e| e.to_string())?;
+        data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref), Some(&manifest.stack)).await.map_err(|e| e.to_string())?;
         Ok(())
     }
 

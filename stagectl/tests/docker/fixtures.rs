@@ -150,6 +150,11 @@ fn a_rebuild_restores_the_snapshot_and_a_changed_fixture_reloads() {
     let out = stack.run(&["--json", "snapshots", "ls"]);
     let ours = last_json(&out).as_array().unwrap().iter().filter(|s| s["stack"] == stack.name.as_str()).count();
     assert_eq!(ours, 3, "one snapshot per distinct key");
+    // Pruning is scoped to the manifest's stack (parallel tests' snapshots are untouched).
+    let out = stack.run(&["snapshots", "prune", "--all"]);
+    assert_eq!(stdout(&out).split(" (").next().unwrap_or(""), "removed 3 snapshots");
+    let left = docker(&["images", "-q", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--filter", "label=org.stagectl.snapshot"]);
+    assert_eq!(left.trim(), "");
 }
 
 #[test]

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Benchmark: stagectl's warm `rebuild` (fixture snapshot hit) against docker-compose
+# `down -v` + `up` seeding the same data, and stagectl's cold fixture load against a raw COPY.
+#
+#   scripts/bench-rebuild.sh [--sizes 40000,400000,4000000] [--runs 3] [--large-runs 1] [--keep]
+#
+# For each size (rows of a generated `customers` table, scripts/gen-fixtures.py, fixed seed,
+# written to a temp dir), measures on this machine's Docker engine:
+#   (a) stagectl cold `up`: no snapshot of the bench stack yet, so COPY + snapshot commit;
+#   (b) stagectl warm `rebuild` (= down --volumes + up) restoring from that snapshot;
+#   (c) docker-compose (v1) `down -v` + `up -d` with a migrate job and a seeding service
+#       (`psql -c "\copy ..."`), until the seed exited 0;
+#   (d) a raw `\copy` of the same CSV inside a running PostgreSQL container (the floor).
+# --runs runs per size (default 3); sizes of 1M rows and more get --large-runs (default 1).
+# Then rewrites the section between `<!-- bench-rebuild:start -->` and
+# `<!-- bench-rebuild:end -->` in BENCHMARKS.md (appending it if missing; the rest of the file
+# is left alone) with medians, ratios, verdicts against the targets and the machine's facts.
+#
+# Names: stack `benchrb` (stagectl), project `benchrbc` (compose), container `benchrb-raw`; no
+# host ports. Removed on exit (also on failure or Ctrl-C): the stacks, the compose volumes,
+# the raw container and this benchmark's snapshot images (only those labelled
+# org.stagectl.stack=benchrb: never `snapshots prune --all`, other users' snapshots stay).
+# --keep keeps the temp dir (generated data, manifests, raw results as JSON).
+#
+# Needs: docker, docker-compose (v1.29: service_completed_successfully), python3, cargo.
+# Disk: about 2.5× the CSV per size at once (CSV + the db container + its snapshot image).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STACK=benchrb
+PROJECT=benchrbc
+OUT=$ROOT/BENCHMARKS.md
+START_MARK='<!-- bench-rebuild:start -->'
+END_MARK='<!-- bench-rebuild:end -->'
+T0=$SECONDS
+
+log() { printf 'bench-rebuild: %s\n' "$*" >&2; }
+die() { printf 'bench-rebuild: error: %s\n' "$*" >&2; exit 1; }
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+
+SIZES=40000,400000,4000000
+RUNS=3
+LARGE_RUNS=1
+KEEP=0
+ARGS=("$@")
+while (($#)); do
+	case $1 in
+	--sizes) SIZES=${2:-}; shift 2 || die "--sizes needs a list" ;;
+	--sizes=*) SIZES=${1#*=}; shift ;;
+	--runs) RUNS=${2:-}; shift 2 || die "--runs needs a number" ;;
+	--runs=*) RUNS=${1#*=}; shift ;;
+	--large-runs) LARGE_RUNS=${2:-}; shift 2 || die "--large-runs needs a number" ;;
+	--large-runs=*) LARGE_RUNS=${1#*=}; shift ;;
+	--keep) KEEP=1; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) die "unknown argument '$1' (try --help)" ;;
+	esac
+done
+[[ $SIZES =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--sizes must be a comma-separated list of row counts, not '$SIZES'"
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive number, not '$RUNS'"
+[[ $LARGE_RUNS =~ ^[1-9][0-9]*$ ]] || die "--large-runs must be a positive number, not '$LARGE_RUNS'"
+
+for tool in docker docker-compose python3 cargo flock; do
+	command -v "$tool" >/dev/null || die "$tool not found on PATH"
+done
+docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "cannot reach the Docker daemon"
+docker-compose version --short 2>/dev/null | grep -q '^1\.29' ||
+	log "warning: this expects docker-compose 1.29 (found $(docker-compose version --short 2>/dev/null || echo '?'))"
+
+exec 9>/tmp/stagectl-bench-rebuild.lock
+flock -n 9 || die "another scripts/bench-rebuild.sh is running (lock /tmp/stagectl-bench-rebuild.lock)"
+
+cd "$ROOT"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+TMP=$(mktemp -d /tmp/stagectl-bench-rebuild.XXXXXX)
+# A private copy of the binary: other work may rebuild target/release meanwhile.
+STAGECTL=$TMP/stagectl
+
+# ------------------------------------------------------------------------------ clean up
+leftovers() {
+	docker ps -aq --filter "label=org.stagectl.stack=$STACK"
+	docker ps -aq --filter "label=com.docker.compose.project=$PROJECT"
+	docker ps -aq --filter "label=org.stagectl.bench=$STACK"
+	docker network ls -q --filter "label=org.stagectl.stack=$STACK"
+	docker network ls -q --filter "label=com.docker.compose.project=$PROJECT"
+	docker volume ls -q --filter "label=org.stagectl.stack=$STACK"
+	docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT"
+	docker images -q --filter "label=org.stagectl.stack=$STACK" --filter label=org.stagectl.snapshot
+}
+
+remove_everything() {
+	if [[ -x $STAGECTL ]]; then
+		"$STAGECTL" down --volumes --stack "$STACK" >/dev/null 2>&1 || true
+	fi
+	local d
+	for d in "$TMP"/n*/; do
+		[[ -f $d/docker-compose.yml ]] &&
+			docker-compose -p "$PROJECT" -f "$d/docker-compose.yml" down -v --remove-orphans -t 0 >/dev/null 2>&1
+	done
+	docker rm -f "$STACK-raw" >/dev/null 2>&1 || true
+	local f
+	for f in "label=org.stagectl.stack=$STACK" "label=com.docker.compose.project=$PROJECT" "label=org.stagectl.bench=$STACK"; do
+		docker ps -aq --filter "$f" | xargs -r docker rm -f -v >/dev/null 2>&1 || true
+		docker network ls -q --filter "$f" | xargs -r docker network rm >/dev/null 2>&1 || true
+		docker volume ls -q --filter "$f" | xargs -r docker volume rm -f >/dev/null 2>&1 || true
+	done
+	# Only this benchmark's snapshot images.
+	docker images -q --filter "label=org.stagectl.stack=$STACK" --filter label=org.stagectl.snapshot |
+		sort -u | xargs -r docker rmi -f >/dev/null 2>&1 || true
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	set +e
+	if [[ -n ${BENCH_PID:-} ]] && kill -0 "$BENCH_PID" 2>/dev/null; then
+		kill "$BENCH_PID" 2>/dev/null
+		wait "$BENCH_PID" 2>/dev/null
+	fi
+	remove_everything
+	if [[ -n $(leftovers) ]]; then
+		log "warning: could not remove everything: $(leftovers | tr '\n' ' ')"
+		((rc != 0)) || rc=1
+	fi
+	if ((KEEP)); then
+		log "kept $TMP (data, manifests, raw results)"
+	else
+		rm -rf "$TMP"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [[ -n $(leftovers) ]]; then
+	log "removing leftovers of an earlier benchmark"
+	remove_everything
+fi
+
+# ----------------------------------------------------------------------------- prepare
+log "base images (scripts/build-images.sh)"
+scripts/build-images.sh
+log "cargo build --release -p stagectl"
+cargo build --release -p stagectl
+cp "$ROOT/target/release/stagectl" "$STAGECTL"
+
+REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+DIRTY=$(git status --porcelain -- stagectl Cargo.toml Cargo.lock 2>/dev/null | wc -l)
+((DIRTY == 0)) || REV="$REV + uncommitted changes in $DIRTY files"
+CMD="scripts/bench-rebuild.sh${ARGS[*]:+ ${ARGS[*]}}"
+log "measuring sizes $SIZES: $RUNS runs each ($LARGE_RUNS from 1M rows)"
+python3 "$ROOT/scripts/bench/rebuild.py" \
+	--stagectl "$STAGECTL" --work "$TMP" --sizes "$SIZES" --runs "$RUNS" --large-runs "$LARGE_RUNS" \
+	--stack "$STACK" --project "$PROJECT" \
+	--json "$TMP/results.json" --markdown "$TMP/section.md" \
+	--command "$CMD" --revision "$REV" --load-start "$LOAD_START" &
+BENCH_PID=$!
+wait "$BENCH_PID" || die "measurement failed (see above)"
+BENCH_PID=
+
+# --------------------------------------------------------------------- BENCHMARKS.md
+[[ -f $OUT ]] || printf '# Benchmarks\n\n' >"$OUT"
+{
+	printf '%s\n' "$START_MARK"
+	printf '## Fixtures: warm rebuild vs docker-compose seeding, cold load vs raw COPY (`scripts/bench-rebuild.sh`)\n\n'
+	cat "$TMP/section.md"
+	printf '%s\n' "$END_MARK"
+} >"$TMP/section.full"
+if grep -qF -- "$START_MARK" "$OUT" && grep -qF -- "$END_MARK" "$OUT"; then
+	awk -v start="$START_MARK" -v end="$END_MARK" -v file="$TMP/section.full" '
+		$0 == start { while ((getline line < file) > 0) print line; skip = 1; next }
+		$0 == end { skip = 0; next }
+		!skip { print }
+	' "$OUT" >"$TMP/BENCHMARKS.md"
+else
+	{ cat "$OUT"; printf '\n'; cat "$TMP/section.full"; } >"$TMP/BENCHMARKS.md"
+fi
+cat "$TMP/BENCHMARKS.md" >"$OUT"
+log "wrote $OUT in $((SECONDS - T0))s"
+sed -n '/^### Targets/,/^### Results/p' "$TMP/section.full" | sed '$d' >&2
