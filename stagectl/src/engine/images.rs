@@ -46,11 +46,10 @@ pub async fn ensure_image<E: ContainerEngine + ?Sized>(
         let mut tags = vec![tag.clone()];
         tags.extend(service.image.iter().cloned());
         if let Some(id) = docker.image_id(&tag).await.map_err(|e| e.to_string())? {
-            // Keep a user-facing tag pointing at the cached build too.
-            if service.image.as_ref().is_some_and(|i| i != &tag) {
-                let current = docker.image_id(service.image.as_deref().unwrap_or_default()).await.map_err(|e| e.to_string())?;
-                if current.as_deref() != Some(id.as_str()) {
-                    return build_image(docker, name, build, tar, &tags, &hash, reporter, start).await;
+            // Keep the user-facing tag (`image = ...`) pointing at the cached build too.
+            if let Some(user_tag) = &service.image {
+                if docker.image_id(user_tag).await.map_err(|e| e.to_string())?.as_deref() != Some(id.as_str()) {
+                    docker.tag_image(&id, user_tag).await.map_err(|e| e.to_string())?;
                 }
             }
             reporter.phase(name, Phase::ImageReady, "build cached (context unchanged)");
