@@ -3,6 +3,7 @@
 //! The pure core (`manifest`, `plan`) does no I/O; adapters (`docker`, the file system, the
 //! terminal) sit around it. See ARCHITECTURE.md for the map and the invariants.
 
+pub mod checks;
 pub mod cli;
 pub mod data;
 pub mod docker;

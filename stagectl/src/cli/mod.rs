@@ -52,6 +52,18 @@ pub enum Command {
     Rebuild,
     /// Services, state, readiness, ports, image, uptime.
     Status,
+    /// Run the smoke checks of the manifest against the running stack.
+    Check {
+        /// Write a report: json:PATH, junit:PATH or markdown:PATH (repeatable).
+        #[arg(long = "report", value_name = "FORMAT:PATH")]
+        reports: Vec<String>,
+    },
+    /// `rebuild` then `check`: for pipelines; non-zero on any failure.
+    Verify {
+        /// Write a report: json:PATH, junit:PATH or markdown:PATH (repeatable).
+        #[arg(long = "report", value_name = "FORMAT:PATH")]
+        reports: Vec<String>,
+    },
     /// Show service output.
     Logs {
         /// Only this service.
@@ -160,6 +172,25 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             let report = engine.up(&m).await?;
             console.finish();
             Ok(print_up(&report, console.mode()))
+        }
+        Command::Check { reports } => {
+            let m = load(cli)?;
+            let targets = report_targets(reports)?;
+            let docker = connect().await?;
+            run_checks(docker.as_ref(), &m, &targets, &console, cli.json).await
+        }
+        Command::Verify { reports } => {
+            let m = load(cli)?;
+            let targets = report_targets(reports)?;
+            let engine = Engine::new(connect().await?, console.clone());
+            engine.down(&m.stack, true).await?;
+            let report = engine.up(&m).await?;
+            console.finish();
+            let code = print_up(&report, console.mode());
+            if code != exit::OK {
+                return Ok(code);
+            }
+            run_checks(engine.docker.as_ref(), &m, &targets, &console, cli.json).await
         }
         Command::Down { volumes, stack } => {
             let stack = match stack {
@@ -334,6 +365,68 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             Ok(code.clamp(0, 255) as i32)
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReportFormat {
+    Json,
+    Junit,
+    Markdown,
+}
+
+/// `FORMAT:PATH` arguments, checked before anything runs.
+fn report_targets(args: &[String]) -> Result<Vec<(ReportFormat, PathBuf)>> {
+    args.iter()
+        .map(|a| {
+            let (format, path) = a.split_once(':').ok_or_else(|| Error::Usage(format!("--report `{a}`: write FORMAT:PATH, e.g. junit:checks.xml")))?;
+            let format = match format {
+                "json" => ReportFormat::Json,
+                "junit" => ReportFormat::Junit,
+                "markdown" | "md" => ReportFormat::Markdown,
+                other => return Err(Error::Usage(format!("--report `{a}`: unknown format `{other}` (json, junit, markdown)"))),
+            };
+            if path.is_empty() {
+                return Err(Error::Usage(format!("--report `{a}`: the path is empty")));
+            }
+            Ok((format, PathBuf::from(path)))
+        })
+        .collect()
+}
+
+async fn run_checks<E: ContainerEngine + ?Sized>(
+    docker: &E,
+    m: &Manifest,
+    targets: &[(ReportFormat, PathBuf)],
+    console: &Console,
+    as_json: bool,
+) -> Result<i32> {
+    use crate::checks::{report::CheckReport, CheckOutcome};
+    let started = std::time::Instant::now();
+    let on_done = |r: &crate::checks::CheckResult| {
+        let mark = if r.outcome == CheckOutcome::Passed { "✓" } else { "✗" };
+        console.note(&format!("{mark} {} ({}, {:.2}s): {}", r.name, r.kind, r.seconds, r.message));
+    };
+    let results = crate::checks::run_all(docker, m, &on_done).await?;
+    let report = CheckReport::new(&m.stack, results, started.elapsed().as_secs_f64());
+    for (format, path) in targets {
+        let text = match format {
+            ReportFormat::Json => report.json(),
+            ReportFormat::Junit => report.junit(),
+            ReportFormat::Markdown => report.markdown(),
+        };
+        std::fs::write(path, text).map_err(|e| Error::Usage(format!("cannot write report {}: {e}", path.display())))?;
+    }
+    if as_json {
+        json(&report);
+    } else if m.smoke.is_empty() {
+        out("no smoke checks in the manifest ([[checks.smoke]])");
+    } else {
+        out(&format!(
+            "checks of `{}`: {} passed, {} failed in {:.2}s",
+            report.stack, report.passed, report.failed, report.seconds
+        ));
+    }
+    Ok(if report.ok { exit::OK } else { exit::STACK_FAILED })
 }
 
 fn unknown_service(m: &Manifest, s: &str) -> Error {

@@ -25,6 +25,63 @@ pub struct Manifest {
     pub fixtures: Vec<Fixtures>,
     /// Disk budget for fixture snapshots (bytes); least recently used ones are evicted.
     pub snapshot_budget: u64,
+    /// `[[checks.smoke]]`, in file order.
+    pub smoke: Vec<SmokeCheck>,
+}
+
+/// A smoke check run against the running stack by `stagectl check`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmokeCheck {
+    pub name: String,
+    pub kind: CheckKind,
+    /// Retry deadline: the check is attempted until it passes or this passes.
+    pub timeout: Duration,
+    /// Only for http checks: a burst of requests after the check first passes.
+    pub latency: Option<LatencyBudget>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    Http {
+        service: String,
+        port: u16,
+        method: String,
+        path: String,
+        headers: BTreeMap<String, Interpolated>,
+        body: Option<String>,
+        expect_status: u16,
+        expect_body: Option<String>,
+        expect_body_regex: Option<String>,
+        /// JSON pointer → expected JSON value.
+        expect_json: BTreeMap<String, serde_json::Value>,
+    },
+    Tcp { service: String, port: u16 },
+    Exec { service: String, command: Vec<String>, expect_output: Option<String> },
+    Sql { service: String, database: String, user: String, query: String, expect: String },
+    /// A host command (run in the manifest directory); passes on exit 0.
+    Script { command: Vec<String> },
+}
+
+impl CheckKind {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CheckKind::Http { .. } => "http",
+            CheckKind::Tcp { .. } => "tcp",
+            CheckKind::Exec { .. } => "exec",
+            CheckKind::Sql { .. } => "sql",
+            CheckKind::Script { .. } => "script",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyBudget {
+    pub requests: u32,
+    pub concurrency: u32,
+    pub p95: Duration,
+    pub p99: Option<Duration>,
+    /// Largest acceptable fraction of failed requests (0.0–1.0).
+    pub max_error_rate: f64,
 }
 
 /// Curated data loaded into one service after its migrations.

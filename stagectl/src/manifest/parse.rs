@@ -15,7 +15,13 @@ use super::*;
 type Span = Range<usize>;
 type Value<'i> = Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["stack", "services", "fixtures"];
+const TOP_KEYS: &[&str] = &["stack", "services", "fixtures", "checks"];
+const CHECKS_KEYS: &[&str] = &["smoke"];
+const SMOKE_KEYS: &[&str] = &["name", "http", "tcp", "exec", "sql", "script", "timeout", "latency"];
+const SMOKE_KINDS: &[&str] = &["http", "tcp", "exec", "sql", "script"];
+const HTTP_CHECK_KEYS: &[&str] =
+    &["service", "port", "method", "path", "headers", "body", "expect_status", "expect_body", "expect_body_regex", "expect_json"];
+const LATENCY_KEYS: &[&str] = &["requests", "concurrency", "p95", "p99", "error_rate"];
 const STACK_KEYS: &[&str] = &["name", "snapshot_budget"];
 const FIXTURE_KEYS: &[&str] = &["loader", "database", "user", "command", "files", "after", "mask", "sensitive", "seed", "snapshot"];
 const LOADERS: &[&str] = &["postgres", "redis", "command"];
@@ -123,6 +129,27 @@ pub(super) fn parse(
             }
         }
     }
+    let mut smoke = Vec::new();
+    if let Some(v) = doc.get("checks") {
+        if let Some(t) = cx.table(v, "`checks`") {
+            cx.unknown_keys(t, CHECKS_KEYS, "[checks]");
+            if let Some(sv) = t.get("smoke") {
+                match sv.get_ref() {
+                    DeValue::Array(items) => {
+                        for (i, item) in items.iter().enumerate() {
+                            if let Some(c) = cx.smoke_check(i, item, &services) {
+                                if smoke.iter().any(|o: &SmokeCheck| o.name == c.name) {
+                                    cx.diags.push(Diagnostic::new(item.span(), format!("two smoke checks are named `{}`", c.name)).help("give each check a unique name: reports are keyed by it"));
+                                }
+                                smoke.push(c);
+                            }
+                        }
+                    }
+                    other => cx.type_error(sv.span(), "`checks.smoke`", "an array of tables ([[checks.smoke]])", other),
+                }
+            }
+        }
+    }
     let snapshot_budget = doc
         .get("stack")
         .and_then(|s| s.get_ref().as_table())
@@ -141,7 +168,7 @@ pub(super) fn parse(
         .unwrap_or(DEFAULT_SNAPSHOT_BUDGET);
 
     match (stack, cx.diags.is_empty()) {
-        (Some(stack), true) => Ok(Manifest { dir: dir.to_path_buf(), stack, services, fixtures, snapshot_budget }),
+        (Some(stack), true) => Ok(Manifest { dir: dir.to_path_buf(), stack, services, fixtures, snapshot_budget, smoke }),
         _ => Err(cx.diags),
     }
 }
@@ -902,6 +929,246 @@ impl Cx<'_> {
             }
         }
         Some(Fixtures { service: service_name, loader, files, after, mask, sensitive, seed, snapshot })
+    }
+
+    fn check_service<'s>(&mut self, t: &DeTable<'_>, span: Span, what: &str, services: &'s [Service]) -> Option<&'s Service> {
+        let Some(v) = t.get("service") else {
+            self.diags.push(Diagnostic::new(span, format!("{what} needs a `service`")).help("name the service to check, e.g. service = \"app\""));
+            return None;
+        };
+        let name = self.plain_string(v, &format!("{what}.service"))?;
+        match services.iter().find(|s| s.name == name) {
+            Some(s) => Some(s),
+            None => {
+                let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+                let help = match did_you_mean(&name, &names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("defined services: {}", names.join(", ")),
+                };
+                self.diags.push(Diagnostic::new(v.span(), format!("{what} names unknown service `{name}`")).help(help));
+                None
+            }
+        }
+    }
+
+    fn smoke_check(&mut self, index: usize, item: &Value<'_>, services: &[Service]) -> Option<SmokeCheck> {
+        let what = format!("`checks.smoke[{index}]`");
+        let t = self.table(item, &what)?;
+        self.unknown_keys(t, SMOKE_KEYS, &format!("[[checks.smoke]] #{}", index + 1));
+        let name = match t.get("name") {
+            Some(v) => self.plain_string(v, &format!("{what}.name"))?,
+            None => {
+                self.diags.push(Diagnostic::new(item.span(), format!("{what} needs a `name`")).help("add name = \"home page\""));
+                return None;
+            }
+        };
+        let what = format!("check `{name}`");
+        let kinds: Vec<&str> = SMOKE_KINDS.iter().copied().filter(|k| t.contains_key(*k)).collect();
+        if kinds.len() != 1 {
+            self.diags.push(
+                Diagnostic::new(item.span(), format!("{what} needs exactly one of: {}", SMOKE_KINDS.join(", ")))
+                    .help("e.g. http = { service = \"app\", port = 8080, path = \"/\" }"),
+            );
+            return None;
+        }
+        let kv = &t[kinds[0]];
+        let timeout = match t.get("timeout") {
+            Some(d) => self.duration(d, &format!("{what} timeout"))?,
+            None => std::time::Duration::from_secs(10),
+        };
+        let kind = match kinds[0] {
+            "http" => {
+                let ht = self.table(kv, &format!("{what} http"))?;
+                self.unknown_keys(ht, HTTP_CHECK_KEYS, &format!("the http check `{name}`"));
+                let service = self.check_service(ht, kv.span(), &what, services)?;
+                let port = match ht.get("port") {
+                    Some(p) => self.port_number(p, "http check port")?,
+                    None => match service.ports.as_slice() {
+                        [only] => only.container_port,
+                        _ => {
+                            self.diags.push(Diagnostic::new(kv.span(), format!("{what} needs a `port`")).help("add port = 8080 (the container port)"));
+                            return None;
+                        }
+                    },
+                };
+                let path = match ht.get("path") {
+                    Some(p) => self.plain_string(p, "http check path")?,
+                    None => "/".to_string(),
+                };
+                if !path.starts_with('/') {
+                    self.diags.push(Diagnostic::new(ht["path"].span(), format!("path `{path}` of {what} must start with `/`")));
+                    return None;
+                }
+                let method = match ht.get("method") {
+                    Some(m) => self.plain_string(m, "http check method")?.to_ascii_uppercase(),
+                    None => "GET".to_string(),
+                };
+                let mut headers = BTreeMap::new();
+                if let Some(h) = ht.get("headers") {
+                    let h = self.table(h, "http check headers")?;
+                    for (k, v) in h.iter() {
+                        let value = self.string(v, &format!("header `{}`", k.get_ref()), true)?;
+                        headers.insert(k.get_ref().to_string(), value);
+                    }
+                }
+                let body = match ht.get("body") {
+                    Some(b) => Some(self.plain_string(b, "http check body")?),
+                    None => None,
+                };
+                let expect_status = match ht.get("expect_status") {
+                    Some(s) => match integer(s.get_ref()) {
+                        Some(n) if (100..=599).contains(&n) => n as u16,
+                        _ => {
+                            self.diags.push(Diagnostic::new(s.span(), "`expect_status` must be an HTTP status code (100-599)"));
+                            return None;
+                        }
+                    },
+                    None => 200,
+                };
+                let expect_body = match ht.get("expect_body") {
+                    Some(b) => Some(self.plain_string(b, "expect_body")?),
+                    None => None,
+                };
+                let expect_body_regex = match ht.get("expect_body_regex") {
+                    Some(b) => {
+                        let r = self.plain_string(b, "expect_body_regex")?;
+                        if let Err(e) = regex::Regex::new(&r) {
+                            let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
+                            self.diags.push(Diagnostic::new(b.span(), format!("invalid regex in {what}: {first}")));
+                            return None;
+                        }
+                        Some(r)
+                    }
+                    None => None,
+                };
+                let mut expect_json = BTreeMap::new();
+                if let Some(j) = ht.get("expect_json") {
+                    let jt = self.table(j, "expect_json")?;
+                    for (k, v) in jt.iter() {
+                        let pointer: &str = k.get_ref();
+                        if !pointer.starts_with('/') {
+                            self.diags.push(Diagnostic::new(k.span(), format!("JSON pointer `{pointer}` must start with `/`")).help("e.g. \"/status\" or \"/items/0/id\""));
+                            continue;
+                        }
+                        let value = match v.get_ref() {
+                            DeValue::String(s) => serde_json::Value::String(s.to_string()),
+                            DeValue::Boolean(b) => serde_json::Value::Bool(*b),
+                            DeValue::Integer(_) => serde_json::Value::from(integer(v.get_ref()).unwrap_or_default()),
+                            DeValue::Float(f) => f.as_str().parse::<f64>().ok().map(serde_json::Value::from).unwrap_or_default(),
+                            other => {
+                                self.type_error(v.span(), &format!("expected value at `{pointer}`"), "a string, number or boolean", other);
+                                continue;
+                            }
+                        };
+                        expect_json.insert(pointer.to_string(), value);
+                    }
+                }
+                CheckKind::Http { service: service.name.clone(), port, method, path, headers, body, expect_status, expect_body, expect_body_regex, expect_json }
+            }
+            "tcp" => {
+                let tt = self.table(kv, &format!("{what} tcp"))?;
+                self.unknown_keys(tt, &["service", "port"], &format!("the tcp check `{name}`"));
+                let service = self.check_service(tt, kv.span(), &what, services)?.name.clone();
+                let Some(p) = tt.get("port") else {
+                    self.diags.push(Diagnostic::new(kv.span(), format!("{what} needs a `port`")));
+                    return None;
+                };
+                CheckKind::Tcp { service, port: self.port_number(p, "tcp check port")? }
+            }
+            "exec" => {
+                let et = self.table(kv, &format!("{what} exec"))?;
+                self.unknown_keys(et, &["service", "command", "expect_output"], &format!("the exec check `{name}`"));
+                let service = self.check_service(et, kv.span(), &what, services)?.name.clone();
+                let Some(c) = et.get("command") else {
+                    self.diags.push(Diagnostic::new(kv.span(), format!("{what} needs a `command`")));
+                    return None;
+                };
+                let command = self.command(c, "exec check command")?;
+                let expect_output = match et.get("expect_output") {
+                    Some(o) => Some(self.plain_string(o, "expect_output")?),
+                    None => None,
+                };
+                CheckKind::Exec { service, command, expect_output }
+            }
+            "sql" => {
+                let st = self.table(kv, &format!("{what} sql"))?;
+                self.unknown_keys(st, &["service", "query", "expect", "database", "user"], &format!("the sql check `{name}`"));
+                let service = self.check_service(st, kv.span(), &what, services)?;
+                let env_or = |key: &str, default: &str| service.env.get(key).map(|v| v.value.clone()).unwrap_or_else(|| default.to_string());
+                let (Some(q), Some(e)) = (st.get("query"), st.get("expect")) else {
+                    self.diags.push(Diagnostic::new(kv.span(), format!("{what} needs `query` and `expect`")).help("e.g. query = \"select count(*) from products\", expect = \"10\""));
+                    return None;
+                };
+                let query = self.plain_string(q, "sql check query")?;
+                let expect = match e.get_ref() {
+                    DeValue::Integer(i) => i.as_str().to_string(),
+                    _ => self.plain_string(e, "sql check expect")?,
+                };
+                let database = match st.get("database") {
+                    Some(d) => self.plain_string(d, "sql check database")?,
+                    None => env_or("POSTGRES_DB", "postgres"),
+                };
+                let user = match st.get("user") {
+                    Some(u) => self.plain_string(u, "sql check user")?,
+                    None => env_or("POSTGRES_USER", "postgres"),
+                };
+                CheckKind::Sql { service: service.name.clone(), database, user, query, expect }
+            }
+            _ => CheckKind::Script { command: self.command(kv, &format!("{what} script"))? },
+        };
+        let latency = match t.get("latency") {
+            Some(lv) => {
+                if !matches!(kind, CheckKind::Http { .. }) {
+                    self.diags.push(Diagnostic::new(lv.span(), format!("`latency` only applies to http checks ({what} is {})", kind.kind())));
+                    return None;
+                }
+                let lt = self.table(lv, "latency")?;
+                self.unknown_keys(lt, LATENCY_KEYS, &format!("the latency budget of `{name}`"));
+                let count = |cx: &mut Self, key: &str, default: u32| -> Option<u32> {
+                    match lt.get(key) {
+                        Some(v) => match integer(v.get_ref()) {
+                            Some(n) if (1..=100_000).contains(&n) => Some(n as u32),
+                            _ => {
+                                cx.diags.push(Diagnostic::new(v.span(), format!("`latency.{key}` must be a whole number from 1 to 100000")));
+                                None
+                            }
+                        },
+                        None => Some(default),
+                    }
+                };
+                let requests = count(self, "requests", 50)?;
+                let concurrency = count(self, "concurrency", 5)?;
+                let Some(p95v) = lt.get("p95") else {
+                    self.diags.push(Diagnostic::new(lv.span(), format!("the latency budget of {what} needs `p95`")).help("e.g. latency = { p95 = \"150ms\", requests = 50, concurrency = 5 }"));
+                    return None;
+                };
+                let p95 = self.duration(p95v, "latency.p95")?;
+                let p99 = match lt.get("p99") {
+                    Some(v) => Some(self.duration(v, "latency.p99")?),
+                    None => None,
+                };
+                let max_error_rate = match lt.get("error_rate") {
+                    Some(v) => {
+                        let rate = match v.get_ref() {
+                            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+                            DeValue::Integer(_) => integer(v.get_ref()).map(|i| i as f64),
+                            _ => None,
+                        };
+                        match rate {
+                            Some(r) if (0.0..=1.0).contains(&r) => r,
+                            _ => {
+                                self.diags.push(Diagnostic::new(v.span(), "`latency.error_rate` must be a fraction from 0.0 to 1.0").help("e.g. error_rate = 0.01 for 1 %"));
+                                return None;
+                            }
+                        }
+                    }
+                    None => 0.0,
+                };
+                Some(LatencyBudget { requests, concurrency, p95, p99, max_error_rate })
+            }
+            None => None,
+        };
+        Some(SmokeCheck { name, kind, timeout, latency })
     }
 
     fn cross_checks(&mut self, services: &[Service], spans: &[ServiceSpans]) {

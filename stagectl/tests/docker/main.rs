@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod harness;
+mod checks;
 mod fixtures;
 
 use std::collections::BTreeMap;

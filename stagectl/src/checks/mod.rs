@@ -1,0 +1,328 @@
+//! Smoke checks against the running stack: http (status, body, JSON pointers, latency
+//! budget), tcp, exec, sql, host script. Each is retried until it passes or its deadline.
+
+pub mod report;
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::docker::{ContainerEngine, RunState};
+use crate::engine::Redactor;
+use crate::manifest::{CheckKind, LatencyBudget, Manifest, SmokeCheck};
+use crate::plan;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckOutcome {
+    Passed,
+    Failed,
+}
+
+/// Latency figures of a burst (seed metrics M3 and M4).
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyStats {
+    pub requests: u32,
+    pub concurrency: u32,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub error_rate: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub kind: &'static str,
+    pub outcome: CheckOutcome,
+    pub seconds: f64,
+    pub attempts: u32,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyStats>,
+}
+
+/// Pause between attempts of a failing check.
+const RETRY_INTERVAL: Duration = Duration::from_millis(200);
+
+pub async fn run_all<E: ContainerEngine + ?Sized>(docker: &E, manifest: &Manifest, on_done: &(dyn Fn(&CheckResult) + Send + Sync)) -> crate::error::Result<Vec<CheckResult>> {
+    let redactor = Redactor::new(manifest.secret_values());
+    let containers = docker.list_containers(&manifest.stack).await?;
+    let network = plan::network_name(&manifest.stack);
+    let mut results = Vec::new();
+    for check in &manifest.smoke {
+        let started = Instant::now();
+        let deadline = started + check.timeout;
+        let mut attempts = 0;
+        let mut outcome = Err(String::from("not attempted"));
+        while attempts == 0 || Instant::now() < deadline {
+            attempts += 1;
+            outcome = attempt(docker, manifest, check, &containers, &network).await;
+            if outcome.is_ok() {
+                break;
+            }
+            tokio::time::sleep(RETRY_INTERVAL.min(deadline.saturating_duration_since(Instant::now()))).await;
+        }
+        let mut result = CheckResult {
+            name: check.name.clone(),
+            kind: check.kind.kind(),
+            outcome: CheckOutcome::Passed,
+            seconds: 0.0,
+            attempts,
+            message: String::new(),
+            latency: None,
+        };
+        match outcome {
+            Ok(msg) => {
+                result.message = msg;
+                if let (Some(budget), CheckKind::Http { .. }) = (&check.latency, &check.kind) {
+                    match target(docker, &check.kind, &containers, &network).await {
+                        Ok(base) => {
+                            let stats = burst(&check.kind, &base, budget).await;
+                            if let Some(why) = over_budget(&stats, budget) {
+                                result.outcome = CheckOutcome::Failed;
+                                result.message = why;
+                            } else {
+                                result.message = format!("p95 {:.1} ms ≤ {} ms, errors {:.1} %", stats.p95_ms, budget.p95.as_millis(), stats.error_rate * 100.0);
+                            }
+                            result.latency = Some(stats);
+                        }
+                        Err(e) => {
+                            result.outcome = CheckOutcome::Failed;
+                            result.message = e;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                result.outcome = CheckOutcome::Failed;
+                result.message = format!("{e} (after {attempts} attempts in {:.1}s)", started.elapsed().as_secs_f64());
+            }
+        }
+        result.message = redactor.apply(&result.message);
+        result.seconds = started.elapsed().as_secs_f64();
+        on_done(&result);
+        results.push(result);
+    }
+    Ok(results)
+}
+
+fn over_budget(stats: &LatencyStats, budget: &LatencyBudget) -> Option<String> {
+    let p95_budget = budget.p95.as_secs_f64() * 1000.0;
+    if stats.p95_ms > p95_budget {
+        return Some(format!("p95 {:.1} ms > budget {} ms ({} requests at concurrency {})", stats.p95_ms, budget.p95.as_millis(), stats.requests, stats.concurrency));
+    }
+    if let Some(p99) = budget.p99 {
+        if stats.p99_ms > p99.as_secs_f64() * 1000.0 {
+            return Some(format!("p99 {:.1} ms > budget {} ms", stats.p99_ms, p99.as_millis()));
+        }
+    }
+    if stats.error_rate > budget.max_error_rate {
+        return Some(format!("error rate {:.1} % > budget {:.1} %", stats.error_rate * 100.0, budget.max_error_rate * 100.0));
+    }
+    None
+}
+
+/// Address (`ip:port`) of an http/tcp check's service on the stack network.
+async fn target<E: ContainerEngine + ?Sized>(
+    docker: &E,
+    kind: &CheckKind,
+    containers: &[crate::docker::ObservedContainer],
+    network: &str,
+) -> Result<String, String> {
+    let (service, port) = match kind {
+        CheckKind::Http { service, port, .. } | CheckKind::Tcp { service, port } => (service, *port),
+        _ => return Err("no network target".into()),
+    };
+    let id = running(service, containers)?;
+    let status = docker.container_status(&id, network).await.map_err(|e| e.to_string())?;
+    let ip = status.ip.ok_or_else(|| format!("service `{service}` has no address on {network}"))?;
+    Ok(format!("{ip}:{port}"))
+}
+
+fn running(service: &str, containers: &[crate::docker::ObservedContainer]) -> Result<String, String> {
+    containers
+        .iter()
+        .find(|c| c.service == service && c.state == RunState::Running)
+        .map(|c| c.id.clone())
+        .ok_or_else(|| format!("service `{service}` is not running"))
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("a plain HTTP client always builds")
+}
+
+fn request(client: &reqwest::Client, kind: &CheckKind, base: &str) -> Option<reqwest::RequestBuilder> {
+    let CheckKind::Http { method, path, headers, body, .. } = kind else { return None };
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
+    let mut req = client.request(method, format!("http://{base}{path}"));
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.value.as_str());
+    }
+    if let Some(b) = body {
+        req = req.body(b.clone());
+    }
+    Some(req)
+}
+
+async fn attempt<E: ContainerEngine + ?Sized>(
+    docker: &E,
+    manifest: &Manifest,
+    check: &SmokeCheck,
+    containers: &[crate::docker::ObservedContainer],
+    network: &str,
+) -> Result<String, String> {
+    match &check.kind {
+        CheckKind::Http { path, expect_status, expect_body, expect_body_regex, expect_json, method, .. } => {
+            let base = target(docker, &check.kind, containers, network).await?;
+            let req = request(&client(), &check.kind, &base).expect("http check");
+            let started = Instant::now();
+            let resp = req.send().await.map_err(|e| format!("{method} {path}: {e}"))?;
+            let status = resp.status().as_u16();
+            let body = resp.text().await.map_err(|e| format!("{method} {path}: reading body: {e}"))?;
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            if status != *expect_status {
+                return Err(format!("{method} {path}: status {status}, expected {expect_status}"));
+            }
+            if let Some(s) = expect_body {
+                if !body.contains(s.as_str()) {
+                    return Err(format!("{method} {path}: body does not contain {s:?}"));
+                }
+            }
+            if let Some(r) = expect_body_regex {
+                let re = regex::Regex::new(r).map_err(|e| e.to_string())?;
+                if !re.is_match(&body) {
+                    return Err(format!("{method} {path}: body does not match /{r}/"));
+                }
+            }
+            if !expect_json.is_empty() {
+                let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{method} {path}: body is not JSON: {e}"))?;
+                for (pointer, want) in expect_json {
+                    match json.pointer(pointer) {
+                        Some(got) if got == want => {}
+                        Some(got) => return Err(format!("{method} {path}: {pointer} is {got}, expected {want}")),
+                        None => return Err(format!("{method} {path}: {pointer} is missing")),
+                    }
+                }
+            }
+            Ok(format!("{method} {path} → {status} in {ms:.1} ms"))
+        }
+        CheckKind::Tcp { port, .. } => {
+            let addr = target(docker, &check.kind, containers, network).await?;
+            tokio::net::TcpStream::connect(&addr).await.map_err(|e| format!("tcp {addr}: {e}"))?;
+            Ok(format!("tcp :{port} accepts connections"))
+        }
+        CheckKind::Exec { service, command, expect_output } => {
+            let id = running(service, containers)?;
+            let (code, out) = docker.exec(&id, command).await.map_err(|e| e.to_string())?;
+            if code != 0 {
+                return Err(format!("`{}` exited with {code}: {}", command.join(" "), out.trim()));
+            }
+            if let Some(want) = expect_output {
+                if !out.contains(want.as_str()) {
+                    return Err(format!("`{}` output does not contain {want:?}", command.join(" ")));
+                }
+            }
+            Ok(format!("`{}` exited 0", command.join(" ")))
+        }
+        CheckKind::Sql { service, database, user, query, expect } => {
+            let id = running(service, containers)?;
+            let cmd = crate::data::psql_command(user, database, &["-tA", "-c", query]);
+            let (code, out) = docker.exec(&id, &cmd).await.map_err(|e| e.to_string())?;
+            if code != 0 {
+                return Err(format!("query failed: {}", out.split_whitespace().collect::<Vec<_>>().join(" ")));
+            }
+            let got = out.trim();
+            if got != expect.trim() {
+                return Err(format!("query returned {got:?}, expected {expect:?}"));
+            }
+            Ok(format!("query returned {got:?}"))
+        }
+        CheckKind::Script { command } => {
+            let out = tokio::process::Command::new(&command[0])
+                .args(&command[1..])
+                .current_dir(&manifest.dir)
+                .env("STAGECTL_STACK", &manifest.stack)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await
+                .map_err(|e| format!("cannot run `{}`: {e}", command.join(" ")))?;
+            if out.status.success() {
+                Ok(format!("`{}` exited 0", command.join(" ")))
+            } else {
+                let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                let last: Vec<&str> = text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+                Err(format!("`{}` failed ({}): {}", command.join(" "), out.status, last.join(" / ")))
+            }
+        }
+    }
+}
+
+/// `requests` requests at `concurrency`, a small burst as real users make them.
+async fn burst(kind: &CheckKind, base: &str, budget: &LatencyBudget) -> LatencyStats {
+    let CheckKind::Http { expect_status, .. } = kind else { unreachable!("latency budgets are http only") };
+    let client = client();
+    let next = std::sync::atomic::AtomicU32::new(0);
+    let workers = (0..budget.concurrency.min(budget.requests)).map(|_| async {
+        let mut samples = Vec::new();
+        while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < budget.requests {
+            let started = Instant::now();
+            let ok = match request(&client, kind, base).expect("http check").send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let _ = resp.bytes().await;
+                    status == *expect_status
+                }
+                Err(_) => false,
+            };
+            samples.push((started.elapsed().as_secs_f64() * 1000.0, ok));
+        }
+        samples
+    });
+    let samples: Vec<(f64, bool)> = futures_util::future::join_all(workers).await.into_iter().flatten().collect();
+    let mut ms: Vec<f64> = samples.iter().map(|(m, _)| *m).collect();
+    ms.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let errors = samples.iter().filter(|(_, ok)| !ok).count();
+    LatencyStats {
+        requests: samples.len() as u32,
+        concurrency: budget.concurrency,
+        p50_ms: percentile(&ms, 50.0),
+        p95_ms: percentile(&ms, 95.0),
+        p99_ms: percentile(&ms, 99.0),
+        error_rate: if samples.is_empty() { 1.0 } else { errors as f64 / samples.len() as f64 },
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 95.0), 95.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+        assert_eq!(percentile(&[], 95.0), 0.0);
+    }
+
+    #[test]
+    fn budgets_fail_on_p95_p99_and_error_rate() {
+        let budget = LatencyBudget { requests: 10, concurrency: 2, p95: Duration::from_millis(100), p99: Some(Duration::from_millis(200)), max_error_rate: 0.1 };
+        let stats = |p95, p99, err| LatencyStats { requests: 10, concurrency: 2, p50_ms: 1.0, p95_ms: p95, p99_ms: p99, error_rate: err };
+        assert_eq!(over_budget(&stats(50.0, 60.0, 0.0), &budget), None);
+        assert!(over_budget(&stats(150.0, 160.0, 0.0), &budget).unwrap().starts_with("p95 150.0 ms > budget 100 ms"));
+        assert!(over_budget(&stats(90.0, 250.0, 0.0), &budget).unwrap().starts_with("p99 250.0 ms"));
+        assert!(over_budget(&stats(90.0, 95.0, 0.2), &budget).unwrap().starts_with("error rate 20.0 %"));
+    }
+}

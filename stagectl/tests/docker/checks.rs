@@ -1,0 +1,112 @@
+//! Smoke checks and their reports, against the real demo app.
+
+use crate::harness::*;
+
+const STACK: &str = r#"
+[stack]
+name = "{stack}"
+
+[services.db]
+image = "stagectl/postgres:15"
+env = { POSTGRES_DB = "shop" }
+ready = { postgres = 5432 }
+
+[services.cache]
+image = "stagectl/redis:7"
+ready = { tcp = 6379 }
+
+[services.migrate]
+image = "stagectl/postgres:15"
+job = true
+depends_on = ["db"]
+entrypoint = ["/bin/sh", "/migrate.sh"]
+volumes = ["{repo}/demo/shop/migrate.sh:/migrate.sh:ro", "{repo}/demo/shop/migrations:/migrations:ro"]
+
+[services.app]
+build = { context = "{repo}/demo/shop", command = "{repo}/scripts/build-shop.sh" }
+depends_on = ["db", "migrate", "cache"]
+env = { DATABASE_URL = "postgres://postgres@db:5432/shop", REDIS_URL = "redis://cache:6379/", API_KEY = "${secret:api_key}" }
+ready = { http = "/healthz", port = 8080 }
+
+[[checks.smoke]]
+name = "home page"
+http = { service = "app", port = 8080, path = "/", expect_json = { "/service" = "shop" } }
+latency = { requests = 20, concurrency = 4, p95 = "500ms" }
+
+[[checks.smoke]]
+name = "wrong status"
+http = { service = "app", port = 8080, path = "/", expect_status = 404 }
+timeout = "500ms"
+
+[[checks.smoke]]
+name = "too slow"
+http = { service = "app", port = 8080, path = "/slow?ms=120" }
+latency = { requests = 10, concurrency = 5, p95 = "50ms" }
+
+[[checks.smoke]]
+name = "authorised order"
+http = { service = "app", port = 8080, method = "POST", path = "/orders", headers = { Authorization = "Bearer ${secret:api_key}", "Content-Type" = "application/json" }, body = '{"product_id": 999, "quantity": 1}', expect_status = 400 }
+
+[[checks.smoke]]
+name = "tables exist"
+sql = { service = "db", database = "shop", query = "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('products', 'orders')", expect = "2" }
+
+[[checks.smoke]]
+name = "cache answers"
+tcp = { service = "cache", port = 6379 }
+"#;
+
+#[test]
+fn smoke_checks_pass_and_fail_for_real_and_the_junit_report_counts_match() {
+    require_docker!();
+    let stack = Stack::new("checks", STACK);
+    std::fs::write(stack.path("secrets.env"), "api_key=check-secret-123\n").unwrap();
+    stack.up_ok();
+    let junit = stack.path("checks.xml");
+    let markdown = stack.path("checks.md");
+    let out = stack.run(&[
+        "--json",
+        "check",
+        "--report",
+        &format!("junit:{}", junit.display()),
+        "--report",
+        &format!("markdown:{}", markdown.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "two checks fail");
+    let report = last_json(&out);
+    let by_name = |n: &str| report["checks"].as_array().unwrap().iter().find(|c| c["name"] == n).unwrap().clone();
+    assert_eq!(by_name("home page")["outcome"], "passed");
+    let home_latency = by_name("home page")["latency"].clone();
+    assert_eq!(home_latency["requests"], 20);
+    assert!(home_latency["p95_ms"].as_f64().unwrap() > 0.0);
+    let wrong = by_name("wrong status");
+    assert_eq!(wrong["outcome"], "failed");
+    assert!(wrong["message"].as_str().unwrap().starts_with("GET /: status 200, expected 404"), "{wrong}");
+    let slow = by_name("too slow");
+    assert_eq!(slow["outcome"], "failed");
+    assert!(slow["message"].as_str().unwrap().starts_with("p95 1"), "{slow}");
+    assert!(slow["latency"]["p95_ms"].as_f64().unwrap() >= 120.0);
+    assert_eq!(by_name("authorised order")["outcome"], "passed", "the secret header was sent");
+    assert_eq!(by_name("tables exist")["outcome"], "passed");
+    assert_eq!(by_name("cache answers")["outcome"], "passed");
+
+    // The JUnit file is real XML and its counts match the results.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("valid JUnit XML");
+    let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).unwrap();
+    assert_eq!(suite.attribute("tests"), Some("6"));
+    assert_eq!(suite.attribute("failures"), Some("2"));
+    let cases: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
+    assert_eq!(cases.len(), 6);
+    let failed: Vec<&str> = cases
+        .iter()
+        .filter(|c| c.children().any(|k| k.has_tag_name("failure")))
+        .map(|c| c.attribute("name").unwrap())
+        .collect();
+    assert_eq!(failed, ["wrong status", "too slow"]);
+    let md = std::fs::read_to_string(&markdown).unwrap();
+    assert!(md.contains("**FAILED**") && md.contains("| ❌ | too slow | http |"), "{md}");
+    for text in [&xml, &md, &stdout(&out), &stderr(&out)] {
+        assert!(!text.contains("check-secret-123"), "a secret reached a report");
+    }
+}
