@@ -1,6 +1,7 @@
 //! Smoke checks against the running stack: http (status, body, JSON pointers, latency
 //! budget), tcp, exec, sql, host script. Each is retried until it passes or its deadline.
 
+pub mod lint;
 pub mod report;
 
 use std::time::{Duration, Instant};
@@ -40,6 +41,47 @@ pub struct CheckResult {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<LatencyStats>,
+}
+
+/// Lints every `*.up.sql` of each `[migrations.<service>]`: one result per file.
+pub fn lint_migrations(manifest: &Manifest) -> Result<Vec<CheckResult>, String> {
+    let mut results = Vec::new();
+    for m in &manifest.migrations {
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&m.dir)
+            .map_err(|e| format!("reading {}: {e}", m.dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().ends_with(".up.sql"))
+            .collect();
+        files.sort();
+        let allow: Vec<&str> = m.allow.iter().map(String::as_str).collect();
+        for f in files {
+            let started = Instant::now();
+            let name = crate::data::display(&manifest.dir, &f);
+            let sql = std::fs::read_to_string(&f).map_err(|e| format!("reading {name}: {e}"))?;
+            let findings = lint::lint(&name, &sql, &allow);
+            let message = if findings.is_empty() {
+                "no locking or destructive changes found".to_string()
+            } else {
+                findings
+                    .iter()
+                    .map(|f| format!("{}:{}: [{}] {}
+  statement: {}
+  instead: {}", f.file, f.line, f.rule, f.why, f.statement, f.instead))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            results.push(CheckResult {
+                name: format!("lint {name}"),
+                kind: "lint",
+                outcome: if findings.is_empty() { CheckOutcome::Passed } else { CheckOutcome::Failed },
+                seconds: started.elapsed().as_secs_f64(),
+                attempts: 1,
+                message,
+                latency: None,
+            });
+        }
+    }
+    Ok(results)
 }
 
 /// Pause between attempts of a failing check.

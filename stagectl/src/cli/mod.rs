@@ -52,8 +52,12 @@ pub enum Command {
     Rebuild,
     /// Services, state, readiness, ports, image, uptime.
     Status,
-    /// Run the smoke checks of the manifest against the running stack.
+    /// Run the checks of the manifest: smoke checks against the running stack, and the
+    /// migration lint (locking or destructive changes).
     Check {
+        /// Which checks: all (default), smoke, or migrations.
+        #[arg(value_enum, default_value = "all")]
+        what: CheckSet,
         /// Write a report: json:PATH, junit:PATH or markdown:PATH (repeatable).
         #[arg(long = "report", value_name = "FORMAT:PATH")]
         reports: Vec<String>,
@@ -87,6 +91,13 @@ pub enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckSet {
+    All,
+    Smoke,
+    Migrations,
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,11 +184,19 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             console.finish();
             Ok(print_up(&report, console.mode()))
         }
-        Command::Check { reports } => {
+        Command::Check { what, reports } => {
             let m = load(cli)?;
             let targets = report_targets(reports)?;
+            if *what == CheckSet::Migrations {
+                let started = std::time::Instant::now();
+                let results = crate::checks::lint_migrations(&m).map_err(Error::StackFailed)?;
+                for r in &results {
+                    note_check(&console, r);
+                }
+                return finish_checks(&m, results, started, &targets, &console, cli.json);
+            }
             let docker = connect().await?;
-            run_checks(docker.as_ref(), &m, &targets, &console, cli.json).await
+            run_checks(docker.as_ref(), &m, *what, &targets, &console, cli.json).await
         }
         Command::Verify { reports } => {
             let m = load(cli)?;
@@ -190,7 +209,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             if code != exit::OK {
                 return Ok(code);
             }
-            run_checks(engine.docker.as_ref(), &m, &targets, &console, cli.json).await
+            run_checks(engine.docker.as_ref(), &m, CheckSet::All, &targets, &console, cli.json).await
         }
         Command::Down { volumes, stack } => {
             let stack = match stack {
@@ -396,17 +415,41 @@ fn report_targets(args: &[String]) -> Result<Vec<(ReportFormat, PathBuf)>> {
 async fn run_checks<E: ContainerEngine + ?Sized>(
     docker: &E,
     m: &Manifest,
+    what: CheckSet,
     targets: &[(ReportFormat, PathBuf)],
     console: &Console,
     as_json: bool,
 ) -> Result<i32> {
-    use crate::checks::{report::CheckReport, CheckOutcome};
     let started = std::time::Instant::now();
-    let on_done = |r: &crate::checks::CheckResult| {
-        let mark = if r.outcome == CheckOutcome::Passed { "✓" } else { "✗" };
-        console.note(&format!("{mark} {} ({}, {:.2}s): {}", r.name, r.kind, r.seconds, r.message));
-    };
-    let results = crate::checks::run_all(docker, m, &on_done).await?;
+    let mut results = Vec::new();
+    if what == CheckSet::All {
+        results.extend(crate::checks::lint_migrations(m).map_err(Error::StackFailed)?);
+        for r in &results {
+            note_check(console, r);
+        }
+    }
+    let on_done = |r: &crate::checks::CheckResult| note_check(console, r);
+    results.extend(crate::checks::run_all(docker, m, &on_done).await?);
+    finish_checks(m, results, started, targets, console, as_json)
+}
+
+fn note_check(console: &Console, r: &crate::checks::CheckResult) {
+    let mark = if r.outcome == crate::checks::CheckOutcome::Passed { "✓" } else { "✗" };
+    console.note(&format!("{mark} {} ({}, {:.2}s): {}", r.name, r.kind, r.seconds, r.message));
+}
+
+fn finish_checks(
+    m: &Manifest,
+    results: Vec<crate::checks::CheckResult>,
+    started: std::time::Instant,
+    targets: &[(ReportFormat, PathBuf)],
+    console: &Console,
+    as_json: bool,
+) -> Result<i32> {
+    use crate::checks::report::CheckReport;
+    if results.is_empty() {
+        console.note("no checks in the manifest ([[checks.smoke]], [migrations.<service>])");
+    }
     let report = CheckReport::new(&m.stack, results, started.elapsed().as_secs_f64());
     for (format, path) in targets {
         let text = match format {
@@ -418,13 +461,9 @@ async fn run_checks<E: ContainerEngine + ?Sized>(
     }
     if as_json {
         json(&report);
-    } else if m.smoke.is_empty() {
-        out("no smoke checks in the manifest ([[checks.smoke]])");
     } else {
-        out(&format!(
-            "checks of `{}`: {} passed, {} failed in {:.2}s",
-            report.stack, report.passed, report.failed, report.seconds
-        ));
+        // The findings went to stderr one by one; stdout gets the verdict.
+        out(&format!("checks of `{}`: {} passed, {} failed in {:.2}s", report.stack, report.passed, report.failed, report.seconds));
     }
     Ok(if report.ok { exit::OK } else { exit::STACK_FAILED })
 }

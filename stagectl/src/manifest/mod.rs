@@ -27,6 +27,18 @@ pub struct Manifest {
     pub snapshot_budget: u64,
     /// `[[checks.smoke]]`, in file order.
     pub smoke: Vec<SmokeCheck>,
+    /// `[migrations.<service>]`, in file order.
+    pub migrations: Vec<Migrations>,
+}
+
+/// A directory of `NNN_name.up.sql` / `NNN_name.down.sql` files for one database service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Migrations {
+    pub service: String,
+    /// Absolute path of the directory.
+    pub dir: PathBuf,
+    /// Lint rule ids allowed for every migration of this service.
+    pub allow: Vec<String>,
 }
 
 /// A smoke check run against the running stack by `stagectl check`.

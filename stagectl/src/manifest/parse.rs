@@ -15,7 +15,7 @@ use super::*;
 type Span = Range<usize>;
 type Value<'i> = Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["stack", "services", "fixtures", "checks"];
+const TOP_KEYS: &[&str] = &["stack", "services", "fixtures", "checks", "migrations"];
 const CHECKS_KEYS: &[&str] = &["smoke"];
 const SMOKE_KEYS: &[&str] = &["name", "http", "tcp", "exec", "sql", "script", "timeout", "latency"];
 const SMOKE_KINDS: &[&str] = &["http", "tcp", "exec", "sql", "script"];
@@ -150,6 +150,16 @@ pub(super) fn parse(
             }
         }
     }
+    let mut migrations = Vec::new();
+    if let Some(v) = doc.get("migrations") {
+        if let Some(t) = cx.table(v, "`migrations`") {
+            for (name, body) in t.iter() {
+                if let Some(m) = cx.migrations(name, body, &services) {
+                    migrations.push(m);
+                }
+            }
+        }
+    }
     let snapshot_budget = doc
         .get("stack")
         .and_then(|s| s.get_ref().as_table())
@@ -168,7 +178,7 @@ pub(super) fn parse(
         .unwrap_or(DEFAULT_SNAPSHOT_BUDGET);
 
     match (stack, cx.diags.is_empty()) {
-        (Some(stack), true) => Ok(Manifest { dir: dir.to_path_buf(), stack, services, fixtures, snapshot_budget, smoke }),
+        (Some(stack), true) => Ok(Manifest { dir: dir.to_path_buf(), stack, services, fixtures, snapshot_budget, smoke, migrations }),
         _ => Err(cx.diags),
     }
 }
@@ -929,6 +939,36 @@ impl Cx<'_> {
             }
         }
         Some(Fixtures { service: service_name, loader, files, after, mask, sensitive, seed, snapshot })
+    }
+
+    fn migrations(&mut self, name_key: &Spanned<std::borrow::Cow<'_, str>>, body: &Value<'_>, services: &[Service]) -> Option<Migrations> {
+        let service: String = name_key.get_ref().to_string();
+        let t = self.table(body, &format!("`migrations.{service}`"))?;
+        self.unknown_keys(t, &["dir", "allow"], &format!("[migrations.{service}]"));
+        if !services.iter().any(|s| s.name == service) {
+            let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+            let help = match did_you_mean(&service, &names) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "migrations are keyed by the database service they apply to".to_string(),
+            };
+            self.diags.push(Diagnostic::new(name_key.span(), format!("migrations for unknown service `{service}`")).help(help));
+            return None;
+        }
+        let Some(dv) = t.get("dir") else {
+            self.diags.push(Diagnostic::new(body.span(), format!("missing `migrations.{service}.dir`")).help("add dir = \"migrations\" (NNN_name.up.sql / NNN_name.down.sql files)"));
+            return None;
+        };
+        let rel = self.plain_string(dv, &format!("`migrations.{service}.dir`"))?;
+        let dir = self.dir.join(&rel);
+        if !(self.dir_exists)(&dir) {
+            self.diags.push(Diagnostic::new(dv.span(), format!("migrations dir `{rel}` of `{service}` is not a directory")).help("paths are relative to the directory of stack.toml"));
+            return None;
+        }
+        let allow = match t.get("allow") {
+            Some(a) => self.string_array(a, &format!("`migrations.{service}.allow`"))?.into_iter().map(|(s, _)| s).collect(),
+            None => vec![],
+        };
+        Some(Migrations { service, dir, allow })
     }
 
     fn check_service<'s>(&mut self, t: &DeTable<'_>, span: Span, what: &str, services: &'s [Service]) -> Option<&'s Service> {

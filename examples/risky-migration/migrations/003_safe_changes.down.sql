@@ -1,0 +1,2 @@
+DROP INDEX CONCURRENTLY accounts_region_idx;
+ALTER TABLE accounts DROP COLUMN region;
