@@ -143,7 +143,7 @@ fn report_error(e: &Error, as_json: bool) {
         json(&serde_json::json!({ "error": e.to_string(), "exit_code": e.exit_code() }));
     }
     match e {
-        Error::Manifest(_) => eprint!("{e}\n"),
+        Error::Manifest(_) => eprintln!("{e}"),
         _ => eprintln!("error: {e}"),
     }
 }

@@ -299,7 +299,7 @@ async fn masked_csv_stream(file: PathBuf, name: String, table: String, masker: M
             }
         };
         let mut w = csv::WriterBuilder::new().from_writer(Vec::with_capacity(128 * 1024));
-        let _ = w.write_record(reader.headers().map(|h| h.clone()).unwrap_or_default().iter());
+        let _ = w.write_record(reader.headers().cloned().unwrap_or_default().iter());
         let mut record = csv::StringRecord::new();
         loop {
             match reader.read_record(&mut record) {

@@ -1227,7 +1227,9 @@ impl Cx<'_> {
         }
         self.cycles(services, spans);
         // Two services publishing the same host port.
-        let mut published: HashMap<(u16, Protocol), Vec<(Option<&str>, &str)>> = HashMap::new();
+        // (host port, protocol) → (host IP if specific, service) of each publication so far.
+        type Publications<'a> = HashMap<(u16, Protocol), Vec<(Option<&'a str>, &'a str)>>;
+        let mut published: Publications = HashMap::new();
         for (svc, sp) in services.iter().zip(spans) {
             for (p, span) in svc.ports.iter().zip(&sp.ports) {
                 let Some(hp) = p.host_port else { continue };

@@ -2,32 +2,8 @@
 
 use crate::harness::*;
 
-const STACK: &str = r#"
-[stack]
-name = "{stack}"
-
-[services.db]
-image = "stagectl/postgres:15"
-env = { POSTGRES_DB = "shop" }
-ready = { postgres = 5432 }
-
-[services.cache]
-image = "stagectl/redis:7"
-ready = { tcp = 6379 }
-
-[services.migrate]
-image = "stagectl/postgres:15"
-job = true
-depends_on = ["db"]
-entrypoint = ["/bin/sh", "/migrate.sh"]
-volumes = ["{repo}/demo/shop/migrate.sh:/migrate.sh:ro", "{repo}/demo/shop/migrations:/migrations:ro"]
-
-[services.app]
-build = { context = "{repo}/demo/shop", command = "{repo}/scripts/build-shop.sh" }
-depends_on = ["db", "migrate", "cache"]
-env = { DATABASE_URL = "postgres://postgres@db:5432/shop", REDIS_URL = "redis://cache:6379/", API_KEY = "${secret:api_key}" }
-ready = { http = "/healthz", port = 8080 }
-
+/// The demo stack (shared with the other tests) plus checks that pass and fail for real.
+const CHECKS: &str = r#"
 [[checks.smoke]]
 name = "home page"
 http = { service = "app", port = 8080, path = "/", expect_json = { "/service" = "shop" } }
@@ -59,7 +35,7 @@ tcp = { service = "cache", port = 6379 }
 #[test]
 fn smoke_checks_pass_and_fail_for_real_and_the_junit_report_counts_match() {
     require_docker!();
-    let stack = Stack::new("checks", STACK);
+    let stack = Stack::new("checks", &format!("{}{CHECKS}", crate::SHOP));
     std::fs::write(stack.path("secrets.env"), "api_key=check-secret-123\n").unwrap();
     stack.up_ok();
     let junit = stack.path("checks.xml");

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use harness::*;
 
 /// The demo stack, with the app's port left to Docker so tests can run in parallel.
-const SHOP: &str = r#"
+pub(crate) const SHOP: &str = r#"
 [stack]
 name = "{stack}"
 
