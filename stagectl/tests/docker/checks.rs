@@ -85,4 +85,14 @@ fn smoke_checks_pass_and_fail_for_real_and_the_junit_report_counts_match() {
     for text in [&xml, &md, &stdout(&out), &stderr(&out)] {
         assert!(!text.contains("check-secret-123"), "a secret reached a report");
     }
+
+    // verify = rebuild + check: fresh containers, the same verdict, non-zero for pipelines.
+    let before = stack.container_ids();
+    let json_report = stack.path("verify.json");
+    let out = stack.run(&["verify", "--report", &format!("json:{}", json_report.display())]);
+    assert_eq!(out.status.code(), Some(1));
+    let after = stack.container_ids();
+    assert_ne!(before["app"], after["app"], "verify rebuilt the stack");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_report).unwrap()).unwrap();
+    assert_eq!((report["ok"].as_bool(), report["passed"].as_u64(), report["failed"].as_u64()), (Some(false), Some(4), Some(2)));
 }
