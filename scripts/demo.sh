@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: build what is needed and bring the demo stack up, ready.
-#   base images (Debian packages, cached by tag) → stagectl (release) → `stagectl up`
+# The main job on a fresh machine: build what is needed, bring the demo stack up (fixtures
+# loaded) and run its checks.
+#   base images (Debian packages, cached by tag) → stagectl (release) → `stagectl up` → `stagectl check`
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -16,3 +17,4 @@ port="${SHOP_PORT:-8080}"
 echo "shop answers on http://127.0.0.1:${port}:"
 curl -fsS "http://127.0.0.1:${port}/healthz"; echo
 ./target/release/stagectl status
+./target/release/stagectl check
