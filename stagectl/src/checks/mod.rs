@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::docker::{ContainerEngine, RunState};
+use crate::docker::ContainerEngine;
 use crate::engine::Redactor;
 use crate::manifest::{CheckKind, LatencyBudget, Manifest, SmokeCheck};
 use crate::plan;
@@ -90,7 +90,6 @@ const RETRY_INTERVAL: Duration = Duration::from_millis(200);
 pub async fn run_all<E: ContainerEngine + ?Sized>(docker: &E, manifest: &Manifest, on_done: &(dyn Fn(&CheckResult) + Send + Sync)) -> crate::error::Result<Vec<CheckResult>> {
     let redactor = Redactor::new(manifest.secret_values());
     let containers = docker.list_containers(&manifest.stack).await?;
-    let network = plan::network_name(&manifest.stack);
     let mut results = Vec::new();
     for check in &manifest.smoke {
         let started = Instant::now();
@@ -99,7 +98,7 @@ pub async fn run_all<E: ContainerEngine + ?Sized>(docker: &E, manifest: &Manifes
         let mut outcome = Err(String::from("not attempted"));
         while attempts == 0 || Instant::now() < deadline {
             attempts += 1;
-            outcome = attempt(docker, manifest, check, &containers, &network).await;
+            outcome = attempt(docker, manifest, check, &containers).await;
             if outcome.is_ok() {
                 break;
             }
@@ -118,7 +117,7 @@ pub async fn run_all<E: ContainerEngine + ?Sized>(docker: &E, manifest: &Manifes
             Ok(msg) => {
                 result.message = msg;
                 if let (Some(budget), CheckKind::Http { .. }) = (&check.latency, &check.kind) {
-                    match target(docker, &check.kind, &containers, &network).await {
+                    match target(docker, &check.kind, &manifest.stack, &containers).await {
                         Ok(base) => {
                             let stats = burst(&check.kind, &base, budget).await;
                             if let Some(why) = over_budget(&stats, budget) {
@@ -169,23 +168,22 @@ fn over_budget(stats: &LatencyStats, budget: &LatencyBudget) -> Option<String> {
 async fn target<E: ContainerEngine + ?Sized>(
     docker: &E,
     kind: &CheckKind,
+    stack: &str,
     containers: &[crate::docker::ObservedContainer],
-    network: &str,
 ) -> Result<String, String> {
+    let network = plan::network_name(stack);
     let (service, port) = match kind {
         CheckKind::Http { service, port, .. } | CheckKind::Tcp { service, port } => (service, *port),
         _ => return Err("no network target".into()),
     };
-    let id = running(service, containers)?;
-    let status = docker.container_status(&id, network).await.map_err(|e| e.to_string())?;
+    let id = running(stack, service, containers)?;
+    let status = docker.container_status(&id, &network).await.map_err(|e| e.to_string())?;
     let ip = status.ip.ok_or_else(|| format!("service `{service}` has no address on {network}"))?;
     Ok(format!("{ip}:{port}"))
 }
 
-fn running(service: &str, containers: &[crate::docker::ObservedContainer]) -> Result<String, String> {
-    containers
-        .iter()
-        .find(|c| c.service == service && c.state == RunState::Running)
+fn running(stack: &str, service: &str, containers: &[crate::docker::ObservedContainer]) -> Result<String, String> {
+    plan::running_container(stack, service, containers)
         .map(|c| c.id.clone())
         .ok_or_else(|| format!("service `{service}` is not running"))
 }
@@ -212,11 +210,10 @@ async fn attempt<E: ContainerEngine + ?Sized>(
     manifest: &Manifest,
     check: &SmokeCheck,
     containers: &[crate::docker::ObservedContainer],
-    network: &str,
 ) -> Result<String, String> {
     match &check.kind {
         CheckKind::Http { path, expect_status, expect_body, expect_body_regex, expect_json, method, .. } => {
-            let base = target(docker, &check.kind, containers, network).await?;
+            let base = target(docker, &check.kind, &manifest.stack, containers).await?;
             let req = request(&client(), &check.kind, &base).expect("http check");
             let started = Instant::now();
             let resp = req.send().await.map_err(|e| format!("{method} {path}: {e}"))?;
@@ -250,12 +247,12 @@ async fn attempt<E: ContainerEngine + ?Sized>(
             Ok(format!("{method} {path} → {status} in {ms:.1} ms"))
         }
         CheckKind::Tcp { port, .. } => {
-            let addr = target(docker, &check.kind, containers, network).await?;
+            let addr = target(docker, &check.kind, &manifest.stack, containers).await?;
             tokio::net::TcpStream::connect(&addr).await.map_err(|e| format!("tcp {addr}: {e}"))?;
             Ok(format!("tcp :{port} accepts connections"))
         }
         CheckKind::Exec { service, command, expect_output } => {
-            let id = running(service, containers)?;
+            let id = running(&manifest.stack, service, containers)?;
             let (code, out) = docker.exec(&id, command).await.map_err(|e| e.to_string())?;
             if code != 0 {
                 return Err(format!("`{}` exited with {code}: {}", command.join(" "), out.trim()));
@@ -268,7 +265,7 @@ async fn attempt<E: ContainerEngine + ?Sized>(
             Ok(format!("`{}` exited 0", command.join(" ")))
         }
         CheckKind::Sql { service, database, user, query, expect } => {
-            let id = running(service, containers)?;
+            let id = running(&manifest.stack, service, containers)?;
             let cmd = crate::data::psql_command(user, database, &["-tA", "-c", query]);
             let (code, out) = docker.exec(&id, &cmd).await.map_err(|e| e.to_string())?;
             if code != 0 {

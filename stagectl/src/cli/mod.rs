@@ -303,7 +303,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             let containers = docker.list_containers(&m.stack).await?;
             let mut findings = Vec::new();
             for f in m.fixtures.iter().filter(|f| !f.sensitive.is_empty()) {
-                let Some(c) = plan::current_container(&m.stack, &f.service, &containers).filter(|c| c.state == crate::docker::RunState::Running) else {
+                let Some(c) = plan::running_container(&m.stack, &f.service, &containers) else {
                     return Err(Error::StackFailed(format!("service `{}` is not running; run `stagectl up` first", f.service)));
                 };
                 findings.extend(crate::data::scan(docker.as_ref(), &c.id, f).await.map_err(Error::StackFailed)?);
@@ -374,9 +374,8 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                 return Err(unknown_service(&m, service));
             }
             let docker = connect().await?;
-            let name = plan::container_name(&m.stack, service);
             let containers = docker.list_containers(&m.stack).await?;
-            let Some(c) = containers.iter().find(|c| c.name == name && c.state == crate::docker::RunState::Running) else {
+            let Some(c) = plan::running_container(&m.stack, service, &containers) else {
                 return Err(Error::StackFailed(format!("service `{service}` is not running; run `stagectl up` first")));
             };
             let (code, output) = docker.exec(&c.id, command).await?;

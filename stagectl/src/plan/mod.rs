@@ -198,6 +198,11 @@ pub fn current_container<'a>(stack: &str, service: &str, observed: &'a [Observed
     observed.iter().find(|c| c.service == service && c.name == name)
 }
 
+/// The running container of `service`, if it has one (for exec, checks, scans).
+pub fn running_container<'a>(stack: &str, service: &str, observed: &'a [ObservedContainer]) -> Option<&'a ObservedContainer> {
+    current_container(stack, service, observed).filter(|c| c.state == RunState::Running)
+}
+
 /// The container to create for `service`, running `image` (an image ID or reference).
 pub fn container_spec(manifest: &Manifest, service: &Service, image: &str, reference: &str, hash: &str) -> ContainerSpec {
     let mut labels = stack_labels(&manifest.stack);
