@@ -13,5 +13,6 @@ pub mod error;
 pub mod history;
 pub mod load;
 pub mod manifest;
+pub mod migrations;
 pub mod plan;
 pub mod probes;

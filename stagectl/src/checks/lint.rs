@@ -154,6 +154,21 @@ pub fn lint(file_name: &str, sql: &str, allow: &[&str]) -> Vec<Finding> {
     findings
 }
 
+/// Every identifier and keyword outside comments and string literals: unquoted ones lowercased
+/// (as PostgreSQL folds them), quoted ones as written. The lock probe intersects this with the
+/// tables that exist to find the tables a migration touches.
+pub fn identifiers(sql: &str) -> std::collections::BTreeSet<String> {
+    lex(sql)
+        .toks
+        .into_iter()
+        .filter_map(|t| match t.kind {
+            Kind::Word(w) => Some(w.to_ascii_lowercase()),
+            Kind::QIdent(q) => Some(q),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `Some(Ok(rules))` for a valid `stagectl:allow` comment, `Some(Err(()))` for one without a rule
 /// or a reason, `None` for any other comment.
 fn allow_directive(comment: &str) -> Option<Result<Vec<String>, ()>> {

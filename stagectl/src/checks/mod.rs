@@ -47,41 +47,52 @@ pub struct CheckResult {
 pub fn lint_migrations(manifest: &Manifest) -> Result<Vec<CheckResult>, String> {
     let mut results = Vec::new();
     for m in &manifest.migrations {
-        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&m.dir)
-            .map_err(|e| format!("reading {}: {e}", m.dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.to_string_lossy().ends_with(".up.sql"))
-            .collect();
-        files.sort();
-        let allow: Vec<&str> = m.allow.iter().map(String::as_str).collect();
-        for f in files {
-            let started = Instant::now();
-            let name = crate::data::display(&manifest.dir, &f);
-            let sql = std::fs::read_to_string(&f).map_err(|e| format!("reading {name}: {e}"))?;
-            let findings = lint::lint(&name, &sql, &allow);
-            let message = if findings.is_empty() {
-                "no locking or destructive changes found".to_string()
-            } else {
-                findings
-                    .iter()
-                    .map(|f| format!("{}:{}: [{}] {}
-  statement: {}
-  instead: {}", f.file, f.line, f.rule, f.why, f.statement, f.instead))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            };
-            results.push(CheckResult {
-                name: format!("lint {name}"),
-                kind: "lint",
-                outcome: if findings.is_empty() { CheckOutcome::Passed } else { CheckOutcome::Failed },
-                seconds: started.elapsed().as_secs_f64(),
-                attempts: 1,
-                message,
-                latency: None,
-            });
-        }
+        let files = crate::migrations::discover(&m.dir)?;
+        results.extend(lint_files(manifest, m, files.into_iter().map(|f| f.up).collect()));
     }
     Ok(results)
+}
+
+/// Lints the given migration files of `m`: one result per file.
+pub fn lint_files(manifest: &Manifest, m: &crate::manifest::Migrations, files: Vec<std::path::PathBuf>) -> Vec<CheckResult> {
+    let allow: Vec<&str> = m.allow.iter().map(String::as_str).collect();
+    let mut results = Vec::new();
+    for f in files {
+        let started = Instant::now();
+        let name = crate::data::display(&manifest.dir, &f);
+        let findings = match std::fs::read_to_string(&f) {
+            Ok(sql) => lint::lint(&name, &sql, &allow),
+            Err(e) => {
+                results.push(CheckResult::new(format!("lint {name}"), "lint", false, started, format!("reading {name}: {e}")));
+                continue;
+            }
+        };
+        let message = if findings.is_empty() {
+            "no locking or destructive changes found".to_string()
+        } else {
+            findings
+                .iter()
+                .map(|f| format!("{}:{}: [{}] {}\n  statement: {}\n  instead: {}", f.file, f.line, f.rule, f.why, f.statement, f.instead))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        results.push(CheckResult::new(format!("lint {name}"), "lint", findings.is_empty(), started, message));
+    }
+    results
+}
+
+impl CheckResult {
+    pub fn new(name: String, kind: &'static str, passed: bool, started: Instant, message: String) -> CheckResult {
+        CheckResult {
+            name,
+            kind,
+            outcome: if passed { CheckOutcome::Passed } else { CheckOutcome::Failed },
+            seconds: started.elapsed().as_secs_f64(),
+            attempts: 1,
+            message,
+            latency: None,
+        }
+    }
 }
 
 /// Pause between attempts of a failing check.

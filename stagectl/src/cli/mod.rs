@@ -53,11 +53,15 @@ pub enum Command {
     /// Services, state, readiness, ports, image, uptime.
     Status,
     /// Run the checks of the manifest: smoke checks against the running stack, and the
-    /// migration lint (locking or destructive changes).
+    /// migration checks (lint, drift, apply on a copy of the fixture data with a lock probe,
+    /// up/down/up round trip).
     Check {
         /// Which checks: all (default), smoke, or migrations.
         #[arg(value_enum, default_value = "all")]
         what: CheckSet,
+        /// Only lint the migration files (needs no Docker and no running stack).
+        #[arg(long)]
+        lint_only: bool,
         /// Write a report: json:PATH, junit:PATH or markdown:PATH (repeatable).
         #[arg(long = "report", value_name = "FORMAT:PATH")]
         reports: Vec<String>,
@@ -184,10 +188,10 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             console.finish();
             Ok(print_up(&report, console.mode()))
         }
-        Command::Check { what, reports } => {
+        Command::Check { what, reports, lint_only } => {
             let m = load(cli)?;
             let targets = report_targets(reports)?;
-            if *what == CheckSet::Migrations {
+            if *lint_only {
                 let started = std::time::Instant::now();
                 let results = crate::checks::lint_migrations(&m).map_err(Error::StackFailed)?;
                 for r in &results {
@@ -421,14 +425,13 @@ async fn run_checks<E: ContainerEngine + ?Sized>(
 ) -> Result<i32> {
     let started = std::time::Instant::now();
     let mut results = Vec::new();
-    if what == CheckSet::All {
-        results.extend(crate::checks::lint_migrations(m).map_err(Error::StackFailed)?);
-        for r in &results {
-            note_check(console, r);
-        }
-    }
     let on_done = |r: &crate::checks::CheckResult| note_check(console, r);
-    results.extend(crate::checks::run_all(docker, m, &on_done).await?);
+    if what != CheckSet::Migrations {
+        results.extend(crate::checks::run_all(docker, m, &on_done).await?);
+    }
+    if what != CheckSet::Smoke {
+        results.extend(crate::migrations::check::run(docker, m, &on_done).await?);
+    }
     finish_checks(m, results, started, targets, console, as_json)
 }
 

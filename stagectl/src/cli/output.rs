@@ -57,6 +57,7 @@ fn phase_word(p: Phase) -> &'static str {
         Phase::Creating => "creating",
         Phase::Starting => "starting",
         Phase::Probing => "probing",
+        Phase::Migrating => "migrate",
         Phase::Loading => "data",
         Phase::Ready => "ready",
         Phase::Completed => "completed",

@@ -55,6 +55,9 @@ pub struct ServiceReport {
     /// Data services: what happened to their fixtures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixtures: Option<FixtureReport>,
+    /// Database services with native migrations: those applied in this run, with ms each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub migrations_applied: Vec<(String, f64)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,6 +95,10 @@ fn fixture_inputs(manifest: &Manifest, fixtures: &Fixtures, image_id: &str, spec
             .collect();
         let reference = j.image.clone().or_else(|| j.build.as_ref().map(|b| b.context.display().to_string())).unwrap_or_default();
         jobs.push((plan::spec_hash(&manifest.stack, j, &reference), data::paths_hash(&binds)?));
+    }
+    // Natively applied migrations are part of the loaded state, like a migrate job's mounts.
+    for m in manifest.migrations.iter().filter(|m| m.service == fixtures.service && m.job.is_none()) {
+        jobs.push(("stagectl-migrations".to_string(), data::paths_hash(std::slice::from_ref(&m.dir))?));
     }
     data::save_hash_cache();
     let key = data::snapshot::key(image_id, spec_hash, &fx_hash, &jobs);
@@ -254,6 +261,7 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
             message: None,
             logs: vec![],
             fixtures: None,
+            migrations_applied: vec![],
         };
         let image = match images::ensure_image(self.docker.as_ref(), manifest, service, self.reporter.as_ref(), redactor).await {
             Ok(image) => image,
@@ -401,6 +409,12 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
                 }
             }
         }
+        if let Some(m) = manifest.migrations.iter().find(|m| m.service == service.name && m.job.is_none()) {
+            match self.apply_migrations(manifest, m, &id, network).await {
+                Ok(applied) => report.migrations_applied = applied,
+                Err(e) => return self.fail(report, e, Some(&id), redactor).await,
+            }
+        }
         if let (Some(f), Some(d)) = (fixtures, &data) {
             let data_present = restored || action == Action::Keep;
             let _ = ready_signal.send(Some(DepSignal { ok: true, changed: action != Action::Keep, data_present }));
@@ -423,6 +437,37 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
             self.reporter.phase(name, Phase::Ready, &format!("ready in {secs:.2}s"));
         }
         report
+    }
+
+    /// Applies the pending `.up.sql` files of a native `[migrations.<service>]`, after checking
+    /// that the applied ones still match their files.
+    async fn apply_migrations(&self, manifest: &Manifest, m: &crate::manifest::Migrations, id: &str, network: &str) -> std::result::Result<Vec<(String, f64)>, String> {
+        use crate::migrations::{self, pg};
+        let name = m.service.as_str();
+        let dir = data::display(&manifest.dir, &m.dir);
+        let files = migrations::discover(&m.dir)?;
+        let status = self.docker.container_status(id, network).await.map_err(|e| e.to_string())?;
+        let host = status.ip.ok_or_else(|| format!("`{name}` has no address on {network}"))?;
+        let password = manifest.service(name).and_then(|s| s.env.get("POSTGRES_PASSWORD")).map(|v| v.value.clone());
+        let target = pg::Target { host, port: m.port, user: m.user.clone(), database: m.database.clone(), password };
+        let mut client = pg::connect(&target).await?;
+        let applied = pg::applied(&client).await?;
+        let drifted = migrations::drift(&dir, &files, &applied);
+        if !drifted.is_empty() {
+            return Err(format!("migration drift:\n{}\n  (`stagectl rebuild` starts the database from scratch)", drifted.join("\n")));
+        }
+        let todo = migrations::pending(&files, &applied);
+        if todo.is_empty() {
+            return Ok(vec![]);
+        }
+        self.reporter.phase(name, Phase::Migrating, &format!("{} pending", todo.len()));
+        let mut out = Vec::new();
+        for f in todo {
+            let ms = pg::apply(&mut client, f, &format!("{dir}/{}.up.sql", f.name)).await?;
+            self.reporter.phase(name, Phase::Migrating, &format!("{} applied in {ms:.0} ms", f.name));
+            out.push((f.name.clone(), ms));
+        }
+        Ok(out)
     }
 
     async fn create_and_start(

@@ -14,6 +14,8 @@ pub enum Phase {
     Creating,
     Starting,
     Probing,
+    /// Applying pending migrations (native form of `[migrations.<service>]`).
+    Migrating,
     /// Loading fixture data (or restoring it from a snapshot).
     Loading,
     Ready,

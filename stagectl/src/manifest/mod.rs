@@ -39,6 +39,18 @@ pub struct Migrations {
     pub dir: PathBuf,
     /// Lint rule ids allowed for every migration of this service.
     pub allow: Vec<String>,
+    pub database: String,
+    pub user: String,
+    /// Port PostgreSQL listens on inside the container.
+    pub port: u16,
+    /// Longest a concurrent read or write of a touched table may wait during a migration.
+    pub lock_budget: Duration,
+    /// Whether `check migrations` runs the up → down → up schema round trip.
+    pub round_trip: bool,
+    /// Command form: the job service that applies the migrations with the team's own tool.
+    /// Without it (the native form) stagectl applies the `.up.sql` files itself during `up`,
+    /// recording them in `stagectl_migrations` with checksums.
+    pub job: Option<String>,
 }
 
 /// A smoke check run against the running stack by `stagectl check`.

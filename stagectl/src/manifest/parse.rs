@@ -942,33 +942,92 @@ impl Cx<'_> {
     }
 
     fn migrations(&mut self, name_key: &Spanned<std::borrow::Cow<'_, str>>, body: &Value<'_>, services: &[Service]) -> Option<Migrations> {
-        let service: String = name_key.get_ref().to_string();
-        let t = self.table(body, &format!("`migrations.{service}`"))?;
-        self.unknown_keys(t, &["dir", "allow"], &format!("[migrations.{service}]"));
-        if !services.iter().any(|s| s.name == service) {
+        let service_name: String = name_key.get_ref().to_string();
+        let field = |key: &str| format!("`migrations.{service_name}.{key}`");
+        let t = self.table(body, &format!("`migrations.{service_name}`"))?;
+        self.unknown_keys(t, &["dir", "allow", "database", "user", "port", "lock_budget", "round_trip", "job"], &format!("[migrations.{service_name}]"));
+        let Some(service) = services.iter().find(|s| s.name == service_name) else {
             let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
-            let help = match did_you_mean(&service, &names) {
+            let help = match did_you_mean(&service_name, &names) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => "migrations are keyed by the database service they apply to".to_string(),
             };
-            self.diags.push(Diagnostic::new(name_key.span(), format!("migrations for unknown service `{service}`")).help(help));
-            return None;
-        }
-        let Some(dv) = t.get("dir") else {
-            self.diags.push(Diagnostic::new(body.span(), format!("missing `migrations.{service}.dir`")).help("add dir = \"migrations\" (NNN_name.up.sql / NNN_name.down.sql files)"));
+            self.diags.push(Diagnostic::new(name_key.span(), format!("migrations for unknown service `{service_name}`")).help(help));
             return None;
         };
-        let rel = self.plain_string(dv, &format!("`migrations.{service}.dir`"))?;
+        let Some(dv) = t.get("dir") else {
+            self.diags.push(Diagnostic::new(body.span(), format!("missing `migrations.{service_name}.dir`")).help("add dir = \"migrations\" (NNN_name.up.sql / NNN_name.down.sql files)"));
+            return None;
+        };
+        let rel = self.plain_string(dv, &field("dir"))?;
         let dir = self.dir.join(&rel);
         if !(self.dir_exists)(&dir) {
-            self.diags.push(Diagnostic::new(dv.span(), format!("migrations dir `{rel}` of `{service}` is not a directory")).help("paths are relative to the directory of stack.toml"));
+            self.diags.push(Diagnostic::new(dv.span(), format!("migrations dir `{rel}` of `{service_name}` is not a directory")).help("paths are relative to the directory of stack.toml"));
             return None;
         }
         let allow = match t.get("allow") {
-            Some(a) => self.string_array(a, &format!("`migrations.{service}.allow`"))?.into_iter().map(|(s, _)| s).collect(),
+            Some(a) => self.string_array(a, &field("allow"))?.into_iter().map(|(s, _)| s).collect(),
             None => vec![],
         };
-        Some(Migrations { service, dir, allow })
+        let env_or = |key: &str, default: &str| service.env.get(key).map(|v| v.value.clone()).unwrap_or_else(|| default.to_string());
+        let database = match t.get("database") {
+            Some(v) => self.plain_string(v, &field("database"))?,
+            None => env_or("POSTGRES_DB", "postgres"),
+        };
+        let user = match t.get("user") {
+            Some(v) => self.plain_string(v, &field("user"))?,
+            None => env_or("POSTGRES_USER", "postgres"),
+        };
+        let port = match t.get("port") {
+            Some(v) => match integer(v.get_ref()).and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0) {
+                Some(p) => p,
+                None => {
+                    self.diags.push(Diagnostic::new(v.span(), format!("{} must be a port number (1-65535)", field("port"))).help("the port PostgreSQL listens on inside the container, e.g. port = 5432"));
+                    return None;
+                }
+            },
+            None => 5432,
+        };
+        let lock_budget = match t.get("lock_budget") {
+            Some(v) => self.duration(v, &field("lock_budget"))?,
+            None => Duration::from_secs(1),
+        };
+        let round_trip = match t.get("round_trip") {
+            Some(v) => match v.get_ref() {
+                DeValue::Boolean(b) => *b,
+                other => {
+                    self.type_error(v.span(), &field("round_trip"), "true or false", other);
+                    return None;
+                }
+            },
+            None => true,
+        };
+        let job = match t.get("job") {
+            Some(v) => {
+                let j = self.plain_string(v, &field("job"))?;
+                match services.iter().find(|s| s.name == j) {
+                    Some(s) if s.job && s.depends_on.contains(&service_name) => Some(j),
+                    Some(_) => {
+                        self.diags.push(
+                            Diagnostic::new(v.span(), format!("`{j}` cannot apply the migrations of `{service_name}`"))
+                                .help(format!("the command form names a job service (job = true) with depends_on = [\"{service_name}\"] that runs your migration tool")),
+                        );
+                        return None;
+                    }
+                    None => {
+                        let names: Vec<&str> = services.iter().filter(|s| s.job).map(|s| s.name.as_str()).collect();
+                        let help = match did_you_mean(&j, &names) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => "name the job service that runs your migration tool (sqlx, diesel, Flyway, ...)".to_string(),
+                        };
+                        self.diags.push(Diagnostic::new(v.span(), format!("unknown job `{j}`")).help(help));
+                        return None;
+                    }
+                }
+            }
+            None => None,
+        };
+        Some(Migrations { service: service_name, dir, allow, database, user, port, lock_budget, round_trip, job })
     }
 
     fn check_service<'s>(&mut self, t: &DeTable<'_>, span: Span, what: &str, services: &'s [Service]) -> Option<&'s Service> {

@@ -5,6 +5,7 @@
 mod harness;
 mod checks;
 mod fixtures;
+mod migrations;
 
 use std::collections::BTreeMap;
 
