@@ -44,7 +44,7 @@ fn lock_probe_catches_a_table_rewrite_on_100k_rows_and_passes_an_additive_migrat
     require_docker!();
     let stack = Stack::new(
         "mig-lock",
-        &format!("{DB}lock_budget = \"50ms\"\n\n[fixtures.db]\nfiles = [\"fixtures/*.sql\"]\n"),
+        &format!("{DB}lock_budget = \"200ms\"\n\n[fixtures.db]\nfiles = [\"fixtures/*.sql\"]\n"),
     );
     write(&stack, "migrations/001_events.up.sql", "CREATE TABLE events (id int PRIMARY KEY, n int NOT NULL, payload text);\n");
     write(&stack, "migrations/001_events.down.sql", "DROP TABLE events;\n");
@@ -121,4 +121,48 @@ fn broken_down_migration_fails_the_round_trip_and_an_edited_applied_migration_fa
     let out = stack.run(&["up"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("001_accounts.up.sql changed after it was applied"), "{}", stderr(&out));
+}
+
+#[test]
+fn command_form_runs_the_teams_migration_job_against_a_copy() {
+    require_docker!();
+    let stack = Stack::new(
+        "mig-job",
+        r#"
+[stack]
+name = "{stack}"
+
+[services.db]
+image = "stagectl/postgres:15"
+env = { POSTGRES_DB = "shop" }
+ready = { postgres = 5432, timeout = "30s" }
+
+[services.migrate]
+image = "stagectl/postgres:15"
+job = true
+depends_on = ["db"]
+entrypoint = ["/bin/sh", "/migrate.sh"]
+volumes = ["{repo}/demo/shop/migrate.sh:/migrate.sh:ro", "./migrations:/migrations:ro"]
+
+[migrations.db]
+dir = "migrations"
+job = "migrate"
+"#,
+    );
+    write(&stack, "migrations/001_items.up.sql", "CREATE TABLE items (id int PRIMARY KEY);\n");
+    stack.up_ok();
+    write(&stack, "migrations/002_items_name.up.sql", "SET lock_timeout = '2s';\nALTER TABLE items ADD COLUMN name text;\n");
+    let (code, results) = check(&stack);
+    assert_eq!(code, Some(0), "{results:#?}");
+    let apply = find(&results, "apply (job `migrate`)");
+    assert!(apply["message"].as_str().unwrap().contains("`migrate` applied the migrations"), "{apply}");
+    // The team's tool ran against the copy: the live database has no `name` column yet.
+    assert_eq!(sql(&stack, "shop", "SELECT count(*) FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'name'").trim(), "0");
+
+    // A failing migration fails the check with the tool's output.
+    write(&stack, "migrations/003_broken.up.sql", "ALTER TABLE nope ADD COLUMN x int;\n");
+    let (code, results) = check(&stack);
+    assert_eq!(code, Some(1));
+    let apply = find(&results, "apply (job `migrate`)");
+    assert!(apply["message"].as_str().unwrap().contains("relation \"nope\" does not exist"), "{apply}");
 }
