@@ -592,7 +592,7 @@ impl History {
     ) -> Result<Vec<LogLine>, HistoryError> {
         self.conn()
             .prepare_cached(
-                "SELECT seq, at, line FROM logs WHERE run_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+                "SELECT seq, at, line FROM logs WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )
             .and_then(|mut st| {
                 st.query_map(params![run, after_seq, clamp(limit)], |r| {
