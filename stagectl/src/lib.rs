@@ -14,5 +14,6 @@ pub mod history;
 pub mod load;
 pub mod manifest;
 pub mod migrations;
+pub mod ops;
 pub mod plan;
 pub mod probes;

@@ -13,6 +13,7 @@ use crate::docker::{BollardEngine, ContainerEngine};
 use crate::engine::{Engine, Outcome, UpReport};
 use crate::error::{exit, Error, Result};
 use crate::manifest::Manifest;
+use crate::ops::{CheckSet, Operation};
 use crate::plan;
 use output::{json, out, Console, Mode};
 
@@ -29,6 +30,10 @@ pub struct Cli {
     /// Show build and pull output.
     #[arg(long, global = true)]
     pub verbose: bool,
+    /// Run here even when a `stagectl daemon` serves this stack (the per-stack lock still
+    /// keeps the two from running at once).
+    #[arg(long, global = true, env = "STAGECTL_LOCAL")]
+    pub local: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -89,6 +94,8 @@ pub enum Command {
     /// Fixture snapshots (images of loaded data services).
     #[command(subcommand)]
     Snapshots(SnapshotsCommand),
+    /// Serve this stack: HTTP API, status page, metrics, file watching, schedules.
+    Daemon(crate::daemon::DaemonArgs),
     /// Run a command in a running service.
     Exec {
         service: String,
@@ -97,12 +104,6 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CheckSet {
-    All,
-    Smoke,
-    Migrations,
-}
 
 #[derive(Debug, Subcommand)]
 pub enum FixturesCommand {
@@ -171,27 +172,12 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             }
             Ok(exit::OK)
         }
-        Command::Up => {
-            let m = load(cli)?;
-            let engine = Engine::new(connect().await?, console.clone());
-            let report = engine.up(&m).await?;
-            console.finish();
-            Ok(print_up(&report, console.mode()))
-        }
-        Command::Rebuild => {
-            // Validate first: a broken manifest must not cost the running stack.
-            let m = load(cli)?;
-            let engine = Engine::new(connect().await?, console.clone());
-            let down = engine.down(&m.stack, true).await?;
-            console.note(&format!("removed {} containers, {} volumes in {:.2}s", down.containers, down.volumes, down.seconds));
-            let report = engine.up(&m).await?;
-            console.finish();
-            Ok(print_up(&report, console.mode()))
-        }
+        Command::Up => operate(cli, console, Operation::Up, None, vec![]).await,
+        Command::Rebuild => operate(cli, console, Operation::Rebuild, None, vec![]).await,
         Command::Check { what, reports, lint_only } => {
-            let m = load(cli)?;
             let targets = report_targets(reports)?;
             if *lint_only {
+                let m = load(cli)?;
                 let started = std::time::Instant::now();
                 let results = crate::checks::lint_migrations(&m).map_err(Error::StackFailed)?;
                 for r in &results {
@@ -199,40 +185,11 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                 }
                 return finish_checks(&m, results, started, &targets, &console, cli.json);
             }
-            let docker = connect().await?;
-            run_checks(docker.as_ref(), &m, *what, &targets, &console, cli.json).await
+            operate(cli, console, Operation::Check(*what), None, targets).await
         }
-        Command::Verify { reports } => {
-            let m = load(cli)?;
-            let targets = report_targets(reports)?;
-            let engine = Engine::new(connect().await?, console.clone());
-            engine.down(&m.stack, true).await?;
-            let report = engine.up(&m).await?;
-            console.finish();
-            let code = print_up(&report, console.mode());
-            if code != exit::OK {
-                return Ok(code);
-            }
-            run_checks(engine.docker.as_ref(), &m, CheckSet::All, &targets, &console, cli.json).await
-        }
-        Command::Down { volumes, stack } => {
-            let stack = match stack {
-                Some(s) => s.clone(),
-                None => load(cli)?.stack,
-            };
-            let engine = Engine::new(connect().await?, console.clone());
-            let report = engine.down(&stack, *volumes).await?;
-            console.finish();
-            if console.mode() == Mode::Json {
-                json(&report);
-            } else {
-                out(&format!(
-                    "stack `{}` down: removed {} containers, {} networks, {} volumes in {:.2}s",
-                    report.stack, report.containers, report.networks, report.volumes, report.seconds
-                ));
-            }
-            Ok(exit::OK)
-        }
+        Command::Verify { reports } => operate(cli, console, Operation::Verify, None, report_targets(reports)?).await,
+        Command::Down { volumes, stack } => operate(cli, console, Operation::Down { volumes: *volumes }, stack.clone(), vec![]).await,
+        Command::Daemon(args) => crate::daemon::run(cli, args).await,
         Command::Status => {
             let m = load(cli)?;
             let engine = Engine::new(connect().await?, console.clone());
@@ -415,24 +372,87 @@ fn report_targets(args: &[String]) -> Result<Vec<(ReportFormat, PathBuf)>> {
         .collect()
 }
 
-async fn run_checks<E: ContainerEngine + ?Sized>(
-    docker: &E,
-    m: &Manifest,
-    what: CheckSet,
-    targets: &[(ReportFormat, PathBuf)],
-    console: &Console,
-    as_json: bool,
-) -> Result<i32> {
+/// Runs an operation: through the daemon when one serves the stack, else here under the
+/// stack's lock, recorded in the run history either way.
+async fn operate(cli: &Cli, console: Arc<Console>, op: Operation, stack: Option<String>, targets: Vec<(ReportFormat, PathBuf)>) -> Result<i32> {
+    use crate::history::{History, Trigger};
+    // Down by stack name needs no manifest; everything else validates it before touching anything.
+    let manifest = match (&op, &stack) {
+        (Operation::Down { .. }, Some(_)) => None,
+        _ => Some(load(cli)?),
+    };
+    let stack = stack.or_else(|| manifest.as_ref().map(|m| m.stack.clone())).unwrap_or_default();
+    // Reports and JSON need the full results in this process.
+    if !cli.local && targets.is_empty() && !cli.json {
+        if let Some(daemon) = crate::daemon::client::discover(&stack) {
+            return crate::daemon::client::forward(&daemon, op, &console).await;
+        }
+    }
+    let redactor = crate::engine::Redactor::new(manifest.as_ref().map(|m| m.secret_values()).unwrap_or_default());
+    // History is a record, not a precondition: without it the operation still runs.
+    let history = match History::open(&History::default_path()) {
+        Ok(h) => Some(Arc::new(h)),
+        Err(e) => {
+            console.note(&format!("warning: run history unavailable: {e}"));
+            None
+        }
+    };
+    let run = history.as_ref().and_then(|h| h.create_run(&stack, op.name(), Trigger::Cli).ok());
+    let lock = match crate::ops::StackLock::try_acquire(&stack) {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            console.note(&format!("waiting for another stagectl operation on stack `{stack}` to finish"));
+            let s = stack.clone();
+            tokio::task::spawn_blocking(move || crate::ops::StackLock::acquire(&s))
+                .await
+                .map_err(|e| Error::Usage(e.to_string()))?
+                .map_err(|e| Error::Usage(format!("cannot lock stack `{stack}`: {e}")))?
+        }
+        Err(e) => return Err(Error::Usage(format!("cannot lock stack `{stack}`: {e}"))),
+    };
+    let reporter: Arc<dyn crate::engine::Reporter> = match (&history, run) {
+        (Some(h), Some(id)) => {
+            let _ = h.start_run(id);
+            Arc::new(crate::ops::RecordingReporter { inner: console.clone(), history: h.clone(), run: id, started: std::time::Instant::now(), redactor: redactor.clone() })
+        }
+        _ => console.clone(),
+    };
     let started = std::time::Instant::now();
-    let mut results = Vec::new();
-    let on_done = |r: &crate::checks::CheckResult| note_check(console, r);
-    if what != CheckSet::Migrations {
-        results.extend(crate::checks::run_all(docker, m, &on_done).await?);
+    let on_check = |r: &crate::checks::CheckResult| note_check(&console, r);
+    let result = async {
+        let engine = Engine::new(connect().await?, reporter);
+        crate::ops::execute(&engine, &stack, manifest.as_ref(), op, &on_check).await
     }
-    if what != CheckSet::Smoke {
-        results.extend(crate::migrations::check::run(docker, m, &on_done).await?);
+    .await;
+    if let (Some(h), Some(id)) = (&history, run) {
+        crate::ops::record(h, id, &result, &redactor);
     }
-    finish_checks(m, results, started, targets, console, as_json)
+    drop(lock);
+    let outcome = result?;
+    console.finish();
+    match op {
+        Operation::Down { .. } => {
+            let report = outcome.down.expect("down report");
+            if console.mode() == Mode::Json {
+                json(&report);
+            } else {
+                out(&format!(
+                    "stack `{}` down: removed {} containers, {} networks, {} volumes in {:.2}s",
+                    report.stack, report.containers, report.networks, report.volumes, report.seconds
+                ));
+            }
+            Ok(exit::OK)
+        }
+        Operation::Up | Operation::Rebuild => Ok(print_up(outcome.up.as_ref().expect("up report"), console.mode())),
+        Operation::Check(_) => finish_checks(manifest.as_ref().expect("manifest"), outcome.checks, started, &targets, &console, cli.json),
+        Operation::Verify => {
+            let code = print_up(outcome.up.as_ref().expect("up report"), console.mode());
+            if code != exit::OK {
+                return Ok(code);
+            }
+            finish_checks(manifest.as_ref().expect("manifest"), outcome.checks, started, &targets, &console, cli.json)
+        }
+    }
 }
 
 fn note_check(console: &Console, r: &crate::checks::CheckResult) {

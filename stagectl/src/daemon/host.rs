@@ -9,7 +9,7 @@ use sysinfo::{CpuRefreshKind, DiskRefreshKind, Disks, MemoryRefreshKind, Refresh
 const DOCKER_DATA_DIR: &str = "/var/lib/docker";
 
 /// One sample of the host's state.
-#[derive(Serialize, Clone, Debug, Default)]
+#[derive(Serialize, serde::Deserialize, Clone, Debug, Default)]
 pub struct HostMetrics {
     /// Global CPU usage, 0-100, averaged since the previous sample.
     pub cpu_percent: f32,

@@ -29,6 +29,18 @@ pub struct Manifest {
     pub smoke: Vec<SmokeCheck>,
     /// `[migrations.<service>]`, in file order.
     pub migrations: Vec<Migrations>,
+    /// `[schedule]`: what the daemon does on its own.
+    pub schedule: Schedule,
+}
+
+/// Scheduled work of the daemon.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Schedule {
+    /// Cron expression (5 fields, or 6 with seconds first) for full rebuilds: staging is rebuilt
+    /// from scratch regularly so it never drifts into a hand-tended pet.
+    pub rebuild: Option<String>,
+    /// Tear the stack down after this long without any run or API call (cost runaway).
+    pub idle_ttl: Option<Duration>,
 }
 
 /// A directory of `NNN_name.up.sql` / `NNN_name.down.sql` files for one database service.

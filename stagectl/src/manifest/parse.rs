@@ -15,7 +15,7 @@ use super::*;
 type Span = Range<usize>;
 type Value<'i> = Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["stack", "services", "fixtures", "checks", "migrations"];
+const TOP_KEYS: &[&str] = &["stack", "services", "fixtures", "checks", "migrations", "schedule"];
 const CHECKS_KEYS: &[&str] = &["smoke"];
 const SMOKE_KEYS: &[&str] = &["name", "http", "tcp", "exec", "sql", "script", "timeout", "latency"];
 const SMOKE_KINDS: &[&str] = &["http", "tcp", "exec", "sql", "script"];
@@ -177,8 +177,10 @@ pub(super) fn parse(
         })
         .unwrap_or(DEFAULT_SNAPSHOT_BUDGET);
 
+    let schedule = doc.get("schedule").and_then(|v| cx.schedule(v)).unwrap_or_default();
+
     match (stack, cx.diags.is_empty()) {
-        (Some(stack), true) => Ok(Manifest { dir: dir.to_path_buf(), stack, services, fixtures, snapshot_budget, smoke, migrations }),
+        (Some(stack), true) => Ok(Manifest { dir: dir.to_path_buf(), stack, services, fixtures, snapshot_budget, smoke, migrations, schedule }),
         _ => Err(cx.diags),
     }
 }
@@ -1028,6 +1030,30 @@ impl Cx<'_> {
             None => None,
         };
         Some(Migrations { service: service_name, dir, allow, database, user, port, lock_budget, round_trip, job })
+    }
+
+    fn schedule(&mut self, v: &Value<'_>) -> Option<Schedule> {
+        let t = self.table(v, "`schedule`")?;
+        self.unknown_keys(t, &["rebuild", "idle_ttl"], "[schedule]");
+        let rebuild = match t.get("rebuild") {
+            Some(rv) => {
+                let text = self.plain_string(rv, "`schedule.rebuild`")?;
+                if let Err(e) = text.parse::<croner::Cron>() {
+                    self.diags.push(
+                        Diagnostic::new(rv.span(), format!("invalid cron expression `{text}` for `schedule.rebuild`: {e}"))
+                            .help("five fields (minute hour day month weekday), or six with seconds first, e.g. \"0 4 * * *\" for 04:00 every day"),
+                    );
+                    return None;
+                }
+                Some(text)
+            }
+            None => None,
+        };
+        let idle_ttl = match t.get("idle_ttl") {
+            Some(d) => Some(self.duration(d, "`schedule.idle_ttl`")?),
+            None => None,
+        };
+        Some(Schedule { rebuild, idle_ttl })
     }
 
     fn check_service<'s>(&mut self, t: &DeTable<'_>, span: Span, what: &str, services: &'s [Service]) -> Option<&'s Service> {

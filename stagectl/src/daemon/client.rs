@@ -1,0 +1,128 @@
+//! The CLI's side of the daemon: find a daemon serving a stack, hand it an operation, follow
+//! the run's log, and turn the run's outcome into an exit code.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::output::Console;
+use crate::error::{Error, Result, exit};
+use crate::history::{RunDetail, RunStatus};
+use crate::ops::{CheckSet, Operation};
+
+/// What a running daemon writes to `<state dir>/daemons/<stack>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Discovery {
+    pub pid: u32,
+    /// `http://127.0.0.1:7780`
+    pub url: String,
+    /// Where the daemon's token is, when the daemon generated it (readable by its user only).
+    pub token_file: Option<PathBuf>,
+}
+
+pub fn discovery_path(stack: &str) -> PathBuf {
+    crate::history::state_dir().join("daemons").join(format!("{stack}.json"))
+}
+
+/// A daemon that serves `stack` and answers now, with the token to use.
+pub struct Daemon {
+    pub url: String,
+    pub token: Option<String>,
+}
+
+pub fn discover(stack: &str) -> Option<Daemon> {
+    let text = std::fs::read_to_string(discovery_path(stack)).ok()?;
+    let d: Discovery = serde_json::from_str(&text).ok()?;
+    if !std::path::Path::new(&format!("/proc/{}", d.pid)).exists() {
+        return None;
+    }
+    let token = std::env::var("STAGECTL_TOKEN")
+        .ok()
+        .or_else(|| d.token_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()).map(|t| t.trim().to_string()));
+    Some(Daemon { url: d.url, token })
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client")
+}
+
+async fn get(daemon: &Daemon, path: &str) -> Result<(u16, String)> {
+    let mut req = client().get(format!("{}{path}", daemon.url));
+    if let Some(t) = &daemon.token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.map_err(|e| Error::StackFailed(format!("daemon at {}: {e}", daemon.url)))?;
+    let code = resp.status().as_u16();
+    Ok((code, resp.text().await.unwrap_or_default()))
+}
+
+pub fn api_path(op: Operation) -> String {
+    match op {
+        Operation::Down { volumes } => format!("/api/v1/down?volumes={volumes}"),
+        Operation::Check(set) => format!("/api/v1/check?what={}", match set {
+            CheckSet::All => "all",
+            CheckSet::Smoke => "smoke",
+            CheckSet::Migrations => "migrations",
+        }),
+        other => format!("/api/v1/{}", other.name()),
+    }
+}
+
+/// Submits `op`, prints the run's log as it grows, and maps the outcome to an exit code.
+pub async fn forward(daemon: &Daemon, op: Operation, console: &Console) -> Result<i32> {
+    let mut req = client().post(format!("{}{}", daemon.url, api_path(op)));
+    if let Some(t) = &daemon.token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.map_err(|e| Error::StackFailed(format!("daemon at {}: {e}", daemon.url)))?;
+    let code = resp.status().as_u16();
+    let body = resp.text().await.unwrap_or_default();
+    if code != 202 {
+        return Err(Error::StackFailed(format!("daemon at {} refused `{}` ({code}): {body}", daemon.url, op.name())));
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let run = v["run_id"].as_i64().ok_or_else(|| Error::StackFailed(format!("daemon answered without a run id: {body}")))?;
+    console.note(&format!("run #{run} on the daemon at {} (queued); following its log", daemon.url));
+    let mut after = 0;
+    loop {
+        let (code, text) = get(daemon, &format!("/api/v1/runs/{run}/log?after={after}")).await?;
+        if code != 200 {
+            return Err(Error::StackFailed(format!("reading the log of run #{run}: {code} {text}")));
+        }
+        let lines: Vec<crate::history::LogLine> = serde_json::from_str(&text).unwrap_or_default();
+        for l in &lines {
+            console.note(&l.line);
+            after = l.seq;
+        }
+        if lines.is_empty() {
+            let (_, text) = get(daemon, &format!("/api/v1/runs/{run}")).await?;
+            let detail: RunDetail = serde_json::from_str(&text).map_err(|e| Error::StackFailed(format!("run #{run}: {e}: {text}")))?;
+            if !detail.run.status.is_active() {
+                // Lines written between the last read and the status change.
+                let (_, text) = get(daemon, &format!("/api/v1/runs/{run}/log?after={after}")).await?;
+                for l in serde_json::from_str::<Vec<crate::history::LogLine>>(&text).unwrap_or_default() {
+                    console.note(&l.line);
+                }
+                for c in &detail.checks {
+                    let mark = if c.outcome == "passed" { "✓" } else { "✗" };
+                    console.note(&format!("{mark} {} ({}, {:.2}s): {}", c.name, c.kind, c.seconds, c.message));
+                }
+                console.finish();
+                let r = &detail.run;
+                let secs = r.seconds.unwrap_or_default();
+                return Ok(match r.status {
+                    RunStatus::Succeeded => {
+                        crate::cli::output::out(&format!("run #{run} `{}` of `{}` succeeded in {secs:.2}s", r.operation, r.stack));
+                        exit::OK
+                    }
+                    _ => {
+                        crate::cli::output::out(&format!("run #{run} `{}` of `{}` {}: {}", r.operation, r.stack, r.status.as_str(), r.error.as_deref().unwrap_or("")));
+                        exit::STACK_FAILED
+                    }
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+}
