@@ -71,7 +71,9 @@ pub fn api_path(op: Operation) -> String {
 
 /// Submits `op`, prints the run's log as it grows, and maps the outcome to an exit code.
 pub async fn forward(daemon: &Daemon, op: Operation, console: &Console) -> Result<i32> {
-    let mut req = client().post(format!("{}{}", daemon.url, api_path(op)));
+    let path = api_path(op);
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut req = client().post(format!("{}{path}{sep}trigger=cli", daemon.url));
     if let Some(t) = &daemon.token {
         req = req.bearer_auth(t);
     }

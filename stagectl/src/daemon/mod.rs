@@ -482,7 +482,9 @@ fn handle(state: &State, req: Request) {
                     None => error(404, &format!("unknown operation `{op}`; use up, down, rebuild, check, verify")),
                     Some(operation) => {
                         let wait = q.get("wait").is_none_or(|w| w != "false");
-                        match state.submit(operation, Trigger::Api, "", wait) {
+                        // The CLI forwarding to the daemon says so; the history keeps who asked.
+                        let trigger = if q.get("trigger").is_some_and(|t| t == "cli") { Trigger::Cli } else { Trigger::Api };
+                        match state.submit(operation, trigger, "", wait) {
                             Ok(run) => json_response(202, &serde_json::json!({ "run_id": run, "status": "queued", "log": format!("/api/v1/runs/{run}/log?follow=1") })),
                             Err(busy) => json_response(409, &serde_json::json!({ "error": format!("stack `{}` is busy with run {busy}; retry, or omit wait=false to queue", state.stack), "busy_run_id": busy })),
                         }

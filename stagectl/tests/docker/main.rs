@@ -4,6 +4,7 @@
 #[macro_use]
 mod harness;
 mod checks;
+mod daemon;
 mod fixtures;
 mod migrations;
 
