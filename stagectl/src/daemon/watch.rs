@@ -60,8 +60,11 @@ impl Targets {
             // The directory part before the first wildcard.
             let text = p.as_str();
             let cut = text.find(['*', '?', '[']).unwrap_or(text.len());
-            let dir = Path::new(&text[..cut]);
-            let dir = if text[..cut].ends_with('/') { dir.to_path_buf() } else { dir.parent().map(Path::to_path_buf).unwrap_or_default() };
+            let head = &text[..cut];
+            let dir = match head.strip_suffix('/') {
+                Some(d) => PathBuf::from(d),
+                None => Path::new(head).parent().map(Path::to_path_buf).unwrap_or_default(),
+            };
             let mode = if text.contains("**") { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
             out.push((dir, mode));
         }
