@@ -42,6 +42,7 @@ const PRODUCTS_CACHE_TTL_SECS: u64 = 5;
 const SLOW_CAP_MS: u64 = 10_000;
 const MAX_BODY_BYTES: u64 = 64 * 1024;
 const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const PG_DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(2);
 const PG_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -137,6 +138,13 @@ impl Config {
                 Ok(mut cfg) => {
                     if cfg.get_connect_timeout().is_none() {
                         cfg.connect_timeout(PG_CONNECT_TIMEOUT);
+                    }
+                    // When staging recreates the database container (new fixtures), a kept
+                    // connection points at an address that no longer answers; without this a
+                    // query on it waits for TCP's retransmission timeout (minutes) instead of
+                    // failing over to a fresh connection.
+                    if cfg.get_tcp_user_timeout().is_none() {
+                        cfg.tcp_user_timeout(PG_DEAD_PEER_TIMEOUT);
                     }
                     Ok(cfg)
                 }
