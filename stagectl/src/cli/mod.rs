@@ -384,7 +384,7 @@ async fn operate(cli: &Cli, console: Arc<Console>, op: Operation, stack: Option<
     let stack = stack.or_else(|| manifest.as_ref().map(|m| m.stack.clone())).unwrap_or_default();
     // Reports and JSON need the full results in this process.
     if !cli.local && targets.is_empty() && !cli.json {
-        if let Some(daemon) = crate::daemon::client::discover(&stack) {
+        if let Some(daemon) = crate::daemon::client::discover(&stack).await {
             return crate::daemon::client::forward(&daemon, op, &console).await;
         }
     }

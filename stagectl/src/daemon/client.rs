@@ -31,10 +31,17 @@ pub struct Daemon {
     pub token: Option<String>,
 }
 
-pub fn discover(stack: &str) -> Option<Daemon> {
+/// The daemon of `stack` if its discovery file names a live process that answers as that
+/// daemon (a file left by a killed daemon, or a reused pid, is ignored).
+pub async fn discover(stack: &str) -> Option<Daemon> {
     let text = std::fs::read_to_string(discovery_path(stack)).ok()?;
     let d: Discovery = serde_json::from_str(&text).ok()?;
     if !std::path::Path::new(&format!("/proc/{}", d.pid)).exists() {
+        return None;
+    }
+    let health = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().ok()?.get(format!("{}/api/v1/health", d.url)).send().await.ok()?;
+    let v: serde_json::Value = serde_json::from_str(&health.text().await.ok()?).ok()?;
+    if v["pid"].as_u64() != Some(u64::from(d.pid)) || v["stack"].as_str() != Some(stack) {
         return None;
     }
     let token = std::env::var("STAGECTL_TOKEN")
