@@ -114,9 +114,8 @@ impl Drop for Daemon {
     }
 }
 
-/// One long-running service and a job that takes a second: `rebuild` lasts long enough to
-/// overlap with other requests.
-const SLOW: &str = r#"
+/// One long-running service.
+const WEB: &str = r#"
 [stack]
 name = "{stack}"
 
@@ -124,7 +123,11 @@ name = "{stack}"
 image = "stagectl/debian:bookworm"
 command = ["sleep", "infinity"]
 ready = { exec = ["true"] }
+"#;
 
+/// A job that takes a second and a half: `rebuild` lasts long enough to overlap with other
+/// requests.
+const SEED: &str = r#"
 [services.seed]
 image = "stagectl/debian:bookworm"
 job = true
@@ -135,7 +138,7 @@ depends_on = ["web"]
 #[test]
 fn api_needs_a_token_queues_per_stack_and_keeps_history_across_kill_9() {
     require_docker!();
-    let stack = Stack::new("d-api", SLOW);
+    let stack = Stack::new("d-api", &format!("{WEB}{SEED}"));
     let mut d = Daemon::start(&stack, &["--no-watch"]);
 
     // Reads are open; mutating calls and logs need the token.
@@ -264,21 +267,7 @@ ready = { exec = ["true"] }
 #[test]
 fn cron_schedule_rebuilds_and_idle_ttl_tears_down() {
     require_docker!();
-    let stack = Stack::new(
-        "d-sched",
-        r#"
-[stack]
-name = "{stack}"
-
-[services.web]
-image = "stagectl/debian:bookworm"
-command = ["sleep", "infinity"]
-ready = { exec = ["true"] }
-
-[schedule]
-rebuild = "*/2 * * * * *"
-"#,
-    );
+    let stack = Stack::new("d-sched", &format!("{WEB}\n[schedule]\nrebuild = \"*/2 * * * * *\"\n"));
     let d = Daemon::start(&stack, &["--no-watch"]);
     let run = d.wait_for(Duration::from_secs(30), "from the schedule", |r| r["trigger"] == "schedule" && r["operation"] == "rebuild");
     let run = d.wait_run(run["id"].as_i64().unwrap(), Duration::from_secs(60));
@@ -287,20 +276,7 @@ rebuild = "*/2 * * * * *"
     assert_eq!(stack.container_ids().len(), 1);
     drop(d);
 
-    stack.write_manifest(
-        r#"
-[stack]
-name = "{stack}"
-
-[services.web]
-image = "stagectl/debian:bookworm"
-command = ["sleep", "infinity"]
-ready = { exec = ["true"] }
-
-[schedule]
-idle_ttl = "2s"
-"#,
-    );
+    stack.write_manifest(&format!("{WEB}\n[schedule]\nidle_ttl = \"2s\"\n"));
     let d = Daemon::start(&stack, &["--no-watch"]);
     let down = d.wait_for(Duration::from_secs(30), "tearing the idle stack down", |r| r["trigger"] == "schedule" && r["operation"] == "down");
     let down = d.wait_run(down["id"].as_i64().unwrap(), Duration::from_secs(60));
