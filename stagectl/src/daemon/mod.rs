@@ -451,8 +451,12 @@ fn handle(state: &State, req: Request) {
                 let after = q.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
                 if q.get("follow").is_some_and(|f| f == "1" || f == "true") {
                     let follower = LogFollower { history: state.history.clone(), run: id, after, buf: Vec::new(), pos: 0 };
-                    let resp = Response::new(200.into(), vec![header("Content-Type", "text/plain; charset=utf-8")], follower, None, None);
-                    let _ = req.respond(resp);
+                    // A follower lasts as long as the run: it gets a thread of its own so the
+                    // four serving threads stay free for status and API calls.
+                    let _ = std::thread::Builder::new().name("follow".into()).spawn(move || {
+                        let resp = Response::new(200.into(), vec![header("Content-Type", "text/plain; charset=utf-8")], follower, None, None);
+                        let _ = req.respond(resp);
+                    });
                     return;
                 }
                 match state.history.log_since(id, after, 1000) {

@@ -162,6 +162,9 @@ fn api_needs_a_token_queues_per_stack_and_keeps_history_across_kill_9() {
     let (code, log) = d.json("GET", &format!("/api/v1/runs/{first}/log"));
     assert_eq!(code, 200);
     assert!(log.as_array().unwrap().iter().any(|l| l["line"].as_str().unwrap().contains("seed completed")), "{log}");
+    let (code, followed) = d.request("GET", &format!("/api/v1/runs/{first}/log?follow=1"), Some(TOKEN));
+    assert_eq!(code, 200);
+    assert!(followed.contains("seed completed") && followed.contains(&format!("run {first} succeeded")), "{followed}");
 
     // The CLI hands its operation to the daemon and follows it.
     let out = stack.run_env(&["up"], &[("STAGECTL_STATE_DIR", stack.path("state").to_str().unwrap()), ("STAGECTL_TOKEN", TOKEN)]);
