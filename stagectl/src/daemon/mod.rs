@@ -139,7 +139,9 @@ pub async fn run(cli: &Cli, args: &DaemonArgs) -> Result<i32> {
     let s = state.clone();
     let schedule = manifest.schedule.clone();
     threads.push(std::thread::Builder::new().name("schedule".into()).spawn(move || schedule_loop(&s, &schedule)).expect("thread"));
-    let _watcher = if args.no_watch { None } else { Some(watch::start(state.clone(), &manifest).map_err(Error::Usage)?) };
+    if !args.no_watch {
+        watch::start(state.clone(), &manifest).map_err(Error::Usage)?;
+    }
     for i in 0..4 {
         let (s, srv) = (state.clone(), server.clone());
         threads.push(std::thread::Builder::new().name(format!("http-{i}")).spawn(move || serve(&s, &srv)).expect("thread"));

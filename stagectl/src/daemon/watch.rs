@@ -32,6 +32,8 @@ struct Targets {
 struct Changes {
     paths: Vec<String>,
     migrations: bool,
+    /// The manifest changed: what to watch may have changed too.
+    manifest: bool,
 }
 
 impl Targets {
@@ -82,7 +84,9 @@ impl Targets {
             if ignored(p) {
                 continue;
             }
-            let relevant = self.manifest_files.iter().any(|m| m == p)
+            let manifest = self.manifest_files.iter().any(|m| m == p);
+            changes.manifest |= manifest;
+            let relevant = manifest
                 || self.fixtures.iter().any(|g| g.matches_path(p))
                 || self.contexts.iter().any(|c| p.starts_with(c));
             let migration = self.migrations.iter().any(|d| p.parent() == Some(d.as_path())) && p.extension().is_some_and(|e| e == "sql");
@@ -110,18 +114,25 @@ fn ignored(p: &Path) -> bool {
         || name == "4913"
 }
 
-/// Starts watching; events are batched on a thread of their own. Reads (inotify's OPEN, which
-/// every build and snapshot causes) are not changes and are dropped, or stagectl's own runs
-/// would trigger the next.
-pub(super) fn start(state: Arc<State>, manifest: &Manifest) -> Result<notify::RecommendedWatcher, String> {
-    let targets = Targets::new(&state.manifest_path, manifest);
-    let (tx, rx) = std::sync::mpsc::channel::<notify::Result<notify::Event>>();
-    let mut watcher = notify::recommended_watcher(tx).map_err(|e| format!("starting the file watcher: {e}"))?;
+fn add_watches(watcher: &mut notify::RecommendedWatcher, targets: &Targets, watched: &mut Vec<PathBuf>) -> Result<(), String> {
     for (dir, mode) in targets.watches() {
-        if dir.is_dir() {
+        if dir.is_dir() && !watched.contains(&dir) {
             watcher.watch(&dir, mode).map_err(|e| format!("watching {}: {e}", dir.display()))?;
+            watched.push(dir);
         }
     }
+    Ok(())
+}
+
+/// Starts watching; events are batched on a thread of their own, which owns the watcher. Reads
+/// (inotify's OPEN, which every build and snapshot causes) are not changes and are dropped, or
+/// stagectl's own runs would trigger the next.
+pub(super) fn start(state: Arc<State>, manifest: &Manifest) -> Result<(), String> {
+    let mut targets = Targets::new(&state.manifest_path, manifest);
+    let (tx, rx) = std::sync::mpsc::channel::<notify::Result<notify::Event>>();
+    let mut watcher = notify::recommended_watcher(tx).map_err(|e| format!("starting the file watcher: {e}"))?;
+    let mut watched = Vec::new();
+    add_watches(&mut watcher, &targets, &mut watched)?;
     let is_change = |e: &notify::Event| !matches!(e.kind, EventKind::Access(_) | EventKind::Other);
     std::thread::Builder::new()
         .name("watch".into())
@@ -149,10 +160,17 @@ pub(super) fn start(state: Arc<State>, manifest: &Manifest) -> Result<notify::Re
                 if changes.migrations {
                     let _ = state.submit(Operation::Check(CheckSet::Migrations), Trigger::Watch, &detail, true);
                 }
+                // New fixture directories, migrations or build contexts are watched from now on.
+                if changes.manifest {
+                    if let Ok(m) = state.load_manifest() {
+                        targets = Targets::new(&state.manifest_path, &m);
+                        let _ = add_watches(&mut watcher, &targets, &mut watched);
+                    }
+                }
             }
         })
         .map_err(|e| e.to_string())?;
-    Ok(watcher)
+    Ok(())
 }
 
 #[cfg(test)]
