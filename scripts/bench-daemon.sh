@@ -98,7 +98,7 @@ stop_daemon() { # only the daemon this run started (its pid, written by daemon.p
 	pid=$(cat "$TMP/daemon.pid" 2>/dev/null) || return 0
 	[[ $pid =~ ^[0-9]+$ ]] || return 0
 	# Still ours? (the pid may have been reused)
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$STAGECTL -f $MANIFEST daemon" || return 0
+	{ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$STAGECTL -f $MANIFEST daemon" || return 0
 	kill -TERM "$pid" 2>/dev/null || return 0
 	local i
 	for i in $(seq 50); do

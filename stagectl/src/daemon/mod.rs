@@ -53,6 +53,7 @@ struct Job {
     run: i64,
     op: Operation,
     trigger: Trigger,
+    detail: String,
 }
 
 #[derive(Default)]
@@ -75,6 +76,10 @@ pub(crate) struct State {
     status: RwLock<Arc<Vec<u8>>>,
     /// Unix ms of the last status or page request: status is refreshed only while watched.
     status_wanted: AtomicU64,
+    /// Unix ms of the last refresh of `status`.
+    status_at: AtomicU64,
+    /// Held while refreshing, so concurrent requests do not all call Docker.
+    refreshing: Mutex<()>,
     refresh_now: AtomicBool,
     /// Last run or mutating call, for the idle TTL.
     last_activity: Mutex<Instant>,
@@ -98,7 +103,7 @@ pub async fn run(cli: &Cli, args: &DaemonArgs) -> Result<i32> {
     let (token, token_file) = token(args, &manifest.stack, addr)?;
     let history = Arc::new(History::open(&History::default_path()).map_err(|e| Error::Usage(e.to_string()))?);
     let docker = Arc::new(BollardEngine::connect().await?);
-    let server = Server::http(addr).map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
+    let server = listen(addr).map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
     let url = format!("http://{}", server.server_addr().to_ip().map(|a| a.to_string()).unwrap_or_else(|| addr.to_string()));
 
     let state = Arc::new(State {
@@ -112,6 +117,8 @@ pub async fn run(cli: &Cli, args: &DaemonArgs) -> Result<i32> {
         queue_changed: Condvar::new(),
         status: RwLock::new(Arc::new(b"{}".to_vec())),
         status_wanted: AtomicU64::new(0),
+        status_at: AtomicU64::new(0),
+        refreshing: Mutex::new(()),
         refresh_now: AtomicBool::new(true),
         last_activity: Mutex::new(Instant::now()),
         manifest_error: Mutex::new(None),
@@ -155,6 +162,20 @@ pub async fn run(cli: &Cli, args: &DaemonArgs) -> Result<i32> {
     }
     let _ = std::fs::remove_file(&discovery);
     Ok(exit::OK)
+}
+
+/// A tiny_http server on a listening socket with TCP_NODELAY, which Linux hands on to every
+/// accepted connection. tiny_http writes a response in 1 KiB pieces; with Nagle's algorithm on,
+/// the piece after the first waits for the client's delayed ACK (~40 ms on a kept-alive
+/// connection) — every status document over 1 KiB would take 40 ms instead of 1.
+fn listen(addr: SocketAddr) -> std::result::Result<Server, Box<dyn std::error::Error + Send + Sync>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Server::from_listener(std::net::TcpListener::from(socket), None)
 }
 
 /// The bearer token: from a file (refused if group/other can read it), STAGECTL_TOKEN, or
@@ -209,9 +230,15 @@ impl State {
                 return Err(busy);
             }
         }
-        // A watch or schedule trigger that is already waiting covers this one.
+        // A watch or schedule trigger that is already waiting covers this one (its detail
+        // grows by the newly changed paths).
         if matches!(trigger, Trigger::Watch | Trigger::Schedule) {
-            if let Some(j) = q.jobs.iter().find(|j| j.op == op && j.trigger == trigger) {
+            if let Some(j) = q.jobs.iter_mut().find(|j| j.op == op && j.trigger == trigger) {
+                let merged = merge_detail(&j.detail, detail);
+                if merged != j.detail {
+                    j.detail = merged;
+                    let _ = self.history.set_detail(j.run, &j.detail);
+                }
                 return Ok(j.run);
             }
         }
@@ -219,7 +246,7 @@ impl State {
         if !detail.is_empty() {
             let _ = self.history.set_detail(run, detail);
         }
-        q.jobs.push_back(Job { run, op, trigger });
+        q.jobs.push_back(Job { run, op, trigger, detail: detail.to_string() });
         if trigger != Trigger::Schedule {
             *self.last_activity.lock().unwrap() = Instant::now();
         }
@@ -232,6 +259,23 @@ impl State {
         let loaded = crate::load::load(&self.manifest_path).map_err(|e| e.to_string());
         *self.manifest_error.lock().unwrap() = loaded.as_ref().err().cloned();
         loaded
+    }
+}
+
+/// `changed: a, b` + `changed: b, c` → `changed: a, b, c`; other details are kept as they were.
+fn merge_detail(old: &str, new: &str) -> String {
+    const PREFIX: &str = "changed: ";
+    match (old.strip_prefix(PREFIX), new.strip_prefix(PREFIX)) {
+        (Some(a), Some(b)) => {
+            let mut paths: Vec<&str> = a.split(", ").collect();
+            for p in b.split(", ") {
+                if !paths.contains(&p) {
+                    paths.push(p);
+                }
+            }
+            format!("{PREFIX}{}", paths.join(", "))
+        }
+        _ => old.to_string(),
     }
 }
 
@@ -332,6 +376,19 @@ fn refresh_status(state: &State) {
         updated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     };
     *state.status.write().unwrap() = Arc::new(serde_json::to_vec(&doc).unwrap_or_default());
+    state.status_at.store(now_ms(), Ordering::Relaxed);
+}
+
+/// The status document, refreshed first when the background loop has not kept it fresh
+/// (nobody asked for a while): an answer is never more than about two seconds old.
+fn current_status(state: &State) -> Arc<Vec<u8>> {
+    state.status_wanted.store(now_ms(), Ordering::Relaxed);
+    if now_ms().saturating_sub(state.status_at.load(Ordering::Relaxed)) > 2_000 {
+        if let Ok(_refreshing) = state.refreshing.try_lock() {
+            refresh_status(state);
+        }
+    }
+    state.status.read().unwrap().clone()
 }
 
 /// Refreshes the status document every second while someone looks at it (and after every
@@ -340,6 +397,7 @@ fn status_loop(state: &State) {
     loop {
         let watched = now_ms().saturating_sub(state.status_wanted.load(Ordering::Relaxed)) < 15_000;
         if watched || state.refresh_now.swap(false, Ordering::Relaxed) {
+            let _refreshing = state.refreshing.lock().unwrap();
             refresh_status(state);
         }
         std::thread::sleep(Duration::from_secs(1));
@@ -426,10 +484,7 @@ fn handle(state: &State, req: Request) {
         }
         (Method::Get, ["api", "v1", "health"]) => json_response(200, &serde_json::json!({ "ok": true, "stack": state.stack, "pid": std::process::id() })),
         (Method::Get, ["api", "v1", "status"]) => {
-            if state.status_wanted.swap(now_ms(), Ordering::Relaxed) == 0 {
-                refresh_status(state);
-            }
-            let body = state.status.read().unwrap().clone();
+            let body = current_status(state);
             Response::from_data(body.as_ref().clone()).with_header(header("Content-Type", "application/json"))
         }
         (Method::Get, ["metrics"]) => Response::from_data(metrics_text(state).into_bytes()).with_header(header("Content-Type", "text/plain; version=0.0.4")),
@@ -568,7 +623,7 @@ fn metrics_text(state: &State) -> String {
         latest_checks: vec![],
         runs_by_status: Default::default(),
     });
-    let status: serde_json::Value = serde_json::from_slice(&state.status.read().unwrap()).unwrap_or_default();
+    let status: serde_json::Value = serde_json::from_slice(&current_status(state)).unwrap_or_default();
     let ready = state.ready_seconds.lock().unwrap().clone();
     let services = status["services"]
         .as_array()
@@ -599,4 +654,22 @@ fn metrics_text(state: &State) -> String {
         up: status["docker"].as_bool().unwrap_or(true),
     };
     metrics::render(&input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_watch_details_list_every_changed_path_once() {
+        assert_eq!(merge_detail("changed: a, b", "changed: b, c"), "changed: a, b, c");
+        assert_eq!(merge_detail("cron `* * * * *`", "cron `* * * * *`"), "cron `* * * * *`");
+    }
+
+    #[test]
+    fn query_strings_parse_with_and_without_values() {
+        let q = query("/api/v1/check?what=smoke&wait=false&x");
+        assert_eq!((q["what"].as_str(), q["wait"].as_str(), q["x"].as_str()), ("smoke", "false", ""));
+        assert!(query("/api/v1/up").is_empty());
+    }
 }
