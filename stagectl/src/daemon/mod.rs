@@ -88,6 +88,8 @@ pub(crate) struct State {
     /// Readiness time of each service from the last `up`, for metrics.
     ready_seconds: Mutex<BTreeMap<String, f64>>,
     host: Mutex<host::HostSampler>,
+    /// Long-lived, so what it learns about containers (load markers) is kept between refreshes.
+    status_engine: Engine<BollardEngine>,
     keep_runs: usize,
     keep_days: u32,
 }
@@ -111,7 +113,7 @@ pub async fn run(cli: &Cli, args: &DaemonArgs) -> Result<i32> {
         stack: manifest.stack.clone(),
         token,
         history,
-        docker,
+        docker: docker.clone(),
         rt: tokio::runtime::Handle::current(),
         queue: Mutex::new(Queue::default()),
         queue_changed: Condvar::new(),
@@ -124,6 +126,7 @@ pub async fn run(cli: &Cli, args: &DaemonArgs) -> Result<i32> {
         manifest_error: Mutex::new(None),
         ready_seconds: Mutex::new(BTreeMap::new()),
         host: Mutex::new(host::HostSampler::new()),
+        status_engine: Engine::new(docker.clone(), Arc::new(Silent)),
         keep_runs: args.keep_runs,
         keep_days: args.keep_days,
     });
@@ -352,8 +355,7 @@ struct StatusDoc<'a> {
 fn refresh_status(state: &State) {
     let (services, docker_ok) = match state.load_manifest() {
         Ok(m) => {
-            let engine = Engine::new(state.docker.clone(), Arc::new(Silent));
-            match state.rt.block_on(engine.status(&m)) {
+            match state.rt.block_on(state.status_engine.status(&m)) {
                 Ok(rows) => (rows, true),
                 Err(_) => (vec![], false),
             }

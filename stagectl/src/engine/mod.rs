@@ -147,6 +147,10 @@ pub struct ServiceStatus {
 pub struct Engine<E: ContainerEngine + ?Sized> {
     pub docker: Arc<E>,
     pub reporter: Arc<dyn Reporter>,
+    /// Containers seen holding the load marker. It is written once, after a complete load, and
+    /// never removed, so a long-lived engine (the daemon's status) checks each container once
+    /// instead of a `docker exec` per status refresh.
+    loaded: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// What a service tells its dependents when it is done.
@@ -164,7 +168,7 @@ struct DepSignal {
 
 impl<E: ContainerEngine + ?Sized> Engine<E> {
     pub fn new(docker: Arc<E>, reporter: Arc<dyn Reporter>) -> Self {
-        Engine { docker, reporter }
+        Engine { docker, reporter, loaded: Default::default() }
     }
 
     /// Brings the stack to the state the manifest describes.
@@ -688,9 +692,16 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
         // A data service is ready only with its fixtures completely loaded.
         let (ready, detail) = match (ready, service.map(|s| s.name.as_str()).and_then(|n| manifest.and_then(|m| m.fixtures_for(n)))) {
             (true, Some(_)) => {
-                match self.docker.exec(&c.id, &data::load_marker_check()).await {
-                    Ok((0, _)) => (true, detail),
-                    _ => (false, Some("fixtures not loaded".to_string())),
+                if self.loaded.lock().unwrap().contains(&c.id) {
+                    (true, detail)
+                } else {
+                    match self.docker.exec(&c.id, &data::load_marker_check()).await {
+                        Ok((0, _)) => {
+                            self.loaded.lock().unwrap().insert(c.id.clone());
+                            (true, detail)
+                        }
+                        _ => (false, Some("fixtures not loaded".to_string())),
+                    }
                 }
             }
             other => (other.0, detail),
