@@ -462,7 +462,7 @@ class Bench:
         with open(script, "w") as fh:
             fh.write(f"function delay()\n  return {delay_ms}\nend\n")
         out = run(["wrk", "-t2", f"-c{conns}", f"-d{self.a.duration:.0f}s", "--latency", "-s", script,
-                   f"http://127.0.0.1:{self.port}/api/v1/status"]).stdout
+                   f"http://127.0.0.1:{self.port}/api/v1/status"])[1].stdout
         res = {"connections": conns, "delay_ms": delay_ms}
         unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
         for line in out.splitlines():
