@@ -83,15 +83,6 @@ export STAGECTL_STATE_DIR=$TMP/state
 unset STAGECTL_TOKEN STAGECTL_TOKEN_FILE STAGECTL_LOCAL STAGECTL_FILE
 
 # ------------------------------------------------------------------------------ clean up
-leftovers() {
-	local f
-	for f in "label=org.stagectl.stack=$STACK" "label=com.docker.compose.project=$PROJECT"; do
-		docker ps -aq --filter "$f"
-		docker network ls -q --filter "$f"
-		docker volume ls -q --filter "$f"
-	done
-	docker images -q --filter "label=org.stagectl.stack=$STACK" --filter label=org.stagectl.snapshot
-}
 
 stop_daemon() { # only the daemon this run started (its pid, written by daemon.py)
 	local pid
@@ -118,46 +109,17 @@ remove_everything() {
 	if [[ -f $COMPOSE_FILE ]]; then
 		docker-compose -p "$PROJECT" -f "$COMPOSE_FILE" down -v --remove-orphans -t 0 >/dev/null 2>&1 || true
 	fi
-	# Belt and braces: whatever still carries one of the two labels.
-	local f
-	for f in "label=org.stagectl.stack=$STACK" "label=com.docker.compose.project=$PROJECT"; do
-		docker ps -aq --filter "$f" | xargs -r docker rm -f -v >/dev/null 2>&1 || true
-		docker network ls -q --filter "$f" | xargs -r docker network rm >/dev/null 2>&1 || true
-		docker volume ls -q --filter "$f" | xargs -r docker volume rm -f >/dev/null 2>&1 || true
-	done
-	# Only this benchmark's fixture snapshots (each save makes a new snapshot key).
-	docker images -q --filter "label=org.stagectl.stack=$STACK" --filter label=org.stagectl.snapshot |
-		sort -u | xargs -r docker rmi -f >/dev/null 2>&1 || true
+	remove_labelled
+	remove_snapshots
 }
 
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	set +e
-	if [[ -n ${BENCH_PID:-} ]] && kill -0 "$BENCH_PID" 2>/dev/null; then
-		kill "$BENCH_PID" 2>/dev/null
-		wait "$BENCH_PID" 2>/dev/null
-	fi
-	remove_everything
-	if [[ -n $(leftovers) ]]; then
-		log "warning: could not remove everything: $(leftovers | tr '\n' ' ')"
-		((rc != 0)) || rc=1
-	fi
-	if ((KEEP)); then
-		log "kept $TMP (manifest, daemon log, raw results)"
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-if [[ -n $(leftovers) ]]; then
-	log "removing leftovers of an earlier benchmark (stack $STACK, project $PROJECT)"
-	remove_everything
-fi
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench/common.sh"
+BENCH_LABELS=("label=org.stagectl.stack=$STACK" "label=com.docker.compose.project=$PROJECT")
+BENCH_STACK=$STACK
+BENCH_REMOVE=remove_everything
+BENCH_KEPT="manifest, daemon log, raw results"
+bench_traps
 
 # ----------------------------------------------------------------------------- prepare
 if ! docker image inspect stagectl/postgres:15 stagectl/debian:bookworm >/dev/null 2>&1; then

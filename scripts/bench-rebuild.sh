@@ -77,17 +77,6 @@ TMP=$(mktemp -d /tmp/stagectl-bench-rebuild.XXXXXX)
 STAGECTL=$TMP/stagectl
 
 # ------------------------------------------------------------------------------ clean up
-leftovers() {
-	docker ps -aq --filter "label=org.stagectl.stack=$STACK"
-	docker ps -aq --filter "label=com.docker.compose.project=$PROJECT"
-	docker ps -aq --filter "label=org.stagectl.bench=$STACK"
-	docker network ls -q --filter "label=org.stagectl.stack=$STACK"
-	docker network ls -q --filter "label=com.docker.compose.project=$PROJECT"
-	docker volume ls -q --filter "label=org.stagectl.stack=$STACK"
-	docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT"
-	docker images -q --filter "label=org.stagectl.stack=$STACK" --filter label=org.stagectl.snapshot
-}
-
 remove_everything() {
 	if [[ -x $STAGECTL ]]; then
 		"$STAGECTL" down --volumes --stack "$STACK" >/dev/null 2>&1 || true
@@ -98,45 +87,17 @@ remove_everything() {
 			docker-compose -p "$PROJECT" -f "$d/docker-compose.yml" down -v --remove-orphans -t 0 >/dev/null 2>&1
 	done
 	docker rm -f "$STACK-raw" >/dev/null 2>&1 || true
-	local f
-	for f in "label=org.stagectl.stack=$STACK" "label=com.docker.compose.project=$PROJECT" "label=org.stagectl.bench=$STACK"; do
-		docker ps -aq --filter "$f" | xargs -r docker rm -f -v >/dev/null 2>&1 || true
-		docker network ls -q --filter "$f" | xargs -r docker network rm >/dev/null 2>&1 || true
-		docker volume ls -q --filter "$f" | xargs -r docker volume rm -f >/dev/null 2>&1 || true
-	done
-	# Only this benchmark's snapshot images.
-	docker images -q --filter "label=org.stagectl.stack=$STACK" --filter label=org.stagectl.snapshot |
-		sort -u | xargs -r docker rmi -f >/dev/null 2>&1 || true
+	remove_labelled
+	remove_snapshots
 }
 
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	set +e
-	if [[ -n ${BENCH_PID:-} ]] && kill -0 "$BENCH_PID" 2>/dev/null; then
-		kill "$BENCH_PID" 2>/dev/null
-		wait "$BENCH_PID" 2>/dev/null
-	fi
-	remove_everything
-	if [[ -n $(leftovers) ]]; then
-		log "warning: could not remove everything: $(leftovers | tr '\n' ' ')"
-		((rc != 0)) || rc=1
-	fi
-	if ((KEEP)); then
-		log "kept $TMP (data, manifests, raw results)"
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-if [[ -n $(leftovers) ]]; then
-	log "removing leftovers of an earlier benchmark"
-	remove_everything
-fi
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench/common.sh"
+BENCH_LABELS=("label=org.stagectl.stack=$STACK" "label=com.docker.compose.project=$PROJECT" "label=org.stagectl.bench=$STACK")
+BENCH_STACK=$STACK
+BENCH_REMOVE=remove_everything
+BENCH_KEPT="data, manifests, raw results"
+bench_traps
 
 # ----------------------------------------------------------------------------- prepare
 log "base images (scripts/build-images.sh)"

@@ -80,57 +80,20 @@ TMP=$(mktemp -d /tmp/stagectl-bench.XXXXXX)
 # ------------------------------------------------------------------------------ clean up
 compose() { BENCHC_PORT=${COMPOSE_PORT:-18082} BENCHC_API_KEY=bench docker-compose -p "$PROJECT" -f "$COMPOSE_FILE" "$@"; }
 
-leftovers() { # names of everything labelled with either bench stack
-	local f
-	for f in "label=org.stagectl.stack=$STACK" "label=com.docker.compose.project=$PROJECT"; do
-		docker ps -aq --filter "$f"
-		docker network ls -q --filter "$f"
-		docker volume ls -q --filter "$f"
-	done
-}
-
 remove_bench_stacks() {
 	if [[ -x $STAGECTL ]]; then
 		"$STAGECTL" down --volumes --stack "$STACK" >/dev/null 2>&1 || true
 	fi
 	compose down -v --remove-orphans -t 0 >/dev/null 2>&1 || true
-	# Belt and braces: whatever still carries one of the two labels.
-	local f
-	for f in "label=org.stagectl.stack=$STACK" "label=com.docker.compose.project=$PROJECT"; do
-		docker ps -aq --filter "$f" | xargs -r docker rm -f >/dev/null 2>&1 || true
-		docker network ls -q --filter "$f" | xargs -r docker network rm >/dev/null 2>&1 || true
-		docker volume ls -q --filter "$f" | xargs -r docker volume rm -f >/dev/null 2>&1 || true
-	done
+	remove_labelled
 }
 
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	set +e
-	if [[ -n ${BENCH_PID:-} ]] && kill -0 "$BENCH_PID" 2>/dev/null; then
-		kill "$BENCH_PID" 2>/dev/null
-		wait "$BENCH_PID" 2>/dev/null
-	fi
-	remove_bench_stacks
-	if [[ -n $(leftovers) ]]; then
-		log "warning: could not remove everything: $(leftovers | tr '\n' ' ')"
-		((rc != 0)) || rc=1
-	fi
-	if ((KEEP)); then
-		log "kept $TMP (bench manifest, raw results)"
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-if [[ -n $(leftovers) ]]; then
-	log "removing leftovers of an earlier benchmark"
-	remove_bench_stacks
-fi
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench/common.sh"
+BENCH_LABELS=("label=org.stagectl.stack=$STACK" "label=com.docker.compose.project=$PROJECT")
+BENCH_REMOVE=remove_bench_stacks
+BENCH_KEPT="bench manifest, raw results"
+bench_traps
 
 # ----------------------------------------------------------------------------- prepare
 log "base images (scripts/build-images.sh)"

@@ -385,8 +385,12 @@ fn refresh_status(state: &State) {
 /// (nobody asked for a while): an answer is never more than about two seconds old.
 fn current_status(state: &State) -> Arc<Vec<u8>> {
     state.status_wanted.store(now_ms(), Ordering::Relaxed);
-    if now_ms().saturating_sub(state.status_at.load(Ordering::Relaxed)) > 2_000 {
-        if let Ok(_refreshing) = state.refreshing.try_lock() {
+    let stale = |state: &State| now_ms().saturating_sub(state.status_at.load(Ordering::Relaxed)) > 2_000;
+    if stale(state) {
+        // Never filled yet: wait for whoever is filling it rather than answer `{}`. Otherwise
+        // an old document is better than every request waiting on Docker.
+        let guard = if state.status_at.load(Ordering::Relaxed) == 0 { state.refreshing.lock().ok() } else { state.refreshing.try_lock().ok() };
+        if guard.is_some() && stale(state) {
             refresh_status(state);
         }
     }
@@ -573,6 +577,18 @@ struct LogFollower {
     pos: usize,
 }
 
+impl LogFollower {
+    /// Buffers up to `limit` new lines; false when there are none.
+    fn fill(&mut self, limit: usize) -> std::io::Result<bool> {
+        let lines = self.history.log_since(self.run, self.after, limit).map_err(std::io::Error::other)?;
+        let Some(last) = lines.last() else { return Ok(false) };
+        self.after = last.seq;
+        self.buf = lines.iter().map(|l| format!("{}\n", l.line)).collect::<String>().into_bytes();
+        self.pos = 0;
+        Ok(true)
+    }
+}
+
 impl Read for LogFollower {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         loop {
@@ -582,22 +598,14 @@ impl Read for LogFollower {
                 self.pos += n;
                 return Ok(n);
             }
-            let lines = self.history.log_since(self.run, self.after, 500).map_err(std::io::Error::other)?;
-            if let Some(last) = lines.last() {
-                self.after = last.seq;
-                self.buf = lines.iter().map(|l| format!("{}\n", l.line)).collect::<String>().into_bytes();
-                self.pos = 0;
+            if self.fill(500)? {
                 continue;
             }
             match self.history.run(self.run).map_err(std::io::Error::other)? {
                 Some(d) if d.run.status.is_active() => std::thread::sleep(Duration::from_millis(100)),
                 Some(d) => {
                     // Drain lines written just before the status changed, then the verdict.
-                    let rest = self.history.log_since(self.run, self.after, 100_000).map_err(std::io::Error::other)?;
-                    if let Some(last) = rest.last() {
-                        self.after = last.seq;
-                        self.buf = rest.iter().map(|l| format!("{}\n", l.line)).collect::<String>().into_bytes();
-                        self.pos = 0;
+                    if self.fill(100_000)? {
                         continue;
                     }
                     if self.run < 0 {
