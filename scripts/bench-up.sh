@@ -115,15 +115,16 @@ while [[ $COMPOSE_PORT == "$APP_PORT" ]]; do COMPOSE_PORT=$(free_port); done
 MANIFEST=$TMP/stack.toml
 awk '/^\[/ { skip = ($0 ~ /^\[fixtures[].]/) } !skip' stack.toml |
 	sed -E \
-	-e 's/^name = "[^"]*"/name = "'"$STACK"'"/' \
+	-e '0,/^name = "[^"]*"/ s//name = "'"$STACK"'"/' \
 	-e 's#"\./#"'"$ROOT"'/#g' \
 	-e '/^build *=/ s#(context|command) = "([^/"][^"]*)"#\1 = "'"$ROOT"'/\2"#g' \
+	-e 's#^dir = "([^/"][^"]*)"#dir = "'"$ROOT"'/\1"#' \
 	-e 's#"\$\{SHOP_PORT:-[0-9]+\}:8080"#"'"$APP_PORT"':8080"#' \
 	>"$MANIFEST"
 (umask 077 && printf 'api_key=bench\n' >"$TMP/secrets.env")
 grep -q "^name = \"$STACK\"" "$MANIFEST" || die "could not rename the stack in the bench manifest"
 grep -q "\"$APP_PORT:8080\"" "$MANIFEST" || die "could not set the app's host port in the bench manifest"
-! grep -qE '"\./|context = "[^/]|command = "[^/]' "$MANIFEST" || die "relative paths left in the bench manifest"
+! grep -qE '"\./|context = "[^/]|command = "[^/]|^dir = "[^/]' "$MANIFEST" || die "relative paths left in the bench manifest"
 "$STAGECTL" -f "$MANIFEST" validate >/dev/null || die "the bench manifest is invalid: $MANIFEST"
 python3 "$BENCH_DIR/bench.py" check --manifest "$MANIFEST" --compose-file "$COMPOSE_FILE" ||
 	die "$COMPOSE_FILE no longer matches stack.toml's services (above); update it first"

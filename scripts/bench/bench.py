@@ -120,7 +120,24 @@ def check_equivalence(manifest_path, compose_path):
     p = problems.append
     if "fixtures" in m:
         p("the bench manifest still has [fixtures.*] (compose has no equivalent)")
-    ms, cs = m.get("services", {}), c.get("services", {})
+    ms, cs = m.get("services", {}), dict(c.get("services", {}))
+    # stagectl applies [migrations.<db>] itself (no `job`); compose needs a container for that:
+    # a `migrate` job on that database, mounting the same directory, is the equivalent work.
+    for db, mig in (m.get("migrations") or {}).items():
+        if mig.get("job") or "migrate" not in cs or "migrate" in ms:
+            continue
+        job = cs.pop("migrate")
+        mdir = os.path.realpath(os.path.join(os.path.dirname(manifest_path), mig["dir"]))
+        mounts = [os.path.realpath(os.path.join(compose_dir, v.split(":")[0])) for v in job.get("volumes", []) or []]
+        if mdir not in mounts:
+            p(f"compose `migrate` does not mount the manifest's migrations dir {mdir}")
+        for svc in cs.values():
+            deps = svc.get("depends_on")
+            if isinstance(deps, dict) and "migrate" in deps:
+                deps = dict(deps)
+                del deps["migrate"]
+                deps.setdefault(db, {"condition": "service_healthy"})
+                svc = svc.update(depends_on=deps)
     if set(ms) != set(cs):
         p(f"services differ: manifest {sorted(ms)}, compose {sorted(cs)}")
     compared = {"image", "build", "env", "volumes", "depends_on", "job", "ready", "entrypoint", "command",
