@@ -564,7 +564,10 @@ class LagRun:
 
         out = {"t_launch": t_launch, "offset_minus_launch_ms": (offset - t_launch) * 1e3, "services": {}}
         for svc in PROBED:
-            ready = ev_time.get((svc, "ready"))
+            # Detection is the first event after the probe passed: `ready`, or for a database
+            # whose migrations stagectl applies, `migrating` (they run before it is announced
+            # ready to its dependents; compose runs them in a separate job the same way).
+            ready = min((t for t in (ev_time.get((svc, "migrating")), ev_time.get((svc, "ready"))) if t is not None), default=None)
             probing = ev_time.get((svc, "probing"))
             poll = self.polls.get(svc, {})
             s = {"t_ready": ready, "t_probing": probing, "t_start_event": self.container_start.get(svc), "poll": poll}

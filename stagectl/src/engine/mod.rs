@@ -449,6 +449,8 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
         use crate::migrations::{self, pg};
         let name = m.service.as_str();
         let dir = data::display(&manifest.dir, &m.dir);
+        // Announced at once: the probe has passed, and the time from here is migration work.
+        self.reporter.phase(name, Phase::Migrating, &format!("checking {dir}"));
         let files = migrations::discover(&m.dir)?;
         let status = self.docker.container_status(id, network).await.map_err(|e| e.to_string())?;
         let host = status.ip.ok_or_else(|| format!("`{name}` has no address on {network}"))?;
