@@ -191,22 +191,4 @@ wait "$BENCH_PID" || {
 BENCH_PID=
 
 # --------------------------------------------------------------------- BENCHMARKS.md
-[[ -f $OUT ]] || printf '# Benchmarks\n\n' >"$OUT"
-{
-	printf '%s\n' "$START_MARK"
-	printf '## The daemon: idle cost, status latency, save → reconcile (`scripts/bench-daemon.sh`)\n\n'
-	cat "$TMP/section.md"
-	printf '%s\n' "$END_MARK"
-} >"$TMP/section.full"
-if grep -qF -- "$START_MARK" "$OUT" && grep -qF -- "$END_MARK" "$OUT"; then
-	awk -v start="$START_MARK" -v end="$END_MARK" -v file="$TMP/section.full" '
-		$0 == start { while ((getline line < file) > 0) print line; skip = 1; next }
-		$0 == end { skip = 0; next }
-		!skip { print }
-	' "$OUT" >"$TMP/BENCHMARKS.md"
-else
-	{ cat "$OUT"; printf '\n'; cat "$TMP/section.full"; } >"$TMP/BENCHMARKS.md"
-fi
-cat "$TMP/BENCHMARKS.md" >"$OUT"
-log "wrote $OUT in $((SECONDS - T0))s"
-sed -n '/^### Targets/,/^### Results/p' "$TMP/section.full" | sed '$d' >&2
+write_section 'The daemon: idle cost, status latency, save → reconcile (`scripts/bench-daemon.sh`)'

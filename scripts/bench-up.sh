@@ -165,21 +165,4 @@ if [[ ! -f $OUT ]]; then
 
 	EOF
 fi
-{
-	printf '%s\n' "$START_MARK"
-	printf '## stagectl vs docker-compose: up, down, readiness (`scripts/bench-up.sh`)\n\n'
-	cat "$TMP/section.md"
-	printf '%s\n' "$END_MARK"
-} >"$TMP/section.full"
-if grep -qF -- "$START_MARK" "$OUT" && grep -qF -- "$END_MARK" "$OUT"; then
-	awk -v start="$START_MARK" -v end="$END_MARK" -v file="$TMP/section.full" '
-		$0 == start { while ((getline line < file) > 0) print line; skip = 1; next }
-		$0 == end { skip = 0; next }
-		!skip { print }
-	' "$OUT" >"$TMP/BENCHMARKS.md"
-else
-	{ cat "$OUT"; printf '\n'; cat "$TMP/section.full"; } >"$TMP/BENCHMARKS.md"
-fi
-cat "$TMP/BENCHMARKS.md" >"$OUT"
-log "wrote $OUT in $((SECONDS - T0))s"
-sed -n '/^### Targets/,/^### Results/p' "$TMP/section.full" | sed '$d' >&2
+write_section 'stagectl vs docker-compose: up, down, readiness (`scripts/bench-up.sh`)'
