@@ -5,10 +5,10 @@
 
 pub mod checks;
 pub mod cli;
+pub mod daemon;
 pub mod data;
 pub mod docker;
 pub mod engine;
-pub mod daemon;
 pub mod error;
 pub mod history;
 pub mod load;

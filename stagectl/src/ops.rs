@@ -152,7 +152,10 @@ pub fn record(history: &History, run: i64, result: &crate::error::Result<OpOutco
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {
-            let _ = history.finish_run(run, &RunOutcome { ok: false, error: Some(redactor.apply(&e.to_string())), snapshot: None, refresh_seconds: None });
+            let _ = history.finish_run(
+                run,
+                &RunOutcome { ok: false, error: Some(redactor.apply(&e.to_string())), snapshot: None, refresh_seconds: None },
+            );
             return;
         }
     };
@@ -172,13 +175,22 @@ pub fn record(history: &History, run: i64, result: &crate::error::Result<OpOutco
                 refresh = Some(refresh.unwrap_or(0.0) + f.refresh_seconds);
             }
             for (name, ms) in &s.migrations_applied {
-                let _ = history.add_step(run, &StepRecord { name: format!("{}: migration {name}", s.service), status: "applied".into(), seconds: Some(ms / 1000.0), detail: None });
+                let _ = history.add_step(
+                    run,
+                    &StepRecord {
+                        name: format!("{}: migration {name}", s.service),
+                        status: "applied".into(),
+                        seconds: Some(ms / 1000.0),
+                        detail: None,
+                    },
+                );
             }
         }
     }
     if let Some(down) = &outcome.down {
         let detail = format!("removed {} containers, {} networks, {} volumes", down.containers, down.networks, down.volumes);
-        let _ = history.add_step(run, &StepRecord { name: "down".into(), status: "done".into(), seconds: Some(down.seconds), detail: Some(detail) });
+        let _ = history
+            .add_step(run, &StepRecord { name: "down".into(), status: "done".into(), seconds: Some(down.seconds), detail: Some(detail) });
     }
     for c in &outcome.checks {
         let record = CheckRecord {

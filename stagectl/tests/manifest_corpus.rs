@@ -192,13 +192,7 @@ fn every_corpus_manifest_gives_exactly_the_expected_output() {
             failures.push(format!("{}:\n{problems}", case.name));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} corpus cases failed:\n\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} corpus cases failed:\n\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
 fn indent(text: &str) -> String {

@@ -64,10 +64,7 @@ fn main() {
         .map(|i| {
             let server = Arc::clone(&server);
             let config = Arc::clone(&config);
-            thread::Builder::new()
-                .name(format!("worker-{i}"))
-                .spawn(move || worker(&server, &config))
-                .expect("spawn worker thread")
+            thread::Builder::new().name(format!("worker-{i}")).spawn(move || worker(&server, &config)).expect("spawn worker thread")
         })
         .collect();
     for w in workers {
@@ -193,17 +190,12 @@ impl<'a> Conns<'a> {
     /// Runs `f` on this worker's PostgreSQL client, connecting first if needed. If a reused
     /// connection turns out to be broken (e.g. the database restarted), it is dropped and `f`
     /// is retried once on a fresh connection.
-    fn with_pg<T>(
-        &mut self,
-        mut f: impl FnMut(&mut postgres::Client) -> Result<T, postgres::Error>,
-    ) -> Result<T, BackendError> {
+    fn with_pg<T>(&mut self, mut f: impl FnMut(&mut postgres::Client) -> Result<T, postgres::Error>) -> Result<T, BackendError> {
         loop {
             let reused = self.pg.is_some();
             if self.pg.is_none() {
                 let cfg = self.config.pg.as_ref().map_err(|e| BackendError::Unavailable((*e).to_string()))?;
-                let client = cfg
-                    .connect(postgres::NoTls)
-                    .map_err(|e| BackendError::Unavailable(format!("connect: {}", describe(&e))))?;
+                let client = cfg.connect(postgres::NoTls).map_err(|e| BackendError::Unavailable(format!("connect: {}", describe(&e))))?;
                 self.pg = Some(client);
             }
             let client = self.pg.as_mut().expect("connected above");
@@ -222,17 +214,12 @@ impl<'a> Conns<'a> {
     }
 
     /// Like `with_pg`, for Redis. Any error drops the connection.
-    fn with_redis<T>(
-        &mut self,
-        mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
-    ) -> Result<T, String> {
+    fn with_redis<T>(&mut self, mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T, String> {
         loop {
             let reused = self.redis.is_some();
             if self.redis.is_none() {
                 let client = self.config.redis.as_ref().map_err(|e| (*e).to_string())?;
-                let con = client
-                    .get_connection_with_timeout(REDIS_TIMEOUT)
-                    .map_err(|e| format!("connect: {e}"))?;
+                let con = client.get_connection_with_timeout(REDIS_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
                 con.set_read_timeout(Some(REDIS_TIMEOUT)).map_err(|e| e.to_string())?;
                 con.set_write_timeout(Some(REDIS_TIMEOUT)).map_err(|e| e.to_string())?;
                 self.redis = Some(con);
@@ -423,14 +410,9 @@ fn list_products(conns: &mut Conns) -> Reply {
     };
     let products = Value::Array(rows.iter().map(product_json).collect());
     let encoded = products.to_string();
-    if let Err(msg) = conns.with_redis(|c| {
-        redis::cmd("SET")
-            .arg(PRODUCTS_CACHE_KEY)
-            .arg(&encoded)
-            .arg("EX")
-            .arg(PRODUCTS_CACHE_TTL_SECS)
-            .query::<()>(c)
-    }) {
+    if let Err(msg) =
+        conns.with_redis(|c| redis::cmd("SET").arg(PRODUCTS_CACHE_KEY).arg(&encoded).arg("EX").arg(PRODUCTS_CACHE_TTL_SECS).query::<()>(c))
+    {
         eprintln!("shop: products cache write skipped: {msg}");
     }
     products_reply(products, "miss")
@@ -505,11 +487,7 @@ fn create_order(request: &mut Request, conns: &mut Conns) -> Reply {
 }
 
 fn slow(query: &str) -> Reply {
-    let raw = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .find(|(k, _)| *k == "ms")
-        .map(|(_, v)| v);
+    let raw = query.split('&').filter_map(|pair| pair.split_once('=').or(Some((pair, "")))).find(|(k, _)| *k == "ms").map(|(_, v)| v);
     let requested = match raw {
         None => 0,
         Some(v) => match v.parse::<u64>() {
@@ -523,9 +501,8 @@ fn slow(query: &str) -> Reply {
 }
 
 fn stats(conns: &mut Conns) -> Reply {
-    match conns.with_pg(|c| {
-        c.query_one("SELECT (SELECT count(*) FROM products) AS products, (SELECT count(*) FROM orders) AS orders", &[])
-    }) {
+    match conns.with_pg(|c| c.query_one("SELECT (SELECT count(*) FROM products) AS products, (SELECT count(*) FROM orders) AS orders", &[]))
+    {
         Ok(row) => Reply::ok(json!({
             "products": row.get::<_, i64>("products"),
             "orders": row.get::<_, i64>("orders"),

@@ -712,7 +712,8 @@ fn add_action(action: &[Tok<'_>], hits: &mut Vec<&'static str>) {
     let top = top_level(action);
     let default = top.iter().any(|&k| is_kw(action, k, "DEFAULT") && !is_kw(action, k + 1, "NULL"));
     let generated = has_seq(action, &["GENERATED"]);
-    let serial = top.iter().any(|&k| ["SERIAL", "BIGSERIAL", "SMALLSERIAL", "SERIAL2", "SERIAL4", "SERIAL8"].iter().any(|s| is_kw(action, k, s)));
+    let serial =
+        top.iter().any(|&k| ["SERIAL", "BIGSERIAL", "SMALLSERIAL", "SERIAL2", "SERIAL4", "SERIAL8"].iter().any(|s| is_kw(action, k, s)));
     if not_null && !(default || generated || serial) {
         hits.push(ADDING_NOT_NULL_COLUMN);
     }
@@ -981,7 +982,10 @@ mod tests {
             vec![ADDING_FOREIGN_KEY_WITHOUT_NOT_VALID]
         );
         assert_eq!(rules_lt("ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users;"), vec![ADDING_FOREIGN_KEY_WITHOUT_NOT_VALID]);
-        assert_eq!(rules_lt("ALTER TABLE orders ADD COLUMN user_id bigint REFERENCES users (id);"), vec![ADDING_FOREIGN_KEY_WITHOUT_NOT_VALID]);
+        assert_eq!(
+            rules_lt("ALTER TABLE orders ADD COLUMN user_id bigint REFERENCES users (id);"),
+            vec![ADDING_FOREIGN_KEY_WITHOUT_NOT_VALID]
+        );
         assert_eq!(
             rules_lt("ALTER TABLE orders ADD COLUMN user_id bigint NOT NULL REFERENCES users (id);"),
             vec![ADDING_FOREIGN_KEY_WITHOUT_NOT_VALID, ADDING_NOT_NULL_COLUMN]

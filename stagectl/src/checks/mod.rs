@@ -98,7 +98,11 @@ impl CheckResult {
 /// Pause between attempts of a failing check.
 const RETRY_INTERVAL: Duration = Duration::from_millis(200);
 
-pub async fn run_all<E: ContainerEngine + ?Sized>(docker: &E, manifest: &Manifest, on_done: &(dyn Fn(&CheckResult) + Send + Sync)) -> crate::error::Result<Vec<CheckResult>> {
+pub async fn run_all<E: ContainerEngine + ?Sized>(
+    docker: &E,
+    manifest: &Manifest,
+    on_done: &(dyn Fn(&CheckResult) + Send + Sync),
+) -> crate::error::Result<Vec<CheckResult>> {
     let redactor = Redactor::new(manifest.secret_values());
     let containers = docker.list_containers(&manifest.stack).await?;
     let mut results = Vec::new();
@@ -135,7 +139,12 @@ pub async fn run_all<E: ContainerEngine + ?Sized>(docker: &E, manifest: &Manifes
                                 result.outcome = CheckOutcome::Failed;
                                 result.message = why;
                             } else {
-                                result.message = format!("p95 {:.1} ms ≤ {} ms, errors {:.1} %", stats.p95_ms, budget.p95.as_millis(), stats.error_rate * 100.0);
+                                result.message = format!(
+                                    "p95 {:.1} ms ≤ {} ms, errors {:.1} %",
+                                    stats.p95_ms,
+                                    budget.p95.as_millis(),
+                                    stats.error_rate * 100.0
+                                );
                             }
                             result.latency = Some(stats);
                         }
@@ -162,7 +171,13 @@ pub async fn run_all<E: ContainerEngine + ?Sized>(docker: &E, manifest: &Manifes
 fn over_budget(stats: &LatencyStats, budget: &LatencyBudget) -> Option<String> {
     let p95_budget = budget.p95.as_secs_f64() * 1000.0;
     if stats.p95_ms > p95_budget {
-        return Some(format!("p95 {:.1} ms > budget {} ms ({} requests at concurrency {})", stats.p95_ms, budget.p95.as_millis(), stats.requests, stats.concurrency));
+        return Some(format!(
+            "p95 {:.1} ms > budget {} ms ({} requests at concurrency {})",
+            stats.p95_ms,
+            budget.p95.as_millis(),
+            stats.requests,
+            stats.concurrency
+        ));
     }
     if let Some(p99) = budget.p99 {
         if stats.p99_ms > p99.as_secs_f64() * 1000.0 {
@@ -194,9 +209,7 @@ async fn target<E: ContainerEngine + ?Sized>(
 }
 
 fn running(stack: &str, service: &str, containers: &[crate::docker::ObservedContainer]) -> Result<String, String> {
-    plan::running_container(stack, service, containers)
-        .map(|c| c.id.clone())
-        .ok_or_else(|| format!("service `{service}` is not running"))
+    plan::running_container(stack, service, containers).map(|c| c.id.clone()).ok_or_else(|| format!("service `{service}` is not running"))
 }
 
 fn client() -> reqwest::Client {
@@ -368,7 +381,13 @@ mod tests {
 
     #[test]
     fn budgets_fail_on_p95_p99_and_error_rate() {
-        let budget = LatencyBudget { requests: 10, concurrency: 2, p95: Duration::from_millis(100), p99: Some(Duration::from_millis(200)), max_error_rate: 0.1 };
+        let budget = LatencyBudget {
+            requests: 10,
+            concurrency: 2,
+            p95: Duration::from_millis(100),
+            p99: Some(Duration::from_millis(200)),
+            max_error_rate: 0.1,
+        };
         let stats = |p95, p99, err| LatencyStats { requests: 10, concurrency: 2, p50_ms: 1.0, p95_ms: p95, p99_ms: p99, error_rate: err };
         assert_eq!(over_budget(&stats(50.0, 60.0, 0.0), &budget), None);
         assert!(over_budget(&stats(150.0, 160.0, 0.0), &budget).unwrap().starts_with("p95 150.0 ms > budget 100 ms"));

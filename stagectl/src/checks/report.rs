@@ -41,7 +41,12 @@ impl CheckReport {
             self.seconds
         ));
         for c in &self.checks {
-            x.push_str(&format!("    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">\n", xml(&format!("{}.{}", self.stack, c.kind)), xml(&c.name), c.seconds));
+            x.push_str(&format!(
+                "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">\n",
+                xml(&format!("{}.{}", self.stack, c.kind)),
+                xml(&c.name),
+                c.seconds
+            ));
             if c.outcome == CheckOutcome::Failed {
                 x.push_str(&format!("      <failure message=\"{}\" type=\"{}\"/>\n", xml(&c.message), c.kind));
             }
@@ -49,7 +54,12 @@ impl CheckReport {
             if let Some(l) = &c.latency {
                 out.push_str(&format!(
                     "\nlatency: {} requests at concurrency {}: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, errors {:.1} %",
-                    l.requests, l.concurrency, l.p50_ms, l.p95_ms, l.p99_ms, l.error_rate * 100.0
+                    l.requests,
+                    l.concurrency,
+                    l.p50_ms,
+                    l.p95_ms,
+                    l.p99_ms,
+                    l.error_rate * 100.0
                 ));
             }
             x.push_str(&format!("      <system-out>{}</system-out>\n", xml(&out)));
@@ -114,7 +124,11 @@ mod tests {
 
     #[test]
     fn junit_counts_and_escapes() {
-        let r = CheckReport::new("s", vec![result("a <b>", CheckOutcome::Passed, "ok"), result("c", CheckOutcome::Failed, "status 500 & \"boom\"")], 1.0);
+        let r = CheckReport::new(
+            "s",
+            vec![result("a <b>", CheckOutcome::Passed, "ok"), result("c", CheckOutcome::Failed, "status 500 & \"boom\"")],
+            1.0,
+        );
         let x = r.junit();
         assert!(x.contains("<testsuites name=\"stagectl\" tests=\"2\" failures=\"1\""));
         assert!(x.contains("name=\"a &lt;b&gt;\""));

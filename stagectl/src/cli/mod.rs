@@ -104,7 +104,6 @@ pub enum Command {
     },
 }
 
-
 #[derive(Debug, Subcommand)]
 pub enum FixturesCommand {
     /// Fail if a `sensitive` column of the running stack holds values that look unmasked.
@@ -166,9 +165,17 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
         Command::Validate => {
             let m = load(cli)?;
             if cli.json {
-                json(&serde_json::json!({ "ok": true, "stack": m.stack, "services": m.services.iter().map(|s| &s.name).collect::<Vec<_>>() }));
+                json(
+                    &serde_json::json!({ "ok": true, "stack": m.stack, "services": m.services.iter().map(|s| &s.name).collect::<Vec<_>>() }),
+                );
             } else {
-                out(&format!("{}: ok (stack `{}`, {} service{})", cli.file.display(), m.stack, m.services.len(), if m.services.len() == 1 { "" } else { "s" }));
+                out(&format!(
+                    "{}: ok (stack `{}`, {} service{})",
+                    cli.file.display(),
+                    m.stack,
+                    m.services.len(),
+                    if m.services.len() == 1 { "" } else { "s" }
+                ));
             }
             Ok(exit::OK)
         }
@@ -226,7 +233,11 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             let containers = docker.list_containers(&m.stack).await?;
             let selected: Vec<_> = containers.iter().filter(|c| service.as_ref().is_none_or(|s| &c.service == s)).collect();
             if selected.is_empty() {
-                return Err(Error::StackFailed(format!("no containers for stack `{}`{}; run `stagectl up` first", m.stack, service.as_ref().map(|s| format!(" service `{s}`")).unwrap_or_default())));
+                return Err(Error::StackFailed(format!(
+                    "no containers for stack `{}`{}; run `stagectl up` first",
+                    m.stack,
+                    service.as_ref().map(|s| format!(" service `{s}`")).unwrap_or_default()
+                )));
             }
             let redactor = crate::engine::Redactor::new(m.secret_values());
             let prefix = selected.len() > 1;
@@ -274,7 +285,11 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                 json(&serde_json::json!({ "ok": leaks.is_empty(), "columns": findings }));
             } else {
                 for f in &findings {
-                    let verdict = if f.unmasked == 0 { "ok".to_string() } else { format!("LEAK: {} of {} values look unmasked", f.unmasked, f.total) };
+                    let verdict = if f.unmasked == 0 {
+                        "ok".to_string()
+                    } else {
+                        format!("LEAK: {} of {} values look unmasked", f.unmasked, f.total)
+                    };
                     out(&format!("{}: {} ({}, {} values): {verdict}", f.service, f.column, f.rule, f.total));
                 }
                 if findings.is_empty() {
@@ -313,7 +328,8 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                         0
                     } else {
                         match budget {
-                            Some(b) => crate::manifest::parse_size(b).ok_or_else(|| Error::Usage(format!("invalid budget `{b}`; write e.g. 2GB or 512MB")))?,
+                            Some(b) => crate::manifest::parse_size(b)
+                                .ok_or_else(|| Error::Usage(format!("invalid budget `{b}`; write e.g. 2GB or 512MB")))?,
                             None => manifest.as_ref().map(|m| m.snapshot_budget).unwrap_or(crate::manifest::DEFAULT_SNAPSHOT_BUDGET),
                         }
                     };
@@ -357,7 +373,8 @@ enum ReportFormat {
 fn report_targets(args: &[String]) -> Result<Vec<(ReportFormat, PathBuf)>> {
     args.iter()
         .map(|a| {
-            let (format, path) = a.split_once(':').ok_or_else(|| Error::Usage(format!("--report `{a}`: write FORMAT:PATH, e.g. junit:checks.xml")))?;
+            let (format, path) =
+                a.split_once(':').ok_or_else(|| Error::Usage(format!("--report `{a}`: write FORMAT:PATH, e.g. junit:checks.xml")))?;
             let format = match format {
                 "json" => ReportFormat::Json,
                 "junit" => ReportFormat::Junit,
@@ -374,7 +391,13 @@ fn report_targets(args: &[String]) -> Result<Vec<(ReportFormat, PathBuf)>> {
 
 /// Runs an operation: through the daemon when one serves the stack, else here under the
 /// stack's lock, recorded in the run history either way.
-async fn operate(cli: &Cli, console: Arc<Console>, op: Operation, stack: Option<String>, targets: Vec<(ReportFormat, PathBuf)>) -> Result<i32> {
+async fn operate(
+    cli: &Cli,
+    console: Arc<Console>,
+    op: Operation,
+    stack: Option<String>,
+    targets: Vec<(ReportFormat, PathBuf)>,
+) -> Result<i32> {
     use crate::history::{History, Trigger};
     // Down by stack name needs no manifest; everything else validates it before touching anything.
     let manifest = match (&op, &stack) {
@@ -413,7 +436,13 @@ async fn operate(cli: &Cli, console: Arc<Console>, op: Operation, stack: Option<
     let reporter: Arc<dyn crate::engine::Reporter> = match (&history, run) {
         (Some(h), Some(id)) => {
             let _ = h.start_run(id);
-            Arc::new(crate::ops::RecordingReporter { inner: console.clone(), history: h.clone(), run: id, started: std::time::Instant::now(), redactor: redactor.clone() })
+            Arc::new(crate::ops::RecordingReporter {
+                inner: console.clone(),
+                history: h.clone(),
+                run: id,
+                started: std::time::Instant::now(),
+                redactor: redactor.clone(),
+            })
         }
         _ => console.clone(),
     };
@@ -515,7 +544,11 @@ fn print_up(report: &UpReport, mode: Mode) -> i32 {
             ));
         }
     }
-    if report.ok { exit::OK } else { exit::STACK_FAILED }
+    if report.ok {
+        exit::OK
+    } else {
+        exit::STACK_FAILED
+    }
 }
 
 fn human_duration(secs: u64) -> String {

@@ -78,7 +78,8 @@ pub struct Console {
 
 impl Console {
     pub fn new(mode: Mode, verbose: bool) -> Self {
-        let multi = MultiProgress::with_draw_target(if mode == Mode::Live { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+        let multi =
+            MultiProgress::with_draw_target(if mode == Mode::Live { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
         Console { mode, started: Instant::now(), multi, bars: Mutex::new(HashMap::new()), verbose }
     }
 
@@ -91,7 +92,9 @@ impl Console {
         bars.entry(subject.to_string())
             .or_insert_with(|| {
                 let pb = self.multi.add(ProgressBar::new_spinner());
-                pb.set_style(ProgressStyle::with_template("{spinner:.cyan} {prefix:<14.bold} {msg} {elapsed:.dim}").expect("valid template"));
+                pb.set_style(
+                    ProgressStyle::with_template("{spinner:.cyan} {prefix:<14.bold} {msg} {elapsed:.dim}").expect("valid template"),
+                );
                 pb.set_prefix(subject.to_string());
                 pb.enable_steady_tick(Duration::from_millis(80));
                 pb
@@ -174,7 +177,9 @@ impl Reporter for Console {
             return;
         }
         match self.mode {
-            Mode::Json => json(&Event { event: "output", t: self.started.elapsed().as_secs_f64(), service: subject, phase: None, detail: line }),
+            Mode::Json => {
+                json(&Event { event: "output", t: self.started.elapsed().as_secs_f64(), service: subject, phase: None, detail: line })
+            }
             _ => self.note(&format!("{subject} | {line}")),
         }
     }

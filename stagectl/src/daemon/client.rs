@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::output::Console;
-use crate::error::{Error, Result, exit};
+use crate::error::{exit, Error, Result};
 use crate::history::{RunDetail, RunStatus};
 use crate::ops::{CheckSet, Operation};
 
@@ -39,7 +39,14 @@ pub async fn discover(stack: &str) -> Option<Daemon> {
     if !std::path::Path::new(&format!("/proc/{}", d.pid)).exists() {
         return None;
     }
-    let health = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().ok()?.get(format!("{}/api/v1/health", d.url)).send().await.ok()?;
+    let health = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?
+        .get(format!("{}/api/v1/health", d.url))
+        .send()
+        .await
+        .ok()?;
     let v: serde_json::Value = serde_json::from_str(&health.text().await.ok()?).ok()?;
     if v["pid"].as_u64() != Some(u64::from(d.pid)) || v["stack"].as_str() != Some(stack) {
         return None;
@@ -67,11 +74,14 @@ async fn get(daemon: &Daemon, path: &str) -> Result<(u16, String)> {
 pub fn api_path(op: Operation) -> String {
     match op {
         Operation::Down { volumes } => format!("/api/v1/down?volumes={volumes}"),
-        Operation::Check(set) => format!("/api/v1/check?what={}", match set {
-            CheckSet::All => "all",
-            CheckSet::Smoke => "smoke",
-            CheckSet::Migrations => "migrations",
-        }),
+        Operation::Check(set) => format!(
+            "/api/v1/check?what={}",
+            match set {
+                CheckSet::All => "all",
+                CheckSet::Smoke => "smoke",
+                CheckSet::Migrations => "migrations",
+            }
+        ),
         other => format!("/api/v1/{}", other.name()),
     }
 }
@@ -126,7 +136,13 @@ pub async fn forward(daemon: &Daemon, op: Operation, console: &Console) -> Resul
                         exit::OK
                     }
                     _ => {
-                        crate::cli::output::out(&format!("run #{run} `{}` of `{}` {}: {}", r.operation, r.stack, r.status.as_str(), r.error.as_deref().unwrap_or("")));
+                        crate::cli::output::out(&format!(
+                            "run #{run} `{}` of `{}` {}: {}",
+                            r.operation,
+                            r.stack,
+                            r.status.as_str(),
+                            r.error.as_deref().unwrap_or("")
+                        ));
                         exit::STACK_FAILED
                     }
                 });

@@ -50,12 +50,8 @@ impl HostSampler {
         // Re-read the mount list each time (a disk may be mounted later), space only.
         self.disks.refresh_specifics(true, DiskRefreshKind::nothing().with_storage());
 
-        let mounts: Vec<(&Path, u64, u64)> = self
-            .disks
-            .list()
-            .iter()
-            .map(|d| (d.mount_point(), d.total_space(), d.available_space()))
-            .collect();
+        let mounts: Vec<(&Path, u64, u64)> =
+            self.disks.list().iter().map(|d| (d.mount_point(), d.total_space(), d.available_space())).collect();
         let (disk_path, disk_total_bytes, disk_available) = match pick_disk(&mounts, Path::new(DOCKER_DATA_DIR)) {
             Some((path, total, available)) => (path.display().to_string(), total, available),
             None => ("/".to_string(), 0, 0),

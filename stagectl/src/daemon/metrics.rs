@@ -51,7 +51,11 @@ pub fn render(input: &MetricsInput) -> String {
 
     out.gauge("stagectl_docker_up", "Whether the daemon can reach Docker (1) or not (0).", vec![(only_stack(), bool_value(input.up))]);
 
-    out.gauge("stagectl_deploy_runs_total", "Finished deployment runs in the history.", vec![(only_stack(), input.deploy_runs_total.to_string())]);
+    out.gauge(
+        "stagectl_deploy_runs_total",
+        "Finished deployment runs in the history.",
+        vec![(only_stack(), input.deploy_runs_total.to_string())],
+    );
     out.gauge(
         "stagectl_deploy_runs_succeeded_total",
         "Finished deployment runs in the history that succeeded.",
@@ -129,7 +133,11 @@ pub fn render(input: &MetricsInput) -> String {
 
     if let Some(h) = &input.host {
         let disk_labels = || vec![("stack", stack.to_string()), ("path", h.disk_path.clone())];
-        out.gauge("stagectl_host_cpu_percent", "Host CPU usage, 0-100, over the last sampling interval.", vec![(only_stack(), float(f64::from(h.cpu_percent)))]);
+        out.gauge(
+            "stagectl_host_cpu_percent",
+            "Host CPU usage, 0-100, over the last sampling interval.",
+            vec![(only_stack(), float(f64::from(h.cpu_percent)))],
+        );
         out.gauge("stagectl_host_memory_used_bytes", "Host memory in use.", vec![(only_stack(), h.memory_used_bytes.to_string())]);
         out.gauge("stagectl_host_memory_total_bytes", "Host memory in total.", vec![(only_stack(), h.memory_total_bytes.to_string())]);
         out.gauge(
@@ -137,7 +145,11 @@ pub fn render(input: &MetricsInput) -> String {
             "Used space on the disk holding Docker's data (total minus available).",
             vec![(disk_labels(), h.disk_used_bytes.to_string())],
         );
-        out.gauge("stagectl_host_disk_total_bytes", "Size of the disk holding Docker's data.", vec![(disk_labels(), h.disk_total_bytes.to_string())]);
+        out.gauge(
+            "stagectl_host_disk_total_bytes",
+            "Size of the disk holding Docker's data.",
+            vec![(disk_labels(), h.disk_total_bytes.to_string())],
+        );
     }
 
     out.text
@@ -294,8 +306,22 @@ mod tests {
             last_rebuild_seconds: Some(12.5),
             last_refresh_seconds: Some(0.4),
             checks: vec![
-                CheckMetric { name: "home page".into(), passed: true, seconds: 0.01, p95_ms: Some(2.5), p99_ms: Some(40.0), error_rate: Some(0.02) },
-                CheckMetric { name: "say \"hi\"\\\nthere".into(), passed: false, seconds: 1.0, p95_ms: None, p99_ms: None, error_rate: None },
+                CheckMetric {
+                    name: "home page".into(),
+                    passed: true,
+                    seconds: 0.01,
+                    p95_ms: Some(2.5),
+                    p99_ms: Some(40.0),
+                    error_rate: Some(0.02),
+                },
+                CheckMetric {
+                    name: "say \"hi\"\\\nthere".into(),
+                    passed: false,
+                    seconds: 1.0,
+                    p95_ms: None,
+                    p99_ms: None,
+                    error_rate: None,
+                },
             ],
             services: vec![
                 ServiceMetric { name: "db".into(), ready: true, ready_seconds: Some(3.25) },

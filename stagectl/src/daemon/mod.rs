@@ -24,7 +24,7 @@ use tiny_http::{Header, Method, Request, Response, Server};
 use crate::cli::Cli;
 use crate::docker::BollardEngine;
 use crate::engine::{Engine, Redactor, Silent};
-use crate::error::{Error, Result, exit};
+use crate::error::{exit, Error, Result};
 use crate::history::{History, Trigger};
 use crate::manifest::Manifest;
 use crate::ops::{CheckSet, Operation, RecordingReporter, StackLock};
@@ -101,7 +101,8 @@ fn now_ms() -> u64 {
 /// Entry point of `stagectl daemon`.
 pub async fn run(cli: &Cli, args: &DaemonArgs) -> Result<i32> {
     let manifest = crate::load::load(&cli.file)?;
-    let addr: SocketAddr = args.listen.parse().map_err(|e| Error::Usage(format!("--listen `{}`: {e}; write IP:PORT, e.g. 127.0.0.1:7780", args.listen)))?;
+    let addr: SocketAddr =
+        args.listen.parse().map_err(|e| Error::Usage(format!("--listen `{}`: {e}; write IP:PORT, e.g. 127.0.0.1:7780", args.listen)))?;
     let (token, token_file) = token(args, &manifest.stack, addr)?;
     let history = Arc::new(History::open(&History::default_path()).map_err(|e| Error::Usage(e.to_string()))?);
     let docker = Arc::new(BollardEngine::connect().await?);
@@ -137,7 +138,8 @@ pub async fn run(cli: &Cli, args: &DaemonArgs) -> Result<i32> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Usage(format!("{}: {e}", dir.display())))?;
     }
     let doc = client::Discovery { pid: std::process::id(), url: url.clone(), token_file };
-    std::fs::write(&discovery, serde_json::to_vec(&doc).unwrap_or_default()).map_err(|e| Error::Usage(format!("{}: {e}", discovery.display())))?;
+    std::fs::write(&discovery, serde_json::to_vec(&doc).unwrap_or_default())
+        .map_err(|e| Error::Usage(format!("{}: {e}", discovery.display())))?;
 
     let server = Arc::new(server);
     let mut threads = Vec::new();
@@ -156,7 +158,12 @@ pub async fn run(cli: &Cli, args: &DaemonArgs) -> Result<i32> {
         let (s, srv) = (state.clone(), server.clone());
         threads.push(std::thread::Builder::new().name(format!("http-{i}")).spawn(move || serve(&s, &srv)).expect("thread"));
     }
-    eprintln!("stagectl daemon for stack `{}` on {url} (pid {}); history {}", state.stack, std::process::id(), state.history.path().display());
+    eprintln!(
+        "stagectl daemon for stack `{}` on {url} (pid {}); history {}",
+        state.stack,
+        std::process::id(),
+        state.history.path().display()
+    );
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| Error::Usage(e.to_string()))?;
     tokio::select! {
@@ -188,7 +195,12 @@ fn token(args: &DaemonArgs, stack: &str, addr: SocketAddr) -> Result<(String, Op
     if let Some(f) = &args.token_file {
         let meta = std::fs::metadata(f).map_err(|e| Error::Usage(format!("--token-file {}: {e}", f.display())))?;
         if meta.permissions().mode() & 0o077 != 0 {
-            return Err(Error::Usage(format!("--token-file {}: readable by group or others (mode {:o}); run `chmod 600 {}`", f.display(), meta.permissions().mode() & 0o777, f.display())));
+            return Err(Error::Usage(format!(
+                "--token-file {}: readable by group or others (mode {:o}); run `chmod 600 {}`",
+                f.display(),
+                meta.permissions().mode() & 0o777,
+                f.display()
+            )));
         }
         let t = std::fs::read_to_string(f).map_err(|e| Error::Usage(format!("--token-file {}: {e}", f.display())))?.trim().to_string();
         if t.len() < 16 {
@@ -203,10 +215,14 @@ fn token(args: &DaemonArgs, stack: &str, addr: SocketAddr) -> Result<(String, Op
         return Ok((t, None));
     }
     if !addr.ip().is_loopback() {
-        return Err(Error::Usage(format!("refusing to listen on {addr} without a token: pass --token-file FILE (mode 600) or set STAGECTL_TOKEN")));
+        return Err(Error::Usage(format!(
+            "refusing to listen on {addr} without a token: pass --token-file FILE (mode 600) or set STAGECTL_TOKEN"
+        )));
     }
     let mut bytes = [0u8; 24];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(|e| Error::Usage(format!("/dev/urandom: {e}")))?;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Error::Usage(format!("/dev/urandom: {e}")))?;
     let t = hex::encode(bytes);
     let path = crate::history::state_dir().join("daemons").join(format!("{stack}.token"));
     if let Some(dir) = path.parent() {
@@ -216,10 +232,9 @@ fn token(args: &DaemonArgs, stack: &str, addr: SocketAddr) -> Result<(String, Op
     opts.write(true).create(true).truncate(true);
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     use std::io::Write;
-    opts.open(&path)
-        .and_then(|mut f| f.write_all(t.as_bytes()))
+    opts.open(&path).and_then(|mut f| f.write_all(t.as_bytes())).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
     Ok((t, Some(path)))
 }
 
@@ -310,7 +325,15 @@ fn execute(state: &State, job: &Job) {
         Err(e) => {
             let _ = h.start_run(job.run);
             let _ = h.append_log(job.run, &e);
-            let _ = h.finish_run(job.run, &crate::history::RunOutcome { ok: false, error: Some(format!("invalid manifest; the running stack was left as it is:\n{e}")), snapshot: None, refresh_seconds: None });
+            let _ = h.finish_run(
+                job.run,
+                &crate::history::RunOutcome {
+                    ok: false,
+                    error: Some(format!("invalid manifest; the running stack was left as it is:\n{e}")),
+                    snapshot: None,
+                    refresh_seconds: None,
+                },
+            );
             return;
         }
     };
@@ -318,7 +341,13 @@ fn execute(state: &State, job: &Job) {
     let _lock = StackLock::acquire(&state.stack);
     let _ = h.start_run(job.run);
     let redactor = Redactor::new(manifest.secret_values());
-    let reporter = Arc::new(RecordingReporter { inner: Arc::new(Silent), history: h.clone(), run: job.run, started: Instant::now(), redactor: redactor.clone() });
+    let reporter = Arc::new(RecordingReporter {
+        inner: Arc::new(Silent),
+        history: h.clone(),
+        run: job.run,
+        started: Instant::now(),
+        redactor: redactor.clone(),
+    });
     let engine = Engine::new(state.docker.clone(), reporter.clone());
     let on_check = |c: &crate::checks::CheckResult| {
         let mark = if c.outcome == crate::checks::CheckOutcome::Passed { "✓" } else { "✗" };
@@ -354,12 +383,10 @@ struct StatusDoc<'a> {
 
 fn refresh_status(state: &State) {
     let (services, docker_ok) = match state.load_manifest() {
-        Ok(m) => {
-            match state.rt.block_on(state.status_engine.status(&m)) {
-                Ok(rows) => (rows, true),
-                Err(_) => (vec![], false),
-            }
-        }
+        Ok(m) => match state.rt.block_on(state.status_engine.status(&m)) {
+            Ok(rows) => (rows, true),
+            Err(_) => (vec![], false),
+        },
         Err(_) => (vec![], true),
     };
     let (busy, queued) = {
@@ -389,7 +416,8 @@ fn current_status(state: &State) -> Arc<Vec<u8>> {
     if stale(state) {
         // Never filled yet: wait for whoever is filling it rather than answer `{}`. Otherwise
         // an old document is better than every request waiting on Docker.
-        let guard = if state.status_at.load(Ordering::Relaxed) == 0 { state.refreshing.lock().ok() } else { state.refreshing.try_lock().ok() };
+        let guard =
+            if state.status_at.load(Ordering::Relaxed) == 0 { state.refreshing.lock().ok() } else { state.refreshing.try_lock().ok() };
         if guard.is_some() && stale(state) {
             refresh_status(state);
         }
@@ -417,15 +445,28 @@ fn schedule_loop(state: &State, schedule: &crate::manifest::Schedule) {
         std::thread::sleep(Duration::from_millis(250));
         if let (Some(c), Some(at)) = (&cron, next) {
             if chrono::Local::now() >= at {
-                let _ = state.submit(Operation::Rebuild, Trigger::Schedule, &format!("cron `{}`", schedule.rebuild.as_deref().unwrap_or("")), true);
+                let _ = state.submit(
+                    Operation::Rebuild,
+                    Trigger::Schedule,
+                    &format!("cron `{}`", schedule.rebuild.as_deref().unwrap_or("")),
+                    true,
+                );
                 next = c.find_next_occurrence(&chrono::Local::now(), false).ok();
             }
         }
         if let Some(ttl) = schedule.idle_ttl {
             let idle = state.last_activity.lock().unwrap().elapsed();
-            let busy = { let q = state.queue.lock().unwrap(); q.running.is_some() || !q.jobs.is_empty() };
+            let busy = {
+                let q = state.queue.lock().unwrap();
+                q.running.is_some() || !q.jobs.is_empty()
+            };
             if idle >= ttl && !busy && stack_is_up(state) {
-                let _ = state.submit(Operation::Down { volumes: true }, Trigger::Schedule, &format!("idle for {}s (idle_ttl)", idle.as_secs()), true);
+                let _ = state.submit(
+                    Operation::Down { volumes: true },
+                    Trigger::Schedule,
+                    &format!("idle for {}s (idle_ttl)", idle.as_secs()),
+                    true,
+                );
                 *state.last_activity.lock().unwrap() = Instant::now();
             }
         }
@@ -447,7 +488,9 @@ fn header(name: &str, value: &str) -> Header {
 }
 
 fn json_response<T: Serialize>(code: u16, body: &T) -> Resp {
-    Response::from_data(serde_json::to_vec(body).unwrap_or_default()).with_status_code(code).with_header(header("Content-Type", "application/json"))
+    Response::from_data(serde_json::to_vec(body).unwrap_or_default())
+        .with_status_code(code)
+        .with_header(header("Content-Type", "application/json"))
 }
 
 fn error(code: u16, message: &str) -> Resp {
@@ -461,19 +504,17 @@ fn serve(state: &State, server: &Server) {
 }
 
 fn authorized(state: &State, req: &Request) -> bool {
-    let presented = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .and_then(|h| h.value.as_str().strip_prefix("Bearer "))
-        .unwrap_or("");
+    let presented =
+        req.headers().iter().find(|h| h.field.equiv("Authorization")).and_then(|h| h.value.as_str().strip_prefix("Bearer ")).unwrap_or("");
     // Constant time in the token's content: no timing hints about how much of a guess matched.
     bool::from(presented.as_bytes().ct_eq(state.token.as_bytes()))
 }
 
 fn query(url: &str) -> BTreeMap<String, String> {
     url.split_once('?')
-        .map(|(_, q)| q.split('&').filter_map(|kv| kv.split_once('=').or(Some((kv, "")))).map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        .map(|(_, q)| {
+            q.split('&').filter_map(|kv| kv.split_once('=').or(Some((kv, "")))).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        })
         .unwrap_or_default()
 }
 
@@ -488,12 +529,16 @@ fn handle(state: &State, req: Request) {
             state.status_wanted.store(now_ms(), Ordering::Relaxed);
             Response::from_data(page::STATUS_PAGE.as_bytes().to_vec()).with_header(header("Content-Type", "text/html; charset=utf-8"))
         }
-        (Method::Get, ["api", "v1", "health"]) => json_response(200, &serde_json::json!({ "ok": true, "stack": state.stack, "pid": std::process::id() })),
+        (Method::Get, ["api", "v1", "health"]) => {
+            json_response(200, &serde_json::json!({ "ok": true, "stack": state.stack, "pid": std::process::id() }))
+        }
         (Method::Get, ["api", "v1", "status"]) => {
             let body = current_status(state);
             Response::from_data(body.as_ref().clone()).with_header(header("Content-Type", "application/json"))
         }
-        (Method::Get, ["metrics"]) => Response::from_data(metrics_text(state).into_bytes()).with_header(header("Content-Type", "text/plain; version=0.0.4")),
+        (Method::Get, ["metrics"]) => {
+            Response::from_data(metrics_text(state).into_bytes()).with_header(header("Content-Type", "text/plain; version=0.0.4"))
+        }
         (Method::Get, ["api", "v1", "runs"]) => {
             let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).min(1000);
             match state.history.runs(Some(&state.stack), limit) {
@@ -517,7 +562,8 @@ fn handle(state: &State, req: Request) {
                     // A follower lasts as long as the run: it gets a thread of its own so the
                     // four serving threads stay free for status and API calls.
                     let _ = std::thread::Builder::new().name("follow".into()).spawn(move || {
-                        let resp = Response::new(200.into(), vec![header("Content-Type", "text/plain; charset=utf-8")], follower, None, None);
+                        let resp =
+                            Response::new(200.into(), vec![header("Content-Type", "text/plain; charset=utf-8")], follower, None, None);
                         let _ = req.respond(resp);
                     });
                     return;
@@ -552,8 +598,14 @@ fn handle(state: &State, req: Request) {
                         // The CLI forwarding to the daemon says so; the history keeps who asked.
                         let trigger = if q.get("trigger").is_some_and(|t| t == "cli") { Trigger::Cli } else { Trigger::Api };
                         match state.submit(operation, trigger, "", wait) {
-                            Ok(run) => json_response(202, &serde_json::json!({ "run_id": run, "status": "queued", "log": format!("/api/v1/runs/{run}/log?follow=1") })),
-                            Err(busy) => json_response(409, &serde_json::json!({ "error": format!("stack `{}` is busy with run {busy}; retry, or omit wait=false to queue", state.stack), "busy_run_id": busy })),
+                            Ok(run) => json_response(
+                                202,
+                                &serde_json::json!({ "run_id": run, "status": "queued", "log": format!("/api/v1/runs/{run}/log?follow=1") }),
+                            ),
+                            Err(busy) => json_response(
+                                409,
+                                &serde_json::json!({ "error": format!("stack `{}` is busy with run {busy}; retry, or omit wait=false to queue", state.stack), "busy_run_id": busy }),
+                            ),
                         }
                     }
                 }
@@ -611,7 +663,12 @@ impl Read for LogFollower {
                     if self.run < 0 {
                         return Ok(0);
                     }
-                    let verdict = format!("run {} {}{}\n", self.run, d.run.status.as_str(), d.run.error.map(|e| format!(": {e}")).unwrap_or_default());
+                    let verdict = format!(
+                        "run {} {}{}\n",
+                        self.run,
+                        d.run.status.as_str(),
+                        d.run.error.map(|e| format!(": {e}")).unwrap_or_default()
+                    );
                     self.buf = verdict.into_bytes();
                     self.pos = 0;
                     self.run = -self.run;
@@ -656,7 +713,14 @@ fn metrics_text(state: &State) -> String {
         checks: data
             .latest_checks
             .iter()
-            .map(|c| metrics::CheckMetric { name: c.name.clone(), passed: c.outcome == "passed", seconds: c.seconds, p95_ms: c.p95_ms, p99_ms: c.p99_ms, error_rate: c.error_rate })
+            .map(|c| metrics::CheckMetric {
+                name: c.name.clone(),
+                passed: c.outcome == "passed",
+                seconds: c.seconds,
+                p95_ms: c.p95_ms,
+                p99_ms: c.p99_ms,
+                error_rate: c.error_rate,
+            })
             .collect(),
         services,
         runs_by_status: data.runs_by_status.pairs().iter().map(|(s, n)| (s.as_str().to_string(), *n)).collect(),

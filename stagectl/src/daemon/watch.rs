@@ -86,9 +86,7 @@ impl Targets {
             }
             let manifest = self.manifest_files.iter().any(|m| m == p);
             changes.manifest |= manifest;
-            let relevant = manifest
-                || self.fixtures.iter().any(|g| g.matches_path(p))
-                || self.contexts.iter().any(|c| p.starts_with(c));
+            let relevant = manifest || self.fixtures.iter().any(|g| g.matches_path(p)) || self.contexts.iter().any(|c| p.starts_with(c));
             let migration = self.migrations.iter().any(|d| p.parent() == Some(d.as_path())) && p.extension().is_some_and(|e| e == "sql");
             if relevant || migration {
                 changes.migrations |= migration;
@@ -190,10 +188,18 @@ mod tests {
     #[test]
     fn classifies_changes_and_drops_noise() {
         let t = targets();
-        let paths: Vec<PathBuf> = ["/s/stack.toml", "/s/app/src/main.rs", "/s/app/target/debug/x", "/s/app/.main.rs.swp", "/s/README.md", "/s/fixtures/shop/a.csv", "/s/fixtures/shop/notes.txt"]
-            .iter()
-            .map(PathBuf::from)
-            .collect();
+        let paths: Vec<PathBuf> = [
+            "/s/stack.toml",
+            "/s/app/src/main.rs",
+            "/s/app/target/debug/x",
+            "/s/app/.main.rs.swp",
+            "/s/README.md",
+            "/s/fixtures/shop/a.csv",
+            "/s/fixtures/shop/notes.txt",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
         let c = t.classify(&paths);
         assert_eq!(c.paths, ["app/src/main.rs", "fixtures/shop/a.csv", "stack.toml"]);
         assert!(!c.migrations);

@@ -12,13 +12,12 @@ use sha2::Sha256;
 use crate::manifest::MaskRule;
 
 const FIRST_NAMES: &[&str] = &[
-    "Ada", "Alan", "Alice", "Amara", "Ana", "Ben", "Carla", "Chen", "Dara", "David", "Elena", "Emil", "Farah", "Felix",
-    "Grace", "Hana", "Ivan", "Jonas", "Kai", "Lea", "Luis", "Maya", "Mina", "Noah", "Omar", "Priya", "Rosa", "Sami",
-    "Tara", "Theo", "Uma", "Yara",
+    "Ada", "Alan", "Alice", "Amara", "Ana", "Ben", "Carla", "Chen", "Dara", "David", "Elena", "Emil", "Farah", "Felix", "Grace", "Hana",
+    "Ivan", "Jonas", "Kai", "Lea", "Luis", "Maya", "Mina", "Noah", "Omar", "Priya", "Rosa", "Sami", "Tara", "Theo", "Uma", "Yara",
 ];
 const LAST_NAMES: &[&str] = &[
-    "Abe", "Berg", "Costa", "Diaz", "Evans", "Fischer", "Garcia", "Haas", "Ito", "Jansen", "Kim", "Larsen", "Moreau",
-    "Novak", "Okafor", "Park", "Quinn", "Rossi", "Silva", "Tanaka", "Ueda", "Vogel", "Weber", "Xu", "Young", "Zhou",
+    "Abe", "Berg", "Costa", "Diaz", "Evans", "Fischer", "Garcia", "Haas", "Ito", "Jansen", "Kim", "Larsen", "Moreau", "Novak", "Okafor",
+    "Park", "Quinn", "Rossi", "Silva", "Tanaka", "Ueda", "Vogel", "Weber", "Xu", "Young", "Zhou",
 ];
 
 /// Masks values by `table.column` rules.
@@ -31,10 +30,7 @@ pub struct Masker {
 impl Masker {
     /// `rules` are keyed `table.column`.
     pub fn new(seed: &str, rules: &BTreeMap<String, MaskRule>) -> Self {
-        let rules = rules
-            .iter()
-            .filter_map(|(k, r)| k.split_once('.').map(|(t, c)| ((t.to_string(), c.to_string()), r.clone())))
-            .collect();
+        let rules = rules.iter().filter_map(|(k, r)| k.split_once('.').map(|(t, c)| ((t.to_string(), c.to_string()), r.clone()))).collect();
         Masker { seed: seed.to_string(), rules }
     }
 
@@ -90,7 +86,8 @@ impl Masker {
                 let mut parts = v.splitn(2, ' ');
                 let first = parts.next().unwrap_or("");
                 let rest = parts.next().unwrap_or("");
-                FIRST_NAMES.contains(&first) && rest.rsplit_once('-').is_some_and(|(last, tag)| LAST_NAMES.contains(&last) && tag.len() == 4)
+                FIRST_NAMES.contains(&first)
+                    && rest.rsplit_once('-').is_some_and(|(last, tag)| LAST_NAMES.contains(&last) && tag.len() == 4)
             }
             MaskRule::Phone => v.starts_with("+1-555-") && v.len() == 14,
         }
@@ -102,10 +99,7 @@ mod tests {
     use super::*;
 
     fn masker(seed: &str) -> Masker {
-        let rules = BTreeMap::from([
-            ("users.email".to_string(), MaskRule::Email),
-            ("orders.customer_email".to_string(), MaskRule::Email),
-        ]);
+        let rules = BTreeMap::from([("users.email".to_string(), MaskRule::Email), ("orders.customer_email".to_string(), MaskRule::Email)]);
         Masker::new(seed, &rules)
     }
 

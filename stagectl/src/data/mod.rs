@@ -136,10 +136,7 @@ fn hash_cache_path() -> Option<PathBuf> {
 fn hash_cache() -> &'static HashCache {
     static CACHE: std::sync::OnceLock<HashCache> = std::sync::OnceLock::new();
     CACHE.get_or_init(|| {
-        let map = hash_cache_path()
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let map = hash_cache_path().and_then(|p| std::fs::read(p).ok()).and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         std::sync::Mutex::new(map)
     })
 }
@@ -210,7 +207,8 @@ async fn load_file<E: ContainerEngine + ?Sized>(
             let psql = |extra: &[&str]| psql_command(user, database, extra);
             match ext.as_str() {
                 "sql" => {
-                    let (code, out) = docker.exec_with_input(id, &psql(&["-f", "-"]), file_stream(file).await?).await.map_err(|e| e.to_string())?;
+                    let (code, out) =
+                        docker.exec_with_input(id, &psql(&["-f", "-"]), file_stream(file).await?).await.map_err(|e| e.to_string())?;
                     if code != 0 {
                         return Err(psql_error(name, &out));
                     }
@@ -241,7 +239,11 @@ async fn load_file<E: ContainerEngine + ?Sized>(
             let cmd: Vec<String> = vec!["redis-cli".into(), "--pipe".into()];
             let input = redis_protocol(file, name)?;
             let (code, out) = docker.exec_with_input(id, &cmd, input).await.map_err(|e| e.to_string())?;
-            let errors = out.lines().find_map(|l| l.strip_prefix("errors: ")).and_then(|r| r.split(',').next()).and_then(|n| n.trim().parse::<u64>().ok());
+            let errors = out
+                .lines()
+                .find_map(|l| l.strip_prefix("errors: "))
+                .and_then(|r| r.split(',').next())
+                .and_then(|n| n.trim().parse::<u64>().ok());
             let replies = out.lines().find_map(|l| l.split("replies: ").nth(1)).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0);
             if code != 0 || errors != Some(0) {
                 return Err(format!("{name}: redis-cli --pipe reported errors:\n{}", out.trim_end()));
@@ -319,7 +321,9 @@ async fn masked_csv_stream(file: PathBuf, name: String, table: String, masker: M
                 Err(e) => {
                     let line = e.position().map(|p| p.line()).unwrap_or(0);
                     let detail = match e.kind() {
-                        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => format!("row has {len} fields, the header has {expected_len}"),
+                        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                            format!("row has {len} fields, the header has {expected_len}")
+                        }
                         _ => e.to_string(),
                     };
                     let mut buf = w.into_inner().unwrap_or_default();
@@ -478,11 +482,17 @@ mod tests {
     #[test]
     fn psql_errors_are_mapped_to_file_and_line() {
         assert_eq!(
-            psql_error("fixtures/a.sql", "INSERT 0 1\npsql:<stdin>:7: ERROR:  relation \"nope\" does not exist\nLINE 1: insert into nope\n"),
+            psql_error(
+                "fixtures/a.sql",
+                "INSERT 0 1\npsql:<stdin>:7: ERROR:  relation \"nope\" does not exist\nLINE 1: insert into nope\n"
+            ),
             "fixtures/a.sql:7: ERROR: relation \"nope\" does not exist"
         );
         assert_eq!(
-            psql_error("fixtures/p.csv", "ERROR:  invalid input syntax for type integer: \"abc\"\nCONTEXT:  COPY products, line 3, column price_cents: \"abc\"\n"),
+            psql_error(
+                "fixtures/p.csv",
+                "ERROR:  invalid input syntax for type integer: \"abc\"\nCONTEXT:  COPY products, line 3, column price_cents: \"abc\"\n"
+            ),
             "fixtures/p.csv:3: ERROR: invalid input syntax for type integer: \"abc\""
         );
     }

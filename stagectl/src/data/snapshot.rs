@@ -63,15 +63,15 @@ pub async fn list<E: ContainerEngine + ?Sized>(docker: &E) -> Result<Vec<Snapsho
         let l = |k: &str| i.labels.get(k).cloned().unwrap_or_default();
         let base = docker.image_size(&l(BASE_LABEL)).await?.unwrap_or(0);
         out.push(SnapshotInfo {
-                reference: i.tags.iter().find(|t| t.starts_with("stagectl-snapshot/")).cloned().unwrap_or_else(|| i.id.clone()),
-                id: i.id.clone(),
-                stack: l(labels::STACK),
-                service: l(labels::SERVICE),
-                bytes: i.size.saturating_sub(base),
-                rows: l(ROWS_LABEL).parse().unwrap_or(0),
-                load_seconds: l(LOAD_SECONDS_LABEL).parse().unwrap_or(0.0),
-                created: i.created,
-                last_used: i.last_tagged.clone(),
+            reference: i.tags.iter().find(|t| t.starts_with("stagectl-snapshot/")).cloned().unwrap_or_else(|| i.id.clone()),
+            id: i.id.clone(),
+            stack: l(labels::STACK),
+            service: l(labels::SERVICE),
+            bytes: i.size.saturating_sub(base),
+            rows: l(ROWS_LABEL).parse().unwrap_or(0),
+            load_seconds: l(LOAD_SECONDS_LABEL).parse().unwrap_or(0.0),
+            created: i.created,
+            last_used: i.last_tagged.clone(),
         });
     }
     // Most recently used first.
@@ -82,7 +82,12 @@ pub async fn list<E: ContainerEngine + ?Sized>(docker: &E) -> Result<Vec<Snapsho
 /// Evicts least recently used snapshots until their total is within `budget` bytes; `keep` is
 /// never evicted. With `stack`, only that stack's snapshots are considered (one stack's budget
 /// never evicts another's). Returns what was removed.
-pub async fn prune<E: ContainerEngine + ?Sized>(docker: &E, budget: u64, keep: Option<&str>, stack: Option<&str>) -> Result<Vec<SnapshotInfo>> {
+pub async fn prune<E: ContainerEngine + ?Sized>(
+    docker: &E,
+    budget: u64,
+    keep: Option<&str>,
+    stack: Option<&str>,
+) -> Result<Vec<SnapshotInfo>> {
     let all: Vec<SnapshotInfo> = list(docker).await?.into_iter().filter(|s| stack.is_none_or(|st| s.stack == st)).collect();
     let mut total: u64 = 0;
     let mut removed = Vec::new();

@@ -5,13 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, VolumeCreateRequest,
+    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
@@ -217,7 +216,9 @@ impl ContainerEngine for BollardEngine {
             }
             let id = match image_id {
                 Some(id) => id,
-                None => self.image_id(&first).await?.ok_or_else(|| Error::docker(format!("building {first}"), "the build produced no image"))?,
+                None => {
+                    self.image_id(&first).await?.ok_or_else(|| Error::docker(format!("building {first}"), "the build produced no image"))?
+                }
             };
             for extra in tags.iter().skip(1) {
                 let (repo, tag) = split_reference(extra);
@@ -285,10 +286,11 @@ impl ContainerEngine for BollardEngine {
             for (ip, host, container, proto) in &spec.ports {
                 let key = format!("{container}/{proto}");
                 exposed.push(key.clone());
-                port_bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(PortBinding {
-                    host_ip: ip.clone(),
-                    host_port: Some(if *host == 0 { String::new() } else { host.to_string() }),
-                });
+                port_bindings
+                    .entry(key)
+                    .or_insert_with(|| Some(Vec::new()))
+                    .get_or_insert_with(Vec::new)
+                    .push(PortBinding { host_ip: ip.clone(), host_port: Some(if *host == 0 { String::new() } else { host.to_string() }) });
             }
             let body = ContainerCreateBody {
                 image: Some(spec.image.clone()),
@@ -366,20 +368,10 @@ impl ContainerEngine for BollardEngine {
                 .map_err(|e| Error::docker(format!("inspecting container {id}"), e))?;
             let state = info.state.unwrap_or_default();
             let settings = info.network_settings.unwrap_or_default();
-            let ip = settings
-                .networks
-                .as_ref()
-                .and_then(|n| n.get(network))
-                .and_then(|e| e.ip_address.clone())
-                .filter(|ip| !ip.is_empty());
+            let ip = settings.networks.as_ref().and_then(|n| n.get(network)).and_then(|e| e.ip_address.clone()).filter(|ip| !ip.is_empty());
             let mut published = BTreeMap::new();
             for (key, bindings) in settings.ports.unwrap_or_default() {
-                if let Some(port) = bindings
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|b| b.host_port.as_deref()?.parse::<u16>().ok())
-                    .next()
-                {
+                if let Some(port) = bindings.unwrap_or_default().iter().filter_map(|b| b.host_port.as_deref()?.parse::<u16>().ok()).next() {
                     published.insert(key, port);
                 }
             }
@@ -420,7 +412,11 @@ impl ContainerEngine for BollardEngine {
         let tail = tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into());
         let opts = LogsOptionsBuilder::new().follow(follow).stdout(true).stderr(true).tail(&tail).build();
         let id = id.to_string();
-        Box::pin(self.docker.logs(&id, Some(opts)).map(move |item| item.map(log_line).map_err(|e| Error::docker(format!("reading logs of {id}"), e))))
+        Box::pin(
+            self.docker
+                .logs(&id, Some(opts))
+                .map(move |item| item.map(log_line).map_err(|e| Error::docker(format!("reading logs of {id}"), e))),
+        )
     }
 
     fn exec<'a>(&'a self, id: &'a str, command: &'a [String]) -> BoxFuture<'a, Result<(i64, String)>> {

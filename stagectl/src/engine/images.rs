@@ -67,15 +67,11 @@ pub async fn ensure_image<E: ContainerEngine + ?Sized>(
         ImageProgress::Bytes { current, total } => reporter.bytes(name, current, total),
         ImageProgress::Line(l) => reporter.output(name, &l),
     };
-    docker
-        .pull_image(&reference, &progress)
-        .await
-        .map_err(|e| format!("{e}\n  = help: check the image name, or that the registry is reachable (pull it by hand with `docker pull {reference}`)"))?;
-    let id = docker
-        .image_id(&reference)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("pulled {reference} but it is not present"))?;
+    docker.pull_image(&reference, &progress).await.map_err(|e| {
+        format!("{e}\n  = help: check the image name, or that the registry is reachable (pull it by hand with `docker pull {reference}`)")
+    })?;
+    let id =
+        docker.image_id(&reference).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("pulled {reference} but it is not present"))?;
     reporter.phase(name, Phase::ImageReady, "pulled");
     Ok(ResolvedImage { id, reference, how: "pulled", seconds: start.elapsed().as_secs_f64() })
 }
@@ -129,11 +125,7 @@ async fn run_host_command(
     }
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-    Err(format!(
-        "build command `{cmd}` failed ({})\n{}",
-        output.status,
-        redactor.apply(&tail)
-    ))
+    Err(format!("build command `{cmd}` failed ({})\n{}", output.status, redactor.apply(&tail)))
 }
 
 /// Patterns from `.dockerignore` (comments and blank lines dropped).
@@ -237,11 +229,8 @@ mod tests {
         std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
         let b = context_tar(dir.path(), &ignore).unwrap();
         assert_eq!(a, b);
-        let names: Vec<String> = tar::Archive::new(&a[..])
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().display().to_string())
-            .collect();
+        let names: Vec<String> =
+            tar::Archive::new(&a[..]).entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
         assert_eq!(names, [".dockerignore", "Dockerfile"]);
         std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nENV A=1\n").unwrap();
         let c = context_tar(dir.path(), &ignore).unwrap();

@@ -16,9 +16,9 @@ use futures_util::future::join_all;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::data;
 use crate::docker::{ContainerEngine, ObservedContainer, RunState};
 use crate::error::{Error, Result};
-use crate::data;
 use crate::manifest::{Fixtures, Manifest, Protocol, Service};
 use crate::plan::{self, Action};
 use crate::probes;
@@ -299,7 +299,11 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
         };
 
         if !deps.is_empty() {
-            self.reporter.phase(name, Phase::Waiting, &format!("for {}", deps.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")));
+            self.reporter.phase(
+                name,
+                Phase::Waiting,
+                &format!("for {}", deps.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")),
+            );
         }
         let mut dependency_changed = false;
         let mut in_snapshot_of = None;
@@ -341,7 +345,14 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
             (Action::Keep, Some(c)) => c.id.clone(),
             _ => {
                 if let Some(old) = &current {
-                    self.reporter.phase(name, Phase::Removing, match &action { Action::Recreate(r) => r, _ => "replacing" });
+                    self.reporter.phase(
+                        name,
+                        Phase::Removing,
+                        match &action {
+                            Action::Recreate(r) => r,
+                            _ => "replacing",
+                        },
+                    );
                     if let Err(e) = self.docker.remove_container(&old.id, STOP_GRACE_SECS).await {
                         return self.fail(report, e.to_string(), None, redactor).await;
                     }
@@ -386,7 +397,11 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
                 // No probe: running is all we can know.
                 match self.docker.container_status(&id, network).await {
                     Ok(s) if s.running => {}
-                    Ok(s) => return self.fail(report, format!("container exited with code {}", s.exit_code.unwrap_or(-1)), Some(&id), redactor).await,
+                    Ok(s) => {
+                        return self
+                            .fail(report, format!("container exited with code {}", s.exit_code.unwrap_or(-1)), Some(&id), redactor)
+                            .await
+                    }
                     Err(e) => return self.fail(report, e.to_string(), Some(&id), redactor).await,
                 }
             }
@@ -399,7 +414,11 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
                     // A snapshot that does not come up is treated as corrupt: fall back to a
                     // clean start and a full load.
                     let why = probe.as_ref().err().map(|e| e.to_string()).unwrap_or_default();
-                    self.reporter.phase(name, Phase::Loading, &format!("warning: snapshot did not become ready ({why}); falling back to a full load"));
+                    self.reporter.phase(
+                        name,
+                        Phase::Loading,
+                        &format!("warning: snapshot did not become ready ({why}); falling back to a full load"),
+                    );
                     let _ = self.docker.remove_container(&id, 0).await;
                     restored = false;
                     match self.create_and_start(manifest, service, &image.id, &image.reference, &hash, false).await {
@@ -445,7 +464,13 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
 
     /// Applies the pending `.up.sql` files of a native `[migrations.<service>]`, after checking
     /// that the applied ones still match their files.
-    async fn apply_migrations(&self, manifest: &Manifest, m: &crate::manifest::Migrations, id: &str, network: &str) -> std::result::Result<Vec<(String, f64)>, String> {
+    async fn apply_migrations(
+        &self,
+        manifest: &Manifest,
+        m: &crate::manifest::Migrations,
+        id: &str,
+        network: &str,
+    ) -> std::result::Result<Vec<(String, f64)>, String> {
         use crate::migrations::{self, pg};
         let name = m.service.as_str();
         let dir = data::display(&manifest.dir, &m.dir);
@@ -559,10 +584,13 @@ impl<E: ContainerEngine + ?Sized> Engine<E> {
                 Err(e) => return Err(e.to_string()),
             }
         }
-        let labels = data::snapshot::image_labels(&manifest.stack, &fixtures.service, &inputs.key, &inputs.base_image, load.rows, load.seconds);
+        let labels =
+            data::snapshot::image_labels(&manifest.stack, &fixtures.service, &inputs.key, &inputs.base_image, load.rows, load.seconds);
         self.docker.commit(id, &inputs.snapshot_ref, &labels).await.map_err(|e| e.to_string())?;
         self.reporter.phase(&fixtures.service, Phase::Loading, &format!("snapshot saved as {}", inputs.snapshot_ref));
-        data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref), Some(&manifest.stack)).await.map_err(|e| e.to_string())?;
+        data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref), Some(&manifest.stack))
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 

@@ -82,25 +82,14 @@ const SUCCESS_WINDOW: i64 = 100;
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     #[error("history database {}: cannot create its directory: {source}", path.display())]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CreateDir { path: PathBuf, source: std::io::Error },
     #[error("history database {}: {what}: {source}", path.display())]
-    Sqlite {
-        path: PathBuf,
-        what: &'static str,
-        source: rusqlite::Error,
-    },
+    Sqlite { path: PathBuf, what: &'static str, source: rusqlite::Error },
     #[error(
         "history database {}: schema version {found} is newer than this stagectl knows ({known}); use a newer stagectl or another STAGECTL_STATE_DIR",
         path.display()
     )]
-    TooNew {
-        path: PathBuf,
-        found: i64,
-        known: i64,
-    },
+    TooNew { path: PathBuf, found: i64, known: i64 },
     #[error("history database {}: no run {id}", path.display())]
     NoSuchRun { path: PathBuf, id: i64 },
 }
@@ -125,14 +114,7 @@ impl Trigger {
     }
 
     fn parse(text: &str) -> Option<Self> {
-        [
-            Trigger::Cli,
-            Trigger::Api,
-            Trigger::Watch,
-            Trigger::Schedule,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == text)
+        [Trigger::Cli, Trigger::Api, Trigger::Watch, Trigger::Schedule].into_iter().find(|t| t.as_str() == text)
     }
 }
 
@@ -163,15 +145,9 @@ impl RunStatus {
     }
 
     fn parse(text: &str) -> Option<Self> {
-        [
-            RunStatus::Queued,
-            RunStatus::Running,
-            RunStatus::Succeeded,
-            RunStatus::Failed,
-            RunStatus::Interrupted,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        [RunStatus::Queued, RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed, RunStatus::Interrupted]
+            .into_iter()
+            .find(|s| s.as_str() == text)
     }
 }
 
@@ -185,9 +161,7 @@ macro_rules! text_enum_sql {
         impl FromSql for $ty {
             fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
                 let text = value.as_str()?;
-                <$ty>::parse(text).ok_or_else(|| {
-                    FromSqlError::Other(format!("unknown {} {text:?}", $what).into())
-                })
+                <$ty>::parse(text).ok_or_else(|| FromSqlError::Other(format!("unknown {} {text:?}", $what).into()))
             }
         }
     };
@@ -368,8 +342,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
     })
 }
 
-const SELECT_CHECKS: &str =
-    "SELECT name, kind, outcome, seconds, message, p95_ms, p99_ms, error_rate
+const SELECT_CHECKS: &str = "SELECT name, kind, outcome, seconds, message, p95_ms, p99_ms, error_rate
      FROM checks WHERE run_id = ?1 ORDER BY id";
 
 fn check_row(r: &Row<'_>) -> rusqlite::Result<CheckRecord> {
@@ -394,10 +367,7 @@ impl History {
     /// processes as interrupted.
     pub fn open(path: &Path) -> Result<History, HistoryError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| HistoryError::CreateDir {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(|source| HistoryError::CreateDir { path: path.to_path_buf(), source })?;
         }
         let fail = |what| {
             let path = path.to_path_buf();
@@ -405,15 +375,10 @@ impl History {
         };
         let mut conn = Connection::open(path).map_err(fail("open"))?;
         // The timeout first: switching to WAL and migrating take the write lock.
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(fail("set busy_timeout"))?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(fail("switch to WAL mode"))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(fail("set busy_timeout"))?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(fail("switch to WAL mode"))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(fail("switch to WAL mode")(
-                rusqlite::Error::InvalidParameterName(format!("journal_mode stayed {mode}")),
-            ));
+            return Err(fail("switch to WAL mode")(rusqlite::Error::InvalidParameterName(format!("journal_mode stayed {mode}"))));
         }
         // NORMAL in WAL mode loses at most the last commits on power loss, never on a
         // process crash, which is the failure that matters here.
@@ -421,10 +386,7 @@ impl History {
             .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
             .map_err(fail("set pragmas"))?;
         migrate(&mut conn, path)?;
-        let history = History {
-            path: path.to_path_buf(),
-            conn: Mutex::new(conn),
-        };
+        let history = History { path: path.to_path_buf(), conn: Mutex::new(conn) };
         history.recover_interrupted()?;
         Ok(history)
     }
@@ -436,52 +398,28 @@ impl History {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written (every statement
         // is atomic), so a poisoned lock is still usable.
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn fail(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> HistoryError + '_ {
-        move |source| HistoryError::Sqlite {
-            path: self.path.clone(),
-            what,
-            source,
-        }
+        move |source| HistoryError::Sqlite { path: self.path.clone(), what, source }
     }
 
     fn expect_one(&self, changed: usize, id: i64) -> Result<(), HistoryError> {
         if changed == 0 {
-            return Err(HistoryError::NoSuchRun {
-                path: self.path.clone(),
-                id,
-            });
+            return Err(HistoryError::NoSuchRun { path: self.path.clone(), id });
         }
         Ok(())
     }
 
     /// Records a new queued run owned by this process and returns its id.
-    pub fn create_run(
-        &self,
-        stack: &str,
-        operation: &str,
-        trigger: Trigger,
-    ) -> Result<i64, HistoryError> {
+    pub fn create_run(&self, stack: &str, operation: &str, trigger: Trigger) -> Result<i64, HistoryError> {
         let conn = self.conn();
         conn.prepare_cached(
             "INSERT INTO runs (stack, operation, triggered_by, status, owner_pid, owner_start, queued_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
-        .and_then(|mut st| {
-            st.execute(params![
-                stack,
-                operation,
-                trigger,
-                RunStatus::Queued,
-                std::process::id(),
-                own_start_time(),
-                now()
-            ])
-        })
+        .and_then(|mut st| st.execute(params![stack, operation, trigger, RunStatus::Queued, std::process::id(), own_start_time(), now()]))
         .map_err(self.fail("record a new run"))?;
         Ok(conn.last_insert_rowid())
     }
@@ -496,11 +434,7 @@ impl History {
     }
 
     pub fn finish_run(&self, id: i64, outcome: &RunOutcome) -> Result<(), HistoryError> {
-        let status = if outcome.ok {
-            RunStatus::Succeeded
-        } else {
-            RunStatus::Failed
-        };
+        let status = if outcome.ok { RunStatus::Succeeded } else { RunStatus::Failed };
         // Seconds computed in SQL from the stored start: one statement, no read-then-write.
         let changed = self
             .conn()
@@ -510,16 +444,7 @@ impl History {
                     seconds = round(max(0.0, (julianday(?3) - julianday(started_at)) * 86400.0), 3)
                  WHERE id = ?1",
             )
-            .and_then(|mut st| {
-                st.execute(params![
-                    id,
-                    status,
-                    now(),
-                    outcome.error,
-                    outcome.snapshot,
-                    outcome.refresh_seconds
-                ])
-            })
+            .and_then(|mut st| st.execute(params![id, status, now(), outcome.error, outcome.snapshot, outcome.refresh_seconds]))
             .map_err(self.fail("mark a run finished"))?;
         self.expect_one(changed, id)
     }
@@ -535,12 +460,8 @@ impl History {
 
     pub fn add_step(&self, run: i64, step: &StepRecord) -> Result<(), HistoryError> {
         self.conn()
-            .prepare_cached(
-                "INSERT INTO steps (run_id, name, status, seconds, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![run, step.name, step.status, step.seconds, step.detail])
-            })
+            .prepare_cached("INSERT INTO steps (run_id, name, status, seconds, detail) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .and_then(|mut st| st.execute(params![run, step.name, step.status, step.seconds, step.detail]))
             .map_err(self.fail("record a step"))?;
         Ok(())
     }
@@ -584,25 +505,12 @@ impl History {
 
     /// Up to `limit` log lines of a run with seq > `after_seq`, in order; pass the last seq
     /// seen to follow the log.
-    pub fn log_since(
-        &self,
-        run: i64,
-        after_seq: i64,
-        limit: usize,
-    ) -> Result<Vec<LogLine>, HistoryError> {
+    pub fn log_since(&self, run: i64, after_seq: i64, limit: usize) -> Result<Vec<LogLine>, HistoryError> {
         self.conn()
-            .prepare_cached(
-                "SELECT seq, at, line FROM logs WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-            )
+            .prepare_cached("SELECT seq, at, line FROM logs WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
             .and_then(|mut st| {
-                st.query_map(params![run, after_seq, clamp(limit)], |r| {
-                    Ok(LogLine {
-                        seq: r.get(0)?,
-                        at: r.get(1)?,
-                        line: r.get(2)?,
-                    })
-                })?
-                .collect()
+                st.query_map(params![run, after_seq, clamp(limit)], |r| Ok(LogLine { seq: r.get(0)?, at: r.get(1)?, line: r.get(2)? }))?
+                    .collect()
             })
             .map_err(self.fail("read a run's log"))
     }
@@ -610,14 +518,8 @@ impl History {
     /// The latest `limit` runs, of one stack or of all, newest first.
     pub fn runs(&self, stack: Option<&str>, limit: usize) -> Result<Vec<RunRow>, HistoryError> {
         self.conn()
-            .prepare_cached(concat!(
-                select_runs!(),
-                "WHERE ?1 IS NULL OR stack = ?1 ORDER BY id DESC LIMIT ?2"
-            ))
-            .and_then(|mut st| {
-                st.query_map(params![stack, clamp(limit)], run_row)?
-                    .collect()
-            })
+            .prepare_cached(concat!(select_runs!(), "WHERE ?1 IS NULL OR stack = ?1 ORDER BY id DESC LIMIT ?2"))
+            .and_then(|mut st| st.query_map(params![stack, clamp(limit)], run_row)?.collect())
             .map_err(self.fail("list runs"))
     }
 
@@ -631,19 +533,10 @@ impl History {
             return Ok(None);
         };
         let steps = conn
-            .prepare_cached(
-                "SELECT name, status, seconds, detail FROM steps WHERE run_id = ?1 ORDER BY id",
-            )
+            .prepare_cached("SELECT name, status, seconds, detail FROM steps WHERE run_id = ?1 ORDER BY id")
             .and_then(|mut st| {
-                st.query_map(params![id], |r| {
-                    Ok(StepRecord {
-                        name: r.get(0)?,
-                        status: r.get(1)?,
-                        seconds: r.get(2)?,
-                        detail: r.get(3)?,
-                    })
-                })?
-                .collect()
+                st.query_map(params![id], |r| Ok(StepRecord { name: r.get(0)?, status: r.get(1)?, seconds: r.get(2)?, detail: r.get(3)? }))?
+                    .collect()
             })
             .map_err(self.fail("read a run's steps"))?;
         let checks = conn
@@ -671,13 +564,8 @@ impl History {
         }
         let conn = self.conn();
         let active: Vec<(i64, u32, Option<i64>)> = conn
-            .prepare_cached(
-                "SELECT id, owner_pid, owner_start FROM runs WHERE status IN ('queued', 'running')",
-            )
-            .and_then(|mut st| {
-                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect()
-            })
+            .prepare_cached("SELECT id, owner_pid, owner_start FROM runs WHERE status IN ('queued', 'running')")
+            .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
             .map_err(self.fail("list active runs"))?;
         let mut marked = 0;
         for (id, pid, start) in active {
@@ -689,13 +577,7 @@ impl History {
                     "UPDATE runs SET status = ?2, error = ?3
                      WHERE id = ?1 AND status IN ('queued', 'running')",
                 )
-                .and_then(|mut st| {
-                    st.execute(params![
-                        id,
-                        RunStatus::Interrupted,
-                        format!("the process running it stopped (pid {pid})")
-                    ])
-                })
+                .and_then(|mut st| st.execute(params![id, RunStatus::Interrupted, format!("the process running it stopped (pid {pid})")]))
                 .map_err(self.fail("mark a run interrupted"))?;
         }
         Ok(marked)
@@ -705,8 +587,7 @@ impl History {
     /// finished runs of each stack, or older than `keep_days` days (0 keeps none by age).
     /// Queued and running runs are never deleted. Returns how many runs were deleted.
     pub fn prune(&self, keep_runs: usize, keep_days: u32) -> Result<usize, HistoryError> {
-        let cutoff = (Utc::now() - chrono::Duration::days(i64::from(keep_days)))
-            .to_rfc3339_opts(SecondsFormat::Millis, true);
+        let cutoff = (Utc::now() - chrono::Duration::days(i64::from(keep_days))).to_rfc3339_opts(SecondsFormat::Millis, true);
         self.conn()
             .prepare_cached(
                 "DELETE FROM runs
@@ -733,9 +614,7 @@ impl History {
                           AND status IN ('succeeded', 'failed')
                         ORDER BY finished_at DESC, id DESC LIMIT ?2)",
                 )?
-                .query_row(params![stack, SUCCESS_WINDOW], |r| {
-                    Ok((count_at(r, 0)?, count_at(r, 1)?))
-                })?;
+                .query_row(params![stack, SUCCESS_WINDOW], |r| Ok((count_at(r, 0)?, count_at(r, 1)?)))?;
             let last_rebuild: Option<(Option<f64>, RunStatus)> = conn
                 .prepare_cached(
                     "SELECT seconds, status FROM runs
@@ -754,9 +633,7 @@ impl History {
                 .query_row(params![stack], |r| r.get(0))
                 .optional()?;
             let mut runs_by_status = StatusCounts::default();
-            let mut st = conn.prepare_cached(
-                "SELECT status, count(*) FROM runs WHERE stack = ?1 GROUP BY status",
-            )?;
+            let mut st = conn.prepare_cached("SELECT status, count(*) FROM runs WHERE stack = ?1 GROUP BY status")?;
             for row in st.query_map(params![stack], |r| Ok((r.get(0)?, count_at(r, 1)?)))? {
                 let (status, count): (RunStatus, u64) = row?;
                 *match status {
@@ -793,44 +670,27 @@ fn latest_checks(conn: &Connection, stack: &str) -> rusqlite::Result<Vec<CheckRe
         .query_row(params![stack], |r| r.get(0))
         .optional()?;
     match run {
-        Some(run) => conn
-            .prepare_cached(SELECT_CHECKS)?
-            .query_map(params![run], check_row)?
-            .collect(),
+        Some(run) => conn.prepare_cached(SELECT_CHECKS)?.query_map(params![run], check_row)?.collect(),
         None => Ok(Vec::new()),
     }
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), HistoryError> {
-    let fail = |source| HistoryError::Sqlite {
-        path: path.to_path_buf(),
-        what: "migrate the schema",
-        source,
-    };
+    let fail = |source| HistoryError::Sqlite { path: path.to_path_buf(), what: "migrate the schema", source };
     let known = MIGRATIONS.len() as i64;
     loop {
         // IMMEDIATE takes the write lock before reading the version, so a CLI and a daemon
         // opening a new file together apply each migration once.
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(fail)?;
-        let version: i64 = tx
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(fail)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(fail)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(fail)?;
         if version > known {
-            return Err(HistoryError::TooNew {
-                path: path.to_path_buf(),
-                found: version,
-                known,
-            });
+            return Err(HistoryError::TooNew { path: path.to_path_buf(), found: version, known });
         }
         if version == known {
             return Ok(());
         }
-        tx.execute_batch(MIGRATIONS[version as usize])
-            .map_err(fail)?;
-        tx.pragma_update(None, "user_version", version + 1)
-            .map_err(fail)?;
+        tx.execute_batch(MIGRATIONS[version as usize]).map_err(fail)?;
+        tx.pragma_update(None, "user_version", version + 1).map_err(fail)?;
         tx.commit().map_err(fail)?;
     }
 }

@@ -22,16 +22,7 @@ fn count(conn: &Connection, sql: &str, id: i64) -> i64 {
 fn finished(h: &History, stack: &str, operation: &str, ok: bool) -> i64 {
     let id = h.create_run(stack, operation, Trigger::Cli).unwrap();
     h.start_run(id).unwrap();
-    h.finish_run(
-        id,
-        &RunOutcome {
-            ok,
-            error: (!ok).then(|| "boom".to_string()),
-            snapshot: None,
-            refresh_seconds: None,
-        },
-    )
-    .unwrap();
+    h.finish_run(id, &RunOutcome { ok, error: (!ok).then(|| "boom".to_string()), snapshot: None, refresh_seconds: None }).unwrap();
     id
 }
 
@@ -89,16 +80,7 @@ fn create_start_finish_reads_back() {
     assert_eq!(status_of(&h, id), RunStatus::Running);
     std::thread::sleep(std::time::Duration::from_millis(30));
     h.set_detail(id, "changed: seed/users.csv").unwrap();
-    h.finish_run(
-        id,
-        &RunOutcome {
-            ok: true,
-            error: None,
-            snapshot: Some("hit".to_string()),
-            refresh_seconds: Some(1.5),
-        },
-    )
-    .unwrap();
+    h.finish_run(id, &RunOutcome { ok: true, error: None, snapshot: Some("hit".to_string()), refresh_seconds: Some(1.5) }).unwrap();
 
     let run = h.run(id).unwrap().unwrap().run;
     assert_eq!(run.id, id);
@@ -116,10 +98,7 @@ fn create_start_finish_reads_back() {
     let elapsed = (finished - started).num_milliseconds() as f64 / 1000.0;
     let seconds = run.seconds.unwrap();
     assert!(seconds >= 0.03, "seconds {seconds}");
-    assert!(
-        (seconds - elapsed).abs() < 0.002,
-        "seconds {seconds} vs {elapsed}"
-    );
+    assert!((seconds - elapsed).abs() < 0.002, "seconds {seconds} vs {elapsed}");
 
     let failed = finished_run_failing(&h);
     let failed = h.run(failed).unwrap().unwrap().run;
@@ -172,10 +151,7 @@ fn steps_checks_and_log_keep_their_order() {
         h.add_step(id, step).unwrap();
     }
     h.add_step(other, &steps[0]).unwrap();
-    let checks = vec![
-        check("home", "passed", Some(12.0)),
-        check("login", "failed", None),
-    ];
+    let checks = vec![check("home", "passed", Some(12.0)), check("login", "failed", None)];
     for c in &checks {
         h.add_check(id, c).unwrap();
     }
@@ -224,10 +200,7 @@ fn log_since_pages_through_the_log() {
         pages.push(page.iter().map(|l| l.seq).collect::<Vec<_>>());
         assert!(pages.len() <= 3, "paging does not advance: {pages:?}");
     }
-    assert_eq!(
-        pages.iter().map(Vec::len).collect::<Vec<_>>(),
-        vec![10, 10, 5]
-    );
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 5]);
     assert_eq!(pages.concat(), (1..=25).collect::<Vec<i64>>());
     assert_eq!(h.log_since(id, 24, 10).unwrap()[0].line, "l25");
     // A follower that polls after new lines arrive gets only those.
@@ -244,13 +217,8 @@ fn schema_version_is_set_and_reopen_is_idempotent() {
     let id = finished(&h, "shop", "up", true);
     drop(h);
 
-    let version = |conn: &Connection| -> i64 {
-        conn.pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap()
-    };
-    let mode: String = raw(&path)
-        .pragma_query_value(None, "journal_mode", |r| r.get(0))
-        .unwrap();
+    let version = |conn: &Connection| -> i64 { conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap() };
+    let mode: String = raw(&path).pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     assert_eq!(version(&raw(&path)), MIGRATIONS.len() as i64);
 
@@ -263,10 +231,7 @@ fn schema_version_is_set_and_reopen_is_idempotent() {
     // A database from a newer stagectl is refused, not misread.
     raw(&path).pragma_update(None, "user_version", 99).unwrap();
     let err = History::open(&path).err().unwrap();
-    assert!(
-        matches!(err, HistoryError::TooNew { found: 99, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, HistoryError::TooNew { found: 99, .. }), "{err}");
 }
 
 #[test]
@@ -276,19 +241,13 @@ fn errors_name_the_file() {
     std::fs::write(&blocker, "not a directory").unwrap();
     let err = History::open(&blocker.join("history.db")).err().unwrap();
     assert!(matches!(err, HistoryError::CreateDir { .. }), "{err}");
-    assert!(err
-        .to_string()
-        .starts_with(&format!("history database {}", blocker.display())));
+    assert!(err.to_string().starts_with(&format!("history database {}", blocker.display())));
 
     let garbage = dir.path().join("garbage.db");
     std::fs::write(&garbage, vec![b'x'; 4096]).unwrap();
     let err = History::open(&garbage).err().unwrap();
     assert!(matches!(err, HistoryError::Sqlite { .. }), "{err}");
-    assert!(
-        err.to_string()
-            .starts_with(&format!("history database {}:", garbage.display())),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with(&format!("history database {}:", garbage.display())), "{err}");
 }
 
 #[test]
@@ -312,18 +271,9 @@ fn two_connections_see_each_others_writes() {
     let (cli, daemon) = (Arc::new(cli), Arc::new(daemon));
     let writers: Vec<_> = [cli.clone(), daemon.clone()]
         .into_iter()
-        .map(|h| {
-            std::thread::spawn(move || {
-                (0..200)
-                    .map(|i| h.append_log(id, &format!("{i}")).unwrap())
-                    .collect::<Vec<_>>()
-            })
-        })
+        .map(|h| std::thread::spawn(move || (0..200).map(|i| h.append_log(id, &format!("{i}")).unwrap()).collect::<Vec<_>>()))
         .collect();
-    let mut seqs: Vec<i64> = writers
-        .into_iter()
-        .flat_map(|w| w.join().unwrap())
-        .collect();
+    let mut seqs: Vec<i64> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (2..=401).collect::<Vec<i64>>());
     assert_eq!(cli.log_since(id, 0, 1000).unwrap().len(), 401);
@@ -344,47 +294,23 @@ fn runs_of_dead_processes_are_marked_interrupted_on_open() {
     let mut exited = std::process::Command::new("true").spawn().unwrap();
     let exited_pid = exited.id();
     exited.wait().unwrap();
-    let mut live = std::process::Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .unwrap();
+    let mut live = std::process::Command::new("sleep").arg("30").spawn().unwrap();
     let live_start = process_start_time(live.id()).unwrap();
 
     let never_existed = insert_active(&path, "shop", RunStatus::Running, 4_000_000, Some(1));
     let reaped = insert_active(&path, "shop", RunStatus::Queued, exited_pid, None);
     // Same pid as this process, but from an earlier process (pid 1 in a container).
-    let earlier_self = insert_active(
-        &path,
-        "shop",
-        RunStatus::Running,
-        std::process::id(),
-        Some(own_start_time().unwrap() - 1),
-    );
-    let other_live = insert_active(
-        &path,
-        "shop",
-        RunStatus::Running,
-        live.id(),
-        Some(live_start),
-    );
+    let earlier_self = insert_active(&path, "shop", RunStatus::Running, std::process::id(), Some(own_start_time().unwrap() - 1));
+    let other_live = insert_active(&path, "shop", RunStatus::Running, live.id(), Some(live_start));
     // The live process's pid, but recorded by a process that had it before.
-    let reused_pid = insert_active(
-        &path,
-        "shop",
-        RunStatus::Running,
-        live.id(),
-        Some(live_start - 1),
-    );
+    let reused_pid = insert_active(&path, "shop", RunStatus::Running, live.id(), Some(live_start - 1));
 
     let reopened = History::open(&path).unwrap();
     for id in [never_existed, reaped, earlier_self, reused_pid] {
         let run = reopened.run(id).unwrap().unwrap().run;
         assert_eq!(run.status, RunStatus::Interrupted, "run {id}");
         let pid = run.owner_pid;
-        assert_eq!(
-            run.error,
-            Some(format!("the process running it stopped (pid {pid})"))
-        );
+        assert_eq!(run.error, Some(format!("the process running it stopped (pid {pid})")));
     }
     assert_eq!(status_of(&reopened, mine), RunStatus::Running);
     assert_eq!(status_of(&reopened, other_live), RunStatus::Running);
@@ -403,9 +329,7 @@ fn prune_deletes_by_count_and_age_but_never_active_runs() {
     let dir = tempfile::tempdir().unwrap();
     let (h, path) = open_in(&dir);
     let conn = raw(&path);
-    let days_ago = |days: i64| {
-        (Utc::now() - chrono::Duration::days(days)).to_rfc3339_opts(SecondsFormat::Millis, true)
-    };
+    let days_ago = |days: i64| (Utc::now() - chrono::Duration::days(days)).to_rfc3339_opts(SecondsFormat::Millis, true);
     let set_time = |id: i64, column: &str, at: &str| {
         let sql = match column {
             "queued_at" => "UPDATE runs SET queued_at = ?2 WHERE id = ?1",
@@ -419,16 +343,7 @@ fn prune_deletes_by_count_and_age_but_never_active_runs() {
     h.start_run(running).unwrap();
     set_time(running, "queued_at", &days_ago(100));
     let a: Vec<i64> = (0..5).map(|_| finished(&h, "a", "up", true)).collect();
-    h.add_step(
-        a[0],
-        &StepRecord {
-            name: "db".into(),
-            status: "ready".into(),
-            seconds: None,
-            detail: None,
-        },
-    )
-    .unwrap();
+    h.add_step(a[0], &StepRecord { name: "db".into(), status: "ready".into(), seconds: None, detail: None }).unwrap();
     h.add_check(a[0], &check("home", "passed", None)).unwrap();
     h.append_log(a[0], "x").unwrap();
     // Stack b: within the count, but one is too old.
@@ -444,12 +359,7 @@ fn prune_deletes_by_count_and_age_but_never_active_runs() {
     assert_eq!(h.prune(3, 30).unwrap(), 4);
 
     let left = |stack| {
-        let mut ids: Vec<i64> = h
-            .runs(Some(stack), 100)
-            .unwrap()
-            .iter()
-            .map(|r| r.id)
-            .collect();
+        let mut ids: Vec<i64> = h.runs(Some(stack), 100).unwrap().iter().map(|r| r.id).collect();
         ids.sort_unstable();
         ids
     };
@@ -478,28 +388,18 @@ fn latest_checks_come_from_the_last_finished_run_with_checks() {
     assert!(h.latest_checks("shop").unwrap().is_empty());
 
     let old = finished(&h, "shop", "check", true);
-    h.add_check(old, &check("home", "passed", Some(50.0)))
-        .unwrap();
+    h.add_check(old, &check("home", "passed", Some(50.0))).unwrap();
     let verify = finished(&h, "shop", "verify", false);
-    h.add_check(verify, &check("home", "failed", Some(900.0)))
-        .unwrap();
-    h.add_check(verify, &check("login", "passed", Some(30.0)))
-        .unwrap();
+    h.add_check(verify, &check("home", "failed", Some(900.0))).unwrap();
+    h.add_check(verify, &check("login", "passed", Some(30.0))).unwrap();
     finished(&h, "shop", "up", true); // no checks
     let running = h.create_run("shop", "check", Trigger::Schedule).unwrap();
     h.start_run(running).unwrap();
-    h.add_check(running, &check("partial", "passed", None))
-        .unwrap();
+    h.add_check(running, &check("partial", "passed", None)).unwrap();
     let other_stack = finished(&h, "other", "check", true);
-    h.add_check(other_stack, &check("elsewhere", "passed", None))
-        .unwrap();
+    h.add_check(other_stack, &check("elsewhere", "passed", None)).unwrap();
 
-    let names: Vec<String> = h
-        .latest_checks("shop")
-        .unwrap()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+    let names: Vec<String> = h.latest_checks("shop").unwrap().into_iter().map(|c| c.name).collect();
     assert_eq!(names, vec!["home", "login"]);
     assert_eq!(h.latest_checks("shop").unwrap()[0].p95_ms, Some(900.0));
 }
@@ -514,21 +414,10 @@ fn metrics_count_deployments_and_take_the_latest_values() {
     finished(&h, "shop", "up", true);
     finished(&h, "shop", "up", false);
     let rebuild = finished(&h, "shop", "rebuild", true);
-    raw(&path)
-        .execute(
-            "UPDATE runs SET seconds = 42.5 WHERE id = ?1",
-            params![rebuild],
-        )
-        .unwrap();
+    raw(&path).execute("UPDATE runs SET seconds = 42.5 WHERE id = ?1", params![rebuild]).unwrap();
     let verify = finished(&h, "shop", "verify", false);
-    raw(&path)
-        .execute(
-            "UPDATE runs SET seconds = 7.25 WHERE id = ?1",
-            params![verify],
-        )
-        .unwrap();
-    h.add_check(verify, &check("home", "failed", Some(120.0)))
-        .unwrap();
+    raw(&path).execute("UPDATE runs SET seconds = 7.25 WHERE id = ?1", params![verify]).unwrap();
+    h.add_check(verify, &check("home", "failed", Some(120.0))).unwrap();
     // Not deployments: check and down runs, an interrupted and a running up, another stack.
     finished(&h, "shop", "check", false);
     finished(&h, "shop", "down", true);
@@ -539,16 +428,7 @@ fn metrics_count_deployments_and_take_the_latest_values() {
     finished(&h, "other", "up", false);
     let with_refresh = h.create_run("shop", "up", Trigger::Cli).unwrap();
     h.start_run(with_refresh).unwrap();
-    h.finish_run(
-        with_refresh,
-        &RunOutcome {
-            ok: true,
-            error: None,
-            snapshot: Some("miss".into()),
-            refresh_seconds: Some(3.5),
-        },
-    )
-    .unwrap();
+    h.finish_run(with_refresh, &RunOutcome { ok: true, error: None, snapshot: Some("miss".into()), refresh_seconds: Some(3.5) }).unwrap();
     finished(&h, "shop", "up", true); // later, without a refresh time
 
     let m = h.metrics("shop").unwrap();
@@ -559,16 +439,7 @@ fn metrics_count_deployments_and_take_the_latest_values() {
     assert_eq!(m.last_rebuild_succeeded, Some(false));
     assert_eq!(m.last_refresh_seconds, Some(3.5));
     assert_eq!(m.latest_checks, vec![check("home", "failed", Some(120.0))]);
-    assert_eq!(
-        m.runs_by_status,
-        StatusCounts {
-            queued: 0,
-            running: 1,
-            succeeded: 5,
-            failed: 3,
-            interrupted: 1
-        }
-    );
+    assert_eq!(m.runs_by_status, StatusCounts { queued: 0, running: 1, succeeded: 5, failed: 3, interrupted: 1 });
     assert_eq!(m.runs_by_status.pairs()[3], (RunStatus::Failed, 3));
     let json = serde_json::to_value(&m).unwrap();
     assert_eq!(json["runs_by_status"]["failed"], 3);
@@ -594,27 +465,13 @@ fn success_rate_covers_the_latest_hundred_deployments() {
 #[test]
 fn state_dir_follows_the_environment() {
     let dir = |vars: &[(&str, &str)]| {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         state_dir_from(|name| vars.get(name).map(Into::into))
     };
-    let all = [
-        ("STAGECTL_STATE_DIR", "/s"),
-        ("XDG_STATE_HOME", "/x"),
-        ("HOME", "/h"),
-    ];
+    let all = [("STAGECTL_STATE_DIR", "/s"), ("XDG_STATE_HOME", "/x"), ("HOME", "/h")];
     assert_eq!(dir(&all), PathBuf::from("/s"));
     assert_eq!(dir(&all[1..]), PathBuf::from("/x/stagectl"));
     assert_eq!(dir(&all[2..]), PathBuf::from("/h/.local/state/stagectl"));
-    assert_eq!(
-        dir(&[
-            ("STAGECTL_STATE_DIR", ""),
-            ("XDG_STATE_HOME", "rel"),
-            ("HOME", "/h")
-        ]),
-        PathBuf::from("/h/.local/state/stagectl")
-    );
+    assert_eq!(dir(&[("STAGECTL_STATE_DIR", ""), ("XDG_STATE_HOME", "rel"), ("HOME", "/h")]), PathBuf::from("/h/.local/state/stagectl"));
     assert_eq!(dir(&[]), std::env::temp_dir().join("stagectl"));
 }

@@ -91,11 +91,26 @@ pub enum CheckKind {
         /// JSON pointer → expected JSON value.
         expect_json: BTreeMap<String, serde_json::Value>,
     },
-    Tcp { service: String, port: u16 },
-    Exec { service: String, command: Vec<String>, expect_output: Option<String> },
-    Sql { service: String, database: String, user: String, query: String, expect: String },
+    Tcp {
+        service: String,
+        port: u16,
+    },
+    Exec {
+        service: String,
+        command: Vec<String>,
+        expect_output: Option<String>,
+    },
+    Sql {
+        service: String,
+        database: String,
+        user: String,
+        query: String,
+        expect: String,
+    },
     /// A host command (run in the manifest directory); passes on exit 0.
-    Script { command: Vec<String> },
+    Script {
+        command: Vec<String>,
+    },
 }
 
 impl CheckKind {
@@ -290,13 +305,25 @@ pub struct Readiness {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
-    Tcp { port: u16 },
+    Tcp {
+        port: u16,
+    },
     /// PostgreSQL's own protocol: a startup message answered by anything but "the database
     /// system is starting up" (what pg_isready checks), without a `docker exec` per attempt.
-    Postgres { port: u16 },
-    Http { port: u16, path: String, status: u16 },
-    Exec { command: Vec<String> },
-    Log { pattern: String },
+    Postgres {
+        port: u16,
+    },
+    Http {
+        port: u16,
+        path: String,
+        status: u16,
+    },
+    Exec {
+        command: Vec<String>,
+    },
+    Log {
+        pattern: String,
+    },
     /// The image's own Docker HEALTHCHECK reports `healthy`.
     Healthcheck,
 }
@@ -328,12 +355,7 @@ impl Manifest {
 
     /// Every secret value used by the stack, for redaction of anything stagectl prints.
     pub fn secret_values(&self) -> Vec<String> {
-        self.services
-            .iter()
-            .flat_map(|s| s.env.values())
-            .filter(|v| v.secret)
-            .map(|v| v.value.clone())
-            .collect()
+        self.services.iter().flat_map(|s| s.env.values()).filter(|v| v.secret).map(|v| v.value.clone()).collect()
     }
 }
 

@@ -25,10 +25,8 @@ const LATENCY_KEYS: &[&str] = &["requests", "concurrency", "p95", "p99", "error_
 const STACK_KEYS: &[&str] = &["name", "snapshot_budget"];
 const FIXTURE_KEYS: &[&str] = &["loader", "database", "user", "command", "files", "after", "mask", "sensitive", "seed", "snapshot"];
 const LOADERS: &[&str] = &["postgres", "redis", "command"];
-const SERVICE_KEYS: &[&str] = &[
-    "image", "build", "command", "entrypoint", "env", "ports", "volumes", "depends_on", "job", "ready",
-    "working_dir", "user",
-];
+const SERVICE_KEYS: &[&str] =
+    &["image", "build", "command", "entrypoint", "env", "ports", "volumes", "depends_on", "job", "ready", "working_dir", "user"];
 const BUILD_KEYS: &[&str] = &["context", "dockerfile", "command", "args"];
 const READY_KEYS: &[&str] = &["tcp", "postgres", "http", "exec", "log", "healthcheck", "port", "status", "timeout", "interval"];
 const PROBE_KINDS: &[&str] = &["tcp", "postgres", "http", "exec", "log", "healthcheck"];
@@ -47,12 +45,7 @@ struct ServiceSpans {
     ports: Vec<Span>,
 }
 
-pub(super) fn parse(
-    src: &str,
-    dir: &Path,
-    vars: &VarSource,
-    dir_exists: &dyn Fn(&Path) -> bool,
-) -> Result<Manifest, Vec<Diagnostic>> {
+pub(super) fn parse(src: &str, dir: &Path, vars: &VarSource, dir_exists: &dyn Fn(&Path) -> bool) -> Result<Manifest, Vec<Diagnostic>> {
     let (doc, errors) = DeTable::parse_recoverable(src);
     if !errors.is_empty() {
         return Err(errors
@@ -89,9 +82,7 @@ pub(super) fn parse(
     let stack = match doc.get("stack") {
         Some(v) => cx.stack(v),
         None => {
-            cx.diags.push(
-                Diagnostic::new(0..0, "missing [stack] table").help("start the file with `[stack]` and `name = \"myapp\"`"),
-            );
+            cx.diags.push(Diagnostic::new(0..0, "missing [stack] table").help("start the file with `[stack]` and `name = \"myapp\"`"));
             None
         }
     };
@@ -112,9 +103,7 @@ pub(super) fn parse(
                 }
             }
         }
-        None => cx.diags.push(
-            Diagnostic::new(0..0, "no services defined").help("add a [services.NAME] table with an `image`"),
-        ),
+        None => cx.diags.push(Diagnostic::new(0..0, "no services defined").help("add a [services.NAME] table with an `image`")),
     }
 
     cx.cross_checks(&services, &spans);
@@ -139,7 +128,10 @@ pub(super) fn parse(
                         for (i, item) in items.iter().enumerate() {
                             if let Some(c) = cx.smoke_check(i, item, &services) {
                                 if smoke.iter().any(|o: &SmokeCheck| o.name == c.name) {
-                                    cx.diags.push(Diagnostic::new(item.span(), format!("two smoke checks are named `{}`", c.name)).help("give each check a unique name: reports are keyed by it"));
+                                    cx.diags.push(
+                                        Diagnostic::new(item.span(), format!("two smoke checks are named `{}`", c.name))
+                                            .help("give each check a unique name: reports are keyed by it"),
+                                    );
                                 }
                                 smoke.push(c);
                             }
@@ -180,7 +172,9 @@ pub(super) fn parse(
     let schedule = doc.get("schedule").and_then(|v| cx.schedule(v)).unwrap_or_default();
 
     match (stack, cx.diags.is_empty()) {
-        (Some(stack), true) => Ok(Manifest { dir: dir.to_path_buf(), stack, services, fixtures, snapshot_budget, smoke, migrations, schedule }),
+        (Some(stack), true) => {
+            Ok(Manifest { dir: dir.to_path_buf(), stack, services, fixtures, snapshot_budget, smoke, migrations, schedule })
+        }
         _ => Err(cx.diags),
     }
 }
@@ -360,10 +354,10 @@ impl Cx<'_> {
         };
         let name = self.plain_string(name_v, "`stack.name`")?;
         if !is_dns_label(&name) || name.len() > 40 {
-            self.diags.push(
-                Diagnostic::new(name_v.span(), format!("invalid stack name `{name}`"))
-                    .help(format!("use up to 40 lowercase letters, digits and `-`{}; it prefixes every container, network and volume", suggest_label(&name))),
-            );
+            self.diags.push(Diagnostic::new(name_v.span(), format!("invalid stack name `{name}`")).help(format!(
+                "use up to 40 lowercase letters, digits and `-`{}; it prefixes every container, network and volume",
+                suggest_label(&name)
+            )));
             return None;
         }
         Some(name)
@@ -373,10 +367,10 @@ impl Cx<'_> {
         let name = name_key.get_ref().to_string();
         let context = format!("[services.{name}]");
         if !is_dns_label(&name) {
-            self.diags.push(
-                Diagnostic::new(name_key.span(), format!("invalid service name `{name}`"))
-                    .help(format!("use lowercase letters, digits and `-` (it becomes a host name on the stack network){}", suggest_label(&name))),
-            );
+            self.diags.push(Diagnostic::new(name_key.span(), format!("invalid service name `{name}`")).help(format!(
+                "use lowercase letters, digits and `-` (it becomes a host name on the stack network){}",
+                suggest_label(&name)
+            )));
         }
         let t = self.table(body, &format!("service `{name}`"))?;
         self.unknown_keys(t, SERVICE_KEYS, &context);
@@ -413,7 +407,12 @@ impl Cx<'_> {
                             }),
                             DeValue::String(_) => self.plain_string(item, &field("ports")).and_then(|s| self.port_mapping(&s, item.span())),
                             other => {
-                                self.type_error(item.span(), &format!("each entry of {}", field("ports")), "a string like \"8080:80\"", other);
+                                self.type_error(
+                                    item.span(),
+                                    &format!("each entry of {}", field("ports")),
+                                    "a string like \"8080:80\"",
+                                    other,
+                                );
                                 None
                             }
                         };
@@ -429,8 +428,11 @@ impl Cx<'_> {
                 DeValue::String(s) => {
                     ports_ok = false;
                     self.diags.push(
-                        Diagnostic::new(v.span(), format!("{} must be an array of strings like \"8080:80\", found a string", field("ports")))
-                            .help(format!("put the mapping in brackets: ports = [{:?}]", s.as_ref() as &str)),
+                        Diagnostic::new(
+                            v.span(),
+                            format!("{} must be an array of strings like \"8080:80\", found a string", field("ports")),
+                        )
+                        .help(format!("put the mapping in brackets: ports = [{:?}]", s.as_ref() as &str)),
                     );
                 }
                 other => {
@@ -501,7 +503,9 @@ impl Cx<'_> {
         let repo = image.rsplit_once('/').map(|(_, r)| r).unwrap_or(image);
         let repo_name = repo.split([':', '@']).next().unwrap_or("");
         if image.is_empty() || image.chars().any(char::is_whitespace) || repo_name.is_empty() {
-            self.diags.push(Diagnostic::new(span, format!("invalid image reference `{image}`")).help("write it as NAME[:TAG], e.g. \"postgres:15\""));
+            self.diags.push(
+                Diagnostic::new(span, format!("invalid image reference `{image}`")).help("write it as NAME[:TAG], e.g. \"postgres:15\""),
+            );
             return None;
         }
         let path = image.split([':', '@']).next().unwrap_or("");
@@ -510,10 +514,8 @@ impl Cx<'_> {
             _ => path,
         };
         if path_after_registry.chars().any(|c| c.is_ascii_uppercase()) {
-            self.diags.push(
-                Diagnostic::new(span, format!("invalid image reference `{image}`"))
-                    .help("image repository names must be lowercase"),
-            );
+            self.diags
+                .push(Diagnostic::new(span, format!("invalid image reference `{image}`")).help("image repository names must be lowercase"));
             return None;
         }
         Some(image.to_string())
@@ -688,7 +690,9 @@ impl Cx<'_> {
             } else {
                 format!("{context} has more than one probe ({})", kinds.join(", "))
             };
-            self.diags.push(Diagnostic::new(v.span(), msg).help("use exactly one of: tcp = PORT, postgres = PORT, http = \"/path\", exec = [..], log = \"regex\", healthcheck = true"));
+            self.diags.push(Diagnostic::new(v.span(), msg).help(
+                "use exactly one of: tcp = PORT, postgres = PORT, http = \"/path\", exec = [..], log = \"regex\", healthcheck = true",
+            ));
             return None;
         }
         let kind = kinds[0];
@@ -725,11 +729,18 @@ impl Cx<'_> {
                         // A port that failed to parse is reported already; guessing here would mislead.
                         _ if !ports_complete => return None,
                         _ => {
-                            let why = if ports.is_empty() { "publishes no ports".to_string() } else { format!("publishes {} ports", ports.len()) };
+                            let why = if ports.is_empty() {
+                                "publishes no ports".to_string()
+                            } else {
+                                format!("publishes {} ports", ports.len())
+                            };
                             let example = ports.first().map_or(8080, |p| p.container_port);
                             self.diags.push(
-                                Diagnostic::new(pv.span(), format!("the http probe in {context} needs a `port`: service `{service}` {why}"))
-                                    .help(format!("add `port = {example}` (the container port to probe)")),
+                                Diagnostic::new(
+                                    pv.span(),
+                                    format!("the http probe in {context} needs a `port`: service `{service}` {why}"),
+                                )
+                                .help(format!("add `port = {example}` (the container port to probe)")),
                             );
                             return None;
                         }
@@ -756,10 +767,9 @@ impl Cx<'_> {
                 if let Err(e) = regex::Regex::new(&pattern) {
                     let last = e.to_string().lines().last().unwrap_or("").trim().to_string();
                     let why = last.strip_prefix("error: ").unwrap_or(&last);
-                    self.diags.push(
-                        Diagnostic::new(pv.span(), format!("invalid regex in {}: {why}", field("log")))
-                            .help("the pattern is a Rust regex; escape a literal ( [ { . * + ? with a backslash (`\\\\(` in a \"...\" TOML string)"),
-                    );
+                    self.diags.push(Diagnostic::new(pv.span(), format!("invalid regex in {}: {why}", field("log"))).help(
+                        "the pattern is a Rust regex; escape a literal ( [ { . * + ? with a backslash (`\\\\(` in a \"...\" TOML string)",
+                    ));
                     return None;
                 }
                 Probe::Log { pattern }
@@ -767,10 +777,9 @@ impl Cx<'_> {
             _ => match pv.get_ref() {
                 DeValue::Boolean(true) => Probe::Healthcheck,
                 _ => {
-                    self.diags.push(
-                        Diagnostic::new(pv.span(), format!("{} must be `true`", field("healthcheck")))
-                            .help("write `healthcheck = true` to wait for the image's HEALTHCHECK, or remove `ready` to skip readiness checks"),
-                    );
+                    self.diags.push(Diagnostic::new(pv.span(), format!("{} must be `true`", field("healthcheck"))).help(
+                        "write `healthcheck = true` to wait for the image's HEALTHCHECK, or remove `ready` to skip readiness checks",
+                    ));
                     return None;
                 }
             },
@@ -808,7 +817,10 @@ impl Cx<'_> {
             return None;
         };
         if service.job {
-            self.diags.push(Diagnostic::new(name_key.span(), format!("fixtures cannot load into job `{service_name}`")).help("load into the long-running data service instead"));
+            self.diags.push(
+                Diagnostic::new(name_key.span(), format!("fixtures cannot load into job `{service_name}`"))
+                    .help("load into the long-running data service instead"),
+            );
             return None;
         }
         let env_or = |key: &str, default: &str| service.env.get(key).map(|v| v.value.clone()).unwrap_or_else(|| default.to_string());
@@ -816,7 +828,9 @@ impl Cx<'_> {
             Some(v) => {
                 let l = self.raw_string(v, &field("loader"))?.to_string();
                 if !LOADERS.contains(&l.as_str()) {
-                    self.diags.push(Diagnostic::new(v.span(), format!("unknown loader `{l}`")).help(format!("use one of: {}", LOADERS.join(", "))));
+                    self.diags.push(
+                        Diagnostic::new(v.span(), format!("unknown loader `{l}`")).help(format!("use one of: {}", LOADERS.join(", "))),
+                    );
                     return None;
                 }
                 l
@@ -845,7 +859,10 @@ impl Cx<'_> {
             _ => match t.get("command") {
                 Some(v) => Loader::Command { command: self.command(v, &field("command"))? },
                 None => {
-                    self.diags.push(Diagnostic::new(body.span(), format!("the command loader needs {}", field("command"))).help("add `command = [\"sh\", \"-c\", \"mysql -uroot app\"]`; each file is streamed to its stdin"));
+                    self.diags.push(
+                        Diagnostic::new(body.span(), format!("the command loader needs {}", field("command")))
+                            .help("add `command = [\"sh\", \"-c\", \"mysql -uroot app\"]`; each file is streamed to its stdin"),
+                    );
                     return None;
                 }
             },
@@ -865,19 +882,26 @@ impl Cx<'_> {
                 items.into_iter().map(|(p, _)| p).collect()
             }
             None => {
-                self.diags.push(Diagnostic::new(body.span(), format!("missing {}", field("files"))).help("add `files = [\"fixtures/*.sql\", \"fixtures/*.csv\"]`"));
+                self.diags.push(
+                    Diagnostic::new(body.span(), format!("missing {}", field("files")))
+                        .help("add `files = [\"fixtures/*.sql\", \"fixtures/*.csv\"]`"),
+                );
                 return None;
             }
         };
-        let dependent_jobs: Vec<&str> = services.iter().filter(|s| s.job && s.depends_on.contains(&service_name)).map(|s| s.name.as_str()).collect();
+        let dependent_jobs: Vec<&str> =
+            services.iter().filter(|s| s.job && s.depends_on.contains(&service_name)).map(|s| s.name.as_str()).collect();
         let after = match t.get("after") {
             Some(v) => {
                 let items = self.string_array(v, &field("after"))?;
                 for (a, span) in &items {
                     if !dependent_jobs.contains(&a.as_str()) {
                         self.diags.push(
-                            Diagnostic::new(span.clone(), format!("`{a}` in {} is not a job that depends on `{service_name}`", field("after")))
-                                .help("list jobs (job = true) whose depends_on includes this service, such as its migrations"),
+                            Diagnostic::new(
+                                span.clone(),
+                                format!("`{a}` in {} is not a job that depends on `{service_name}`", field("after")),
+                            )
+                            .help("list jobs (job = true) whose depends_on includes this service, such as its migrations"),
                         );
                     }
                 }
@@ -937,7 +961,10 @@ impl Cx<'_> {
         };
         if snapshot && !matches!(loader, Loader::Postgres { .. }) {
             if let Some(v) = t.get("snapshot") {
-                self.diags.push(Diagnostic::new(v.span(), "snapshots are supported for the postgres loader only").help("remove `snapshot = true`; reloading small Redis or command fixtures is fast"));
+                self.diags.push(
+                    Diagnostic::new(v.span(), "snapshots are supported for the postgres loader only")
+                        .help("remove `snapshot = true`; reloading small Redis or command fixtures is fast"),
+                );
             }
         }
         Some(Fixtures { service: service_name, loader, files, after, mask, sensitive, seed, snapshot })
@@ -947,7 +974,11 @@ impl Cx<'_> {
         let service_name: String = name_key.get_ref().to_string();
         let field = |key: &str| format!("`migrations.{service_name}.{key}`");
         let t = self.table(body, &format!("`migrations.{service_name}`"))?;
-        self.unknown_keys(t, &["dir", "allow", "database", "user", "port", "lock_budget", "round_trip", "job"], &format!("[migrations.{service_name}]"));
+        self.unknown_keys(
+            t,
+            &["dir", "allow", "database", "user", "port", "lock_budget", "round_trip", "job"],
+            &format!("[migrations.{service_name}]"),
+        );
         let Some(service) = services.iter().find(|s| s.name == service_name) else {
             let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
             let help = match did_you_mean(&service_name, &names) {
@@ -958,13 +989,19 @@ impl Cx<'_> {
             return None;
         };
         let Some(dv) = t.get("dir") else {
-            self.diags.push(Diagnostic::new(body.span(), format!("missing `migrations.{service_name}.dir`")).help("add dir = \"migrations\" (NNN_name.up.sql / NNN_name.down.sql files)"));
+            self.diags.push(
+                Diagnostic::new(body.span(), format!("missing `migrations.{service_name}.dir`"))
+                    .help("add dir = \"migrations\" (NNN_name.up.sql / NNN_name.down.sql files)"),
+            );
             return None;
         };
         let rel = self.plain_string(dv, &field("dir"))?;
         let dir = self.dir.join(&rel);
         if !(self.dir_exists)(&dir) {
-            self.diags.push(Diagnostic::new(dv.span(), format!("migrations dir `{rel}` of `{service_name}` is not a directory")).help("paths are relative to the directory of stack.toml"));
+            self.diags.push(
+                Diagnostic::new(dv.span(), format!("migrations dir `{rel}` of `{service_name}` is not a directory"))
+                    .help("paths are relative to the directory of stack.toml"),
+            );
             return None;
         }
         let allow = match t.get("allow") {
@@ -984,7 +1021,10 @@ impl Cx<'_> {
             Some(v) => match integer(v.get_ref()).and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0) {
                 Some(p) => p,
                 None => {
-                    self.diags.push(Diagnostic::new(v.span(), format!("{} must be a port number (1-65535)", field("port"))).help("the port PostgreSQL listens on inside the container, e.g. port = 5432"));
+                    self.diags.push(
+                        Diagnostic::new(v.span(), format!("{} must be a port number (1-65535)", field("port")))
+                            .help("the port PostgreSQL listens on inside the container, e.g. port = 5432"),
+                    );
                     return None;
                 }
             },
@@ -1039,10 +1079,10 @@ impl Cx<'_> {
             Some(rv) => {
                 let text = self.plain_string(rv, "`schedule.rebuild`")?;
                 if let Err(e) = text.parse::<croner::Cron>() {
-                    self.diags.push(
-                        Diagnostic::new(rv.span(), format!("invalid cron expression `{text}` for `schedule.rebuild`: {e}"))
-                            .help("five fields (minute hour day month weekday), or six with seconds first, e.g. \"0 4 * * *\" for 04:00 every day"),
-                    );
+                    self.diags
+                        .push(Diagnostic::new(rv.span(), format!("invalid cron expression `{text}` for `schedule.rebuild`: {e}")).help(
+                        "five fields (minute hour day month weekday), or six with seconds first, e.g. \"0 4 * * *\" for 04:00 every day",
+                    ));
                     return None;
                 }
                 Some(text)
@@ -1058,7 +1098,8 @@ impl Cx<'_> {
 
     fn check_service<'s>(&mut self, t: &DeTable<'_>, span: Span, what: &str, services: &'s [Service]) -> Option<&'s Service> {
         let Some(v) = t.get("service") else {
-            self.diags.push(Diagnostic::new(span, format!("{what} needs a `service`")).help("name the service to check, e.g. service = \"app\""));
+            self.diags
+                .push(Diagnostic::new(span, format!("{what} needs a `service`")).help("name the service to check, e.g. service = \"app\""));
             return None;
         };
         let name = self.plain_string(v, &format!("{what}.service"))?;
@@ -1111,7 +1152,9 @@ impl Cx<'_> {
                     None => match service.ports.as_slice() {
                         [only] => only.container_port,
                         _ => {
-                            self.diags.push(Diagnostic::new(kv.span(), format!("{what} needs a `port`")).help("add port = 8080 (the container port)"));
+                            self.diags.push(
+                                Diagnostic::new(kv.span(), format!("{what} needs a `port`")).help("add port = 8080 (the container port)"),
+                            );
                             return None;
                         }
                     },
@@ -1172,7 +1215,10 @@ impl Cx<'_> {
                     for (k, v) in jt.iter() {
                         let pointer: &str = k.get_ref();
                         if !pointer.starts_with('/') {
-                            self.diags.push(Diagnostic::new(k.span(), format!("JSON pointer `{pointer}` must start with `/`")).help("e.g. \"/status\" or \"/items/0/id\""));
+                            self.diags.push(
+                                Diagnostic::new(k.span(), format!("JSON pointer `{pointer}` must start with `/`"))
+                                    .help("e.g. \"/status\" or \"/items/0/id\""),
+                            );
                             continue;
                         }
                         let value = match v.get_ref() {
@@ -1188,7 +1234,18 @@ impl Cx<'_> {
                         expect_json.insert(pointer.to_string(), value);
                     }
                 }
-                CheckKind::Http { service: service.name.clone(), port, method, path, headers, body, expect_status, expect_body, expect_body_regex, expect_json }
+                CheckKind::Http {
+                    service: service.name.clone(),
+                    port,
+                    method,
+                    path,
+                    headers,
+                    body,
+                    expect_status,
+                    expect_body,
+                    expect_body_regex,
+                    expect_json,
+                }
             }
             "tcp" => {
                 let tt = self.table(kv, &format!("{what} tcp"))?;
@@ -1219,9 +1276,13 @@ impl Cx<'_> {
                 let st = self.table(kv, &format!("{what} sql"))?;
                 self.unknown_keys(st, &["service", "query", "expect", "database", "user"], &format!("the sql check `{name}`"));
                 let service = self.check_service(st, kv.span(), &what, services)?;
-                let env_or = |key: &str, default: &str| service.env.get(key).map(|v| v.value.clone()).unwrap_or_else(|| default.to_string());
+                let env_or =
+                    |key: &str, default: &str| service.env.get(key).map(|v| v.value.clone()).unwrap_or_else(|| default.to_string());
                 let (Some(q), Some(e)) = (st.get("query"), st.get("expect")) else {
-                    self.diags.push(Diagnostic::new(kv.span(), format!("{what} needs `query` and `expect`")).help("e.g. query = \"select count(*) from products\", expect = \"10\""));
+                    self.diags.push(
+                        Diagnostic::new(kv.span(), format!("{what} needs `query` and `expect`"))
+                            .help("e.g. query = \"select count(*) from products\", expect = \"10\""),
+                    );
                     return None;
                 };
                 let query = self.plain_string(q, "sql check query")?;
@@ -1244,7 +1305,8 @@ impl Cx<'_> {
         let latency = match t.get("latency") {
             Some(lv) => {
                 if !matches!(kind, CheckKind::Http { .. }) {
-                    self.diags.push(Diagnostic::new(lv.span(), format!("`latency` only applies to http checks ({what} is {})", kind.kind())));
+                    self.diags
+                        .push(Diagnostic::new(lv.span(), format!("`latency` only applies to http checks ({what} is {})", kind.kind())));
                     return None;
                 }
                 let lt = self.table(lv, "latency")?;
@@ -1254,7 +1316,8 @@ impl Cx<'_> {
                         Some(v) => match integer(v.get_ref()) {
                             Some(n) if (1..=100_000).contains(&n) => Some(n as u32),
                             _ => {
-                                cx.diags.push(Diagnostic::new(v.span(), format!("`latency.{key}` must be a whole number from 1 to 100000")));
+                                cx.diags
+                                    .push(Diagnostic::new(v.span(), format!("`latency.{key}` must be a whole number from 1 to 100000")));
                                 None
                             }
                         },
@@ -1264,7 +1327,10 @@ impl Cx<'_> {
                 let requests = count(self, "requests", 50)?;
                 let concurrency = count(self, "concurrency", 5)?;
                 let Some(p95v) = lt.get("p95") else {
-                    self.diags.push(Diagnostic::new(lv.span(), format!("the latency budget of {what} needs `p95`")).help("e.g. latency = { p95 = \"150ms\", requests = 50, concurrency = 5 }"));
+                    self.diags.push(
+                        Diagnostic::new(lv.span(), format!("the latency budget of {what} needs `p95`"))
+                            .help("e.g. latency = { p95 = \"150ms\", requests = 50, concurrency = 5 }"),
+                    );
                     return None;
                 };
                 let p95 = self.duration(p95v, "latency.p95")?;
@@ -1282,7 +1348,10 @@ impl Cx<'_> {
                         match rate {
                             Some(r) if (0.0..=1.0).contains(&r) => r,
                             _ => {
-                                self.diags.push(Diagnostic::new(v.span(), "`latency.error_rate` must be a fraction from 0.0 to 1.0").help("e.g. error_rate = 0.01 for 1 %"));
+                                self.diags.push(
+                                    Diagnostic::new(v.span(), "`latency.error_rate` must be a fraction from 0.0 to 1.0")
+                                        .help("e.g. error_rate = 0.01 for 1 %"),
+                                );
                                 return None;
                             }
                         }
@@ -1306,7 +1375,9 @@ impl Cx<'_> {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => format!("defined services: {}", names.join(", ")),
                     };
-                    self.diags.push(Diagnostic::new(span.clone(), format!("service `{}` depends on unknown service `{dep}`", svc.name)).help(help));
+                    self.diags.push(
+                        Diagnostic::new(span.clone(), format!("service `{}` depends on unknown service `{dep}`", svc.name)).help(help),
+                    );
                 }
             }
         }

@@ -40,8 +40,7 @@ impl std::fmt::Debug for Interpolated {
 
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl VarSource {
@@ -93,16 +92,20 @@ impl VarSource {
                     );
                     ok = false;
                 } else if !valid_name(name) {
-                    diags.push(Diagnostic::new(expr_span.clone(), format!("invalid secret name `{name}`"))
-                        .help("secret names use letters, digits and `_`"));
+                    diags.push(
+                        Diagnostic::new(expr_span.clone(), format!("invalid secret name `{name}`"))
+                            .help("secret names use letters, digits and `_`"),
+                    );
                     ok = false;
                 } else if let Some(v) = self.secrets.get(name) {
                     out.push_str(v);
                     secret = true;
                 } else {
                     diags.push(
-                        Diagnostic::new(expr_span.clone(), format!("undefined secret `{name}`"))
-                            .help(format!("set STAGECTL_SECRET_{name} in the environment or add `{name}=...` to {}", self.secrets_file_hint)),
+                        Diagnostic::new(expr_span.clone(), format!("undefined secret `{name}`")).help(format!(
+                            "set STAGECTL_SECRET_{name} in the environment or add `{name}=...` to {}",
+                            self.secrets_file_hint
+                        )),
                     );
                     ok = false;
                 }
@@ -143,7 +146,13 @@ impl VarSource {
 /// is the literal content between quotes (no escapes); otherwise keeps the whole value's span.
 fn sub_span(source: &str, span: &Range<usize>, raw: &str, offset: usize, len: usize) -> Range<usize> {
     let text = source.get(span.clone()).unwrap_or("");
-    let quote_len = if text.starts_with("\"\"\"") || text.starts_with("'''") { 3 } else if text.starts_with('"') || text.starts_with('\'') { 1 } else { 0 };
+    let quote_len = if text.starts_with("\"\"\"") || text.starts_with("'''") {
+        3
+    } else if text.starts_with('"') || text.starts_with('\'') {
+        1
+    } else {
+        0
+    };
     if quote_len > 0 && text.len() == raw.len() + 2 * quote_len && &text[quote_len..quote_len + raw.len()] == raw {
         let start = span.start + quote_len + offset;
         start..start + len

@@ -11,7 +11,7 @@ use crate::manifest::{Manifest, Migrations, Probe, Readiness};
 use crate::plan;
 
 use super::pg::{self, LockProbe, Target};
-use super::{MigrationFile, discover, drift, pending};
+use super::{discover, drift, pending, MigrationFile};
 
 fn result(name: String, passed: bool, started: Instant, message: String) -> CheckResult {
     CheckResult::new(name, "migration", passed, started, message)
@@ -36,7 +36,13 @@ pub async fn run<E: ContainerEngine + ?Sized>(
 }
 
 /// Address of the service's PostgreSQL for a container on `network`.
-async fn target<E: ContainerEngine + ?Sized>(docker: &E, manifest: &Manifest, m: &Migrations, id: &str, network: &str) -> Result<Target, String> {
+async fn target<E: ContainerEngine + ?Sized>(
+    docker: &E,
+    manifest: &Manifest,
+    m: &Migrations,
+    id: &str,
+    network: &str,
+) -> Result<Target, String> {
     let status = docker.container_status(id, network).await.map_err(|e| e.to_string())?;
     let host = status.ip.ok_or_else(|| format!("`{}` has no address on network {network}", m.service))?;
     let password = manifest.service(&m.service).and_then(|s| s.env.get("POSTGRES_PASSWORD")).map(|v| v.value.clone());
@@ -88,7 +94,8 @@ async fn check_service<E: ContainerEngine + ?Sized>(
     };
     if m.job.is_none() {
         let drifted = drift(&dir, &files, &applied_live);
-        let msg = if drifted.is_empty() { format!("{} applied migrations match their files", applied_live.len()) } else { drifted.join("\n") };
+        let msg =
+            if drifted.is_empty() { format!("{} applied migrations match their files", applied_live.len()) } else { drifted.join("\n") };
         emit(result(format!("drift {dir}"), drifted.is_empty(), started, msg));
     }
 
@@ -107,7 +114,9 @@ async fn check_service<E: ContainerEngine + ?Sized>(
             c.job_image = m.job.as_deref().and_then(|j| plan::current_container(&manifest.stack, j, observed)).map(|c| c.image.clone());
             c
         }
-        Err(e) => return emit(result(format!("apply {dir}"), false, copy_started, format!("could not start a copy of `{}`: {e}", m.service))),
+        Err(e) => {
+            return emit(result(format!("apply {dir}"), false, copy_started, format!("could not start a copy of `{}`: {e}", m.service)))
+        }
     };
     tracing::debug!("copy of {} ready in {:.2}s", m.service, copy_started.elapsed().as_secs_f64());
     match &m.job {
@@ -220,7 +229,10 @@ async fn round_trip<E: ContainerEngine + ?Sized>(
     let after_down = schema(docker, m, id).await?;
     if let Some(before) = before {
         if before != after_down {
-            return Err(format!("the down migrations do not restore the schema:\n{}", diff(before, &after_down, "before up", "after down")));
+            return Err(format!(
+                "the down migrations do not restore the schema:\n{}",
+                diff(before, &after_down, "before up", "after down")
+            ));
         }
     }
     for f in set {
@@ -229,7 +241,10 @@ async fn round_trip<E: ContainerEngine + ?Sized>(
     }
     let again = schema(docker, m, id).await?;
     if again != after_up {
-        return Err(format!("schema after up, down, up differs from the schema after the first up:\n{}", diff(&after_up, &again, "after up", "after up, down, up")));
+        return Err(format!(
+            "schema after up, down, up differs from the schema after the first up:\n{}",
+            diff(&after_up, &again, "after up", "after up, down, up")
+        ));
     }
     Ok(format!("schema after up, down, up equals the schema after up ({} lines)", after_up.lines().count()))
 }
@@ -241,9 +256,16 @@ fn diff(a: &str, b: &str, a_name: &str, b_name: &str) -> String {
 /// The schema as `pg_dump --schema-only` prints it, without comments, blank lines and the
 /// per-dump random `\restrict` key of newer pg_dump versions.
 async fn schema<E: ContainerEngine + ?Sized>(docker: &E, m: &Migrations, id: &str) -> Result<String, String> {
-    let cmd: Vec<String> = ["pg_dump", "--schema-only", "--no-owner", "--no-privileges", "-U", &m.user, "-d", &m.database].iter().map(|s| s.to_string()).collect();
+    let cmd: Vec<String> = ["pg_dump", "--schema-only", "--no-owner", "--no-privileges", "-U", &m.user, "-d", &m.database]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     match docker.exec(id, &cmd).await {
-        Ok((0, out)) => Ok(out.lines().filter(|l| !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict") && !l.trim().is_empty()).map(|l| format!("{l}\n")).collect()),
+        Ok((0, out)) => Ok(out
+            .lines()
+            .filter(|l| !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict") && !l.trim().is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect()),
         Ok((code, out)) => Err(format!("pg_dump failed ({code}): {}", out.trim())),
         Err(e) => Err(e.to_string()),
     }
@@ -336,7 +358,10 @@ struct Copy {
 impl Copy {
     async fn start<E: ContainerEngine + ?Sized>(docker: &E, manifest: &Manifest, m: &Migrations, live_id: &str) -> Result<Copy, String> {
         let service = manifest.service(&m.service).ok_or("unknown service")?;
-        let nonce = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() & 0xffff_ffff);
+        let nonce = format!(
+            "{:x}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() & 0xffff_ffff
+        );
         let name = format!("{}-mcheck-{nonce}", plan::container_name(&manifest.stack, &m.service));
         let snapshot = match docker.exec(live_id, &["cat".to_string(), crate::data::snapshot::MARKER_PATH.to_string()]).await {
             Ok((0, key)) => {
@@ -379,7 +404,11 @@ impl Copy {
             let id = docker.create_container(&spec).await.map_err(|e| e.to_string())?;
             copy.id = id.clone();
             docker.start_container(&id).await.map_err(|e| e.to_string())?;
-            let readiness = Readiness { probe: Probe::Postgres { port: m.port }, timeout: Duration::from_secs(60), interval: Duration::from_millis(20) };
+            let readiness = Readiness {
+                probe: Probe::Postgres { port: m.port },
+                timeout: Duration::from_secs(60),
+                interval: Duration::from_millis(20),
+            };
             crate::probes::wait_ready(docker, &id, &copy.network, &readiness).await.map_err(|e| e.to_string())?;
             Ok::<(), String>(())
         }

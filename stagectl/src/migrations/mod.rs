@@ -62,7 +62,12 @@ pub fn discover(dir: &Path) -> Result<Vec<MigrationFile>, String> {
     ups.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
     for pair in ups.windows(2) {
         if pair[0].0 == pair[1].0 {
-            problems.push(format!("{} and {} have the same version {}; give each migration its own number", pair[0].3.display(), pair[1].3.display(), pair[0].1));
+            problems.push(format!(
+                "{} and {} have the same version {}; give each migration its own number",
+                pair[0].3.display(),
+                pair[1].3.display(),
+                pair[0].1
+            ));
         }
     }
     for (name, path) in &downs {

@@ -2,13 +2,13 @@
 //! on the stack network (tokio-postgres): the history table, applying and reverting files with
 //! exact durations and `file:line` errors, and the lock probe.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls};
 
-use super::{AppliedMigration, MigrationFile, line_of_position, needs_no_transaction};
+use super::{line_of_position, needs_no_transaction, AppliedMigration, MigrationFile};
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -40,10 +40,9 @@ pub async fn connect(target: &Target) -> Result<Client, String> {
     if let Some(p) = &target.password {
         config.password(p);
     }
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| format!("connecting to PostgreSQL at {}:{} (database {}, user {}): {e}", target.host, target.port, target.database, target.user))?;
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        format!("connecting to PostgreSQL at {}:{} (database {}, user {}): {e}", target.host, target.port, target.database, target.user)
+    })?;
     tokio::spawn(async move {
         // Ends when the client is dropped; an error here surfaces on the client's next call.
         let _ = connection.await;
@@ -64,10 +63,7 @@ pub async fn applied(client: &Client) -> Result<Vec<AppliedMigration>, String> {
         .query("SELECT version, name, checksum, duration_ms FROM stagectl_migrations ORDER BY version::numeric, name", &[])
         .await
         .map_err(|e| format!("reading stagectl_migrations: {e}"))?;
-    Ok(rows
-        .iter()
-        .map(|r| AppliedMigration { version: r.get(0), name: r.get(1), checksum: r.get(2), duration_ms: r.get(3) })
-        .collect())
+    Ok(rows.iter().map(|r| AppliedMigration { version: r.get(0), name: r.get(1), checksum: r.get(2), duration_ms: r.get(3) }).collect())
 }
 
 /// Runs `file`'s up migration and records it; returns the time the SQL took, in ms.
@@ -166,7 +162,11 @@ pub async fn touched_tables(client: &Client, sql: &str) -> Result<Vec<ProbedTabl
         .iter()
         .map(|r| {
             let (schema, table): (String, String) = (r.get(0), r.get(1));
-            ProbedTable { qualified: format!("{}.{}", quote(&schema), quote(&table)), display: format!("{schema}.{table}"), writable_column: r.get(2) }
+            ProbedTable {
+                qualified: format!("{}.{}", quote(&schema), quote(&table)),
+                display: format!("{schema}.{table}"),
+                writable_column: r.get(2),
+            }
         })
         .collect())
 }

@@ -30,10 +30,7 @@ pub fn volume_name(stack: &str, volume: &str) -> String {
 
 /// Labels carried by every resource of a stack.
 pub fn stack_labels(stack: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (labels::STACK.to_string(), stack.to_string()),
-        (labels::VERSION.to_string(), VERSION.to_string()),
-    ])
+    BTreeMap::from([(labels::STACK.to_string(), stack.to_string()), (labels::VERSION.to_string(), VERSION.to_string())])
 }
 
 /// Named volumes the stack uses, sorted and unique.
@@ -155,10 +152,7 @@ pub fn diff(manifest: &Manifest, hashes: &BTreeMap<String, String>, observed: &[
             used_ids.insert(c.id.clone());
         }
         let desired = hashes.get(&service.name).map(String::as_str).unwrap_or("");
-        let dependency_changed = service
-            .depends_on
-            .iter()
-            .any(|d| steps.iter().any(|(s, a)| s == d && *a != Action::Keep));
+        let dependency_changed = service.depends_on.iter().any(|d| steps.iter().any(|(s, a)| s == d && *a != Action::Keep));
         let action = decide(service, desired, current, dependency_changed);
         steps.push((service.name.clone(), action));
     }
@@ -171,7 +165,10 @@ pub fn diff(manifest: &Manifest, hashes: &BTreeMap<String, String>, observed: &[
 pub fn orphans(manifest: &Manifest, observed: &[ObservedContainer]) -> Vec<String> {
     observed
         .iter()
-        .filter(|c| current_container(&manifest.stack, &c.service, observed).is_none_or(|own| own.id != c.id) || manifest.service(&c.service).is_none())
+        .filter(|c| {
+            current_container(&manifest.stack, &c.service, observed).is_none_or(|own| own.id != c.id)
+                || manifest.service(&c.service).is_none()
+        })
         .map(|c| c.id.clone())
         .collect()
 }

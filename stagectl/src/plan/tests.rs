@@ -134,7 +134,9 @@ fn the_spec_hash_follows_env_and_image_but_not_readiness() {
 
 #[test]
 fn the_container_spec_names_labels_and_mounts_by_stack() {
-    let m = parse_ok("[stack]\nname = \"s\"\n[services.db]\nimage = \"pg\"\nvolumes = [\"data:/d\", \"/etc/x:/x:ro\"]\nports = [\"5433:5432\"]\n");
+    let m = parse_ok(
+        "[stack]\nname = \"s\"\n[services.db]\nimage = \"pg\"\nvolumes = [\"data:/d\", \"/etc/x:/x:ro\"]\nports = [\"5433:5432\"]\n",
+    );
     let spec = container_spec(&m, &m.services[0], "sha256:abc", "pg", "h1");
     assert_eq!(spec.name, "s-db");
     assert_eq!(spec.network, "s-net");

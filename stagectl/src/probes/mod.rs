@@ -135,7 +135,11 @@ async fn attempt<E: ContainerEngine + ?Sized>(
             Ok((0, _)) => Ok(()),
             Ok((code, out)) => {
                 let last = out.lines().last().unwrap_or("").trim().to_string();
-                Err(format!("`{}` exited with {code}{}", command.join(" "), if last.is_empty() { String::new() } else { format!(": {last}") }))
+                Err(format!(
+                    "`{}` exited with {code}{}",
+                    command.join(" "),
+                    if last.is_empty() { String::new() } else { format!(": {last}") }
+                ))
             }
             Err(e) => Err(e.to_string()),
         },

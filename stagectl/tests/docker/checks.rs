@@ -74,11 +74,8 @@ fn smoke_checks_pass_and_fail_for_real_and_the_junit_report_counts_match() {
     assert_eq!(suite.attribute("failures"), Some("2"));
     let cases: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
     assert_eq!(cases.len(), 6);
-    let failed: Vec<&str> = cases
-        .iter()
-        .filter(|c| c.children().any(|k| k.has_tag_name("failure")))
-        .map(|c| c.attribute("name").unwrap())
-        .collect();
+    let failed: Vec<&str> =
+        cases.iter().filter(|c| c.children().any(|k| k.has_tag_name("failure"))).map(|c| c.attribute("name").unwrap()).collect();
     assert_eq!(failed, ["wrong status", "too slow"]);
     let md = std::fs::read_to_string(&markdown).unwrap();
     assert!(md.contains("**FAILED**") && md.contains("| ❌ | too slow | http |"), "{md}");

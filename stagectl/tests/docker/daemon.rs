@@ -197,7 +197,10 @@ fn api_needs_a_token_queues_per_stack_and_keeps_history_across_kill_9() {
 
 /// Every line is a comment or `name{labels} value`; every sample's family has a TYPE line.
 fn assert_prometheus_text(text: &str) {
-    let sample = regex::Regex::new(r#"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$"#).unwrap();
+    let sample = regex::Regex::new(
+        r#"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$"#,
+    )
+    .unwrap();
     let mut typed = std::collections::HashSet::new();
     let mut samples = 0;
     for line in text.lines().filter(|l| !l.is_empty()) {
@@ -235,7 +238,11 @@ ready = { exec = ["true"] }
     let stack = Stack::new("d-watch", manifest);
     for svc in ["a", "b"] {
         std::fs::create_dir_all(stack.path(svc)).unwrap();
-        std::fs::write(stack.path(&format!("{svc}/Dockerfile")), "FROM stagectl/debian:bookworm\nCOPY msg /msg\nCMD [\"sleep\", \"infinity\"]\n").unwrap();
+        std::fs::write(
+            stack.path(&format!("{svc}/Dockerfile")),
+            "FROM stagectl/debian:bookworm\nCOPY msg /msg\nCMD [\"sleep\", \"infinity\"]\n",
+        )
+        .unwrap();
         std::fs::write(stack.path(&format!("{svc}/msg")), "one\n").unwrap();
     }
     let d = Daemon::start(&stack, &[]);
@@ -254,8 +261,11 @@ ready = { exec = ["true"] }
     assert_eq!(docker(&["exec", &after["a"], "cat", "/msg"]).trim(), "two");
 
     // An invalid manifest: the run fails with the file's errors, nothing is touched.
-    std::fs::write(stack.path("stack.toml"), manifest.replace("{stack}", &stack.name).replace("[services.b]", "[services.b]\nimage = 42")).unwrap();
-    let bad = d.wait_for(Duration::from_secs(20), "for the invalid manifest", |r| r["trigger"] == "watch" && r["id"].as_i64() > run["id"].as_i64());
+    std::fs::write(stack.path("stack.toml"), manifest.replace("{stack}", &stack.name).replace("[services.b]", "[services.b]\nimage = 42"))
+        .unwrap();
+    let bad = d.wait_for(Duration::from_secs(20), "for the invalid manifest", |r| {
+        r["trigger"] == "watch" && r["id"].as_i64() > run["id"].as_i64()
+    });
     let bad = d.wait_run(bad["id"].as_i64().unwrap(), Duration::from_secs(60));
     assert_eq!(bad["status"], "failed");
     let error = bad["error"].as_str().unwrap();
@@ -281,7 +291,8 @@ fn cron_schedule_rebuilds_and_idle_ttl_tears_down() {
 
     stack.write_manifest(&format!("{WEB}\n[schedule]\nidle_ttl = \"2s\"\n"));
     let d = Daemon::start(&stack, &["--no-watch"]);
-    let down = d.wait_for(Duration::from_secs(30), "tearing the idle stack down", |r| r["trigger"] == "schedule" && r["operation"] == "down");
+    let down =
+        d.wait_for(Duration::from_secs(30), "tearing the idle stack down", |r| r["trigger"] == "schedule" && r["operation"] == "down");
     let down = d.wait_run(down["id"].as_i64().unwrap(), Duration::from_secs(60));
     assert_eq!(down["status"], "succeeded", "{down}");
     assert!(down["detail"].as_str().unwrap().contains("idle"), "{down}");

@@ -33,7 +33,8 @@ loader = "redis"
 files = ["cache/*.redis"]
 "#;
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS users (id bigserial PRIMARY KEY, email text, name text, phone text, country text, age int);\n\
+const SCHEMA: &str =
+    "CREATE TABLE IF NOT EXISTS users (id bigserial PRIMARY KEY, email text, name text, phone text, country text, age int);\n\
 CREATE TABLE IF NOT EXISTS orders (id bigserial PRIMARY KEY, email text, total int);\n";
 
 const USERS: &str = "email,name,phone,country,age\n\
@@ -95,7 +96,14 @@ fn fixtures_load_masked_deterministic_and_join_consistent() {
 
     // Determinism: a full reload (snapshot deleted) gives byte-identical masked data.
     // (Only this stack's snapshot: `snapshots prune --all` would hit parallel tests too.)
-    let ours = docker(&["images", "-q", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--filter", "label=org.stagectl.snapshot"]);
+    let ours = docker(&[
+        "images",
+        "-q",
+        "--filter",
+        &format!("label=org.stagectl.stack={}", stack.name),
+        "--filter",
+        "label=org.stagectl.snapshot",
+    ]);
     assert_eq!(ours.lines().count(), 1);
     assert!(stack.run(&["down", "--volumes"]).status.success());
     docker(&["rmi", ours.trim()]);
@@ -153,7 +161,14 @@ fn a_rebuild_restores_the_snapshot_and_a_changed_fixture_reloads() {
     // Pruning is scoped to the manifest's stack (parallel tests' snapshots are untouched).
     let out = stack.run(&["snapshots", "prune", "--all"]);
     assert_eq!(stdout(&out).split(" (").next().unwrap_or(""), "removed 3 snapshots");
-    let left = docker(&["images", "-q", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--filter", "label=org.stagectl.snapshot"]);
+    let left = docker(&[
+        "images",
+        "-q",
+        "--filter",
+        &format!("label=org.stagectl.stack={}", stack.name),
+        "--filter",
+        "label=org.stagectl.snapshot",
+    ]);
     assert_eq!(left.trim(), "");
 }
 
@@ -162,7 +177,9 @@ fn a_broken_fixture_fails_naming_file_and_line_and_keeps_the_previous_snapshot()
     require_docker!();
     let stack = data_stack("fxbroken");
     stack.up_ok();
-    let snapshots = |s: &Stack| docker(&["images", "-q", "--filter", &format!("label=org.stagectl.stack={}", s.name), "--filter", "label=org.stagectl.snapshot"]);
+    let snapshots = |s: &Stack| {
+        docker(&["images", "-q", "--filter", &format!("label=org.stagectl.stack={}", s.name), "--filter", "label=org.stagectl.snapshot"])
+    };
     let before = snapshots(&stack);
     assert_eq!(before.lines().count(), 1);
 
@@ -178,7 +195,11 @@ fn a_broken_fixture_fails_naming_file_and_line_and_keeps_the_previous_snapshot()
 
     // A failing SQL statement.
     std::fs::write(stack.path("data/02_orders.csv"), ORDERS).unwrap();
-    std::fs::write(stack.path("data/03_extra.sql"), "-- comment\nINSERT INTO orders (email, total) VALUES ('x', 1);\nINSERT INTO nowhere VALUES (1);\n").unwrap();
+    std::fs::write(
+        stack.path("data/03_extra.sql"),
+        "-- comment\nINSERT INTO orders (email, total) VALUES ('x', 1);\nINSERT INTO nowhere VALUES (1);\n",
+    )
+    .unwrap();
     let out = stack.run(&["up"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("db FAILED: data/03_extra.sql:3: ERROR: relation \"nowhere\" does not exist"), "{}", stderr(&out));
@@ -200,7 +221,15 @@ fn a_deleted_snapshot_falls_back_to_a_full_load() {
     let stack = data_stack("fxgone");
     stack.up_ok();
     let expected = sql(&stack, "app", DUMP);
-    let snapshot = docker(&["images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--filter", "label=org.stagectl.snapshot"]);
+    let snapshot = docker(&[
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "--filter",
+        &format!("label=org.stagectl.stack={}", stack.name),
+        "--filter",
+        "label=org.stagectl.snapshot",
+    ]);
     let snapshot = snapshot.trim().to_string();
     assert!(snapshot.starts_with("stagectl-snapshot/db:"), "{snapshot}");
     assert!(stack.run(&["down", "--volumes"]).status.success());

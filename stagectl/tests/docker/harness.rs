@@ -2,8 +2,8 @@
 //! name and temp dir, runs the real `stagectl` binary, and tears its stack down on drop —
 //! also when the test panics.
 
-use std::net::TcpStream;
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -98,8 +98,12 @@ impl Stack {
     /// IDs of the stack's containers by service, from the Docker CLI (independent of stagectl).
     pub fn container_ids(&self) -> std::collections::BTreeMap<String, String> {
         let out = docker(&[
-            "ps", "-a", "--filter", &format!("label=org.stagectl.stack={}", self.name),
-            "--format", "{{.Label \"org.stagectl.service\"}} {{.ID}}",
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=org.stagectl.stack={}", self.name),
+            "--format",
+            "{{.Label \"org.stagectl.service\"}} {{.ID}}",
         ]);
         out.lines().filter_map(|l| l.split_once(' ')).map(|(s, id)| (s.to_string(), id.to_string())).collect()
     }

@@ -267,10 +267,7 @@ fn a_host_port_in_use_is_reported_before_anything_starts() {
     );
     let out = stack.run(&["up"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        stderr(&out).lines().next().unwrap_or(""),
-        format!("error: host port {port}/tcp for service `web` is already in use")
-    );
+    assert_eq!(stderr(&out).lines().next().unwrap_or(""), format!("error: host port {port}/tcp for service `web` is already in use"));
     assert_eq!(stack.owned_resources(), (0, 0, 0), "nothing was created");
     drop(listener);
 }
@@ -281,7 +278,9 @@ fn an_invalid_manifest_starts_nothing_and_rebuild_keeps_the_running_stack() {
     let stack = Stack::new("invalid", "[stack]\nname = \"{stack}\"\n[services.a]\nimage = \"stagectl/redis:7\"\nready = { tcp = 6379 }\n");
     stack.up_ok();
     let ids = stack.container_ids();
-    stack.write_manifest("[stack]\nname = \"{stack}\"\n[services.a]\nimage = \"stagectl/redis:7\"\nready = { tcp = 6379 }\nport = [\"1:2\"]\n");
+    stack.write_manifest(
+        "[stack]\nname = \"{stack}\"\n[services.a]\nimage = \"stagectl/redis:7\"\nready = { tcp = 6379 }\nport = [\"1:2\"]\n",
+    );
     let out = stack.run(&["rebuild"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown key `port` in [services.a]"), "{}", stderr(&out));

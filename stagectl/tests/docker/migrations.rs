@@ -42,10 +42,7 @@ fn passed(r: &serde_json::Value) -> bool {
 #[test]
 fn lock_probe_catches_a_table_rewrite_on_100k_rows_and_passes_an_additive_migration() {
     require_docker!();
-    let stack = Stack::new(
-        "mig-lock",
-        &format!("{DB}lock_budget = \"200ms\"\n\n[fixtures.db]\nfiles = [\"fixtures/*.sql\"]\n"),
-    );
+    let stack = Stack::new("mig-lock", &format!("{DB}lock_budget = \"200ms\"\n\n[fixtures.db]\nfiles = [\"fixtures/*.sql\"]\n"));
     write(&stack, "migrations/001_events.up.sql", "CREATE TABLE events (id int PRIMARY KEY, n int NOT NULL, payload text);\n");
     write(&stack, "migrations/001_events.down.sql", "DROP TABLE events;\n");
     write(&stack, "fixtures/events.sql", "INSERT INTO events SELECT g, g, repeat('x', 200) FROM generate_series(1, 100000) g;\n");
@@ -79,7 +76,10 @@ fn lock_probe_catches_a_table_rewrite_on_100k_rows_and_passes_an_additive_migrat
 
     // All of it happened on a copy: the running database is as it was.
     assert_eq!(sql(&stack, "app", "SELECT count(*) FROM stagectl_migrations").trim(), "1");
-    assert_eq!(sql(&stack, "app", "SELECT count(*) FROM information_schema.columns WHERE table_name = 'events' AND column_name = 'note'").trim(), "0");
+    assert_eq!(
+        sql(&stack, "app", "SELECT count(*) FROM information_schema.columns WHERE table_name = 'events' AND column_name = 'note'").trim(),
+        "0"
+    );
     let leftovers = docker(&["ps", "-a", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--format", "{{.Names}}"]);
     assert!(!leftovers.contains("mcheck"), "copy left behind: {leftovers}");
 }
@@ -157,7 +157,10 @@ job = "migrate"
     let apply = find(&results, "apply (job `migrate`)");
     assert!(apply["message"].as_str().unwrap().contains("`migrate` applied the migrations"), "{apply}");
     // The team's tool ran against the copy: the live database has no `name` column yet.
-    assert_eq!(sql(&stack, "shop", "SELECT count(*) FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'name'").trim(), "0");
+    assert_eq!(
+        sql(&stack, "shop", "SELECT count(*) FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'name'").trim(),
+        "0"
+    );
 
     // A failing migration fails the check with the tool's output.
     write(&stack, "migrations/003_broken.up.sql", "ALTER TABLE nope ADD COLUMN x int;\n");
