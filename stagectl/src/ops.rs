@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::{CheckOutcome, CheckResult};
 use crate::docker::ContainerEngine;
-use crate::engine::{DownReport, Engine, Phase, Redactor, Reporter, UpReport};
 use crate::history::{CheckRecord, History, RunOutcome, StepRecord};
 use crate::manifest::Manifest;
+use crate::orchestrator::{DownReport, Orchestrator, Phase, Reporter, UpReport};
+use crate::secrets::Redactor;
 
 /// Which checks a check operation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -94,7 +95,7 @@ pub struct OpOutcome {
 
 /// Runs `op`. `manifest` may be `None` only for `down` (by stack name).
 pub async fn execute<E: ContainerEngine + ?Sized>(
-    engine: &Engine<E>,
+    engine: &Orchestrator<E>,
     stack: &str,
     manifest: Option<&Manifest>,
     op: Operation,

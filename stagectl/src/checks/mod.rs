@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::docker::ContainerEngine;
-use crate::engine::Redactor;
 use crate::manifest::{CheckKind, LatencyBudget, Manifest, SmokeCheck};
 use crate::plan;
+use crate::secrets::Redactor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -10,10 +10,10 @@ use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 
 use crate::docker::{BollardEngine, ContainerEngine};
-use crate::engine::{Engine, Outcome, UpReport};
 use crate::error::{exit, Error, Result};
 use crate::manifest::Manifest;
 use crate::ops::{CheckSet, Operation};
+use crate::orchestrator::{Orchestrator, Outcome, UpReport};
 use crate::plan;
 use output::{json, out, Console, Mode};
 
@@ -199,7 +199,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
         Command::Daemon(args) => crate::daemon::run(cli, args).await,
         Command::Status => {
             let m = load(cli)?;
-            let engine = Engine::new(connect().await?, console.clone());
+            let engine = Orchestrator::new(connect().await?, console.clone());
             let rows = engine.status(&m).await?;
             if cli.json {
                 json(&rows);
@@ -239,7 +239,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                     service.as_ref().map(|s| format!(" service `{s}`")).unwrap_or_default()
                 )));
             }
-            let redactor = crate::engine::Redactor::new(m.secret_values());
+            let redactor = crate::secrets::Redactor::new(m.secret_values());
             let prefix = selected.len() > 1;
             let width = selected.iter().map(|c| c.service.len()).max().unwrap_or(0);
             let streams = selected.iter().map(|c| {
@@ -411,7 +411,7 @@ async fn operate(
             return crate::daemon::client::forward(&daemon, op, &console).await;
         }
     }
-    let redactor = crate::engine::Redactor::new(manifest.as_ref().map(|m| m.secret_values()).unwrap_or_default());
+    let redactor = crate::secrets::Redactor::new(manifest.as_ref().map(|m| m.secret_values()).unwrap_or_default());
     // History is a record, not a precondition: without it the operation still runs.
     let history = match History::open(&History::default_path()) {
         Ok(h) => Some(Arc::new(h)),
@@ -433,7 +433,7 @@ async fn operate(
         }
         Err(e) => return Err(Error::Usage(format!("cannot lock stack `{stack}`: {e}"))),
     };
-    let reporter: Arc<dyn crate::engine::Reporter> = match (&history, run) {
+    let reporter: Arc<dyn crate::orchestrator::Reporter> = match (&history, run) {
         (Some(h), Some(id)) => {
             let _ = h.start_run(id);
             Arc::new(crate::ops::RecordingReporter {
@@ -449,7 +449,7 @@ async fn operate(
     let started = std::time::Instant::now();
     let on_check = |r: &crate::checks::CheckResult| note_check(&console, r);
     let result = async {
-        let engine = Engine::new(connect().await?, reporter);
+        let engine = Orchestrator::new(connect().await?, reporter);
         crate::ops::execute(&engine, &stack, manifest.as_ref(), op, &on_check).await
     }
     .await;

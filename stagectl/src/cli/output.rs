@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::engine::{Phase, Reporter};
+use crate::orchestrator::{Phase, Reporter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -23,11 +23,12 @@ use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::cli::Cli;
 use crate::docker::BollardEngine;
-use crate::engine::{Engine, Redactor, Silent};
 use crate::error::{exit, Error, Result};
 use crate::history::{History, Trigger};
 use crate::manifest::Manifest;
 use crate::ops::{CheckSet, Operation, RecordingReporter, StackLock};
+use crate::orchestrator::{Orchestrator, Silent};
+use crate::secrets::Redactor;
 
 #[derive(Debug, clap::Args)]
 pub struct DaemonArgs {
@@ -89,7 +90,7 @@ pub(crate) struct State {
     ready_seconds: Mutex<BTreeMap<String, f64>>,
     host: Mutex<host::HostSampler>,
     /// Long-lived, so what it learns about containers (load markers) is kept between refreshes.
-    status_engine: Engine<BollardEngine>,
+    status_engine: Orchestrator<BollardEngine>,
     keep_runs: usize,
     keep_days: u32,
 }
@@ -127,7 +128,7 @@ pub async fn run(cli: &Cli, args: &DaemonArgs) -> Result<i32> {
         manifest_error: Mutex::new(None),
         ready_seconds: Mutex::new(BTreeMap::new()),
         host: Mutex::new(host::HostSampler::new()),
-        status_engine: Engine::new(docker.clone(), Arc::new(Silent)),
+        status_engine: Orchestrator::new(docker.clone(), Arc::new(Silent)),
         keep_runs: args.keep_runs,
         keep_days: args.keep_days,
     });
@@ -348,7 +349,7 @@ fn execute(state: &State, job: &Job) {
         started: Instant::now(),
         redactor: redactor.clone(),
     });
-    let engine = Engine::new(state.docker.clone(), reporter.clone());
+    let engine = Orchestrator::new(state.docker.clone(), reporter.clone());
     let on_check = |c: &crate::checks::CheckResult| {
         let mark = if c.outcome == crate::checks::CheckOutcome::Passed { "✓" } else { "✗" };
         reporter.line(&format!("{mark} {} ({}, {:.2}s): {}", c.name, c.kind, c.seconds, c.message));
@@ -375,7 +376,7 @@ struct StatusDoc<'a> {
     busy: Option<serde_json::Value>,
     queued: usize,
     manifest_error: Option<String>,
-    services: Vec<crate::engine::ServiceStatus>,
+    services: Vec<crate::orchestrator::ServiceStatus>,
     checks: Vec<crate::history::CheckRecord>,
     host: host::HostMetrics,
     updated_at: String,

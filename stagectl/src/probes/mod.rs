@@ -17,7 +17,7 @@ pub enum NotReady {
     /// The container stopped while we waited.
     Exited { code: Option<i64> },
     /// Docker itself failed.
-    Engine(String),
+    Docker(String),
 }
 
 impl std::fmt::Display for NotReady {
@@ -28,7 +28,7 @@ impl std::fmt::Display for NotReady {
             }
             NotReady::Exited { code: Some(c) } => write!(f, "container exited with code {c} before it was ready"),
             NotReady::Exited { code: None } => write!(f, "container stopped before it was ready"),
-            NotReady::Engine(e) => write!(f, "{e}"),
+            NotReady::Docker(e) => write!(f, "{e}"),
         }
     }
 }
@@ -47,7 +47,7 @@ pub async fn wait_ready<E: ContainerEngine + ?Sized>(
 ) -> Result<Duration, NotReady> {
     let start = Instant::now();
     let deadline = start + readiness.timeout;
-    let engine_err = |e: crate::error::Error| NotReady::Engine(e.to_string());
+    let engine_err = |e: crate::error::Error| NotReady::Docker(e.to_string());
     let status = docker.container_status(id, network).await.map_err(engine_err)?;
     if !status.running {
         return Err(NotReady::Exited { code: status.exit_code });
@@ -206,7 +206,7 @@ async fn wait_for_log<E: ContainerEngine + ?Sized>(
     start: Instant,
     deadline: Instant,
 ) -> Result<Duration, NotReady> {
-    let re = regex::Regex::new(pattern).map_err(|e| NotReady::Engine(e.to_string()))?;
+    let re = regex::Regex::new(pattern).map_err(|e| NotReady::Docker(e.to_string()))?;
     let mut stream = docker.stream_logs(id, true, None);
     let mut partial = String::new();
     let mut ticker = tokio::time::interval(STATE_CHECK_EVERY);
@@ -225,10 +225,10 @@ async fn wait_for_log<E: ContainerEngine + ?Sized>(
                         return Ok(start.elapsed());
                     }
                 }
-                Some(Err(e)) => return Err(NotReady::Engine(e.to_string())),
+                Some(Err(e)) => return Err(NotReady::Docker(e.to_string())),
                 // The log stream ends when the container stops.
                 None => {
-                    let s = docker.container_status(id, network).await.map_err(|e| NotReady::Engine(e.to_string()))?;
+                    let s = docker.container_status(id, network).await.map_err(|e| NotReady::Docker(e.to_string()))?;
                     return Err(NotReady::Exited { code: s.exit_code });
                 }
             },

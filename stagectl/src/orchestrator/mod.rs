@@ -22,7 +22,8 @@ use crate::error::{Error, Result};
 use crate::manifest::{Fixtures, Manifest, Protocol, Service};
 use crate::plan::{self, Action};
 use crate::probes;
-pub use progress::{Phase, Redactor, Reporter, Silent};
+use crate::secrets::Redactor;
+pub use progress::{Phase, Reporter, Silent};
 
 /// Lines of container output shown when a service fails.
 pub const FAILURE_LOG_LINES: usize = 20;
@@ -144,7 +145,7 @@ pub struct ServiceStatus {
     pub detail: Option<String>,
 }
 
-pub struct Engine<E: ContainerEngine + ?Sized> {
+pub struct Orchestrator<E: ContainerEngine + ?Sized> {
     pub docker: Arc<E>,
     pub reporter: Arc<dyn Reporter>,
     /// Containers seen holding the load marker. It is written once, after a complete load, and
@@ -166,9 +167,9 @@ struct DepSignal {
     data_present: bool,
 }
 
-impl<E: ContainerEngine + ?Sized> Engine<E> {
+impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     pub fn new(docker: Arc<E>, reporter: Arc<dyn Reporter>) -> Self {
-        Engine { docker, reporter, loaded: Default::default() }
+        Orchestrator { docker, reporter, loaded: Default::default() }
     }
 
     /// Brings the stack to the state the manifest describes.

@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use super::progress::{Phase, Redactor, Reporter};
+use super::progress::{Phase, Reporter};
 use crate::docker::{labels, ContainerEngine, ImageProgress};
 use crate::manifest::{Build, Manifest, Service};
+use crate::secrets::Redactor;
 
 /// The image a service will run, and how it was obtained.
 #[derive(Debug, Clone)]
