@@ -1,6 +1,7 @@
 //! The command line: argument parsing, dispatch, and the final output of each command.
 //! Thin on purpose: the work happens in `engine`, the decisions in `plan`.
 
+pub mod daemon_client;
 pub mod output;
 
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use futures_util::StreamExt;
 use crate::docker::{BollardEngine, ContainerEngine};
 use crate::error::{exit, Error, Result};
 use crate::manifest::Manifest;
-use crate::ops::{CheckSet, Operation};
+use crate::ops::{run_recorded, CheckSet, OpOutcome, Operation, Recording};
 use crate::orchestrator::{Orchestrator, Outcome, UpReport};
 use crate::plan;
 use output::{json, out, Console, Mode};
@@ -63,7 +64,7 @@ pub enum Command {
     Check {
         /// Which checks: all (default), smoke, or migrations.
         #[arg(value_enum, default_value = "all")]
-        what: CheckSet,
+        what: CheckArg,
         /// Only lint the migration files (needs no Docker and no running stack).
         #[arg(long)]
         lint_only: bool,
@@ -95,13 +96,51 @@ pub enum Command {
     #[command(subcommand)]
     Snapshots(SnapshotsCommand),
     /// Serve this stack: HTTP API, status page, metrics, file watching, schedules.
-    Daemon(crate::daemon::DaemonArgs),
+    Daemon(DaemonArgs),
     /// Run a command in a running service.
     Exec {
         service: String,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    /// Address to listen on. Anything but loopback needs an explicit token.
+    #[arg(long, default_value = "127.0.0.1:7780", env = "STAGECTL_LISTEN")]
+    pub listen: String,
+    /// File holding the bearer token (must not be readable by group or others). Without it,
+    /// STAGECTL_TOKEN; without that, a token is generated into the state directory.
+    #[arg(long, env = "STAGECTL_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Do not watch the manifest, fixtures, migrations and build contexts.
+    #[arg(long)]
+    pub no_watch: bool,
+    /// Finished runs kept per stack in the history.
+    #[arg(long, default_value_t = 500)]
+    pub keep_runs: usize,
+    /// Finished runs older than this many days are pruned.
+    #[arg(long, default_value_t = 30)]
+    pub keep_days: u32,
+}
+
+/// `stagectl check [WHAT]`: the command line's names for `ops::CheckSet`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckArg {
+    All,
+    Smoke,
+    Migrations,
+}
+
+impl From<CheckArg> for CheckSet {
+    fn from(arg: CheckArg) -> CheckSet {
+        match arg {
+            CheckArg::All => CheckSet::All,
+            CheckArg::Smoke => CheckSet::Smoke,
+            CheckArg::Migrations => CheckSet::Migrations,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,13 +229,23 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                 for r in &results {
                     note_check(&console, r);
                 }
-                return finish_checks(&m, results, started, &targets, &console, cli.json);
+                return finish_checks(&m.stack, results, started, &targets, &console, cli.json);
             }
-            operate(cli, console, Operation::Check(*what), None, targets).await
+            operate(cli, console, Operation::Check((*what).into()), None, targets).await
         }
         Command::Verify { reports } => operate(cli, console, Operation::Verify, None, report_targets(reports)?).await,
         Command::Down { volumes, stack } => operate(cli, console, Operation::Down { volumes: *volumes }, stack.clone(), vec![]).await,
-        Command::Daemon(args) => crate::daemon::run(cli, args).await,
+        Command::Daemon(args) => {
+            let options = crate::daemon::Options {
+                manifest_path: cli.file.clone(),
+                listen: args.listen.clone(),
+                token_file: args.token_file.clone(),
+                watch: !args.no_watch,
+                keep_runs: args.keep_runs,
+                keep_days: args.keep_days,
+            };
+            crate::daemon::run(&options).await
+        }
         Command::Status => {
             let m = load(cli)?;
             let engine = Orchestrator::new(connect().await?, console.clone());
@@ -391,13 +440,7 @@ fn report_targets(args: &[String]) -> Result<Vec<(ReportFormat, PathBuf)>> {
 
 /// Runs an operation: through the daemon when one serves the stack, else here under the
 /// stack's lock, recorded in the run history either way.
-async fn operate(
-    cli: &Cli,
-    console: Arc<Console>,
-    op: Operation,
-    stack: Option<String>,
-    targets: Vec<(ReportFormat, PathBuf)>,
-) -> Result<i32> {
+async fn operate(cli: &Cli, console: Arc<Console>, op: Operation, stack: Option<String>, targets: Vec<(ReportFormat, PathBuf)>) -> Result<i32> {
     use crate::history::{History, Trigger};
     // Down by stack name needs no manifest; everything else validates it before touching anything.
     let manifest = match (&op, &stack) {
@@ -407,11 +450,10 @@ async fn operate(
     let stack = stack.or_else(|| manifest.as_ref().map(|m| m.stack.clone())).unwrap_or_default();
     // Reports and JSON need the full results in this process.
     if !cli.local && targets.is_empty() && !cli.json {
-        if let Some(daemon) = crate::daemon::client::discover(&stack).await {
-            return crate::daemon::client::forward(&daemon, op, &console).await;
+        if let Some(daemon) = daemon_client::discover(&stack).await {
+            return daemon_client::forward(&daemon, op, &console).await;
         }
     }
-    let redactor = crate::secrets::Redactor::new(manifest.as_ref().map(|m| m.secret_values()).unwrap_or_default());
     // History is a record, not a precondition: without it the operation still runs.
     let history = match History::open(&History::default_path()) {
         Ok(h) => Some(Arc::new(h)),
@@ -420,48 +462,12 @@ async fn operate(
             None
         }
     };
-    let run = history.as_ref().and_then(|h| h.create_run(&stack, op.name(), Trigger::Cli).ok());
-    let lock = match crate::ops::StackLock::try_acquire(&stack) {
-        Ok(Some(l)) => l,
-        Ok(None) => {
-            console.note(&format!("waiting for another stagectl operation on stack `{stack}` to finish"));
-            let s = stack.clone();
-            tokio::task::spawn_blocking(move || crate::ops::StackLock::acquire(&s))
-                .await
-                .map_err(|e| Error::Usage(e.to_string()))?
-                .map_err(|e| Error::Usage(format!("cannot lock stack `{stack}`: {e}")))?
-        }
-        Err(e) => return Err(Error::Usage(format!("cannot lock stack `{stack}`: {e}"))),
-    };
-    let reporter: Arc<dyn crate::orchestrator::Reporter> = match (&history, run) {
-        (Some(h), Some(id)) => {
-            let _ = h.start_run(id);
-            Arc::new(crate::ops::RecordingReporter {
-                inner: console.clone(),
-                history: h.clone(),
-                run: id,
-                started: std::time::Instant::now(),
-                redactor: redactor.clone(),
-            })
-        }
-        _ => console.clone(),
-    };
+    let recording = history.and_then(|h| h.create_run(&stack, op.name(), Trigger::Cli).ok().map(|run| Recording { history: h, run }));
     let started = std::time::Instant::now();
-    let on_check = |r: &crate::checks::CheckResult| note_check(&console, r);
-    let result = async {
-        let engine = Orchestrator::new(connect().await?, reporter);
-        crate::ops::execute(&engine, &stack, manifest.as_ref(), op, &on_check).await
-    }
-    .await;
-    if let (Some(h), Some(id)) = (&history, run) {
-        crate::ops::record(h, id, &result, &redactor);
-    }
-    drop(lock);
-    let outcome = result?;
+    let outcome = run_recorded(connect(), &stack, manifest.as_ref(), op, Trigger::Cli, recording, console.clone()).await?;
     console.finish();
-    match op {
-        Operation::Down { .. } => {
-            let report = outcome.down.expect("down report");
+    match outcome {
+        OpOutcome::Down(report) => {
             if console.mode() == Mode::Json {
                 json(&report);
             } else {
@@ -472,25 +478,25 @@ async fn operate(
             }
             Ok(exit::OK)
         }
-        Operation::Up | Operation::Rebuild => Ok(print_up(outcome.up.as_ref().expect("up report"), console.mode())),
-        Operation::Check(_) => finish_checks(manifest.as_ref().expect("manifest"), outcome.checks, started, &targets, &console, cli.json),
-        Operation::Verify => {
-            let code = print_up(outcome.up.as_ref().expect("up report"), console.mode());
+        OpOutcome::Up(report) => Ok(print_up(&report, console.mode())),
+        OpOutcome::Checks(checks) => finish_checks(&stack, checks, started, &targets, &console, cli.json),
+        OpOutcome::Verify { up, checks } => {
+            let code = print_up(&up, console.mode());
             if code != exit::OK {
                 return Ok(code);
             }
-            finish_checks(manifest.as_ref().expect("manifest"), outcome.checks, started, &targets, &console, cli.json)
+            finish_checks(&stack, checks, started, &targets, &console, cli.json)
         }
     }
 }
 
 fn note_check(console: &Console, r: &crate::checks::CheckResult) {
-    let mark = if r.outcome == crate::checks::CheckOutcome::Passed { "✓" } else { "✗" };
-    console.note(&format!("{mark} {} ({}, {:.2}s): {}", r.name, r.kind, r.seconds, r.message));
+    let passed = r.outcome == crate::checks::CheckOutcome::Passed;
+    console.note(&crate::ops::check_line(passed, &r.name, r.kind, r.seconds, &r.message));
 }
 
 fn finish_checks(
-    m: &Manifest,
+    stack: &str,
     results: Vec<crate::checks::CheckResult>,
     started: std::time::Instant,
     targets: &[(ReportFormat, PathBuf)],
@@ -501,7 +507,7 @@ fn finish_checks(
     if results.is_empty() {
         console.note("no checks in the manifest ([[checks.smoke]], [migrations.<service>])");
     }
-    let report = CheckReport::new(&m.stack, results, started.elapsed().as_secs_f64());
+    let report = CheckReport::new(stack, results, started.elapsed().as_secs_f64());
     for (format, path) in targets {
         let text = match format {
             ReportFormat::Json => report.json(),

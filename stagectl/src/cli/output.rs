@@ -183,4 +183,8 @@ impl Reporter for Console {
             _ => self.note(&format!("{subject} | {line}")),
         }
     }
+
+    fn note(&self, line: &str) {
+        Console::note(self, line);
+    }
 }

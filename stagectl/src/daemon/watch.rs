@@ -101,6 +101,21 @@ impl Targets {
     }
 }
 
+/// The watcher could not be started or could not watch a directory.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("starting the file watcher: {0}")]
+    Start(#[source] notify::Error),
+    #[error("starting the watcher's thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("watching {}: {source}", dir.display())]
+    Watch {
+        dir: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+}
+
 /// Build outputs, version control and editor droppings.
 fn ignored(p: &Path) -> bool {
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -112,10 +127,10 @@ fn ignored(p: &Path) -> bool {
         || name == "4913"
 }
 
-fn add_watches(watcher: &mut notify::RecommendedWatcher, targets: &Targets, watched: &mut Vec<PathBuf>) -> Result<(), String> {
+fn add_watches(watcher: &mut notify::RecommendedWatcher, targets: &Targets, watched: &mut Vec<PathBuf>) -> Result<(), WatchError> {
     for (dir, mode) in targets.watches() {
         if dir.is_dir() && !watched.contains(&dir) {
-            watcher.watch(&dir, mode).map_err(|e| format!("watching {}: {e}", dir.display()))?;
+            watcher.watch(&dir, mode).map_err(|source| WatchError::Watch { dir: dir.clone(), source })?;
             watched.push(dir);
         }
     }
@@ -125,10 +140,10 @@ fn add_watches(watcher: &mut notify::RecommendedWatcher, targets: &Targets, watc
 /// Starts watching; events are batched on a thread of their own, which owns the watcher. Reads
 /// (inotify's OPEN, which every build and snapshot causes) are not changes and are dropped, or
 /// stagectl's own runs would trigger the next.
-pub(super) fn start(state: Arc<State>, manifest: &Manifest) -> Result<(), String> {
+pub(super) fn start(state: Arc<State>, manifest: &Manifest) -> Result<(), WatchError> {
     let mut targets = Targets::new(&state.manifest_path, manifest);
     let (tx, rx) = std::sync::mpsc::channel::<notify::Result<notify::Event>>();
-    let mut watcher = notify::recommended_watcher(tx).map_err(|e| format!("starting the file watcher: {e}"))?;
+    let mut watcher = notify::recommended_watcher(tx).map_err(WatchError::Start)?;
     let mut watched = Vec::new();
     add_watches(&mut watcher, &targets, &mut watched)?;
     let is_change = |e: &notify::Event| !matches!(e.kind, EventKind::Access(_) | EventKind::Other);
@@ -167,7 +182,7 @@ pub(super) fn start(state: Arc<State>, manifest: &Manifest) -> Result<(), String
                 }
             }
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(WatchError::Thread)?;
     Ok(())
 }
 

@@ -39,6 +39,8 @@ pub trait Reporter: Send + Sync {
     fn bytes(&self, _subject: &str, _current: u64, _total: u64) {}
     /// A line of build or pull output, for verbose displays.
     fn output(&self, _subject: &str, _line: &str) {}
+    /// A line of text for the person watching (a check result, why nothing happens yet).
+    fn note(&self, _line: &str) {}
 }
 
 /// A reporter that drops everything (library use, tests).

@@ -1,29 +1,12 @@
 //! The CLI's side of the daemon: find a daemon serving a stack, hand it an operation, follow
 //! the run's log, and turn the run's outcome into an exit code.
 
-use std::path::PathBuf;
 use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 
 use crate::cli::output::Console;
 use crate::error::{exit, Error, Result};
 use crate::history::{RunDetail, RunStatus};
-use crate::ops::{CheckSet, Operation};
-
-/// What a running daemon writes to `<state dir>/daemons/<stack>.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Discovery {
-    pub pid: u32,
-    /// `http://127.0.0.1:7780`
-    pub url: String,
-    /// Where the daemon's token is, when the daemon generated it (readable by its user only).
-    pub token_file: Option<PathBuf>,
-}
-
-pub fn discovery_path(stack: &str) -> PathBuf {
-    crate::history::state_dir().join("daemons").join(format!("{stack}.json"))
-}
+use crate::ops::{check_line, Operation};
 
 /// A daemon that serves `stack` and answers now, with the token to use.
 pub struct Daemon {
@@ -34,8 +17,8 @@ pub struct Daemon {
 /// The daemon of `stack` if its discovery file names a live process that answers as that
 /// daemon (a file left by a killed daemon, or a reused pid, is ignored).
 pub async fn discover(stack: &str) -> Option<Daemon> {
-    let text = std::fs::read_to_string(discovery_path(stack)).ok()?;
-    let d: Discovery = serde_json::from_str(&text).ok()?;
+    let text = std::fs::read_to_string(crate::daemon::discovery::path(stack)).ok()?;
+    let d: crate::daemon::discovery::Discovery = serde_json::from_str(&text).ok()?;
     if !std::path::Path::new(&format!("/proc/{}", d.pid)).exists() {
         return None;
     }
@@ -74,14 +57,7 @@ async fn get(daemon: &Daemon, path: &str) -> Result<(u16, String)> {
 pub fn api_path(op: Operation) -> String {
     match op {
         Operation::Down { volumes } => format!("/api/v1/down?volumes={volumes}"),
-        Operation::Check(set) => format!(
-            "/api/v1/check?what={}",
-            match set {
-                CheckSet::All => "all",
-                CheckSet::Smoke => "smoke",
-                CheckSet::Migrations => "migrations",
-            }
-        ),
+        Operation::Check(set) => format!("/api/v1/check?what={}", set.as_str()),
         other => format!("/api/v1/{}", other.name()),
     }
 }
@@ -124,8 +100,7 @@ pub async fn forward(daemon: &Daemon, op: Operation, console: &Console) -> Resul
                     console.note(&l.line);
                 }
                 for c in &detail.checks {
-                    let mark = if c.outcome == "passed" { "✓" } else { "✗" };
-                    console.note(&format!("{mark} {} ({}, {:.2}s): {}", c.name, c.kind, c.seconds, c.message));
+                    console.note(&check_line(c.outcome == "passed", &c.name, &c.kind, c.seconds, &c.message));
                 }
                 console.finish();
                 let r = &detail.run;

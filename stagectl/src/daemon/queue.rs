@@ -1,0 +1,143 @@
+//! The run queue and its one worker: operations run one at a time, in order, each under the
+//! stack's lock and recorded (`ops::run_recorded`). Watch and schedule triggers already waiting
+//! absorb new ones instead of queueing twice.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::State;
+use crate::history::{RunOutcome, Trigger};
+use crate::ops::{OpOutcome, Operation, Recording};
+use crate::orchestrator::Silent;
+
+pub(super) struct Job {
+    pub(super) run: i64,
+    pub(super) op: Operation,
+    pub(super) trigger: Trigger,
+    pub(super) detail: String,
+}
+
+#[derive(Default)]
+pub(super) struct Queue {
+    pub(super) jobs: VecDeque<Job>,
+    /// The run being executed and its operation.
+    pub(super) running: Option<(i64, &'static str)>,
+}
+
+impl State {
+    /// Queues an operation; with `wait = false`, refuses (returns the busy run) when one is
+    /// running or queued.
+    pub(super) fn submit(&self, op: Operation, trigger: Trigger, detail: &str, wait: bool) -> std::result::Result<i64, i64> {
+        let mut q = self.queue.lock().unwrap();
+        if !wait {
+            if let Some(busy) = q.running.map(|r| r.0).or_else(|| q.jobs.front().map(|j| j.run)) {
+                return Err(busy);
+            }
+        }
+        // A watch or schedule trigger that is already waiting covers this one (its detail
+        // grows by the newly changed paths).
+        if matches!(trigger, Trigger::Watch | Trigger::Schedule) {
+            if let Some(j) = q.jobs.iter_mut().find(|j| j.op == op && j.trigger == trigger) {
+                let merged = merge_detail(&j.detail, detail);
+                if merged != j.detail {
+                    j.detail = merged;
+                    let _ = self.history.set_detail(j.run, &j.detail);
+                }
+                return Ok(j.run);
+            }
+        }
+        let run = self.history.create_run(&self.stack, op.name(), trigger).unwrap_or(0);
+        if !detail.is_empty() {
+            let _ = self.history.set_detail(run, detail);
+        }
+        q.jobs.push_back(Job { run, op, trigger, detail: detail.to_string() });
+        if trigger != Trigger::Schedule {
+            *self.last_activity.lock().unwrap() = Instant::now();
+        }
+        self.queue_changed.notify_all();
+        Ok(run)
+    }
+}
+
+/// `changed: a, b` + `changed: b, c` → `changed: a, b, c`; other details are kept as they were.
+fn merge_detail(old: &str, new: &str) -> String {
+    const PREFIX: &str = "changed: ";
+    match (old.strip_prefix(PREFIX), new.strip_prefix(PREFIX)) {
+        (Some(a), Some(b)) => {
+            let mut paths: Vec<&str> = a.split(", ").collect();
+            for p in b.split(", ") {
+                if !paths.contains(&p) {
+                    paths.push(p);
+                }
+            }
+            format!("{PREFIX}{}", paths.join(", "))
+        }
+        _ => old.to_string(),
+    }
+}
+
+pub(super) fn worker(state: &State) {
+    loop {
+        let job = {
+            let mut q = state.queue.lock().unwrap();
+            loop {
+                if let Some(j) = q.jobs.pop_front() {
+                    q.running = Some((j.run, j.op.name()));
+                    break j;
+                }
+                q = state.queue_changed.wait(q).unwrap();
+            }
+        };
+        execute(state, &job);
+        state.queue.lock().unwrap().running = None;
+        *state.last_activity.lock().unwrap() = Instant::now();
+        state.refresh_now.store(true, Ordering::Relaxed);
+        let _ = state.history.prune(state.keep_runs, state.keep_days);
+    }
+}
+
+fn execute(state: &State, job: &Job) {
+    let h = &state.history;
+    // Every run re-reads the manifest: an invalid one fails the run and touches nothing.
+    let manifest = match state.load_manifest() {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = h.start_run(job.run);
+            let _ = h.append_log(job.run, &e.to_string());
+            let error = format!("invalid manifest; the running stack was left as it is:\n{e}");
+            let _ = h.finish_run(job.run, &RunOutcome { ok: false, error: Some(error), snapshot: None, refresh_seconds: None });
+            return;
+        }
+    };
+    let connect = async { Ok(state.docker.clone()) };
+    let recording = Some(Recording { history: h.clone(), run: job.run });
+    let run = crate::ops::run_recorded(connect, &state.stack, Some(&manifest), job.op, job.trigger, recording, Arc::new(Silent));
+    if let Ok(outcome) = state.rt.block_on(run) {
+        remember_ready_seconds(state, &outcome);
+    }
+}
+
+/// Readiness time of each service from the last `up`, for `/metrics`.
+fn remember_ready_seconds(state: &State, outcome: &OpOutcome) {
+    if let Some(up) = outcome.up_report() {
+        let mut ready = state.ready_seconds.lock().unwrap();
+        for s in &up.services {
+            if let Some(secs) = s.ready_seconds {
+                ready.insert(s.service.clone(), secs);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_watch_details_list_every_changed_path_once() {
+        assert_eq!(merge_detail("changed: a, b", "changed: b, c"), "changed: a, b, c");
+        assert_eq!(merge_detail("cron `* * * * *`", "cron `* * * * *`"), "cron `* * * * *`");
+    }
+}

@@ -1,0 +1,149 @@
+//! Operations on a stack — up, down, rebuild, check, verify — as the units of work that the CLI
+//! and the daemon both run: one at a time per stack (`lock`), each recorded in the run history
+//! with its steps, check results and log (`run`).
+
+mod lock;
+mod run;
+
+use serde::{Deserialize, Serialize};
+
+use crate::checks::{CheckOutcome, CheckResult};
+use crate::docker::ContainerEngine;
+use crate::manifest::Manifest;
+use crate::orchestrator::{DownReport, Orchestrator, UpReport};
+pub use lock::{LockError, StackLock};
+pub use run::{check_line, record, run_recorded, Recording, RecordingReporter};
+
+/// Which checks a check operation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckSet {
+    All,
+    Smoke,
+    Migrations,
+}
+
+impl CheckSet {
+    pub const ALL: [CheckSet; 3] = [CheckSet::All, CheckSet::Smoke, CheckSet::Migrations];
+
+    /// The name on the command line and in the API (`/api/v1/check?what=<name>`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckSet::All => "all",
+            CheckSet::Smoke => "smoke",
+            CheckSet::Migrations => "migrations",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<CheckSet> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Up,
+    Down { volumes: bool },
+    Rebuild,
+    Check(CheckSet),
+    Verify,
+}
+
+impl Operation {
+    /// The name in the run history and the API path (`/api/v1/<name>`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Up => "up",
+            Operation::Down { .. } => "down",
+            Operation::Rebuild => "rebuild",
+            Operation::Check(_) => "check",
+            Operation::Verify => "verify",
+        }
+    }
+}
+
+/// What an operation produced.
+#[derive(Debug)]
+pub enum OpOutcome {
+    /// `up` and `rebuild`.
+    Up(UpReport),
+    Down(DownReport),
+    Checks(Vec<CheckResult>),
+    /// The checks ran only if the stack came up; otherwise the list is empty.
+    Verify { up: UpReport, checks: Vec<CheckResult> },
+}
+
+fn all_passed(checks: &[CheckResult]) -> bool {
+    checks.iter().all(|c| c.outcome == CheckOutcome::Passed)
+}
+
+impl OpOutcome {
+    pub fn ok(&self) -> bool {
+        match self {
+            OpOutcome::Up(up) => up.ok,
+            OpOutcome::Down(_) => true,
+            OpOutcome::Checks(checks) => all_passed(checks),
+            OpOutcome::Verify { up, checks } => up.ok && all_passed(checks),
+        }
+    }
+
+    /// The stack's up report, for the operations that bring it up.
+    pub fn up_report(&self) -> Option<&UpReport> {
+        match self {
+            OpOutcome::Up(up) | OpOutcome::Verify { up, .. } => Some(up),
+            OpOutcome::Down(_) | OpOutcome::Checks(_) => None,
+        }
+    }
+
+    pub fn checks(&self) -> &[CheckResult] {
+        match self {
+            OpOutcome::Checks(checks) | OpOutcome::Verify { checks, .. } => checks,
+            OpOutcome::Up(_) | OpOutcome::Down(_) => &[],
+        }
+    }
+}
+
+/// Runs `op`. `manifest` may be `None` only for `down` (by stack name).
+pub async fn execute<E: ContainerEngine + ?Sized>(
+    orchestrator: &Orchestrator<E>,
+    stack: &str,
+    manifest: Option<&Manifest>,
+    op: Operation,
+    on_check: &(dyn Fn(&CheckResult) + Send + Sync),
+) -> crate::error::Result<OpOutcome> {
+    let need = || manifest.ok_or_else(|| crate::error::Error::Usage(format!("`{}` needs the manifest", op.name())));
+    Ok(match op {
+        Operation::Down { volumes } => OpOutcome::Down(orchestrator.down(stack, volumes).await?),
+        Operation::Up => OpOutcome::Up(orchestrator.up(need()?).await?),
+        Operation::Rebuild => {
+            let m = need()?;
+            orchestrator.down(&m.stack, true).await?;
+            OpOutcome::Up(orchestrator.up(m).await?)
+        }
+        Operation::Verify => {
+            let m = need()?;
+            orchestrator.down(&m.stack, true).await?;
+            let up = orchestrator.up(m).await?;
+            let checks = if up.ok { run_checks(orchestrator.docker.as_ref(), m, CheckSet::All, on_check).await? } else { vec![] };
+            OpOutcome::Verify { up, checks }
+        }
+        Operation::Check(set) => OpOutcome::Checks(run_checks(orchestrator.docker.as_ref(), need()?, set, on_check).await?),
+    })
+}
+
+pub async fn run_checks<E: ContainerEngine + ?Sized>(
+    docker: &E,
+    m: &Manifest,
+    set: CheckSet,
+    on_check: &(dyn Fn(&CheckResult) + Send + Sync),
+) -> crate::error::Result<Vec<CheckResult>> {
+    let mut results = Vec::new();
+    if set != CheckSet::Migrations {
+        results.extend(crate::checks::run_all(docker, m, on_check).await?);
+    }
+    if set != CheckSet::Smoke {
+        results.extend(crate::migrations::check::run(docker, m, on_check).await?);
+    }
+    Ok(results)
+}
+

@@ -1,0 +1,192 @@
+//! The one lifecycle of a recorded run, shared by the CLI and the daemon's worker:
+//! lock → start the run → mask secrets → report events to the display and the run's log →
+//! execute → record the outcome → release the lock.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{execute, OpOutcome, Operation, StackLock};
+use crate::checks::{CheckOutcome, CheckResult};
+use crate::docker::ContainerEngine;
+use crate::error::Result;
+use crate::history::{CheckRecord, History, RunOutcome, StepRecord, Trigger};
+use crate::manifest::Manifest;
+use crate::orchestrator::{Orchestrator, Phase, Reporter};
+use crate::secrets::Redactor;
+
+/// The history entry a run is written to (created, queued, by the caller).
+pub struct Recording {
+    pub history: Arc<History>,
+    pub run: i64,
+}
+
+/// The line shown and logged for a finished check: `✓ name (kind, 0.12s): message`.
+pub fn check_line(passed: bool, name: &str, kind: &str, seconds: f64, message: &str) -> String {
+    let mark = if passed { "✓" } else { "✗" };
+    format!("{mark} {name} ({kind}, {seconds:.2}s): {message}")
+}
+
+/// Runs `op` on `stack` under the stack's lock, reporting to `display` and, with a recording,
+/// to the run's log and outcome in the history. `connect` is awaited only once the lock is
+/// held, so an unreachable Docker engine is a recorded failure of the run.
+pub async fn run_recorded<E, C>(
+    connect: C,
+    stack: &str,
+    manifest: Option<&Manifest>,
+    op: Operation,
+    trigger: Trigger,
+    recording: Option<Recording>,
+    display: Arc<dyn Reporter>,
+) -> Result<OpOutcome>
+where
+    E: ContainerEngine + ?Sized,
+    C: Future<Output = Result<Arc<E>>>,
+{
+    let redactor = Redactor::new(manifest.map(|m| m.secret_values()).unwrap_or_default());
+    let lock = StackLock::acquire_async(stack, || display.note(&format!("waiting for another stagectl operation on stack `{stack}` to finish")))
+        .await
+        .map_err(crate::error::Error::from);
+    let lock = match lock {
+        Ok(lock) => lock,
+        Err(e) => {
+            let result = Err(e);
+            if let Some(r) = &recording {
+                record(&r.history, r.run, &result, &redactor);
+            }
+            return result;
+        }
+    };
+    let recorder = recording.as_ref().map(|r| {
+        let _ = r.history.start_run(r.run);
+        Arc::new(RecordingReporter {
+            inner: display.clone(),
+            history: r.history.clone(),
+            run: r.run,
+            started: Instant::now(),
+            redactor: redactor.clone(),
+        })
+    });
+    let reporter: Arc<dyn Reporter> = match &recorder {
+        Some(r) => {
+            r.line(&format!("{} ({} trigger)", op.name(), trigger.as_str()));
+            r.clone()
+        }
+        None => display.clone(),
+    };
+    let on_check =
+        |c: &CheckResult| reporter.note(&check_line(c.outcome == CheckOutcome::Passed, &c.name, c.kind, c.seconds, &c.message));
+    let result = async {
+        let orchestrator = Orchestrator::new(connect.await?, reporter.clone());
+        execute(&orchestrator, stack, manifest, op, &on_check).await
+    }
+    .await;
+    if let Some(r) = &recording {
+        record(&r.history, r.run, &result, &redactor);
+    }
+    // Released only now: the next run on this stack starts after this one is on record.
+    drop(lock);
+    result
+}
+
+/// Writes an outcome's steps (one per service), check results and summary to the history.
+pub fn record(history: &History, run: i64, result: &Result<OpOutcome>, redactor: &Redactor) {
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = history.finish_run(
+                run,
+                &RunOutcome { ok: false, error: Some(redactor.apply(&e.to_string())), snapshot: None, refresh_seconds: None },
+            );
+            return;
+        }
+    };
+    let mut snapshot = None;
+    let mut refresh = None;
+    let mut failures = Vec::new();
+    if let Some(up) = outcome.up_report() {
+        for s in &up.services {
+            let status = serde_json::to_value(s.outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let detail = s.message.as_ref().map(|m| redactor.apply(m));
+            if let Some(d) = &detail {
+                failures.push(format!("{}: {d}", s.service));
+            }
+            let _ = history.add_step(run, &StepRecord { name: s.service.clone(), status, seconds: s.ready_seconds, detail });
+            if let Some(f) = &s.fixtures {
+                snapshot = Some(f.snapshot.clone());
+                refresh = Some(refresh.unwrap_or(0.0) + f.refresh_seconds);
+            }
+            for (name, ms) in &s.migrations_applied {
+                let step = StepRecord {
+                    name: format!("{}: migration {name}", s.service),
+                    status: "applied".into(),
+                    seconds: Some(ms / 1000.0),
+                    detail: None,
+                };
+                let _ = history.add_step(run, &step);
+            }
+        }
+    }
+    if let OpOutcome::Down(down) = outcome {
+        let detail = format!("removed {} containers, {} networks, {} volumes", down.containers, down.networks, down.volumes);
+        let _ = history
+            .add_step(run, &StepRecord { name: "down".into(), status: "done".into(), seconds: Some(down.seconds), detail: Some(detail) });
+    }
+    for c in outcome.checks() {
+        let record = CheckRecord {
+            name: c.name.clone(),
+            kind: c.kind.to_string(),
+            outcome: if c.outcome == CheckOutcome::Passed { "passed".into() } else { "failed".into() },
+            seconds: c.seconds,
+            message: redactor.apply(&c.message),
+            p95_ms: c.latency.as_ref().map(|l| l.p95_ms),
+            p99_ms: c.latency.as_ref().map(|l| l.p99_ms),
+            error_rate: c.latency.as_ref().map(|l| l.error_rate),
+        };
+        let _ = history.add_check(run, &record);
+        if c.outcome != CheckOutcome::Passed {
+            failures.push(format!("check `{}` failed", c.name));
+        }
+    }
+    let ok = outcome.ok();
+    let error = (!ok).then(|| if failures.is_empty() { "failed".to_string() } else { failures.join("; ") });
+    let _ = history.finish_run(run, &RunOutcome { ok, error, snapshot, refresh_seconds: refresh });
+}
+
+/// Passes events on and writes each as a log line of a run (secrets masked).
+pub struct RecordingReporter {
+    pub inner: Arc<dyn Reporter>,
+    pub history: Arc<History>,
+    pub run: i64,
+    pub started: Instant,
+    pub redactor: Redactor,
+}
+
+impl RecordingReporter {
+    /// A line in the run's log only.
+    pub fn line(&self, text: &str) {
+        let line = format!("{:7.2}s {}", self.started.elapsed().as_secs_f64(), self.redactor.apply(text));
+        let _ = self.history.append_log(self.run, &line);
+    }
+}
+
+impl Reporter for RecordingReporter {
+    fn phase(&self, subject: &str, phase: Phase, detail: &str) {
+        self.inner.phase(subject, phase, detail);
+        let phase = serde_json::to_value(phase).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        self.line(&format!("{subject} {phase}{}{detail}", if detail.is_empty() { "" } else { ": " }));
+    }
+
+    fn bytes(&self, subject: &str, current: u64, total: u64) {
+        self.inner.bytes(subject, current, total);
+    }
+
+    fn output(&self, subject: &str, line: &str) {
+        self.inner.output(subject, line);
+    }
+
+    fn note(&self, line: &str) {
+        self.inner.note(&self.redactor.apply(line));
+        self.line(line);
+    }
+}
