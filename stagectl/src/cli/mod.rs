@@ -440,7 +440,13 @@ fn report_targets(args: &[String]) -> Result<Vec<(ReportFormat, PathBuf)>> {
 
 /// Runs an operation: through the daemon when one serves the stack, else here under the
 /// stack's lock, recorded in the run history either way.
-async fn operate(cli: &Cli, console: Arc<Console>, op: Operation, stack: Option<String>, targets: Vec<(ReportFormat, PathBuf)>) -> Result<i32> {
+async fn operate(
+    cli: &Cli,
+    console: Arc<Console>,
+    op: Operation,
+    stack: Option<String>,
+    targets: Vec<(ReportFormat, PathBuf)>,
+) -> Result<i32> {
     use crate::history::{History, Trigger};
     // Down by stack name needs no manifest; everything else validates it before touching anything.
     let manifest = match (&op, &stack) {

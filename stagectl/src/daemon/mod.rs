@@ -92,8 +92,10 @@ impl State {
 /// Entry point of `stagectl daemon`.
 pub async fn run(options: &Options) -> Result<i32> {
     let manifest = crate::load::load(&options.manifest_path)?;
-    let addr: SocketAddr =
-        options.listen.parse().map_err(|e| Error::Usage(format!("--listen `{}`: {e}; write IP:PORT, e.g. 127.0.0.1:7780", options.listen)))?;
+    let addr: SocketAddr = options
+        .listen
+        .parse()
+        .map_err(|e| Error::Usage(format!("--listen `{}`: {e}; write IP:PORT, e.g. 127.0.0.1:7780", options.listen)))?;
     let (token, token_file) = auth::token(options, &manifest.stack, addr)?;
     let history = Arc::new(History::open(&History::default_path()).map_err(|e| Error::Usage(e.to_string()))?);
     let docker = Arc::new(BollardEngine::connect().await?);
@@ -141,7 +143,8 @@ pub async fn run(options: &Options) -> Result<i32> {
     threads.push(std::thread::Builder::new().name("status".into()).spawn(move || status::status_loop(&s)).expect("thread"));
     let s = state.clone();
     let schedule = manifest.schedule.clone();
-    threads.push(std::thread::Builder::new().name("schedule".into()).spawn(move || schedule::schedule_loop(&s, &schedule)).expect("thread"));
+    threads
+        .push(std::thread::Builder::new().name("schedule".into()).spawn(move || schedule::schedule_loop(&s, &schedule)).expect("thread"));
     if options.watch {
         watch::start(state.clone(), &manifest).map_err(|e| Error::Usage(e.to_string()))?;
     }

@@ -70,7 +70,10 @@ pub enum OpOutcome {
     Down(DownReport),
     Checks(Vec<CheckResult>),
     /// The checks ran only if the stack came up; otherwise the list is empty.
-    Verify { up: UpReport, checks: Vec<CheckResult> },
+    Verify {
+        up: UpReport,
+        checks: Vec<CheckResult>,
+    },
 }
 
 fn all_passed(checks: &[CheckResult]) -> bool {
@@ -146,4 +149,3 @@ pub async fn run_checks<E: ContainerEngine + ?Sized>(
     }
     Ok(results)
 }
-

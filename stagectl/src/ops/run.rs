@@ -44,9 +44,10 @@ where
     C: Future<Output = Result<Arc<E>>>,
 {
     let redactor = Redactor::new(manifest.map(|m| m.secret_values()).unwrap_or_default());
-    let lock = StackLock::acquire_async(stack, || display.note(&format!("waiting for another stagectl operation on stack `{stack}` to finish")))
-        .await
-        .map_err(crate::error::Error::from);
+    let lock =
+        StackLock::acquire_async(stack, || display.note(&format!("waiting for another stagectl operation on stack `{stack}` to finish")))
+            .await
+            .map_err(crate::error::Error::from);
     let lock = match lock {
         Ok(lock) => lock,
         Err(e) => {
@@ -74,8 +75,7 @@ where
         }
         None => display.clone(),
     };
-    let on_check =
-        |c: &CheckResult| reporter.note(&check_line(c.outcome == CheckOutcome::Passed, &c.name, c.kind, c.seconds, &c.message));
+    let on_check = |c: &CheckResult| reporter.note(&check_line(c.outcome == CheckOutcome::Passed, &c.name, c.kind, c.seconds, &c.message));
     let result = async {
         let orchestrator = Orchestrator::new(connect.await?, reporter.clone());
         execute(&orchestrator, stack, manifest, op, &on_check).await
