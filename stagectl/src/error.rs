@@ -59,10 +59,4 @@ impl Error {
     }
 }
 
-impl From<crate::ops::LockError> for Error {
-    fn from(e: crate::ops::LockError) -> Self {
-        Error::Usage(e.to_string())
-    }
-}
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -60,3 +60,9 @@ impl StackLock {
         tokio::task::spawn_blocking(move || Self::acquire(&owned)).await.map_err(|e| failed(std::io::Error::other(e)))?.map_err(failed)
     }
 }
+
+impl From<LockError> for crate::error::Error {
+    fn from(e: LockError) -> Self {
+        crate::error::Error::Usage(e.to_string())
+    }
+}
