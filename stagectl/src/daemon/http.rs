@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,20 +15,6 @@ use super::status::{current_status, metrics_text};
 use super::{now_ms, page, State};
 use crate::history::{History, Trigger};
 use crate::ops::{CheckSet, Operation};
-
-/// A tiny_http server on a listening socket with TCP_NODELAY, which Linux hands on to every
-/// accepted connection. tiny_http writes a response in 1 KiB pieces; with Nagle's algorithm on,
-/// the piece after the first waits for the client's delayed ACK (~40 ms on a kept-alive
-/// connection) — every status document over 1 KiB would take 40 ms instead of 1.
-pub(super) fn listen(addr: SocketAddr) -> std::result::Result<Server, Box<dyn std::error::Error + Send + Sync>> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_tcp_nodelay(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(128)?;
-    Server::from_listener(std::net::TcpListener::from(socket), None)
-}
 
 type Resp = Response<std::io::Cursor<Vec<u8>>>;
 
@@ -69,6 +54,15 @@ fn query(url: &str) -> BTreeMap<String, String> {
 }
 
 fn handle(state: &State, req: Request) {
+    // tiny_http reads a request's whole body before the answering thread is free again, and no
+    // route takes a body: answer such requests on a thread of their own, so a client that
+    // announces a body and never sends it holds no serving thread (the guard closes it).
+    if req.body_length().is_some_and(|n| n > 0) || req.headers().iter().any(|h| h.field.equiv("Transfer-Encoding")) {
+        let _ = std::thread::Builder::new()
+            .name("no-body".into())
+            .spawn(move || respond(req, error(413, "the API takes no request body; send parameters in the query string")));
+        return;
+    }
     let url = req.url().to_string();
     let path = url.split('?').next().unwrap_or("").trim_end_matches('/').to_string();
     let q = query(&url);

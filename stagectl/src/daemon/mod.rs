@@ -6,6 +6,7 @@
 
 mod auth;
 pub mod discovery;
+mod guard;
 pub mod host;
 mod http;
 pub mod metrics;
@@ -99,8 +100,10 @@ pub async fn run(options: &Options) -> Result<i32> {
     let (token, token_file) = auth::token(options, &manifest.stack, addr)?;
     let history = Arc::new(History::open(&History::default_path()).map_err(|e| Error::Usage(e.to_string()))?);
     let docker = Arc::new(BollardEngine::connect().await?);
-    let server = http::listen(addr).map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
-    let url = format!("http://{}", server.server_addr().to_ip().map(|a| a.to_string()).unwrap_or_else(|| addr.to_string()));
+    let cannot_listen = |e: &dyn std::fmt::Display| Error::Usage(format!("cannot listen on {addr}: {e}"));
+    let (guard, inner) = guard::Guard::bind(addr).map_err(|e| cannot_listen(&e))?;
+    let url = format!("http://{}", guard.local_addr().map_err(|e| cannot_listen(&e))?);
+    let server = tiny_http::Server::from_listener(inner, None).map_err(|e| cannot_listen(&e))?;
 
     let state = Arc::new(State {
         manifest_path: options.manifest_path.clone(),
@@ -135,6 +138,7 @@ pub async fn run(options: &Options) -> Result<i32> {
         .map_err(|e| Error::Usage(format!("{}: {e}", discovery.display())))?;
 
     let server = Arc::new(server);
+    std::thread::Builder::new().name("guard".into()).spawn(move || guard.run()).map_err(|e| cannot_listen(&e))?;
     let mut threads = Vec::new();
     // Blocking threads: tiny_http and SQLite are synchronous; engine work goes through `rt`.
     let s = state.clone();

@@ -298,3 +298,70 @@ fn cron_schedule_rebuilds_and_idle_ttl_tears_down() {
     assert!(down["detail"].as_str().unwrap().contains("idle"), "{down}");
     assert!(stack.container_ids().is_empty(), "idle stack still running");
 }
+
+/// Resident memory of a process in KiB (Linux).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn slow_and_oversized_clients_cannot_starve_the_api_or_its_memory() {
+    require_docker!();
+    let stack = Stack::new("dslow", WEB);
+    let daemon = Daemon::start(&stack, &["--no-watch"]);
+    assert_eq!(daemon.request("GET", "/api/v1/status", None).0, 200);
+    let connect = || {
+        let s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s
+    };
+    // More idle clients than serving threads: bodies announced and never sent, heads never ended.
+    let mut idle = Vec::new();
+    for i in 0..8 {
+        let mut s = connect();
+        write!(s, "POST /api/v1/rebuild HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 1000000\r\n\r\n").unwrap();
+        idle.push(s);
+        let mut s = connect();
+        write!(s, "GET /api/v1/status?{i} HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+        idle.push(s);
+    }
+    // One endless header: 20 MB, refused after the first 64 KiB.
+    let before = rss_kib(daemon.child.id());
+    let mut big = connect();
+    let chunk = vec![b'a'; 64 * 1024];
+    write!(big, "GET /api/v1/status HTTP/1.1\r\nX-Big: ").unwrap();
+    let mut sent = 0;
+    while sent < 20 * 1024 * 1024 && big.write_all(&chunk).is_ok() {
+        sent += chunk.len();
+    }
+    let mut answer = Vec::new();
+    let _ = big.read_to_end(&mut answer);
+    assert!(sent < 20 * 1024 * 1024, "the daemon read a 20 MB header to the end");
+    assert!(answer.is_empty() || String::from_utf8_lossy(&answer).contains(" 431 "), "{}", String::from_utf8_lossy(&answer));
+    let grown_mib = rss_kib(daemon.child.id()).saturating_sub(before) / 1024;
+    assert!(grown_mib < 32, "RSS grew by {grown_mib} MiB for one oversized header");
+    // Meanwhile the API answers everybody else promptly.
+    for _ in 0..10 {
+        let started = Instant::now();
+        let (code, _) = daemon.request("GET", "/api/v1/status", None);
+        assert_eq!(code, 200);
+        assert!(started.elapsed() < Duration::from_secs(5), "status took {:?} with idle clients", started.elapsed());
+    }
+    // A request with a body is refused without queueing anything.
+    let mut s = connect();
+    write!(s, "POST /api/v1/up HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+        .unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(daemon.runs().is_empty(), "a refused request queued a run: {:?}", daemon.runs());
+    // A head that stalls is closed after the stall limit (10 s), not held forever.
+    let mut stalled = connect();
+    write!(stalled, "GET /api/v1/status HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    assert!(started.elapsed() < Duration::from_secs(18), "a stalled head was held {:?}", started.elapsed());
+    drop(idle);
+}
