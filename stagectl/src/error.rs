@@ -13,6 +13,8 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// The Docker engine cannot be reached.
     pub const DOCKER_UNREACHABLE: i32 = 3;
+    /// Stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it).
+    pub const CANCELLED: i32 = 130;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,10 @@ pub enum Error {
     /// The run went ahead and failed; details were already reported per service.
     #[error("{0}")]
     StackFailed(String),
+
+    /// Stopped on request; the message says what state the stack was left in.
+    #[error("{0}")]
+    Cancelled(String),
 }
 
 impl Error {
@@ -51,6 +57,7 @@ impl Error {
             Error::ManifestRead { .. } | Error::Manifest(_) | Error::Usage(_) => exit::USAGE,
             Error::DockerUnreachable { .. } => exit::DOCKER_UNREACHABLE,
             Error::Docker { .. } | Error::Preflight(_) | Error::StackFailed(_) => exit::STACK_FAILED,
+            Error::Cancelled(_) => exit::CANCELLED,
         }
     }
 

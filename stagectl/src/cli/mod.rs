@@ -470,7 +470,9 @@ async fn operate(
     };
     let recording = history.and_then(|h| h.create_run(&stack, op.name(), Trigger::Cli).ok().map(|run| Recording { history: h, run }));
     let started = std::time::Instant::now();
-    let outcome = run_recorded(connect(), &stack, manifest.as_ref(), op, Trigger::Cli, recording, console.clone()).await?;
+    let outcome = run_recorded(connect(), &stack, manifest.as_ref(), op, Trigger::Cli, recording, console.clone(), interrupted()).await;
+    console.finish();
+    let outcome = outcome?;
     console.finish();
     match outcome {
         OpOutcome::Down(report) => {
@@ -492,6 +494,20 @@ async fn operate(
                 return Ok(code);
             }
             finish_checks(&stack, checks, started, &targets, &console, cli.json)
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

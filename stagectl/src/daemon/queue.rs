@@ -90,7 +90,12 @@ pub(super) fn worker(state: &State) {
                 q = state.queue_changed.wait(q).unwrap();
             }
         };
-        execute(state, &job);
+        // A panic outside the run's own work (which `run_recorded` already turns into a failed
+        // run) must not kill the only worker: every later run would stay queued for good.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(state, &job))).is_err() {
+            let error = Some("internal error: the daemon's worker panicked while running this; see the daemon's stderr".to_string());
+            let _ = state.history.finish_run(job.run, &RunOutcome { ok: false, error, snapshot: None, refresh_seconds: None });
+        }
         state.queue.lock().unwrap().running = None;
         *state.last_activity.lock().unwrap() = Instant::now();
         state.refresh_now.store(true, Ordering::Relaxed);
@@ -113,7 +118,11 @@ fn execute(state: &State, job: &Job) {
     };
     let connect = async { Ok(state.docker.clone()) };
     let recording = Some(Recording { history: h.clone(), run: job.run });
-    let run = crate::ops::run_recorded(connect, &state.stack, Some(&manifest), job.op, job.trigger, recording, Arc::new(Silent));
+    // The daemon's own SIGTERM ends the process; its unfinished run is marked interrupted on the
+    // next start.
+    let never_cancelled = std::future::pending();
+    let run =
+        crate::ops::run_recorded(connect, &state.stack, Some(&manifest), job.op, job.trigger, recording, Arc::new(Silent), never_cancelled);
     if let Ok(outcome) = state.rt.block_on(run) {
         remember_ready_seconds(state, &outcome);
     }

@@ -126,6 +126,8 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Interrupted,
+    /// Stopped on request (SIGINT/SIGTERM) before it finished.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -136,6 +138,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 
@@ -145,7 +148,7 @@ impl RunStatus {
     }
 
     fn parse(text: &str) -> Option<Self> {
-        [RunStatus::Queued, RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed, RunStatus::Interrupted]
+        [RunStatus::Queued, RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed, RunStatus::Interrupted, RunStatus::Cancelled]
             .into_iter()
             .find(|s| s.as_str() == text)
     }
@@ -243,17 +246,19 @@ pub struct StatusCounts {
     pub succeeded: u64,
     pub failed: u64,
     pub interrupted: u64,
+    pub cancelled: u64,
 }
 
 impl StatusCounts {
     /// Every status with its count, zeros included, for one sample per status.
-    pub fn pairs(&self) -> [(RunStatus, u64); 5] {
+    pub fn pairs(&self) -> [(RunStatus, u64); 6] {
         [
             (RunStatus::Queued, self.queued),
             (RunStatus::Running, self.running),
             (RunStatus::Succeeded, self.succeeded),
             (RunStatus::Failed, self.failed),
             (RunStatus::Interrupted, self.interrupted),
+            (RunStatus::Cancelled, self.cancelled),
         ]
     }
 }
@@ -446,6 +451,20 @@ impl History {
             )
             .and_then(|mut st| st.execute(params![id, status, now(), outcome.error, outcome.snapshot, outcome.refresh_seconds]))
             .map_err(self.fail("mark a run finished"))?;
+        self.expect_one(changed, id)
+    }
+
+    /// Ends a run that was stopped on request; `why` says what state it left behind.
+    pub fn cancel_run(&self, id: i64, why: &str) -> Result<(), HistoryError> {
+        let changed = self
+            .conn()
+            .prepare_cached(
+                "UPDATE runs SET status = ?2, finished_at = ?3, error = ?4,
+                    seconds = round(max(0.0, (julianday(?3) - julianday(started_at)) * 86400.0), 3)
+                 WHERE id = ?1",
+            )
+            .and_then(|mut st| st.execute(params![id, RunStatus::Cancelled, now(), why]))
+            .map_err(self.fail("mark a run cancelled"))?;
         self.expect_one(changed, id)
     }
 
@@ -642,6 +661,7 @@ impl History {
                     RunStatus::Succeeded => &mut runs_by_status.succeeded,
                     RunStatus::Failed => &mut runs_by_status.failed,
                     RunStatus::Interrupted => &mut runs_by_status.interrupted,
+                    RunStatus::Cancelled => &mut runs_by_status.cancelled,
                 } = count;
             }
             Ok(MetricsData {

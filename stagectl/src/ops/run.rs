@@ -9,7 +9,10 @@ use std::time::Instant;
 use super::{execute, OpOutcome, Operation, StackLock};
 use crate::checks::{CheckOutcome, CheckResult};
 use crate::docker::ContainerEngine;
-use crate::error::Result;
+use futures_util::FutureExt;
+
+use crate::docker::RunState;
+use crate::error::{Error, Result};
 use crate::history::{CheckRecord, History, RunOutcome, StepRecord, Trigger};
 use crate::manifest::Manifest;
 use crate::orchestrator::{Orchestrator, Phase, Reporter};
@@ -29,7 +32,10 @@ pub fn check_line(passed: bool, name: &str, kind: &str, seconds: f64, message: &
 
 /// Runs `op` on `stack` under the stack's lock, reporting to `display` and, with a recording,
 /// to the run's log and outcome in the history. `connect` is awaited only once the lock is
-/// held, so an unreachable Docker engine is a recorded failure of the run.
+/// held, so an unreachable Docker engine is a recorded failure of the run. When `cancel`
+/// resolves first (SIGINT/SIGTERM), the work is dropped where it is and the run is recorded as
+/// cancelled with the state the stack was left in. A panic in the work fails the run (recorded)
+/// instead of taking the caller down with it.
 pub async fn run_recorded<E, C>(
     connect: C,
     stack: &str,
@@ -38,25 +44,28 @@ pub async fn run_recorded<E, C>(
     trigger: Trigger,
     recording: Option<Recording>,
     display: Arc<dyn Reporter>,
+    cancel: impl Future<Output = ()>,
 ) -> Result<OpOutcome>
 where
     E: ContainerEngine + ?Sized,
     C: Future<Output = Result<Arc<E>>>,
 {
     let redactor = Redactor::new(manifest.map(|m| m.secret_values()).unwrap_or_default());
-    let lock =
-        StackLock::acquire_async(stack, || display.note(&format!("waiting for another stagectl operation on stack `{stack}` to finish")))
-            .await
-            .map_err(crate::error::Error::from);
-    let lock = match lock {
-        Ok(lock) => lock,
-        Err(e) => {
-            let result = Err(e);
-            if let Some(r) = &recording {
-                record(&r.history, r.run, &result, &redactor);
+    let finish = |result: Result<OpOutcome>| {
+        if let Some(r) = &recording {
+            match &result {
+                Err(Error::Cancelled(why)) => {
+                    let _ = r.history.cancel_run(r.run, &redactor.apply(why));
+                }
+                _ => record(&r.history, r.run, &result, &redactor),
             }
-            return result;
         }
+        result
+    };
+    let waiting = || display.note(&format!("waiting for another stagectl operation on stack `{stack}` to finish"));
+    let lock = match StackLock::acquire_async(stack, waiting).await {
+        Ok(lock) => lock,
+        Err(e) => return finish(Err(e.into())),
     };
     let recorder = recording.as_ref().map(|r| {
         let _ = r.history.start_run(r.run);
@@ -75,18 +84,50 @@ where
         }
         None => display.clone(),
     };
+    let docker = match connect.await {
+        Ok(docker) => docker,
+        Err(e) => return finish(Err(e)),
+    };
     let on_check = |c: &CheckResult| reporter.note(&check_line(c.outcome == CheckOutcome::Passed, &c.name, c.kind, c.seconds, &c.message));
-    let result = async {
-        let orchestrator = Orchestrator::new(connect.await?, reporter.clone());
-        execute(&orchestrator, stack, manifest, op, &on_check).await
-    }
-    .await;
-    if let Some(r) = &recording {
-        record(&r.history, r.run, &result, &redactor);
-    }
+    let orchestrator = Orchestrator::new(docker.clone(), reporter.clone());
+    let work = std::panic::AssertUnwindSafe(execute(&orchestrator, stack, manifest, op, &on_check)).catch_unwind();
+    let result = tokio::select! {
+        outcome = work => outcome.unwrap_or_else(|panic| Err(Error::StackFailed(format!("internal error: {}; the run was stopped", panic_message(&*panic))))),
+        () = cancel => Err(Error::Cancelled(cancelled_state(docker.as_ref(), stack, op).await)),
+    };
+    let result = finish(result);
     // Released only now: the next run on this stack starts after this one is on record.
     drop(lock);
     result
+}
+
+/// What a panic carried, for the run's error (`panic!("...")` carries a `&str` or a `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// The sentence a cancelled run ends with: which of the stack's containers exist and run now.
+async fn cancelled_state<E: ContainerEngine + ?Sized>(docker: &E, stack: &str, op: Operation) -> String {
+    let containers = match docker.list_containers(stack).await {
+        Ok(c) => c,
+        Err(e) => return format!("`{}` of stack `{stack}` cancelled; its state is unknown ({e})", op.name()),
+    };
+    let running: Vec<&str> = containers.iter().filter(|c| c.state == RunState::Running).map(|c| c.service.as_str()).collect();
+    let next = match op {
+        Operation::Down { .. } => "run `stagectl down` again to finish removing it",
+        _ => "run `stagectl up` to finish it or `stagectl down` to remove it",
+    };
+    format!(
+        "`{}` of stack `{stack}` cancelled: {} container(s) left, {} running ({}); nothing of this run is reported ready; {next}",
+        op.name(),
+        containers.len(),
+        running.len(),
+        if running.is_empty() { "none".to_string() } else { running.join(", ") }
+    )
 }
 
 /// Writes an outcome's steps (one per service), check results and summary to the history.
