@@ -83,55 +83,15 @@ impl VarSource {
                 return None;
             };
             let expr = &after[1..close];
-            let expr_span = sub_span(source, span, raw, here, close + 2);
-            if let Some(name) = expr.strip_prefix("secret:") {
-                if !allow_secrets {
-                    diags.push(
-                        Diagnostic::new(expr_span.clone(), format!("secret `{name}` used outside `env`"))
-                            .help("secrets may only appear in `env` values, so they never show up in names, logs or status"),
-                    );
-                    ok = false;
-                } else if !valid_name(name) {
-                    diags.push(
-                        Diagnostic::new(expr_span.clone(), format!("invalid secret name `{name}`"))
-                            .help("secret names use letters, digits and `_`"),
-                    );
-                    ok = false;
-                } else if let Some(v) = self.secrets.get(name) {
-                    out.push_str(v);
-                    secret = true;
-                } else {
-                    diags.push(
-                        Diagnostic::new(expr_span.clone(), format!("undefined secret `{name}`")).help(format!(
-                            "set STAGECTL_SECRET_{name} in the environment or add `{name}=...` to {}",
-                            self.secrets_file_hint
-                        )),
-                    );
-                    ok = false;
+            match self.resolve(expr, allow_secrets) {
+                Ok(value) => {
+                    out.push_str(value.text);
+                    secret |= value.secret;
                 }
-            } else {
-                let (name, default) = match expr.split_once(":-") {
-                    Some((n, d)) => (n, Some(d)),
-                    None => (expr, None),
-                };
-                if !valid_name(name) {
-                    diags.push(
-                        Diagnostic::new(expr_span.clone(), format!("invalid variable name `{name}`"))
-                            .help("variable names use letters, digits and `_`; write `$$` for a literal dollar sign"),
-                    );
+                Err(problem) => {
+                    let expr_span = sub_span(source, span, raw, here, close + 2);
+                    diags.push(Diagnostic::new(expr_span, problem.to_string()).help(problem.help()));
                     ok = false;
-                } else {
-                    match (self.vars.get(name).filter(|v| !v.is_empty() || default.is_none()), default) {
-                        (Some(v), _) => out.push_str(v),
-                        (None, Some(d)) => out.push_str(d),
-                        (None, None) => {
-                            diags.push(
-                                Diagnostic::new(expr_span.clone(), format!("undefined variable `{name}`"))
-                                    .help(format!("set {name} in the environment or in .env, or give a default: ${{{name}:-value}}")),
-                            );
-                            ok = false;
-                        }
-                    }
                 }
             }
             consumed += pos + 1 + close + 1;
@@ -139,6 +99,84 @@ impl VarSource {
         }
         out.push_str(rest);
         ok.then_some(Interpolated { value: out, secret })
+    }
+}
+
+/// The value of one `${...}` expression.
+struct Resolved<'a> {
+    text: &'a str,
+    /// It came from a secret.
+    secret: bool,
+}
+
+/// Why a `${...}` expression has no value; `Display` is the diagnostic's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VarError {
+    #[error("secret `{0}` used outside `env`")]
+    SecretOutsideEnv(String),
+    #[error("invalid secret name `{0}`")]
+    InvalidSecretName(String),
+    #[error("undefined secret `{name}`")]
+    UndefinedSecret {
+        name: String,
+        /// Where secrets are looked up, for the hint.
+        secrets_file_hint: String,
+    },
+    #[error("invalid variable name `{0}`")]
+    InvalidVariableName(String),
+    #[error("undefined variable `{0}`")]
+    UndefinedVariable(String),
+}
+
+impl VarError {
+    /// How to fix it.
+    pub fn help(&self) -> String {
+        match self {
+            VarError::SecretOutsideEnv(_) => {
+                "secrets may only appear in `env` values, so they never show up in names, logs or status".to_string()
+            }
+            VarError::InvalidSecretName(_) => "secret names use letters, digits and `_`".to_string(),
+            VarError::UndefinedSecret { name, secrets_file_hint } => {
+                format!("set STAGECTL_SECRET_{name} in the environment or add `{name}=...` to {secrets_file_hint}")
+            }
+            VarError::InvalidVariableName(_) => {
+                "variable names use letters, digits and `_`; write `$$` for a literal dollar sign".to_string()
+            }
+            VarError::UndefinedVariable(name) => {
+                format!("set {name} in the environment or in .env, or give a default: ${{{name}:-value}}")
+            }
+        }
+    }
+}
+
+impl VarSource {
+    /// The value of the expression between `${` and `}`: `secret:NAME`, `NAME` or `NAME:-default`
+    /// (the default also replaces an empty value).
+    fn resolve<'a>(&'a self, expr: &'a str, allow_secrets: bool) -> Result<Resolved<'a>, VarError> {
+        if let Some(name) = expr.strip_prefix("secret:") {
+            if !allow_secrets {
+                return Err(VarError::SecretOutsideEnv(name.to_string()));
+            }
+            if !valid_name(name) {
+                return Err(VarError::InvalidSecretName(name.to_string()));
+            }
+            return match self.secrets.get(name) {
+                Some(v) => Ok(Resolved { text: v, secret: true }),
+                None => Err(VarError::UndefinedSecret { name: name.to_string(), secrets_file_hint: self.secrets_file_hint.clone() }),
+            };
+        }
+        let (name, default) = match expr.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (expr, None),
+        };
+        if !valid_name(name) {
+            return Err(VarError::InvalidVariableName(name.to_string()));
+        }
+        match (self.vars.get(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+            (Some(v), _) => Ok(Resolved { text: v, secret: false }),
+            (None, Some(d)) => Ok(Resolved { text: d, secret: false }),
+            (None, None) => Err(VarError::UndefinedVariable(name.to_string())),
+        }
     }
 }
 
@@ -204,6 +242,16 @@ mod tests {
         assert!(r.is_none());
         assert_eq!(d[0].message, "undefined variable `MISSING`");
         assert_eq!(d[0].span, 7..17);
+    }
+
+    #[test]
+    fn an_undefined_secret_says_where_secrets_are_looked_up() {
+        let (r, d) = run("${secret:db_pass}", true);
+        assert!(r.is_none());
+        assert_eq!(d[0].message, "undefined secret `db_pass`");
+        assert_eq!(d[0].help.as_deref(), Some("set STAGECTL_SECRET_db_pass in the environment or add `db_pass=...` to secrets.env"));
+        assert_eq!(run("${1X:-d}", false).1[0].message, "invalid variable name `1X`");
+        assert_eq!(run("${secret:a-b}", true).1[0].message, "invalid secret name `a-b`");
     }
 
     #[test]

@@ -69,9 +69,33 @@ pub fn topological_order(manifest: &Manifest) -> Vec<&Service> {
 }
 
 /// Fingerprint of everything that shapes the container of `service` when run from `image_id`.
-/// Readiness probes and `depends_on` are deliberately excluded: changing how we wait for a
-/// service does not require a new container.
+/// A container whose label holds a different hash is recreated, so the value for an unchanged
+/// service must stay the same across stagectl versions (`plan::tests` pins it).
 pub fn spec_hash(stack: &str, service: &Service, image_id: &str) -> String {
+    // Every field is named (no `..`): a field added to `Service` does not compile here until
+    // someone decides whether it changes the container. Those bound to `_` deliberately do not.
+    let Service {
+        // The container is found by its name (`<stack>-<service>`): a renamed service is a new
+        // container, and the old one an orphan, whatever the hash says.
+        name: _,
+        image,
+        // What the build produced is `image_id`; the build's settings matter only through it.
+        build: _,
+        command,
+        entrypoint,
+        env,
+        ports,
+        volumes,
+        // The order services start in, not what runs in the container.
+        depends_on: _,
+        job,
+        // How we wait for readiness: changing it does not require a new container.
+        ready: _,
+        working_dir,
+        user,
+    } = service;
+
+    // Field order and types are part of the hash: append new fields, never reorder.
     #[derive(Serialize)]
     struct Shape<'a> {
         stack: &'a str,
@@ -89,15 +113,15 @@ pub fn spec_hash(stack: &str, service: &Service, image_id: &str) -> String {
     let shape = Shape {
         stack,
         image_id,
-        image: &service.image,
-        command: &service.command,
-        entrypoint: &service.entrypoint,
-        env: service.env.iter().map(|(k, v)| (k.as_str(), v.value.as_str())).collect(),
-        ports: service.ports.iter().map(|p| format!("{:?}", p)).collect(),
-        volumes: service.volumes.iter().map(|v| format!("{:?}", v)).collect(),
-        job: service.job,
-        working_dir: &service.working_dir,
-        user: &service.user,
+        image,
+        command,
+        entrypoint,
+        env: env.iter().map(|(k, v)| (k.as_str(), v.value.as_str())).collect(),
+        ports: ports.iter().map(|p| format!("{:?}", p)).collect(),
+        volumes: volumes.iter().map(|v| format!("{:?}", v)).collect(),
+        job: *job,
+        working_dir,
+        user,
     };
     let json = serde_json::to_vec(&shape).expect("serialising plain data cannot fail");
     hex::encode(Sha256::digest(&json))[..16].to_string()

@@ -149,3 +149,39 @@ fn the_container_spec_names_labels_and_mounts_by_stack() {
     assert_eq!(spec.ports, vec![(None, 5433, 5432, "tcp".to_string())]);
     assert_eq!(named_volumes(&m), vec!["data".to_string()]);
 }
+
+/// A service with every field set; its hash is pinned below.
+const PINNED: &str = r#"
+[stack]
+name = "shop"
+[services.db]
+image = "postgres:15"
+[services.app]
+image = "shop/app:1"
+build = { context = "demo/shop", dockerfile = "Dockerfile.dev", command = "make dist", args = { PROFILE = "dev" } }
+command = ["serve", "--port", "8080"]
+entrypoint = ["/bin/sh", "-c"]
+env = { B = "2", A = "1", API_KEY = "${secret:api_key}", DEBUG = true }
+ports = ["8080:80", "127.0.0.1:9000:9000/udp", "7000"]
+volumes = ["data:/data", "./conf:/etc/app:ro"]
+depends_on = ["db"]
+ready = { http = "/healthz", port = 80, timeout = "5s" }
+working_dir = "/srv"
+user = "1000:1000"
+[services.migrate]
+image = "postgres:15"
+job = true
+depends_on = ["db"]
+command = ["psql", "-f", "/m.sql"]
+"#;
+
+#[test]
+fn the_spec_hash_of_an_unchanged_service_never_changes() {
+    // Computed before `spec_hash` was restructured: a different value would recreate every
+    // running container on upgrade.
+    let m = parse_ok(PINNED);
+    let hash = |name: &str| spec_hash(&m.stack, m.service(name).unwrap(), "sha256:0123abcd");
+    assert_eq!(hash("app"), "7f2f857fea5d4913");
+    assert_eq!(hash("migrate"), "3c9273cface6ad90");
+    assert_eq!(hash("db"), "8eb31bb8c6480e86");
+}

@@ -1,0 +1,125 @@
+//! Checks across services, once all are read: `depends_on` names services that exist, the
+//! dependencies form no cycle, and no two publications claim the same host port.
+
+use std::collections::HashMap;
+
+use super::cx::Cx;
+use super::service::ServiceSpans;
+use crate::manifest::diag::{did_you_mean, Diagnostic};
+use crate::manifest::{Protocol, Service};
+
+impl Cx<'_> {
+    pub(super) fn cross_checks(&mut self, services: &[Service], spans: &[ServiceSpans]) {
+        self.unknown_dependencies(services, spans);
+        self.diags.extend(cycles(services, spans));
+        self.host_port_conflicts(services, spans);
+    }
+
+    fn unknown_dependencies(&mut self, services: &[Service], spans: &[ServiceSpans]) {
+        let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        for (svc, sp) in services.iter().zip(spans) {
+            for (dep, span) in svc.depends_on.iter().zip(&sp.depends_on) {
+                if names.contains(&dep.as_str()) {
+                    continue;
+                }
+                let help = match did_you_mean(dep, &names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("defined services: {}", names.join(", ")),
+                };
+                self.diags
+                    .push(Diagnostic::new(span.clone(), format!("service `{}` depends on unknown service `{dep}`", svc.name)).help(help));
+            }
+        }
+    }
+
+    /// Two services publishing the same host port and protocol on overlapping addresses (a
+    /// specific address overlaps itself and the unspecified one).
+    fn host_port_conflicts(&mut self, services: &[Service], spans: &[ServiceSpans]) {
+        // (host port, protocol) → (host IP if specific, service) of each publication so far.
+        type Publications<'a> = HashMap<(u16, Protocol), Vec<(Option<&'a str>, &'a str)>>;
+        let mut published: Publications = HashMap::new();
+        for (svc, sp) in services.iter().zip(spans) {
+            for (p, span) in svc.ports.iter().zip(&sp.ports) {
+                let Some(hp) = p.host_port else { continue };
+                let ip = p.host_ip.as_deref().filter(|ip| *ip != "0.0.0.0" && *ip != "::");
+                let entry = published.entry((hp, p.protocol)).or_default();
+                if let Some((_, other)) = entry.iter().find(|(oip, _)| oip.is_none() || ip.is_none() || *oip == ip) {
+                    let by = if *other == svc.name { "earlier in the same list".to_string() } else { format!("by service `{other}`") };
+                    self.diags.push(
+                        Diagnostic::new(span.clone(), format!("host port {hp}/{} is already published {by}", p.protocol.as_str()))
+                            .help("pick another host port, or give only the container port to let Docker choose one"),
+                    );
+                } else {
+                    entry.push((ip, &svc.name));
+                }
+            }
+        }
+    }
+}
+
+/// Every dependency cycle, found by a depth-first walk in file order; each is reported at the
+/// `depends_on` entry that closes it.
+fn cycles(services: &[Service], spans: &[ServiceSpans]) -> Vec<Diagnostic> {
+    let mut search = CycleSearch {
+        services,
+        spans,
+        index: services.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect(),
+        state: vec![Visit::New; services.len()],
+        path: Vec::new(),
+        found: Vec::new(),
+    };
+    for i in 0..services.len() {
+        if search.state[i] == Visit::New {
+            search.visit(i);
+        }
+    }
+    search.found
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    New,
+    /// On the current path: reaching it again closes a cycle.
+    OnPath,
+    Done,
+}
+
+struct CycleSearch<'a> {
+    services: &'a [Service],
+    spans: &'a [ServiceSpans],
+    index: HashMap<&'a str, usize>,
+    state: Vec<Visit>,
+    path: Vec<usize>,
+    found: Vec<Diagnostic>,
+}
+
+impl CycleSearch<'_> {
+    fn visit(&mut self, i: usize) {
+        self.state[i] = Visit::OnPath;
+        self.path.push(i);
+        let (services, spans) = (self.services, self.spans);
+        for (dep, span) in services[i].depends_on.iter().zip(&spans[i].depends_on) {
+            // Unknown names are reported on their own.
+            let Some(&j) = self.index.get(dep.as_str()) else { continue };
+            match self.state[j] {
+                Visit::New => self.visit(j),
+                Visit::OnPath if j == i => self.found.push(
+                    Diagnostic::new(span.clone(), format!("service `{dep}` depends on itself"))
+                        .help(format!("remove `{dep}` from its `depends_on`")),
+                ),
+                Visit::OnPath => {
+                    let start = self.path.iter().position(|&p| p == j).unwrap_or(0);
+                    let mut names: Vec<&str> = self.path[start..].iter().map(|&p| services[p].name.as_str()).collect();
+                    names.push(&services[j].name);
+                    self.found.push(
+                        Diagnostic::new(span.clone(), format!("dependency cycle: {}", names.join(" -> ")))
+                            .help("remove one of these `depends_on` entries"),
+                    );
+                }
+                Visit::Done => {}
+            }
+        }
+        self.path.pop();
+        self.state[i] = Visit::Done;
+    }
+}

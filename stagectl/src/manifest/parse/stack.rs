@@ -1,0 +1,49 @@
+//! `[stack]`: the stack's name and its snapshot budget.
+
+use super::cx::{is_dns_label, suggest_label, Cx, Value};
+use crate::manifest::diag::Diagnostic;
+use crate::manifest::{parse_size, DEFAULT_SNAPSHOT_BUDGET};
+
+const STACK_KEYS: &[&str] = &["name", "snapshot_budget"];
+
+impl Cx<'_> {
+    /// The stack name, which prefixes every container, network and volume.
+    pub(super) fn stack(&mut self, v: Option<&Value<'_>>) -> Option<String> {
+        let Some(v) = v else {
+            self.diags.push(Diagnostic::new(0..0, "missing [stack] table").help("start the file with `[stack]` and `name = \"myapp\"`"));
+            return None;
+        };
+        let t = self.table(v, "`stack`")?;
+        self.unknown_keys(t, STACK_KEYS, "[stack]");
+        let Some(name_v) = t.get("name") else {
+            self.diags.push(Diagnostic::new(v.span(), "missing `name` in [stack]").help("add `name = \"myapp\"`"));
+            return None;
+        };
+        let name = self.plain_string(name_v, "`stack.name`")?;
+        if !is_dns_label(&name) || name.len() > 40 {
+            self.diags.push(Diagnostic::new(name_v.span(), format!("invalid stack name `{name}`")).help(format!(
+                "use up to 40 lowercase letters, digits and `-`{}; it prefixes every container, network and volume",
+                suggest_label(&name)
+            )));
+            return None;
+        }
+        Some(name)
+    }
+
+    /// `stack.snapshot_budget` in bytes. Read after the other sections, so its problems come
+    /// last among those at the same position; a `stack` that is not a table was reported already.
+    pub(super) fn snapshot_budget(&mut self, stack: Option<&Value<'_>>) -> u64 {
+        let Some(v) = stack.and_then(|s| s.get_ref().as_table()).and_then(|t| t.get("snapshot_budget")) else {
+            return DEFAULT_SNAPSHOT_BUDGET;
+        };
+        let Some(text) = self.raw_string(v, "`stack.snapshot_budget`") else { return DEFAULT_SNAPSHOT_BUDGET };
+        let size = parse_size(text);
+        if size.is_none() {
+            self.diags.push(
+                Diagnostic::new(v.span(), format!("invalid size `{text}` for `stack.snapshot_budget`"))
+                    .help("write a number with a unit, e.g. \"512MB\" or \"5GB\""),
+            );
+        }
+        size.unwrap_or(DEFAULT_SNAPSHOT_BUDGET)
+    }
+}
