@@ -439,7 +439,7 @@ fn metrics_count_deployments_and_take_the_latest_values() {
     assert_eq!(m.last_rebuild_succeeded, Some(false));
     assert_eq!(m.last_refresh_seconds, Some(3.5));
     assert_eq!(m.latest_checks, vec![check("home", "failed", Some(120.0))]);
-    assert_eq!(m.runs_by_status, StatusCounts { queued: 0, running: 1, succeeded: 5, failed: 3, interrupted: 1 });
+    assert_eq!(m.runs_by_status, StatusCounts { queued: 0, running: 1, succeeded: 5, failed: 3, interrupted: 1, cancelled: 0 });
     assert_eq!(m.runs_by_status.pairs()[3], (RunStatus::Failed, 3));
     let json = serde_json::to_value(&m).unwrap();
     assert_eq!(json["runs_by_status"]["failed"], 3);
