@@ -20,18 +20,18 @@ import datetime
 import http.client
 import json
 import os
-import platform
 import re
 import socket
-import statistics
 import struct
 import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 
-DOCKER_SOCK = "/var/run/docker.sock"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (Fail, add_output_args, compose_up_wait, docker_get, docker_request, json_lines, label_filter, leftovers,  # noqa: E402
+                    logger, machine_facts, machine_lines, med, met, mn, mx, run, write_outputs)
+
 # The host-side pollers of the lag runs wait this long between attempts.
 POLL_INTERVAL = 0.005
 # Compose has no --wait in v1: after `up -d` we poll the Docker API this often
@@ -47,57 +47,7 @@ READY_LOG = {
 }
 
 
-def log(msg):
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
-
-
-class Fail(Exception):
-    pass
-
-
-# ----------------------------------------------------------------- Docker API (unix socket)
-class _UnixConn(http.client.HTTPConnection):
-    def __init__(self, path, timeout=10):
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self._path)
-        self.sock = s
-
-
-def docker_get(path, params=None):
-    sock = os.environ.get("DOCKER_HOST", "unix://" + DOCKER_SOCK)
-    if not sock.startswith("unix://"):
-        raise Fail(f"DOCKER_HOST={sock}: only a unix socket is supported by the bench")
-    conn = _UnixConn(sock[len("unix://"):])
-    try:
-        if params:
-            path += "?" + urllib.parse.urlencode(params)
-        conn.request("GET", path)
-        r = conn.getresponse()
-        body = r.read()
-        if r.status == 404:
-            return None
-        if r.status >= 300:
-            raise Fail(f"docker API GET {path}: {r.status} {body[:200]!r}")
-        return json.loads(body)
-    finally:
-        conn.close()
-
-
-def label_filter(*labels):
-    return {"filters": json.dumps({"label": list(labels)})}
-
-
-def leftovers(label):
-    """Containers, networks and volumes carrying `label`."""
-    c = docker_get("/containers/json", {"all": "1", **label_filter(label)}) or []
-    n = docker_get("/networks", label_filter(label)) or []
-    v = (docker_get("/volumes", label_filter(label)) or {}).get("Volumes") or []
-    return [x["Names"][0].lstrip("/") for x in c] + [x["Name"] for x in n] + [x["Name"] for x in v]
+log = logger("bench")
 
 
 # ------------------------------------------------------------------ equivalence of the stacks
@@ -197,16 +147,6 @@ def check_equivalence(manifest_path, compose_path):
 
 
 # ------------------------------------------------------------------------------- commands
-def run(argv, check=True, env=None):
-    """Runs a command; returns (seconds, completed process). Timed with the monotonic clock."""
-    t0 = time.monotonic()
-    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    dt = time.monotonic() - t0
-    if check and p.returncode != 0:
-        raise Fail(f"`{' '.join(argv)}` exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
-    return dt, p
-
-
 def http_status(port, path="/healthz"):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
@@ -214,18 +154,6 @@ def http_status(port, path="/healthz"):
         return conn.getresponse().status
     finally:
         conn.close()
-
-
-def json_lines(text):
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
 
 
 class Bench:
@@ -282,24 +210,17 @@ class Bench:
         """`up -d`, then poll until every service is healthy and the job exited 0.
         Returns (total seconds, seconds of `up -d` alone)."""
         env = dict(os.environ, BENCHC_PORT=str(self.a.compose_port), BENCHC_API_KEY="bench")
-        t0 = time.monotonic()
-        p = subprocess.run(self.dc + ["up", "-d"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        t_cmd = time.monotonic() - t0
-        if p.returncode != 0:
-            raise Fail(f"docker-compose up -d exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
-        deadline = t0 + 90
-        while True:
-            s = self.compose_state()
+
+        def done(s):
             if self.compose_all_ready(s):
-                break
+                return True
             if s.get("migrate", ("", "", None))[2] not in (None, 0):
                 raise Fail(f"compose: migrate exited {s['migrate'][2]}")
             if any(s.get(x, ("", "", None))[1] == "unhealthy" for x in PROBED):
                 raise Fail(f"compose: a service is unhealthy: {s}")
-            if time.monotonic() > deadline:
-                raise Fail(f"compose: not ready after 90 s: {s}")
-            time.sleep(COMPOSE_POLL_INTERVAL)
-        total = time.monotonic() - t0
+            return False
+
+        total, t_cmd, p = compose_up_wait(self.dc, self.compose_state, done, 90, COMPOSE_POLL_INTERVAL, "not ready", env=env)
         if expect_noop and ("Creating" in p.stderr or "Recreating" in p.stderr):
             raise Fail(f"compose no-op up recreated something:\n{p.stderr}")
         return total, t_cmd
@@ -362,20 +283,6 @@ class Bench:
             log(f"lag run {i + 1}/{self.a.lag_runs}: {summary}")
             out.append(r)
         return out
-
-
-def docker_request(method, path, body=None):
-    """One Docker API request; returns (HTTP status, seconds)."""
-    conn = _UnixConn(DOCKER_SOCK)
-    try:
-        t0 = time.monotonic()
-        conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                     headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        r.read()
-        return r.status, time.monotonic() - t0
-    finally:
-        conn.close()
 
 
 def docker_floor(stack, reps=3):
@@ -665,21 +572,6 @@ outside:
 """
 
 
-def med(xs):
-    xs = [x for x in xs if x is not None and x == x]
-    return statistics.median(xs) if xs else float("nan")
-
-
-def mn(xs):
-    xs = [x for x in xs if x is not None and x == x]
-    return min(xs) if xs else float("nan")
-
-
-def mx(xs):
-    xs = [x for x in xs if x is not None and x == x]
-    return max(xs) if xs else float("nan")
-
-
 def stat_cell(xs, unit="s", fmt="{:.2f}"):
     return f"{fmt.format(med(xs))} {unit} ({fmt.format(mn(xs))}–{fmt.format(mx(xs))})"
 
@@ -698,34 +590,6 @@ def timeline(runs, key="st_events"):
     return {k: med(v) for k, v in per.items()}
 
 
-def machine_facts():
-    f = {}
-    f["nproc"] = os.cpu_count()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            f["cpu"] = next((l.split(":", 1)[1].strip() for l in fh if l.startswith("model name")), "?")
-    except OSError:
-        f["cpu"] = "?"
-    try:
-        with open("/proc/meminfo") as fh:
-            kb = int(next(l for l in fh if l.startswith("MemTotal")).split()[1])
-        f["mem"] = f"{kb / 1024 / 1024:.1f} GiB"
-    except (OSError, StopIteration):
-        f["mem"] = "?"
-    f["kernel"] = platform.release()
-    v = docker_get("/version") or {}
-    info = docker_get("/info") or {}
-    f["docker"] = f"{v.get('Version', '?')} (API {v.get('ApiVersion', '?')})"
-    f["storage"] = info.get("Driver", "?")
-    f["cgroup"] = f"{info.get('CgroupDriver', '?')}, v{info.get('CgroupVersion', '?')}"
-    _, p = run(["docker", "version", "--format", "{{.Client.Version}}"], check=False)
-    f["docker_cli"] = p.stdout.strip() or "?"
-    _, p = run(["docker-compose", "version", "--short"], check=False)
-    f["compose"] = p.stdout.strip() or "?"
-    f["load"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f
-
-
 def render(a, facts, runs, lags, floor, started, finished, other_containers):
     L = []
     w = L.append
@@ -737,9 +601,6 @@ def render(a, facts, runs, lags, floor, started, finished, other_containers):
     dc_noop = [r["dc_noop"] for r in runs]
     up_ratio = med(st_up) / med(dc_up)
     down_ratio = med(st_down) / med(dc_down)
-
-    def yes(b):
-        return "**met**" if b else "**NOT met**"
 
     # Readiness lag, per service: conservative (upper) bound, median and worst over runs.
     lag_hi = {s: [l["services"][s].get("lag_hi_ms") for l in lags] for s in PROBED}
@@ -760,8 +621,8 @@ def render(a, facts, runs, lags, floor, started, finished, other_containers):
     w("")
     w("| target | measured (median) | verdict |")
     w("|---|---|---|")
-    w(f"| cold `up` ≤ 0.6 × compose | {med(st_up):.2f} s / {med(dc_up):.2f} s = **{up_ratio:.2f}×** | {yes(up_ratio <= 0.6)} |")
-    w(f"| teardown ≤ 0.4 × compose | {med(st_down):.2f} s / {med(dc_down):.2f} s = **{down_ratio:.2f}×** | {yes(down_ratio <= 0.4)} |")
+    w(f"| cold `up` ≤ 0.6 × compose | {med(st_up):.2f} s / {med(dc_up):.2f} s = **{up_ratio:.2f}×** | {met(up_ratio <= 0.6)} |")
+    w(f"| teardown ≤ 0.4 × compose | {med(st_down):.2f} s / {med(dc_down):.2f} s = **{down_ratio:.2f}×** | {met(down_ratio <= 0.4)} |")
     for s in PROBED:
         if over[s] == 0:
             verdict = "**met** in every run"
@@ -875,9 +736,7 @@ def render(a, facts, runs, lags, floor, started, finished, other_containers):
     w("")
     w("### Machine")
     w("")
-    w(f"- {facts['nproc']} CPUs ({facts['cpu']}), {facts['mem']} memory, Linux {facts['kernel']}")
-    w(f"- Docker engine {facts['docker']}, CLI {facts['docker_cli']}, storage driver {facts['storage']}, "
-      f"cgroup {facts['cgroup']}; docker-compose {facts['compose']}")
+    L.extend(machine_lines(facts))
     w(f"- Load average at the start: {a.load_start}; at the end: {facts['load']}. "
       f"Other containers running on the machine at the start: {other_containers}.")
     w(f"- stagectl {a.revision}, release build.")
@@ -905,11 +764,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--lag-runs", type=int, default=5)
     ap.add_argument("--settle", type=float, default=0.5, help="pause before each measured up (s)")
-    ap.add_argument("--json", required=True)
-    ap.add_argument("--markdown", required=True)
-    ap.add_argument("--command", default="scripts/bench-up.sh")
-    ap.add_argument("--revision", default="?")
-    ap.add_argument("--load-start", default="?")
+    add_output_args(ap, "scripts/bench-up.sh")
     a = ap.parse_args()
     sys.setswitchinterval(0.0005)  # pollers and readers: keep GIL hand-offs short
 
@@ -926,10 +781,8 @@ def main():
         return 1
     finished = datetime.datetime.now(datetime.timezone.utc)
     facts = machine_facts()
-    with open(a.json, "w") as fh:
-        json.dump({"runs": runs, "lag_runs": lags, "facts": facts, "docker_floor": floor}, fh, indent=1, default=str)
-    with open(a.markdown, "w") as fh:
-        fh.write(render(a, facts, runs, lags, floor, started, finished, others))
+    write_outputs(a, {"runs": runs, "lag_runs": lags, "facts": facts, "docker_floor": floor},
+                  lambda: render(a, facts, runs, lags, floor, started, finished, others))
     return 0
 
 

@@ -28,14 +28,15 @@ import datetime
 import http.client
 import json
 import os
-import platform
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import Fail, add_output_args, logger, machine_facts, med, met, pct, polling, run, write_outputs  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # The client floor's server: one write per response, no Nagle, its own process.
@@ -63,43 +64,15 @@ s.serve_forever()
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def log(msg):
-    print(f"bench-daemon: {msg}", file=sys.stderr, flush=True)
-
-
-class Fail(Exception):
-    pass
+log = logger("bench-daemon")
 
 
 # ------------------------------------------------------------------------------- helpers
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else float("nan")
-
-
-def pct(sorted_xs, p):
-    """Nearest-rank percentile of an already sorted list."""
-    if not sorted_xs:
-        return float("nan")
-    k = max(0, min(len(sorted_xs) - 1, -(-len(sorted_xs) * p // 100) - 1))
-    return sorted_xs[int(k)]
-
-
 def parse_ts(s):
     """RFC 3339 UTC with ms (`2026-11-23T21:07:01.123Z`) → Unix seconds."""
     if s is None:
         return None
     return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
-
-
-def run(argv, check=True, env=None):
-    """Runs a command; returns (seconds, completed process). Monotonic clock."""
-    t0 = time.monotonic()
-    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    dt = time.monotonic() - t0
-    if check and p.returncode != 0:
-        raise Fail(f"`{' '.join(argv)}` exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
-    return dt, p
 
 
 def proc_status(pid):
@@ -191,12 +164,10 @@ class Api:
             return f"(log unavailable: {e})"
 
     def wait_finished(self, run_id, timeout, every=0.1):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
+        for _ in polling(time.monotonic() + timeout, every):
             r = self.run_row(run_id)
             if r["status"] not in ("queued", "running"):
                 return r
-            time.sleep(every)
         raise Fail(f"run {run_id} did not finish within {timeout:.0f} s")
 
 
@@ -224,16 +195,15 @@ class Bench:
         with open(os.path.join(a.work, "daemon.pid"), "w") as fh:
             fh.write(f"{self.daemon.pid}\n")
         t0 = time.monotonic()
-        while True:
+        for _ in polling(t0 + 30, 0.02):
             with open(self.daemon_log) as fh:
                 text = fh.read()
             if "stagectl daemon for stack" in text:
                 break
             if self.daemon.poll() is not None:
                 raise Fail(f"the daemon exited {self.daemon.returncode} before listening:\n{text[-2000:]}")
-            if time.monotonic() - t0 > 30:
-                raise Fail(f"the daemon did not say it listens within 30 s:\n{text[-2000:]}")
-            time.sleep(0.02)
+        else:
+            raise Fail(f"the daemon did not say it listens within 30 s:\n{text[-2000:]}")
         self.startup_s = time.monotonic() - t0
         token_file = os.path.join(a.state_dir, "daemons", f"{a.stack}.token")
         mode = os.stat(token_file).st_mode & 0o777
@@ -509,14 +479,12 @@ class Bench:
         run(compose + ["up", "-d"])
         try:
             # Both containers must be running, as the bench stack's are.
-            end = time.monotonic() + 60
-            while True:
+            for _ in polling(time.monotonic() + 60, 0.2):
                 _, p = run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={a.project}"])
                 if len(p.stdout.split()) == 2:
                     break
-                if time.monotonic() > end:
-                    raise Fail(f"compose project {a.project}: not both containers running after 60 s")
-                time.sleep(0.2)
+            else:
+                raise Fail(f"compose project {a.project}: not both containers running after 60 s")
             run(compose + ["ps"])  # warm (page cache, Docker)
             compose_ps = []
             for _ in range(n):
@@ -563,9 +531,8 @@ class Bench:
                 fh.write(f"-- bench-daemon save {n} at {t_save:.6f}\n")
             seen_queued = None
             row = None
-            end = time.monotonic() + 10
             polls = 0
-            while time.monotonic() < end:
+            for _ in polling(time.monotonic() + 10, 0.005):
                 # limit=2 keeps the response under 1 KB: larger ones take ~40 ms each on a
                 # kept-alive connection (see sizes()), which would make this poll every 45 ms.
                 runs = api.runs(2)
@@ -578,7 +545,6 @@ class Bench:
                     if r["started_at"]:
                         row = r
                         break
-                time.sleep(0.005)
             if row is None:
                 raise Fail(f"save {n}: no `watch` run started within 10 s of the write (runs: {runs[:3]})")
             t_seen_started = time.time()
@@ -615,37 +581,11 @@ class Bench:
         return out
 
 
-# ------------------------------------------------------------------------------ facts
-def machine_facts():
-    f = {"nproc": os.cpu_count()}
-    try:
-        with open("/proc/cpuinfo") as fh:
-            f["cpu"] = next((l.split(":", 1)[1].strip() for l in fh if l.startswith("model name")), "?")
-    except OSError:
-        f["cpu"] = "?"
-    try:
-        with open("/proc/meminfo") as fh:
-            kb = int(next(l for l in fh if l.startswith("MemTotal")).split()[1])
-        f["mem"] = f"{kb / 1024 / 1024:.1f} GiB"
-    except (OSError, StopIteration):
-        f["mem"] = "?"
-    f["kernel"] = platform.release()
-    _, p = run(["docker", "version", "--format", "{{.Server.Version}}"], check=False)
-    f["docker"] = p.stdout.strip() or "?"
-    _, p = run(["docker-compose", "version", "--short"], check=False)
-    f["compose"] = p.stdout.strip() or "?"
-    f["load"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f
-
-
 # ----------------------------------------------------------------------------- render
 def render(a, facts, r, started, finished):
     L = []
     w = L.append
     idle, st, peer, saves = r["idle"], r["status"], r["peer"], r["saves"]
-
-    def yes(b):
-        return "**met**" if b else "**NOT met**"
 
     def mb(kb):
         return f"{kb / 1000:.1f} MB"
@@ -661,12 +601,12 @@ def render(a, facts, r, started, finished):
     w("| target | measured | verdict |")
     w("|---|---|---|")
     w(f"| idle RSS ≤ 20 MB | {mb(idle['rss_kb_max'])} (max of 1-s samples over {idle['window_s']:.0f} s; "
-      f"peak since start {mb(idle['hwm_kb'])}) | {yes(idle['rss_kb_max'] <= 20000)} |")
+      f"peak since start {mb(idle['hwm_kb'])}) | {met(idle['rss_kb_max'] <= 20000)} |")
     w(f"| idle CPU < 0.5 % | {idle['cpu_percent']:.3f} % of one core ({idle['cpu_s']:.2f} s CPU in "
-      f"{idle['window_s']:.0f} s) | {yes(idle['cpu_percent'] < 0.5)} |")
+      f"{idle['window_s']:.0f} s) | {met(idle['cpu_percent'] < 0.5)} |")
     ok_rate = st["achieved_rps"] >= 0.98 * a.rate and st["errors"] == 0
     cf = st["client_floor"]
-    verdict = yes(st["p99_ms"] <= 5 and ok_rate)
+    verdict = met(st["p99_ms"] <= 5 and ok_rate)
     if ok_rate and st["p99_ms"] > 5 and cf["p99_ms"] > 5:
         verdict += (f" as measured; inconclusive: the client alone, against a trivial server, has p99 "
                     f"{cf['p99_ms']:.2f} ms here")
@@ -678,10 +618,10 @@ def render(a, facts, r, started, finished):
         w(f"| `GET /api/v1/status` p99 ≤ 5 ms at {a.rate:.0f} req/s (wrk, paced) | p99 **{wk['p99_ms']:.2f} ms** "
           f"(p50 {wk['p50_ms']:.2f}, p90 {wk['p90_ms']:.2f}, max {wk.get('max_ms', float('nan')):.1f}) at "
           f"{wk['rps']:.1f} req/s, {wk['connections']} connections, {wk['delay_ms']} ms pause after each response"
-          f"{'; ' + wk['errors'] if 'errors' in wk else ''} | {yes(wk['p99_ms'] <= 5)} |")
+          f"{'; ' + wk['errors'] if 'errors' in wk else ''} | {met(wk['p99_ms'] <= 5)} |")
     w(f"| file save → reconcile start ≤ 200 ms | save → started: median **{med(s_):.0f} ms**, max {max(s_):.0f} ms "
       f"(save → queued: median {med(q):.0f}, max {max(q):.0f}) | "
-      f"{yes(max(s_) <= 200) if max(s_) <= 200 or med(s_) > 200 else 'met by the median, **NOT met** by the max'} |")
+      f"{met(max(s_) <= 200) if max(s_) <= 200 or med(s_) > 200 else 'met by the median, **NOT met** by the max'} |")
     w("")
     w("### Results")
     w("")
@@ -823,11 +763,7 @@ def main():
     ap.add_argument("--peer-runs", type=int, default=20)
     ap.add_argument("--saves", type=int, default=10)
     ap.add_argument("--settle", type=float, default=1.0, help="pause before each save (s)")
-    ap.add_argument("--json", required=True)
-    ap.add_argument("--markdown", required=True)
-    ap.add_argument("--command", default="scripts/bench-daemon.sh")
-    ap.add_argument("--revision", default="?")
-    ap.add_argument("--load-start", default="?")
+    add_output_args(ap, "scripts/bench-daemon.sh")
     a = ap.parse_args()
     sys.setswitchinterval(0.0005)  # keep GIL hand-offs short between the load threads
 
@@ -856,11 +792,8 @@ def main():
         except Fail as e:
             log(f"error: {e}")
     finished = datetime.datetime.now(datetime.timezone.utc)
-    facts = machine_facts()
-    with open(a.json, "w") as fh:
-        json.dump({"results": r, "facts": facts}, fh, indent=1, default=str)
-    with open(a.markdown, "w") as fh:
-        fh.write(render(a, facts, r, started, finished))
+    facts = machine_facts(engine_details=False)
+    write_outputs(a, {"results": r, "facts": facts}, lambda: render(a, facts, r, started, finished))
     return 0
 
 

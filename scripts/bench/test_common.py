@@ -1,0 +1,124 @@
+"""Self-test of common.py's helpers that need no Docker: python3 -m unittest discover scripts/bench"""
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+from common import Fail  # noqa: E402
+
+NAN = float("nan")
+
+
+class Stats(unittest.TestCase):
+    def test_med_mn_mx_leave_out_none_and_nan(self):
+        xs = [3.0, None, 1.0, NAN, 2.0, 10.0]
+        self.assertEqual(common.med(xs), 2.5)
+        self.assertEqual(common.mn(xs), 1.0)
+        self.assertEqual(common.mx(xs), 10.0)
+        for f in (common.med, common.mn, common.mx):
+            self.assertTrue(math.isnan(f([None, NAN])))
+            self.assertTrue(math.isnan(f([])))
+
+    def test_pct_nearest_rank(self):
+        xs = list(range(1, 101))
+        self.assertEqual([common.pct(xs, p) for p in (50, 90, 99, 99.9, 100)], [50, 90, 99, 100, 100])
+        self.assertEqual(common.pct([7], 99), 7)
+        self.assertTrue(math.isnan(common.pct([], 50)))
+
+
+class Commands(unittest.TestCase):
+    def test_run(self):
+        dt, p = common.run([sys.executable, "-c", "print('hi')"])
+        self.assertEqual(p.stdout, "hi\n")
+        self.assertGreater(dt, 0)
+        _, p = common.run([sys.executable, "-c", "raise SystemExit(3)"], check=False)
+        self.assertEqual(p.returncode, 3)
+        with self.assertRaisesRegex(Fail, "exited 3"):
+            common.run([sys.executable, "-c", "raise SystemExit(3)"])
+
+    def test_json_lines(self):
+        text = 'noise\n {"a": 1}\n{broken\n{"b": [2]}\n'
+        self.assertEqual(common.json_lines(text), [{"a": 1}, {"b": [2]}])
+
+    def test_logger(self):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            common.logger("bench-x")("hello")
+        self.assertEqual(err.getvalue(), "bench-x: hello\n")
+
+
+class Polling(unittest.TestCase):
+    def test_stops_at_the_first_success(self):
+        n = 0
+        for _ in common.polling(time.monotonic() + 5, 0.001):
+            n += 1
+            if n == 3:
+                break
+        else:
+            self.fail("gave up")
+        self.assertEqual(n, 3)
+
+    def test_gives_up_after_the_deadline_having_tried_at_least_once(self):
+        tries = 0
+        t0 = time.monotonic()
+        for _ in common.polling(t0 - 1, 0.001):
+            tries += 1
+        self.assertEqual(tries, 1)
+        tries = 0
+        for _ in common.polling(time.monotonic() + 0.05, 0.01):
+            tries += 1
+        self.assertGreaterEqual(tries, 3)
+        self.assertLess(tries, 10)
+
+    def test_compose_up_wait(self):
+        states = iter(["starting", "starting", "done"])
+        total, t_cmd, p = common.compose_up_wait([sys.executable, "-c", "import sys; print(sys.argv[1:])"],
+                                                 lambda: next(states), lambda s: s == "done", 5, 0.001, "not done")
+        self.assertEqual(p.stdout, "['up', '-d']\n")
+        self.assertGreaterEqual(total, t_cmd)
+        with self.assertRaisesRegex(Fail, r"^compose: not done after 0 s: starting$"):
+            common.compose_up_wait([sys.executable, "-c", ""], lambda: "starting", lambda s: False, 0, 0.001, "not done")
+        with self.assertRaisesRegex(Fail, "^docker-compose up -d exited 1"):
+            common.compose_up_wait([sys.executable, "-c", "raise SystemExit(1)"], lambda: "", lambda s: True, 5, 0.001, "x")
+
+
+class Sections(unittest.TestCase):
+    def test_met(self):
+        self.assertEqual((common.met(True), common.met(False)), ("**met**", "**NOT met**"))
+
+    def test_machine_lines(self):
+        facts = {"nproc": 2, "cpu": "C", "mem": "1.0 GiB", "kernel": "6.1", "docker": "20.10 (API 1.41)",
+                 "docker_cli": "20.10", "storage": "overlay2", "cgroup": "systemd, v2", "compose": "1.29.2"}
+        self.assertEqual(common.machine_lines(facts), [
+            "- 2 CPUs (C), 1.0 GiB memory, Linux 6.1",
+            "- Docker engine 20.10 (API 1.41), CLI 20.10, storage driver overlay2, cgroup systemd, v2; docker-compose 1.29.2",
+        ])
+
+    def test_outputs(self):
+        ap = argparse.ArgumentParser()
+        common.add_output_args(ap, "scripts/bench-x.sh")
+        with tempfile.TemporaryDirectory() as d:
+            a = ap.parse_args(["--json", os.path.join(d, "r.json"), "--markdown", os.path.join(d, "s.md")])
+            self.assertEqual((a.command, a.revision, a.load_start), ("scripts/bench-x.sh", "?", "?"))
+            common.write_outputs(a, {"x": 1, "t": time}, lambda: "section\n")
+            with open(a.json) as fh:
+                self.assertEqual(json.load(fh)["x"], 1)
+            with open(a.markdown) as fh:
+                self.assertEqual(fh.read(), "section\n")
+            with self.assertRaises(ZeroDivisionError):
+                common.write_outputs(a, {"x": 2}, lambda: str(1 / 0))
+            with open(a.json) as fh:
+                self.assertEqual(json.load(fh), {"x": 2})
+
+
+if __name__ == "__main__":
+    unittest.main()
