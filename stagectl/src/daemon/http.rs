@@ -11,6 +11,7 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 use tiny_http::{Header, Method, Request, Response, Server};
 
+use super::queue::Refused;
 use super::status::{current_status, metrics_text};
 use super::{now_ms, page, State};
 use crate::history::{History, Trigger};
@@ -141,9 +142,16 @@ fn handle(state: &State, req: Request) {
                                 202,
                                 &serde_json::json!({ "run_id": run, "status": "queued", "log": format!("/api/v1/runs/{run}/log?follow=1") }),
                             ),
-                            Err(busy) => json_response(
+                            Err(Refused::Busy(busy)) => json_response(
                                 409,
                                 &serde_json::json!({ "error": format!("stack `{}` is busy with run {busy}; retry, or omit wait=false to queue", state.stack), "busy_run_id": busy }),
+                            ),
+                            Err(refused @ Refused::Unrecorded(_)) => error(
+                                503,
+                                &format!(
+                                    "not started: {refused}; free space in {} and retry",
+                                    state.history.path().parent().map(|d| d.display().to_string()).unwrap_or_default()
+                                ),
                             ),
                         }
                     }

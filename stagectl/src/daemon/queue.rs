@@ -8,9 +8,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::State;
-use crate::history::{RunOutcome, Trigger};
+use crate::history::{HistoryError, RunOutcome, Trigger};
 use crate::ops::{OpOutcome, Operation, Recording};
 use crate::orchestrator::Silent;
+
+/// Why an operation was not queued.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Refused {
+    #[error("busy with run {0}")]
+    Busy(i64),
+    /// The history cannot take the run (e.g. the state disk is full).
+    #[error("the run cannot be recorded: {0}")]
+    Unrecorded(#[source] HistoryError),
+}
 
 pub(super) struct Job {
     pub(super) run: i64,
@@ -27,13 +37,13 @@ pub(super) struct Queue {
 }
 
 impl State {
-    /// Queues an operation; with `wait = false`, refuses (returns the busy run) when one is
-    /// running or queued.
-    pub(super) fn submit(&self, op: Operation, trigger: Trigger, detail: &str, wait: bool) -> std::result::Result<i64, i64> {
+    /// Queues an operation; with `wait = false`, refuses when one is running or queued. A run
+    /// that cannot be recorded is not run at all: nothing happens that the history would not show.
+    pub(super) fn submit(&self, op: Operation, trigger: Trigger, detail: &str, wait: bool) -> Result<i64, Refused> {
         let mut q = self.queue.lock().unwrap();
         if !wait {
             if let Some(busy) = q.running.map(|r| r.0).or_else(|| q.jobs.front().map(|j| j.run)) {
-                return Err(busy);
+                return Err(Refused::Busy(busy));
             }
         }
         // A watch or schedule trigger that is already waiting covers this one (its detail
@@ -48,7 +58,7 @@ impl State {
                 return Ok(j.run);
             }
         }
-        let run = self.history.create_run(&self.stack, op.name(), trigger).unwrap_or(0);
+        let run = self.history.create_run(&self.stack, op.name(), trigger).map_err(Refused::Unrecorded)?;
         if !detail.is_empty() {
             let _ = self.history.set_detail(run, detail);
         }

@@ -365,3 +365,58 @@ fn slow_and_oversized_clients_cannot_starve_the_api_or_its_memory() {
     assert!(started.elapsed() < Duration::from_secs(18), "a stalled head was held {:?}", started.elapsed());
     drop(idle);
 }
+
+/// A small tmpfs mounted for one test and unmounted on drop (also when the test panics).
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// `None` (with a loud message) where mounting is not permitted (not root).
+    fn mount(dir: std::path::PathBuf, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("\n!!!!! SKIPPED: cannot mount a tmpfs here (needs root); the full-disk test did not run !!!!!\n");
+        }
+        ok.then_some(SmallDisk { dir })
+    }
+
+    /// Writes zeros until the disk is full.
+    fn fill(&self) {
+        let mut f = std::fs::File::create(self.dir.join("filler")).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+#[test]
+fn a_full_state_disk_refuses_runs_with_503_and_the_cli_says_why() {
+    require_docker!();
+    let stack = Stack::new("dfull", WEB);
+    let Some(disk) = SmallDisk::mount(stack.path("state"), "4m") else { return };
+    let daemon = Daemon::start(&stack, &["--no-watch"]);
+    assert_eq!(daemon.request("GET", "/api/v1/status", None).0, 200);
+    disk.fill();
+    let (code, body) = daemon.request("POST", "/api/v1/rebuild", Some(TOKEN));
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("cannot be recorded"), "{body}");
+    // Nothing ran behind the history's back.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(stack.container_ids().is_empty(), "a refused rebuild started containers: {:?}", stack.container_ids());
+    // The CLI forwards to the daemon and says what happened.
+    let out = stack.run_env(&["up"], &[("STAGECTL_STATE_DIR", stack.path("state").to_str().unwrap()), ("STAGECTL_TOKEN", TOKEN)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("503") && stderr(&out).contains("cannot be recorded"), "{}", stderr(&out));
+}
