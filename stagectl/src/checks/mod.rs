@@ -1,7 +1,6 @@
 //! Smoke checks against the running stack: http (status, body, JSON pointers, latency
 //! budget), tcp, exec, sql, host script. Each is retried until it passes or its deadline.
 
-pub mod lint;
 pub mod report;
 
 use std::time::{Duration, Instant};
@@ -41,44 +40,6 @@ pub struct CheckResult {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<LatencyStats>,
-}
-
-/// Lints every `*.up.sql` of each `[migrations.<service>]`: one result per file.
-pub fn lint_migrations(manifest: &Manifest) -> Result<Vec<CheckResult>, String> {
-    let mut results = Vec::new();
-    for m in &manifest.migrations {
-        let files = crate::migrations::discover(&m.dir)?;
-        results.extend(lint_files(manifest, m, files.into_iter().map(|f| f.up).collect()));
-    }
-    Ok(results)
-}
-
-/// Lints the given migration files of `m`: one result per file.
-pub fn lint_files(manifest: &Manifest, m: &crate::manifest::Migrations, files: Vec<std::path::PathBuf>) -> Vec<CheckResult> {
-    let allow: Vec<&str> = m.allow.iter().map(String::as_str).collect();
-    let mut results = Vec::new();
-    for f in files {
-        let started = Instant::now();
-        let name = crate::data::display(&manifest.dir, &f);
-        let findings = match std::fs::read_to_string(&f) {
-            Ok(sql) => lint::lint(&name, &sql, &allow),
-            Err(e) => {
-                results.push(CheckResult::new(format!("lint {name}"), "lint", false, started, format!("reading {name}: {e}")));
-                continue;
-            }
-        };
-        let message = if findings.is_empty() {
-            "no locking or destructive changes found".to_string()
-        } else {
-            findings
-                .iter()
-                .map(|f| format!("{}:{}: [{}] {}\n  statement: {}\n  instead: {}", f.file, f.line, f.rule, f.why, f.statement, f.instead))
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        results.push(CheckResult::new(format!("lint {name}"), "lint", findings.is_empty(), started, message));
-    }
-    results
 }
 
 impl CheckResult {

@@ -3,6 +3,7 @@
 //! lock probe, and run the up → down → up round trip there. The running stack's data is never
 //! touched: the copy is a separate container without host ports or volumes.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::checks::CheckResult;
@@ -11,10 +12,49 @@ use crate::manifest::{Manifest, Migrations, Probe, Readiness};
 use crate::plan;
 
 use super::pg::{self, LockProbe, Target};
-use super::{discover, drift, pending, MigrationFile};
+use super::{discover, drift, lint, pending, MigrationFile};
 
 fn result(name: String, passed: bool, started: Instant, message: String) -> CheckResult {
     CheckResult::new(name, "migration", passed, started, message)
+}
+
+/// Lints every `*.up.sql` of each `[migrations.<service>]`: one result per file. Needs no
+/// Docker (`stagectl check migrations --lint-only`).
+pub fn lint_migrations(manifest: &Manifest) -> Result<Vec<CheckResult>, String> {
+    let mut results = Vec::new();
+    for m in &manifest.migrations {
+        let files = discover(&m.dir)?;
+        results.extend(lint_files(manifest, m, files.into_iter().map(|f| f.up).collect()));
+    }
+    Ok(results)
+}
+
+/// Lints the given migration files of `m`: one result per file.
+pub fn lint_files(manifest: &Manifest, m: &Migrations, files: Vec<PathBuf>) -> Vec<CheckResult> {
+    let allow: Vec<&str> = m.allow.iter().map(String::as_str).collect();
+    let mut results = Vec::new();
+    for f in files {
+        let started = Instant::now();
+        let name = crate::data::display(&manifest.dir, &f);
+        let findings = match std::fs::read_to_string(&f) {
+            Ok(sql) => lint::lint(&name, &sql, &allow),
+            Err(e) => {
+                results.push(CheckResult::new(format!("lint {name}"), "lint", false, started, format!("reading {name}: {e}")));
+                continue;
+            }
+        };
+        let message = if findings.is_empty() {
+            "no locking or destructive changes found".to_string()
+        } else {
+            findings
+                .iter()
+                .map(|f| format!("{}:{}: [{}] {}\n  statement: {}\n  instead: {}", f.file, f.line, f.rule, f.why, f.statement, f.instead))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        results.push(CheckResult::new(format!("lint {name}"), "lint", findings.is_empty(), started, message));
+    }
+    results
 }
 
 /// All migration checks of the manifest; `lint_only` skips everything that needs Docker.
@@ -64,7 +104,7 @@ async fn check_service<E: ContainerEngine + ?Sized>(
     };
     let network = plan::network_name(&manifest.stack);
     let Some(live) = plan::running_container(&manifest.stack, &m.service, observed) else {
-        for r in crate::checks::lint_files(manifest, m, files.iter().map(|f| f.up.clone()).collect()) {
+        for r in lint_files(manifest, m, files.iter().map(|f| f.up.clone()).collect()) {
             emit(r);
         }
         return emit(result(
@@ -100,11 +140,11 @@ async fn check_service<E: ContainerEngine + ?Sized>(
     }
 
     // The job form cannot tell what its tool considers pending: every file is linted.
-    let to_lint: Vec<std::path::PathBuf> = match m.job {
+    let to_lint: Vec<PathBuf> = match m.job {
         None => pending(&files, &applied_live).into_iter().map(|f| f.up.clone()).collect(),
         Some(_) => files.iter().map(|f| f.up.clone()).collect(),
     };
-    for r in crate::checks::lint_files(manifest, m, to_lint) {
+    for r in lint_files(manifest, m, to_lint) {
         emit(r);
     }
 

@@ -3,10 +3,12 @@
 //! `stagectl_migrations` table with a SHA-256 checksum of each applied `.up.sql` file.
 //!
 //! This module is the pure part: finding and ordering the files, pending and drift decisions,
-//! mapping an error position to a line. `pg` talks to PostgreSQL, `check` runs
-//! `stagectl check migrations` on a throwaway copy of the database.
+//! mapping an error position to a line. `lint` finds locking and destructive changes in a file's
+//! text, `pg` talks to PostgreSQL, `check` runs `stagectl check migrations` (the lint, and the
+//! files applied to a throwaway copy of the database).
 
 pub mod check;
+pub mod lint;
 pub mod pg;
 
 use std::path::{Path, PathBuf};
@@ -143,7 +145,7 @@ pub fn line_of_position(sql: &str, position: usize) -> usize {
 /// Statements that cannot run inside a transaction block: the file is then applied one
 /// statement at a time, outside a transaction.
 pub fn needs_no_transaction(sql: &str) -> bool {
-    crate::checks::lint::identifiers(sql).contains("concurrently")
+    crate::sql::identifiers(sql).contains("concurrently")
 }
 
 #[cfg(test)]

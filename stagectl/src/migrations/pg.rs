@@ -104,7 +104,7 @@ pub async fn revert(client: &mut Client, file: &MigrationFile, down_sql: &str, d
 }
 
 async fn run_statements(client: &Client, sql: &str, display: &str) -> Result<(), String> {
-    for (line, stmt) in crate::checks::lint::split_statements(sql) {
+    for (line, stmt) in crate::sql::split_statements(sql) {
         client.batch_execute(&stmt).await.map_err(|e| describe(display, &stmt, line, &e))?;
     }
     Ok(())
@@ -140,7 +140,7 @@ pub struct ProbedTable {
 
 /// Existing user tables among the identifiers of `sql` (stagectl's own table excluded).
 pub async fn touched_tables(client: &Client, sql: &str) -> Result<Vec<ProbedTable>, String> {
-    let ids: Vec<String> = crate::checks::lint::identifiers(sql).into_iter().collect();
+    let ids: Vec<String> = crate::sql::identifiers(sql).into_iter().collect();
     let rows = client
         .query(
             "SELECT t.table_schema, t.table_name,
