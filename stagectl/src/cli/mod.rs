@@ -278,7 +278,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                 let Some(c) = plan::running_container(&m.stack, &f.service, &containers) else {
                     return Err(Error::StackFailed(format!("service `{}` is not running; run `stagectl up` first", f.service)));
                 };
-                findings.extend(crate::data::scan(docker.as_ref(), &c.id, f).await.map_err(Error::StackFailed)?);
+                findings.extend(crate::data::scan(docker.as_ref(), &c.id, f).await?);
             }
             let leaks: Vec<_> = findings.iter().filter(|f| f.unmasked > 0).collect();
             if cli.json {
