@@ -186,7 +186,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             if *lint_only {
                 let m = load(cli)?;
                 let started = std::time::Instant::now();
-                let results = crate::migrations::check::lint_migrations(&m).map_err(Error::StackFailed)?;
+                let results = crate::migrations::check::lint_migrations(&m)?;
                 for r in &results {
                     note_check(&console, r);
                 }
