@@ -18,3 +18,4 @@ pub mod orchestrator;
 pub mod plan;
 pub mod probes;
 pub mod secrets;
+pub mod sql;

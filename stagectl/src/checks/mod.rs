@@ -1,8 +1,10 @@
 //! Smoke checks against the running stack: http (status, body, JSON pointers, latency
 //! budget), tcp, exec, sql, host script. Each is retried until it passes or its deadline.
 
-pub mod lint;
+mod error;
 pub mod report;
+
+pub use error::CheckError;
 
 use std::time::{Duration, Instant};
 
@@ -43,44 +45,6 @@ pub struct CheckResult {
     pub latency: Option<LatencyStats>,
 }
 
-/// Lints every `*.up.sql` of each `[migrations.<service>]`: one result per file.
-pub fn lint_migrations(manifest: &Manifest) -> Result<Vec<CheckResult>, String> {
-    let mut results = Vec::new();
-    for m in &manifest.migrations {
-        let files = crate::migrations::discover(&m.dir)?;
-        results.extend(lint_files(manifest, m, files.into_iter().map(|f| f.up).collect()));
-    }
-    Ok(results)
-}
-
-/// Lints the given migration files of `m`: one result per file.
-pub fn lint_files(manifest: &Manifest, m: &crate::manifest::Migrations, files: Vec<std::path::PathBuf>) -> Vec<CheckResult> {
-    let allow: Vec<&str> = m.allow.iter().map(String::as_str).collect();
-    let mut results = Vec::new();
-    for f in files {
-        let started = Instant::now();
-        let name = crate::data::display(&manifest.dir, &f);
-        let findings = match std::fs::read_to_string(&f) {
-            Ok(sql) => lint::lint(&name, &sql, &allow),
-            Err(e) => {
-                results.push(CheckResult::new(format!("lint {name}"), "lint", false, started, format!("reading {name}: {e}")));
-                continue;
-            }
-        };
-        let message = if findings.is_empty() {
-            "no locking or destructive changes found".to_string()
-        } else {
-            findings
-                .iter()
-                .map(|f| format!("{}:{}: [{}] {}\n  statement: {}\n  instead: {}", f.file, f.line, f.rule, f.why, f.statement, f.instead))
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        results.push(CheckResult::new(format!("lint {name}"), "lint", findings.is_empty(), started, message));
-    }
-    results
-}
-
 impl CheckResult {
     pub fn new(name: String, kind: &'static str, passed: bool, started: Instant, message: String) -> CheckResult {
         CheckResult {
@@ -110,15 +74,17 @@ pub async fn run_all<E: ContainerEngine + ?Sized>(
         let started = Instant::now();
         let deadline = started + check.timeout;
         let mut attempts = 0;
-        let mut outcome = Err(String::from("not attempted"));
-        while attempts == 0 || Instant::now() < deadline {
+        let outcome = loop {
             attempts += 1;
-            outcome = attempt(docker, manifest, check, &containers).await;
+            let outcome = attempt(docker, manifest, check, &containers).await;
             if outcome.is_ok() {
-                break;
+                break outcome;
             }
             tokio::time::sleep(RETRY_INTERVAL.min(deadline.saturating_duration_since(Instant::now()))).await;
-        }
+            if Instant::now() >= deadline {
+                break outcome;
+            }
+        };
         let mut result = CheckResult {
             name: check.name.clone(),
             kind: check.kind.kind(),
@@ -150,7 +116,7 @@ pub async fn run_all<E: ContainerEngine + ?Sized>(
                         }
                         Err(e) => {
                             result.outcome = CheckOutcome::Failed;
-                            result.message = e;
+                            result.message = e.to_string();
                         }
                     }
                 }
@@ -196,20 +162,22 @@ async fn target<E: ContainerEngine + ?Sized>(
     kind: &CheckKind,
     stack: &str,
     containers: &[crate::docker::ObservedContainer],
-) -> Result<String, String> {
+) -> Result<String, CheckError> {
     let network = plan::network_name(stack);
     let (service, port) = match kind {
         CheckKind::Http { service, port, .. } | CheckKind::Tcp { service, port } => (service, *port),
-        _ => return Err("no network target".into()),
+        _ => return Err(CheckError::NoNetworkTarget),
     };
     let id = running(stack, service, containers)?;
-    let status = docker.container_status(&id, &network).await.map_err(|e| e.to_string())?;
-    let ip = status.ip.ok_or_else(|| format!("service `{service}` has no address on {network}"))?;
+    let status = docker.container_status(&id, &network).await?;
+    let ip = status.ip.ok_or_else(|| CheckError::NoAddress { service: service.clone(), network: network.clone() })?;
     Ok(format!("{ip}:{port}"))
 }
 
-fn running(stack: &str, service: &str, containers: &[crate::docker::ObservedContainer]) -> Result<String, String> {
-    plan::running_container(stack, service, containers).map(|c| c.id.clone()).ok_or_else(|| format!("service `{service}` is not running"))
+fn running(stack: &str, service: &str, containers: &[crate::docker::ObservedContainer]) -> Result<String, CheckError> {
+    plan::running_container(stack, service, containers)
+        .map(|c| c.id.clone())
+        .ok_or_else(|| CheckError::NotRunning { service: service.to_string() })
 }
 
 fn client() -> reqwest::Client {
@@ -234,37 +202,46 @@ async fn attempt<E: ContainerEngine + ?Sized>(
     manifest: &Manifest,
     check: &SmokeCheck,
     containers: &[crate::docker::ObservedContainer],
-) -> Result<String, String> {
+) -> Result<String, CheckError> {
     match &check.kind {
         CheckKind::Http { path, expect_status, expect_body, expect_body_regex, expect_json, method, .. } => {
             let base = target(docker, &check.kind, &manifest.stack, containers).await?;
             let req = request(&client(), &check.kind, &base).expect("http check");
+            let request = || format!("{method} {path}");
             let started = Instant::now();
-            let resp = req.send().await.map_err(|e| format!("{method} {path}: {e}"))?;
+            let resp = req.send().await.map_err(|source| CheckError::Request { request: request(), source })?;
             let status = resp.status().as_u16();
-            let body = resp.text().await.map_err(|e| format!("{method} {path}: reading body: {e}"))?;
+            let body = resp.text().await.map_err(|source| CheckError::ReadBody { request: request(), source })?;
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             if status != *expect_status {
-                return Err(format!("{method} {path}: status {status}, expected {expect_status}"));
+                return Err(CheckError::Status { request: request(), status, expected: *expect_status });
             }
             if let Some(s) = expect_body {
                 if !body.contains(s.as_str()) {
-                    return Err(format!("{method} {path}: body does not contain {s:?}"));
+                    return Err(CheckError::BodyLacks { request: request(), expected: s.clone() });
                 }
             }
             if let Some(r) = expect_body_regex {
-                let re = regex::Regex::new(r).map_err(|e| e.to_string())?;
+                let re = regex::Regex::new(r)?;
                 if !re.is_match(&body) {
-                    return Err(format!("{method} {path}: body does not match /{r}/"));
+                    return Err(CheckError::BodyMismatch { request: request(), regex: r.clone() });
                 }
             }
             if !expect_json.is_empty() {
-                let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{method} {path}: body is not JSON: {e}"))?;
+                let json: serde_json::Value =
+                    serde_json::from_str(&body).map_err(|source| CheckError::NotJson { request: request(), source })?;
                 for (pointer, want) in expect_json {
                     match json.pointer(pointer) {
                         Some(got) if got == want => {}
-                        Some(got) => return Err(format!("{method} {path}: {pointer} is {got}, expected {want}")),
-                        None => return Err(format!("{method} {path}: {pointer} is missing")),
+                        Some(got) => {
+                            return Err(CheckError::JsonValue {
+                                request: request(),
+                                pointer: pointer.clone(),
+                                got: got.clone(),
+                                expected: want.clone(),
+                            })
+                        }
+                        None => return Err(CheckError::JsonMissing { request: request(), pointer: pointer.clone() }),
                     }
                 }
             }
@@ -272,18 +249,18 @@ async fn attempt<E: ContainerEngine + ?Sized>(
         }
         CheckKind::Tcp { port, .. } => {
             let addr = target(docker, &check.kind, &manifest.stack, containers).await?;
-            tokio::net::TcpStream::connect(&addr).await.map_err(|e| format!("tcp {addr}: {e}"))?;
+            tokio::net::TcpStream::connect(&addr).await.map_err(|source| CheckError::Tcp { addr: addr.clone(), source })?;
             Ok(format!("tcp :{port} accepts connections"))
         }
         CheckKind::Exec { service, command, expect_output } => {
             let id = running(&manifest.stack, service, containers)?;
-            let (code, out) = docker.exec(&id, command).await.map_err(|e| e.to_string())?;
+            let (code, out) = docker.exec(&id, command).await?;
             if code != 0 {
-                return Err(format!("`{}` exited with {code}: {}", command.join(" "), out.trim()));
+                return Err(CheckError::ExecFailed { command: command.join(" "), code, output: out.trim().to_string() });
             }
             if let Some(want) = expect_output {
                 if !out.contains(want.as_str()) {
-                    return Err(format!("`{}` output does not contain {want:?}", command.join(" ")));
+                    return Err(CheckError::ExecOutputLacks { command: command.join(" "), expected: want.clone() });
                 }
             }
             Ok(format!("`{}` exited 0", command.join(" ")))
@@ -291,13 +268,13 @@ async fn attempt<E: ContainerEngine + ?Sized>(
         CheckKind::Sql { service, database, user, query, expect } => {
             let id = running(&manifest.stack, service, containers)?;
             let cmd = crate::data::psql_command(user, database, &["-tA", "-c", query]);
-            let (code, out) = docker.exec(&id, &cmd).await.map_err(|e| e.to_string())?;
+            let (code, out) = docker.exec(&id, &cmd).await?;
             if code != 0 {
-                return Err(format!("query failed: {}", out.split_whitespace().collect::<Vec<_>>().join(" ")));
+                return Err(CheckError::QueryFailed { output: out.split_whitespace().collect::<Vec<_>>().join(" ") });
             }
             let got = out.trim();
             if got != expect.trim() {
-                return Err(format!("query returned {got:?}, expected {expect:?}"));
+                return Err(CheckError::QueryMismatch { got: got.to_string(), expected: expect.clone() });
             }
             Ok(format!("query returned {got:?}"))
         }
@@ -309,13 +286,13 @@ async fn attempt<E: ContainerEngine + ?Sized>(
                 .stdin(std::process::Stdio::null())
                 .output()
                 .await
-                .map_err(|e| format!("cannot run `{}`: {e}", command.join(" ")))?;
+                .map_err(|source| CheckError::ScriptSpawn { command: command.join(" "), source })?;
             if out.status.success() {
                 Ok(format!("`{}` exited 0", command.join(" ")))
             } else {
                 let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
                 let last: Vec<&str> = text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-                Err(format!("`{}` failed ({}): {}", command.join(" "), out.status, last.join(" / ")))
+                Err(CheckError::ScriptFailed { command: command.join(" "), status: out.status, last_lines: last.join(" / ") })
             }
         }
     }
@@ -377,6 +354,21 @@ mod tests {
         assert_eq!(percentile(&v, 99.0), 99.0);
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
         assert_eq!(percentile(&[], 95.0), 0.0);
+    }
+
+    #[test]
+    fn attempt_errors_name_the_request_command_or_query() {
+        let e = CheckError::Status { request: "GET /".into(), status: 200, expected: 404 };
+        assert_eq!(e.to_string(), "GET /: status 200, expected 404");
+        let (got, expected) = (serde_json::json!(false), serde_json::json!({"ok": true}));
+        let e = CheckError::JsonValue { request: "GET /health".into(), pointer: "/ok".into(), got, expected };
+        assert_eq!(e.to_string(), r#"GET /health: /ok is false, expected {"ok":true}"#);
+        let e = CheckError::ExecOutputLacks { command: "cat /etc/ready".into(), expected: "yes".into() };
+        assert_eq!(e.to_string(), r#"`cat /etc/ready` output does not contain "yes""#);
+        assert_eq!(
+            CheckError::QueryMismatch { got: "1".into(), expected: "2\n".into() }.to_string(),
+            r#"query returned "1", expected "2\n""#
+        );
     }
 
     #[test]

@@ -225,7 +225,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             if *lint_only {
                 let m = load(cli)?;
                 let started = std::time::Instant::now();
-                let results = crate::checks::lint_migrations(&m).map_err(Error::StackFailed)?;
+                let results = crate::migrations::check::lint_migrations(&m)?;
                 for r in &results {
                     note_check(&console, r);
                 }
@@ -327,7 +327,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                 let Some(c) = plan::running_container(&m.stack, &f.service, &containers) else {
                     return Err(Error::StackFailed(format!("service `{}` is not running; run `stagectl up` first", f.service)));
                 };
-                findings.extend(crate::data::scan(docker.as_ref(), &c.id, f).await.map_err(Error::StackFailed)?);
+                findings.extend(crate::data::scan(docker.as_ref(), &c.id, f).await?);
             }
             let leaks: Vec<_> = findings.iter().filter(|f| f.unmasked > 0).collect();
             if cli.json {

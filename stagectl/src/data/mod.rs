@@ -2,8 +2,11 @@
 //! data service through its own client (psql, redis-cli, or a command), streamed over
 //! `docker exec` stdin — never whole files in memory, and masked on the way for CSV.
 
+mod error;
 pub mod mask;
 pub mod snapshot;
+
+pub use error::FixtureError;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,17 +35,17 @@ pub struct LoadReport {
 
 /// The files of a fixture set, in load order: patterns in the order given, each pattern's
 /// matches sorted. A pattern that matches nothing is an error (a typo must not load nothing).
-pub fn expand_files(dir: &Path, fixtures: &Fixtures) -> Result<Vec<PathBuf>, String> {
+pub fn expand_files(dir: &Path, fixtures: &Fixtures) -> Result<Vec<PathBuf>, FixtureError> {
     let mut out: Vec<PathBuf> = Vec::new();
     for pattern in &fixtures.files {
         let full = dir.join(pattern);
         let mut matches: Vec<PathBuf> = glob::glob(&full.to_string_lossy())
-            .map_err(|e| format!("invalid fixture pattern `{pattern}`: {e}"))?
+            .map_err(|source| FixtureError::InvalidPattern { pattern: pattern.clone(), source })?
             .filter_map(|p| p.ok())
             .filter(|p| p.is_file())
             .collect();
         if matches.is_empty() {
-            return Err(format!("fixture pattern `{pattern}` of service `{}` matches no file", fixtures.service));
+            return Err(FixtureError::NoMatch { pattern: pattern.clone(), service: fixtures.service.clone() });
         }
         matches.sort();
         for m in matches {
@@ -55,7 +58,7 @@ pub fn expand_files(dir: &Path, fixtures: &Fixtures) -> Result<Vec<PathBuf>, Str
 }
 
 /// Hash of the fixture inputs: file names and contents, loader, masking rules and seed.
-pub fn fixtures_hash(dir: &Path, fixtures: &Fixtures, files: &[PathBuf]) -> Result<String, String> {
+pub fn fixtures_hash(dir: &Path, fixtures: &Fixtures, files: &[PathBuf]) -> Result<String, FixtureError> {
     let mut h = Sha256::new();
     for f in files {
         h.update(display(dir, f).as_bytes());
@@ -67,7 +70,7 @@ pub fn fixtures_hash(dir: &Path, fixtures: &Fixtures, files: &[PathBuf]) -> Resu
 }
 
 /// Hash of the contents of host paths (files or directories, recursively, sorted).
-pub fn paths_hash(paths: &[PathBuf]) -> Result<String, String> {
+pub fn paths_hash(paths: &[PathBuf]) -> Result<String, FixtureError> {
     let mut h = Sha256::new();
     let mut stack: Vec<PathBuf> = paths.to_vec();
     stack.sort();
@@ -76,7 +79,7 @@ pub fn paths_hash(paths: &[PathBuf]) -> Result<String, String> {
         h.update(p.to_string_lossy().as_bytes());
         if p.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(&p)
-                .map_err(|e| format!("reading {}: {e}", p.display()))?
+                .map_err(|source| FixtureError::Read { path: p.clone(), source })?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .collect();
             entries.sort();
@@ -92,15 +95,16 @@ pub fn paths_hash(paths: &[PathBuf]) -> Result<String, String> {
 /// Adds a file's content hash to `h`. Hashes are cached by (path, size, mtime, inode) in the
 /// user's cache directory, the way make and git trust file metadata, so a warm rebuild does not
 /// re-read hundreds of megabytes of unchanged fixtures.
-fn hash_file(h: &mut Sha256, path: &Path) -> Result<(), String> {
+fn hash_file(h: &mut Sha256, path: &Path) -> Result<(), FixtureError> {
     h.update(file_digest(path)?.as_bytes());
     Ok(())
 }
 
-fn file_digest(path: &Path) -> Result<String, String> {
+fn file_digest(path: &Path) -> Result<String, FixtureError> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let read_error = |source| FixtureError::Read { path: path.to_path_buf(), source };
+    let meta = std::fs::metadata(path).map_err(read_error)?;
     let stamp = format!("{}:{}:{}:{}", meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino());
     let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf()).display().to_string();
     let cache = hash_cache();
@@ -109,11 +113,11 @@ fn file_digest(path: &Path) -> Result<String, String> {
             return Ok(d.clone());
         }
     }
-    let mut f = std::fs::File::open(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let mut f = std::fs::File::open(path).map_err(read_error)?;
     let mut file_hash = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = f.read(&mut buf).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let n = f.read(&mut buf).map_err(read_error)?;
         if n == 0 {
             break;
         }
@@ -176,7 +180,7 @@ pub async fn load<E: ContainerEngine + ?Sized>(
     fixtures: &Fixtures,
     files: &[PathBuf],
     on_file: &(dyn Fn(&FileLoad) + Send + Sync),
-) -> Result<LoadReport, String> {
+) -> Result<LoadReport, FixtureError> {
     let started = Instant::now();
     let masker = Masker::new(&fixtures.seed, &fixtures.mask);
     let mut report = LoadReport::default();
@@ -200,15 +204,14 @@ async fn load_file<E: ContainerEngine + ?Sized>(
     masker: &Masker,
     file: &Path,
     name: &str,
-) -> Result<u64, String> {
+) -> Result<u64, FixtureError> {
     let ext = file.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     match &fixtures.loader {
         Loader::Postgres { database, user } => {
             let psql = |extra: &[&str]| psql_command(user, database, extra);
             match ext.as_str() {
                 "sql" => {
-                    let (code, out) =
-                        docker.exec_with_input(id, &psql(&["-f", "-"]), file_stream(file).await?).await.map_err(|e| e.to_string())?;
+                    let (code, out) = docker.exec_with_input(id, &psql(&["-f", "-"]), file_stream(file).await?).await?;
                     if code != 0 {
                         return Err(psql_error(name, &out));
                     }
@@ -226,19 +229,19 @@ async fn load_file<E: ContainerEngine + ?Sized>(
                         quote_ident(&table),
                         header.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
                     );
-                    let (code, out) = docker.exec_with_input(id, &psql(&["-c", &copy]), input).await.map_err(|e| e.to_string())?;
+                    let (code, out) = docker.exec_with_input(id, &psql(&["-c", &copy]), input).await?;
                     if code != 0 {
                         return Err(psql_error(name, &out));
                     }
                     Ok(out.lines().filter_map(|l| l.strip_prefix("COPY ")).filter_map(|n| n.trim().parse::<u64>().ok()).sum())
                 }
-                other => Err(format!("{name}: the postgres loader takes .sql and .csv files, not .{other}")),
+                other => Err(FixtureError::UnsupportedFile { file: name.to_string(), extension: other.to_string() }),
             }
         }
         Loader::Redis => {
             let cmd: Vec<String> = vec!["redis-cli".into(), "--pipe".into()];
             let input = redis_protocol(file, name)?;
-            let (code, out) = docker.exec_with_input(id, &cmd, input).await.map_err(|e| e.to_string())?;
+            let (code, out) = docker.exec_with_input(id, &cmd, input).await?;
             let errors = out
                 .lines()
                 .find_map(|l| l.strip_prefix("errors: "))
@@ -246,14 +249,19 @@ async fn load_file<E: ContainerEngine + ?Sized>(
                 .and_then(|n| n.trim().parse::<u64>().ok());
             let replies = out.lines().find_map(|l| l.split("replies: ").nth(1)).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0);
             if code != 0 || errors != Some(0) {
-                return Err(format!("{name}: redis-cli --pipe reported errors:\n{}", out.trim_end()));
+                return Err(FixtureError::RedisPipe { file: name.to_string(), output: out.trim_end().to_string() });
             }
             Ok(replies)
         }
         Loader::Command { command } => {
-            let (code, out) = docker.exec_with_input(id, command, file_stream(file).await?).await.map_err(|e| e.to_string())?;
+            let (code, out) = docker.exec_with_input(id, command, file_stream(file).await?).await?;
             if code != 0 {
-                return Err(format!("{name}: `{}` exited with {code}:\n{}", command.join(" "), last_lines(&out, 20)));
+                return Err(FixtureError::LoaderCommand {
+                    file: name.to_string(),
+                    command: command.join(" "),
+                    code,
+                    output_tail: last_lines(&out, 20),
+                });
             }
             Ok(0)
         }
@@ -272,14 +280,15 @@ pub fn load_marker_check() -> Vec<String> {
     vec!["test".into(), "-f".into(), snapshot::MARKER_PATH.into()]
 }
 
-async fn file_stream(file: &Path) -> Result<ByteStream, String> {
-    let f = tokio::fs::File::open(file).await.map_err(|e| format!("reading {}: {e}", file.display()))?;
+async fn file_stream(file: &Path) -> Result<ByteStream, FixtureError> {
+    let f = tokio::fs::File::open(file).await.map_err(|source| FixtureError::Read { path: file.to_path_buf(), source })?;
     Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024)))
 }
 
-fn csv_header(file: &Path, name: &str) -> Result<Vec<String>, String> {
-    let mut r = csv::ReaderBuilder::new().has_headers(true).from_path(file).map_err(|e| format!("{name}: {e}"))?;
-    let h = r.headers().map_err(|e| format!("{name}:1: {e}"))?;
+fn csv_header(file: &Path, name: &str) -> Result<Vec<String>, FixtureError> {
+    let csv_error = |line, source| FixtureError::Csv { file: name.to_string(), line, source };
+    let mut r = csv::ReaderBuilder::new().has_headers(true).from_path(file).map_err(|e| csv_error(None, e))?;
+    let h = r.headers().map_err(|e| csv_error(Some(1), e))?;
     Ok(h.iter().map(str::to_string).collect())
 }
 
@@ -287,7 +296,7 @@ fn csv_header(file: &Path, name: &str) -> Result<Vec<String>, String> {
 /// ends the stream with a poison line (an unterminated quoted field, which PostgreSQL rejects
 /// at end of input), so the COPY fails as a whole instead of committing the rows before it;
 /// the precise error ends the stream.
-async fn masked_csv_stream(file: PathBuf, name: String, table: String, masker: Masker) -> Result<(Vec<String>, ByteStream), String> {
+async fn masked_csv_stream(file: PathBuf, name: String, table: String, masker: Masker) -> Result<(Vec<String>, ByteStream), FixtureError> {
     let header = csv_header(&file, &name)?;
     let rules: Vec<Option<crate::manifest::MaskRule>> = header.iter().map(|c| masker.rule(&table, c).cloned()).collect();
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
@@ -296,7 +305,7 @@ async fn masked_csv_stream(file: PathBuf, name: String, table: String, masker: M
         let mut reader = match csv::ReaderBuilder::new().has_headers(true).from_path(&file) {
             Ok(r) => r,
             Err(e) => {
-                let _ = tx.blocking_send(Err(std::io::Error::other(format!("{name}: {e}"))));
+                let _ = tx.blocking_send(Err(std::io::Error::other(FixtureError::Csv { file: name, line: None, source: e })));
                 return;
             }
         };
@@ -329,7 +338,7 @@ async fn masked_csv_stream(file: PathBuf, name: String, table: String, masker: M
                     let mut buf = w.into_inner().unwrap_or_default();
                     buf.extend_from_slice(b"\"stagectl: malformed input, abort the COPY");
                     send(buf);
-                    let _ = tx.blocking_send(Err(std::io::Error::other(format!("{name}:{line}: malformed CSV: {detail}"))));
+                    let _ = tx.blocking_send(Err(std::io::Error::other(FixtureError::MalformedCsv { file: name, line, detail })));
                     return;
                 }
             }
@@ -348,15 +357,15 @@ async fn masked_csv_stream(file: PathBuf, name: String, table: String, masker: M
 }
 
 /// Turns `SET key "a value"` lines into Redis protocol (blank lines and `#` comments skipped).
-fn redis_protocol(file: &Path, name: &str) -> Result<ByteStream, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("reading {name}: {e}"))?;
+fn redis_protocol(file: &Path, name: &str) -> Result<ByteStream, FixtureError> {
+    let text = std::fs::read_to_string(file).map_err(|source| FixtureError::Read { path: name.into(), source })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let args = split_words(line).map_err(|e| format!("{name}:{}: {e}", i + 1))?;
+        let args = split_words(line).ok_or_else(|| FixtureError::UnclosedQuote { file: name.to_string(), line: i + 1 })?;
         out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
         for a in args {
             out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
@@ -367,7 +376,8 @@ fn redis_protocol(file: &Path, name: &str) -> Result<ByteStream, String> {
     Ok(Box::pin(futures_util::stream::once(async move { Ok(Bytes::from(out)) })))
 }
 
-fn split_words(line: &str) -> Result<Vec<String>, String> {
+/// The words of a line, `None` when a quote is left open.
+fn split_words(line: &str) -> Option<Vec<String>> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut in_quotes = false;
@@ -393,12 +403,12 @@ fn split_words(line: &str) -> Result<Vec<String>, String> {
         }
     }
     if in_quotes {
-        return Err("unclosed quote".into());
+        return None;
     }
     if has_word {
         words.push(cur);
     }
-    Ok(words)
+    Some(words)
 }
 
 fn quote_ident(s: &str) -> String {
@@ -412,11 +422,12 @@ fn last_lines(text: &str, n: usize) -> String {
 
 /// Rewrites psql's error output to name the fixture file and line:
 /// `psql:<stdin>:7: ERROR: ...` (SQL) or `CONTEXT: COPY t, line 3 ...` (CSV).
-fn psql_error(name: &str, out: &str) -> String {
+fn psql_error(name: &str, out: &str) -> FixtureError {
     let error = out.lines().find(|l| l.contains("ERROR:")).unwrap_or("").trim();
+    let file = name.to_string();
     if let Some(rest) = error.strip_prefix("psql:<stdin>:") {
-        if let Some((line, msg)) = rest.split_once(':') {
-            return format!("{name}:{line}: {}", squash(msg.trim()));
+        if let Some((Ok(line), msg)) = rest.split_once(':').map(|(line, msg)| (line.parse::<u64>(), msg)) {
+            return FixtureError::Psql { file, line: Some(line), message: squash(msg.trim()) };
         }
     }
     let context_line = out
@@ -426,8 +437,8 @@ fn psql_error(name: &str, out: &str) -> String {
         .find_map(|n| n.parse::<u64>().ok());
     let msg = squash(error.trim_start_matches(|c: char| c != 'E').trim());
     match context_line {
-        Some(line) => format!("{name}:{line}: {msg}"),
-        None => format!("{name}: {}", if msg.is_empty() { last_lines(out, 10) } else { msg }),
+        Some(line) => FixtureError::Psql { file, line: Some(line), message: msg },
+        None => FixtureError::Psql { file, line: None, message: if msg.is_empty() { last_lines(out, 10) } else { msg } },
     }
 }
 
@@ -447,7 +458,7 @@ pub struct ScanFinding {
 
 /// Checks every `sensitive` column of a PostgreSQL fixture set in the running container.
 /// Values are compared on the spot and never returned, so a leak is not leaked again.
-pub async fn scan<E: ContainerEngine + ?Sized>(docker: &E, id: &str, fixtures: &Fixtures) -> Result<Vec<ScanFinding>, String> {
+pub async fn scan<E: ContainerEngine + ?Sized>(docker: &E, id: &str, fixtures: &Fixtures) -> Result<Vec<ScanFinding>, FixtureError> {
     let Loader::Postgres { database, user } = &fixtures.loader else {
         return Ok(vec![]);
     };
@@ -456,14 +467,14 @@ pub async fn scan<E: ContainerEngine + ?Sized>(docker: &E, id: &str, fixtures: &
         let Some((table, col)) = column.split_once('.') else { continue };
         let Some(rule) = fixtures.mask.get(column) else { continue };
         let sql = format!("COPY (SELECT {} FROM {}) TO STDOUT WITH (FORMAT csv)", quote_ident(col), quote_ident(table));
-        let (code, out) = docker.exec(id, &psql_command(user, database, &["-c", &sql])).await.map_err(|e| e.to_string())?;
+        let (code, out) = docker.exec(id, &psql_command(user, database, &["-c", &sql])).await?;
         if code != 0 {
-            return Err(format!("scanning {column}: {}", squash(&out)));
+            return Err(FixtureError::ScanQuery { column: column.clone(), output: squash(&out) });
         }
         let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(out.as_bytes());
         let (mut total, mut unmasked) = (0u64, 0u64);
         for rec in reader.records() {
-            let rec = rec.map_err(|e| format!("scanning {column}: {e}"))?;
+            let rec = rec.map_err(|source| FixtureError::ScanCsv { column: column.clone(), source })?;
             let value = rec.get(0).filter(|v| !v.is_empty());
             total += 1;
             if !Masker::looks_masked(rule, value) {
@@ -485,14 +496,16 @@ mod tests {
             psql_error(
                 "fixtures/a.sql",
                 "INSERT 0 1\npsql:<stdin>:7: ERROR:  relation \"nope\" does not exist\nLINE 1: insert into nope\n"
-            ),
+            )
+            .to_string(),
             "fixtures/a.sql:7: ERROR: relation \"nope\" does not exist"
         );
         assert_eq!(
             psql_error(
                 "fixtures/p.csv",
                 "ERROR:  invalid input syntax for type integer: \"abc\"\nCONTEXT:  COPY products, line 3, column price_cents: \"abc\"\n"
-            ),
+            )
+            .to_string(),
             "fixtures/p.csv:3: ERROR: invalid input syntax for type integer: \"abc\""
         );
     }
@@ -507,6 +520,17 @@ mod tests {
     fn redis_lines_split_on_spaces_and_respect_quotes() {
         assert_eq!(split_words(r#"SET k "a b \"c\"""#).unwrap(), vec!["SET", "k", "a b \"c\""]);
         assert_eq!(split_words(r#"SET k """#).unwrap(), vec!["SET", "k", ""]);
-        assert!(split_words(r#"SET "k"#).is_err());
+        assert!(split_words(r#"SET "k"#).is_none());
+    }
+
+    #[test]
+    fn redis_syntax_errors_name_the_file_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("cache.redis");
+        std::fs::write(&file, "# warm the cache\nSET k \"open\n").unwrap();
+        let err = redis_protocol(&file, "data/cache.redis").err().unwrap();
+        assert_eq!(err.to_string(), "data/cache.redis:2: unclosed quote");
+        let err = redis_protocol(&d.path().join("gone.redis"), "data/gone.redis").err().unwrap();
+        assert!(err.to_string().starts_with("reading data/gone.redis: "), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 //! lock probe, and run the up → down → up round trip there. The running stack's data is never
 //! touched: the copy is a separate container without host ports or volumes.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::checks::CheckResult;
@@ -11,10 +12,55 @@ use crate::manifest::{Manifest, Migrations, Probe, Readiness};
 use crate::plan;
 
 use super::pg::{self, LockProbe, Target};
-use super::{discover, drift, pending, MigrationFile};
+use super::{discover, drift, lint, pending, MigrationError, MigrationFile};
 
 fn result(name: String, passed: bool, started: Instant, message: String) -> CheckResult {
     CheckResult::new(name, "migration", passed, started, message)
+}
+
+/// A failed result that says why.
+fn failed(name: String, started: Instant, e: MigrationError) -> CheckResult {
+    result(name, false, started, e.to_string())
+}
+
+/// Lints every `*.up.sql` of each `[migrations.<service>]`: one result per file. Needs no
+/// Docker (`stagectl check migrations --lint-only`).
+pub fn lint_migrations(manifest: &Manifest) -> Result<Vec<CheckResult>, MigrationError> {
+    let mut results = Vec::new();
+    for m in &manifest.migrations {
+        let files = discover(&m.dir)?;
+        results.extend(lint_files(manifest, m, files.into_iter().map(|f| f.up).collect()));
+    }
+    Ok(results)
+}
+
+/// Lints the given migration files of `m`: one result per file.
+pub fn lint_files(manifest: &Manifest, m: &Migrations, files: Vec<PathBuf>) -> Vec<CheckResult> {
+    let allow: Vec<&str> = m.allow.iter().map(String::as_str).collect();
+    let mut results = Vec::new();
+    for f in files {
+        let started = Instant::now();
+        let name = crate::data::display(&manifest.dir, &f);
+        let findings = match std::fs::read_to_string(&f) {
+            Ok(sql) => lint::lint(&name, &sql, &allow),
+            Err(source) => {
+                let e = MigrationError::Read { path: name.clone().into(), source };
+                results.push(CheckResult::new(format!("lint {name}"), "lint", false, started, e.to_string()));
+                continue;
+            }
+        };
+        let message = if findings.is_empty() {
+            "no locking or destructive changes found".to_string()
+        } else {
+            findings
+                .iter()
+                .map(|f| format!("{}:{}: [{}] {}\n  statement: {}\n  instead: {}", f.file, f.line, f.rule, f.why, f.statement, f.instead))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        results.push(CheckResult::new(format!("lint {name}"), "lint", findings.is_empty(), started, message));
+    }
+    results
 }
 
 /// All migration checks of the manifest; `lint_only` skips everything that needs Docker.
@@ -42,9 +88,9 @@ async fn target<E: ContainerEngine + ?Sized>(
     m: &Migrations,
     id: &str,
     network: &str,
-) -> Result<Target, String> {
-    let status = docker.container_status(id, network).await.map_err(|e| e.to_string())?;
-    let host = status.ip.ok_or_else(|| format!("`{}` has no address on network {network}", m.service))?;
+) -> Result<Target, MigrationError> {
+    let status = docker.container_status(id, network).await?;
+    let host = status.ip.ok_or_else(|| MigrationError::NoAddress { service: m.service.clone(), network: network.to_string() })?;
     let password = manifest.service(&m.service).and_then(|s| s.env.get("POSTGRES_PASSWORD")).map(|v| v.value.clone());
     Ok(Target { host, port: m.port, user: m.user.clone(), database: m.database.clone(), password })
 }
@@ -60,11 +106,11 @@ async fn check_service<E: ContainerEngine + ?Sized>(
     let dir = crate::data::display(&manifest.dir, &m.dir);
     let files = match discover(&m.dir) {
         Ok(f) => f,
-        Err(e) => return emit(result(format!("migrations {dir}"), false, started, e)),
+        Err(e) => return emit(failed(format!("migrations {dir}"), started, e)),
     };
     let network = plan::network_name(&manifest.stack);
     let Some(live) = plan::running_container(&manifest.stack, &m.service, observed) else {
-        for r in crate::checks::lint_files(manifest, m, files.iter().map(|f| f.up.clone()).collect()) {
+        for r in lint_files(manifest, m, files.iter().map(|f| f.up.clone()).collect()) {
             emit(r);
         }
         return emit(result(
@@ -78,7 +124,7 @@ async fn check_service<E: ContainerEngine + ?Sized>(
     // Drift is about the running database: what it has applied against what the files say now.
     let live_target = match target(docker, manifest, m, &live.id, &network).await {
         Ok(t) => t,
-        Err(e) => return emit(result(format!("apply {dir}"), false, started, e)),
+        Err(e) => return emit(failed(format!("apply {dir}"), started, e)),
     };
     let applied_live = if m.job.is_none() {
         match pg::connect(&live_target).await {
@@ -90,7 +136,7 @@ async fn check_service<E: ContainerEngine + ?Sized>(
     };
     let applied_live = match applied_live {
         Ok(a) => a,
-        Err(e) => return emit(result(format!("drift {dir}"), false, started, e)),
+        Err(e) => return emit(failed(format!("drift {dir}"), started, e)),
     };
     if m.job.is_none() {
         let drifted = drift(&dir, &files, &applied_live);
@@ -100,11 +146,11 @@ async fn check_service<E: ContainerEngine + ?Sized>(
     }
 
     // The job form cannot tell what its tool considers pending: every file is linted.
-    let to_lint: Vec<std::path::PathBuf> = match m.job {
+    let to_lint: Vec<PathBuf> = match m.job {
         None => pending(&files, &applied_live).into_iter().map(|f| f.up.clone()).collect(),
         Some(_) => files.iter().map(|f| f.up.clone()).collect(),
     };
-    for r in crate::checks::lint_files(manifest, m, to_lint) {
+    for r in lint_files(manifest, m, to_lint) {
         emit(r);
     }
 
@@ -138,15 +184,15 @@ async fn on_copy_native<E: ContainerEngine + ?Sized>(
     let started = Instant::now();
     let target = match target(docker, manifest, m, &copy.id, &copy.network).await {
         Ok(t) => t,
-        Err(e) => return emit(result(format!("apply {dir}"), false, started, e)),
+        Err(e) => return emit(failed(format!("apply {dir}"), started, e)),
     };
     let mut client = match pg::connect(&target).await {
         Ok(c) => c,
-        Err(e) => return emit(result(format!("apply {dir}"), false, started, e)),
+        Err(e) => return emit(failed(format!("apply {dir}"), started, e)),
     };
     let applied = match pg::applied(&client).await {
         Ok(a) => a,
-        Err(e) => return emit(result(format!("apply {dir}"), false, started, e)),
+        Err(e) => return emit(failed(format!("apply {dir}"), started, e)),
     };
     let todo = pending(files, &applied);
     if todo.is_empty() {
@@ -158,17 +204,17 @@ async fn on_copy_native<E: ContainerEngine + ?Sized>(
         let display = format!("{dir}/{}.up.sql", f.name);
         let tables = match pg::touched_tables(&client, &f.up_sql).await {
             Ok(t) => t,
-            Err(e) => return emit(result(format!("apply {display}"), false, started, e)),
+            Err(e) => return emit(failed(format!("apply {display}"), started, e)),
         };
         let table_names: Vec<String> = tables.iter().map(|t| t.display.clone()).collect();
         let probe = match LockProbe::start(&target, tables).await {
             Ok(p) => p,
-            Err(e) => return emit(result(format!("apply {display}"), false, started, e)),
+            Err(e) => return emit(failed(format!("apply {display}"), started, e)),
         };
         let applied = pg::apply(&mut client, f, &display).await;
         let stats = probe.finish().await;
         match applied {
-            Err(e) => return emit(result(format!("apply {display}"), false, started, e)),
+            Err(e) => return emit(failed(format!("apply {display}"), started, e)),
             Ok(ms) => {
                 let budget_ms = m.lock_budget.as_secs_f64() * 1000.0;
                 let blocked = stats.longest_block_ms > budget_ms;
@@ -204,7 +250,7 @@ async fn on_copy_native<E: ContainerEngine + ?Sized>(
     let name = format!("round trip {dir} ({})", set.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "));
     match round_trip(docker, m, &mut client, &copy.id, &set, before.as_deref(), dir).await {
         Ok(msg) => emit(result(name, true, started, msg)),
-        Err(e) => emit(result(name, false, started, e)),
+        Err(e) => emit(failed(name, started, e)),
     }
 }
 
@@ -216,35 +262,29 @@ async fn round_trip<E: ContainerEngine + ?Sized>(
     set: &[&MigrationFile],
     before: Option<&str>,
     dir: &str,
-) -> Result<String, String> {
+) -> Result<String, MigrationError> {
     let after_up = schema(docker, m, id).await?;
     for f in set.iter().rev() {
-        let Some(down) = &f.down else {
-            return Err(format!("{dir}/{}.down.sql is missing: write it, or set round_trip = false in [migrations.{}]", f.name, m.service));
-        };
         let display = format!("{dir}/{}.down.sql", f.name);
-        let sql = std::fs::read_to_string(down).map_err(|e| format!("reading {display}: {e}"))?;
-        pg::revert(client, f, &sql, &display).await.map_err(|e| format!("down failed: {e}"))?;
+        let Some(down) = &f.down else {
+            return Err(MigrationError::MissingDown { file: display, service: m.service.clone() });
+        };
+        let sql = std::fs::read_to_string(down).map_err(|source| MigrationError::Read { path: display.clone().into(), source })?;
+        pg::revert(client, f, &sql, &display).await.map_err(|e| MigrationError::DownFailed(Box::new(e)))?;
     }
     let after_down = schema(docker, m, id).await?;
     if let Some(before) = before {
         if before != after_down {
-            return Err(format!(
-                "the down migrations do not restore the schema:\n{}",
-                diff(before, &after_down, "before up", "after down")
-            ));
+            return Err(MigrationError::SchemaNotRestored { diff: diff(before, &after_down, "before up", "after down") });
         }
     }
     for f in set {
         let display = format!("{dir}/{}.up.sql", f.name);
-        pg::apply(client, f, &display).await.map_err(|e| format!("up again after down failed: {e}"))?;
+        pg::apply(client, f, &display).await.map_err(|e| MigrationError::UpAgainFailed(Box::new(e)))?;
     }
     let again = schema(docker, m, id).await?;
     if again != after_up {
-        return Err(format!(
-            "schema after up, down, up differs from the schema after the first up:\n{}",
-            diff(&after_up, &again, "after up", "after up, down, up")
-        ));
+        return Err(MigrationError::SchemaChanged { diff: diff(&after_up, &again, "after up", "after up, down, up") });
     }
     Ok(format!("schema after up, down, up equals the schema after up ({} lines)", after_up.lines().count()))
 }
@@ -255,7 +295,7 @@ fn diff(a: &str, b: &str, a_name: &str, b_name: &str) -> String {
 
 /// The schema as `pg_dump --schema-only` prints it, without comments, blank lines and the
 /// per-dump random `\restrict` key of newer pg_dump versions.
-async fn schema<E: ContainerEngine + ?Sized>(docker: &E, m: &Migrations, id: &str) -> Result<String, String> {
+async fn schema<E: ContainerEngine + ?Sized>(docker: &E, m: &Migrations, id: &str) -> Result<String, MigrationError> {
     let cmd: Vec<String> = ["pg_dump", "--schema-only", "--no-owner", "--no-privileges", "-U", &m.user, "-d", &m.database]
         .iter()
         .map(|s| s.to_string())
@@ -266,8 +306,8 @@ async fn schema<E: ContainerEngine + ?Sized>(docker: &E, m: &Migrations, id: &st
             .filter(|l| !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict") && !l.trim().is_empty())
             .map(|l| format!("{l}\n"))
             .collect()),
-        Ok((code, out)) => Err(format!("pg_dump failed ({code}): {}", out.trim())),
-        Err(e) => Err(e.to_string()),
+        Ok((code, out)) => Err(MigrationError::PgDump { code, output: out.trim().to_string() }),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -285,17 +325,17 @@ async fn on_copy_job<E: ContainerEngine + ?Sized>(
     let Some(service) = manifest.service(job) else { return };
     let target = match target(docker, manifest, m, &copy.id, &copy.network).await {
         Ok(t) => t,
-        Err(e) => return emit(result(name, false, started, e)),
+        Err(e) => return emit(failed(name, started, e)),
     };
     let client = match pg::connect(&target).await {
         Ok(c) => c,
-        Err(e) => return emit(result(name, false, started, e)),
+        Err(e) => return emit(failed(name, started, e)),
     };
     let all_sql: String = files.iter().map(|f| f.up_sql.as_str()).collect::<Vec<_>>().join("\n;\n");
     let tables = pg::touched_tables(&client, &all_sql).await.unwrap_or_default();
     let probe = match LockProbe::start(&target, tables).await {
         Ok(p) => p,
-        Err(e) => return emit(result(name, false, started, e)),
+        Err(e) => return emit(failed(name, started, e)),
     };
     // A built job image has a content-hash tag: take it from the job's last container.
     let image = match service.image.clone().or_else(|| copy.job_image.clone()) {
@@ -320,19 +360,19 @@ async fn on_copy_job<E: ContainerEngine + ?Sized>(
             );
             emit(result(name, !blocked, started, msg));
         }
-        Err(e) => emit(result(name, false, started, e)),
+        Err(e) => emit(failed(name, started, e)),
     }
 }
 
-async fn run_job<E: ContainerEngine + ?Sized>(docker: &E, spec: &ContainerSpec) -> Result<f64, String> {
+async fn run_job<E: ContainerEngine + ?Sized>(docker: &E, spec: &ContainerSpec) -> Result<f64, MigrationError> {
     let started = Instant::now();
-    let id = docker.create_container(spec).await.map_err(|e| e.to_string())?;
+    let id = docker.create_container(spec).await?;
     let run = async {
-        docker.start_container(&id).await.map_err(|e| e.to_string())?;
-        let code = docker.wait_exit(&id).await.map_err(|e| e.to_string())?;
+        docker.start_container(&id).await?;
+        let code = docker.wait_exit(&id).await?;
         if code != 0 {
             let logs = docker.tail_logs(&id, 20).await.unwrap_or_default().join("\n");
-            return Err(format!("the migration job exited with {code}:\n{logs}"));
+            return Err(MigrationError::JobFailed { code, logs });
         }
         Ok(started.elapsed().as_secs_f64())
     };
@@ -356,8 +396,13 @@ struct Copy {
 }
 
 impl Copy {
-    async fn start<E: ContainerEngine + ?Sized>(docker: &E, manifest: &Manifest, m: &Migrations, live_id: &str) -> Result<Copy, String> {
-        let service = manifest.service(&m.service).ok_or("unknown service")?;
+    async fn start<E: ContainerEngine + ?Sized>(
+        docker: &E,
+        manifest: &Manifest,
+        m: &Migrations,
+        live_id: &str,
+    ) -> Result<Copy, MigrationError> {
+        let service = manifest.service(&m.service).ok_or_else(|| MigrationError::UnknownService { service: m.service.clone() })?;
         let nonce = format!(
             "{:x}",
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() & 0xffff_ffff
@@ -376,7 +421,7 @@ impl Copy {
                 // Flush to the data files so the copy starts without recovery work.
                 let _ = docker.exec(live_id, &crate::data::psql_command(&m.user, &m.database, &["-c", "CHECKPOINT"])).await;
                 let r = format!("stagectl-mcheck/{}:{nonce}", m.service);
-                docker.commit(live_id, &r, &plan::stack_labels(&manifest.stack)).await.map_err(|e| e.to_string())?;
+                docker.commit(live_id, &r, &plan::stack_labels(&manifest.stack)).await?;
                 (r.clone(), Some(r))
             }
         };
@@ -385,7 +430,7 @@ impl Copy {
         let (network, temp_network) = match m.job {
             Some(_) => {
                 let n = format!("{}-mcheck-{nonce}", plan::network_name(&manifest.stack));
-                docker.ensure_network(&n, &plan::stack_labels(&manifest.stack)).await.map_err(|e| e.to_string())?;
+                docker.ensure_network(&n, &plan::stack_labels(&manifest.stack)).await?;
                 (n, true)
             }
             None => (plan::network_name(&manifest.stack), false),
@@ -401,16 +446,16 @@ impl Copy {
         spec.binds = vec![];
         let mut copy = Copy { id: String::new(), name, network, temp_image, temp_network, job_image: None };
         let started = async {
-            let id = docker.create_container(&spec).await.map_err(|e| e.to_string())?;
+            let id = docker.create_container(&spec).await?;
             copy.id = id.clone();
-            docker.start_container(&id).await.map_err(|e| e.to_string())?;
+            docker.start_container(&id).await?;
             let readiness = Readiness {
                 probe: Probe::Postgres { port: m.port },
                 timeout: Duration::from_secs(60),
                 interval: Duration::from_millis(20),
             };
-            crate::probes::wait_ready(docker, &id, &copy.network, &readiness).await.map_err(|e| e.to_string())?;
-            Ok::<(), String>(())
+            crate::probes::wait_ready(docker, &id, &copy.network, &readiness).await.map_err(MigrationError::NotReady)?;
+            Ok::<(), MigrationError>(())
         }
         .await;
         match started {

@@ -3,11 +3,16 @@
 //! `stagectl_migrations` table with a SHA-256 checksum of each applied `.up.sql` file.
 //!
 //! This module is the pure part: finding and ordering the files, pending and drift decisions,
-//! mapping an error position to a line. `pg` talks to PostgreSQL, `check` runs
-//! `stagectl check migrations` on a throwaway copy of the database.
+//! mapping an error position to a line. `lint` finds locking and destructive changes in a file's
+//! text, `pg` talks to PostgreSQL, `check` runs `stagectl check migrations` (the lint, and the
+//! files applied to a throwaway copy of the database).
 
 pub mod check;
+mod error;
+pub mod lint;
 pub mod pg;
+
+pub use error::{FileProblem, MigrationError, SqlError};
 
 use std::path::{Path, PathBuf};
 
@@ -39,13 +44,14 @@ pub struct AppliedMigration {
 /// Reads a migrations directory. Files that end in `.sql` but do not follow
 /// `NNN_name.up.sql` / `NNN_name.down.sql`, duplicate versions and down files without an
 /// up file are errors: a misnamed migration that silently never runs is worse than a failure.
-pub fn discover(dir: &Path) -> Result<Vec<MigrationFile>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("reading migrations dir {}: {e}", dir.display()))?;
+pub fn discover(dir: &Path) -> Result<Vec<MigrationFile>, MigrationError> {
+    let read_dir_error = |source| MigrationError::ReadDir { dir: dir.to_path_buf(), source };
+    let entries = std::fs::read_dir(dir).map_err(read_dir_error)?;
     let mut ups: Vec<(u64, String, String, PathBuf)> = Vec::new();
     let mut downs: Vec<(String, PathBuf)> = Vec::new();
     let mut problems = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|e| format!("reading migrations dir {}: {e}", dir.display()))?.path();
+        let path = entry.map_err(read_dir_error)?.path();
         let Some(file) = path.file_name().and_then(|f| f.to_str()).map(str::to_string) else { continue };
         if !file.ends_with(".sql") || !path.is_file() {
             continue;
@@ -53,36 +59,28 @@ pub fn discover(dir: &Path) -> Result<Vec<MigrationFile>, String> {
         match parse_name(&file) {
             Some((number, version, name, Direction::Up)) => ups.push((number, version, name, path)),
             Some((_, _, name, Direction::Down)) => downs.push((name, path)),
-            None => problems.push(format!(
-                "{}: not a migration file name; name it NNN_description.up.sql (and NNN_description.down.sql to revert it)",
-                path.display()
-            )),
+            None => problems.push(FileProblem::Misnamed { path }),
         }
     }
     ups.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
     for pair in ups.windows(2) {
         if pair[0].0 == pair[1].0 {
-            problems.push(format!(
-                "{} and {} have the same version {}; give each migration its own number",
-                pair[0].3.display(),
-                pair[1].3.display(),
-                pair[0].1
-            ));
+            problems.push(FileProblem::SameVersion { first: pair[0].3.clone(), second: pair[1].3.clone(), version: pair[0].1.clone() });
         }
     }
     for (name, path) in &downs {
         if !ups.iter().any(|u| &u.2 == name) {
-            problems.push(format!("{}: no matching {name}.up.sql", path.display()));
+            problems.push(FileProblem::NoMatchingUp { path: path.clone(), name: name.clone() });
         }
     }
     if !problems.is_empty() {
-        problems.sort();
-        return Err(problems.join("\n"));
+        problems.sort_by_cached_key(ToString::to_string);
+        return Err(MigrationError::BadFiles(problems));
     }
     let mut out = Vec::new();
     for (_, version, name, up) in ups {
-        let bytes = std::fs::read(&up).map_err(|e| format!("reading {}: {e}", up.display()))?;
-        let up_sql = String::from_utf8(bytes.clone()).map_err(|_| format!("{}: not UTF-8 text", up.display()))?;
+        let bytes = std::fs::read(&up).map_err(|source| MigrationError::Read { path: up.clone(), source })?;
+        let up_sql = String::from_utf8(bytes.clone()).map_err(|_| MigrationError::NotUtf8 { path: up.clone() })?;
         let down = downs.iter().find(|d| d.0 == name).map(|d| d.1.clone());
         out.push(MigrationFile { version, name, up, down, checksum: hex::encode(Sha256::digest(&bytes)), up_sql });
     }
@@ -143,7 +141,7 @@ pub fn line_of_position(sql: &str, position: usize) -> usize {
 /// Statements that cannot run inside a transaction block: the file is then applied one
 /// statement at a time, outside a transaction.
 pub fn needs_no_transaction(sql: &str) -> bool {
-    crate::checks::lint::identifiers(sql).contains("concurrently")
+    crate::sql::identifiers(sql).contains("concurrently")
 }
 
 #[cfg(test)]
@@ -176,10 +174,30 @@ mod tests {
         write(d.path(), "1_b.up.sql", "");
         write(d.path(), "add_users.sql", "");
         write(d.path(), "005_orphan.down.sql", "");
-        let err = discover(d.path()).unwrap_err();
+        let err = discover(d.path()).unwrap_err().to_string();
         assert!(err.contains("add_users.sql: not a migration file name"), "{err}");
         assert!(err.contains("same version"), "{err}");
         assert!(err.contains("005_orphan.down.sql: no matching 005_orphan.up.sql"), "{err}");
+        assert!(matches!(discover(d.path()), Err(MigrationError::BadFiles(p)) if p.len() == 3));
+    }
+
+    #[test]
+    fn sql_errors_name_file_and_line_with_detail_and_hint() {
+        let mut e = SqlError {
+            file: "migrations/002_x.up.sql".into(),
+            line: 3,
+            severity: "ERROR".into(),
+            message: "column \"x\" does not exist".into(),
+            detail: None,
+            hint: None,
+        };
+        assert_eq!(e.to_string(), "migrations/002_x.up.sql:3: ERROR: column \"x\" does not exist");
+        e.detail = Some("Key (id)=(1) already exists.".into());
+        e.hint = Some("Perhaps you meant \"y\".".into());
+        assert_eq!(
+            MigrationError::Sql(Box::new(e)).to_string(),
+            "migrations/002_x.up.sql:3: ERROR: column \"x\" does not exist\n  detail: Key (id)=(1) already exists.\n  hint: Perhaps you meant \"y\"."
+        );
     }
 
     fn file(version: &str, sql: &str) -> MigrationFile {

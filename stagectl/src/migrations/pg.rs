@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls};
 
-use super::{line_of_position, needs_no_transaction, AppliedMigration, MigrationFile};
+use super::{line_of_position, needs_no_transaction, AppliedMigration, MigrationError, MigrationFile, SqlError};
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ const HISTORY_TABLE: &str = "CREATE TABLE IF NOT EXISTS stagectl_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )";
 
-pub async fn connect(target: &Target) -> Result<Client, String> {
+pub async fn connect(target: &Target) -> Result<Client, MigrationError> {
     let mut config = tokio_postgres::Config::new();
     config
         .host(&target.host)
@@ -40,8 +40,12 @@ pub async fn connect(target: &Target) -> Result<Client, String> {
     if let Some(p) = &target.password {
         config.password(p);
     }
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-        format!("connecting to PostgreSQL at {}:{} (database {}, user {}): {e}", target.host, target.port, target.database, target.user)
+    let (client, connection) = config.connect(NoTls).await.map_err(|source| MigrationError::Connect {
+        host: target.host.clone(),
+        port: target.port,
+        database: target.database.clone(),
+        user: target.user.clone(),
+        source,
     })?;
     tokio::spawn(async move {
         // Ends when the client is dropped; an error here surfaces on the client's next call.
@@ -51,81 +55,81 @@ pub async fn connect(target: &Target) -> Result<Client, String> {
 }
 
 /// Applied migrations in version order; empty when the history table does not exist yet.
-pub async fn applied(client: &Client) -> Result<Vec<AppliedMigration>, String> {
-    let exists = client
-        .query_one("SELECT to_regclass('stagectl_migrations') IS NOT NULL", &[])
-        .await
-        .map_err(|e| format!("reading stagectl_migrations: {e}"))?;
+pub async fn applied(client: &Client) -> Result<Vec<AppliedMigration>, MigrationError> {
+    let exists =
+        client.query_one("SELECT to_regclass('stagectl_migrations') IS NOT NULL", &[]).await.map_err(MigrationError::ReadHistory)?;
     if !exists.get::<_, bool>(0) {
         return Ok(vec![]);
     }
     let rows = client
         .query("SELECT version, name, checksum, duration_ms FROM stagectl_migrations ORDER BY version::numeric, name", &[])
         .await
-        .map_err(|e| format!("reading stagectl_migrations: {e}"))?;
+        .map_err(MigrationError::ReadHistory)?;
     Ok(rows.iter().map(|r| AppliedMigration { version: r.get(0), name: r.get(1), checksum: r.get(2), duration_ms: r.get(3) }).collect())
 }
 
 /// Runs `file`'s up migration and records it; returns the time the SQL took, in ms.
 /// In a transaction unless the file needs none (CREATE INDEX CONCURRENTLY): then statement by
 /// statement, and a failure leaves the earlier statements applied, as it would in production.
-pub async fn apply(client: &mut Client, file: &MigrationFile, display: &str) -> Result<f64, String> {
-    client.batch_execute(HISTORY_TABLE).await.map_err(|e| format!("creating stagectl_migrations: {e}"))?;
+pub async fn apply(client: &mut Client, file: &MigrationFile, display: &str) -> Result<f64, MigrationError> {
+    client.batch_execute(HISTORY_TABLE).await.map_err(MigrationError::CreateHistory)?;
+    let record_error = |source| MigrationError::Record { file: display.to_string(), source };
     let started = Instant::now();
     let record = "INSERT INTO stagectl_migrations (version, name, checksum, duration_ms) VALUES ($1, $2, $3, $4)";
     if needs_no_transaction(&file.up_sql) {
         run_statements(client, &file.up_sql, display).await?;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
-        client.execute(record, &[&file.version, &file.name, &file.checksum, &ms]).await.map_err(|e| format!("recording {display}: {e}"))?;
+        client.execute(record, &[&file.version, &file.name, &file.checksum, &ms]).await.map_err(record_error)?;
         return Ok(ms);
     }
-    let tx = client.transaction().await.map_err(|e| format!("{display}: {e}"))?;
-    tx.batch_execute(&file.up_sql).await.map_err(|e| describe(display, &file.up_sql, 1, &e))?;
+    let tx = client.transaction().await.map_err(|source| MigrationError::Postgres { file: display.to_string(), source })?;
+    tx.batch_execute(&file.up_sql).await.map_err(|e| describe(display, &file.up_sql, 1, e))?;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
-    tx.execute(record, &[&file.version, &file.name, &file.checksum, &ms]).await.map_err(|e| format!("recording {display}: {e}"))?;
-    tx.commit().await.map_err(|e| describe(display, &file.up_sql, 1, &e))?;
+    tx.execute(record, &[&file.version, &file.name, &file.checksum, &ms]).await.map_err(record_error)?;
+    tx.commit().await.map_err(|e| describe(display, &file.up_sql, 1, e))?;
     Ok(ms)
 }
 
 /// Runs `file`'s down migration and removes its history row; returns ms.
-pub async fn revert(client: &mut Client, file: &MigrationFile, down_sql: &str, display: &str) -> Result<f64, String> {
+pub async fn revert(client: &mut Client, file: &MigrationFile, down_sql: &str, display: &str) -> Result<f64, MigrationError> {
     let started = Instant::now();
+    let postgres_error = |source| MigrationError::Postgres { file: display.to_string(), source };
     let forget = "DELETE FROM stagectl_migrations WHERE version = $1";
     if needs_no_transaction(down_sql) {
         run_statements(client, down_sql, display).await?;
-        client.execute(forget, &[&file.version]).await.map_err(|e| format!("{display}: {e}"))?;
+        client.execute(forget, &[&file.version]).await.map_err(postgres_error)?;
         return Ok(started.elapsed().as_secs_f64() * 1000.0);
     }
-    let tx = client.transaction().await.map_err(|e| format!("{display}: {e}"))?;
-    tx.batch_execute(down_sql).await.map_err(|e| describe(display, down_sql, 1, &e))?;
-    tx.execute(forget, &[&file.version]).await.map_err(|e| format!("{display}: {e}"))?;
-    tx.commit().await.map_err(|e| describe(display, down_sql, 1, &e))?;
+    let tx = client.transaction().await.map_err(postgres_error)?;
+    tx.batch_execute(down_sql).await.map_err(|e| describe(display, down_sql, 1, e))?;
+    tx.execute(forget, &[&file.version]).await.map_err(postgres_error)?;
+    tx.commit().await.map_err(|e| describe(display, down_sql, 1, e))?;
     Ok(started.elapsed().as_secs_f64() * 1000.0)
 }
 
-async fn run_statements(client: &Client, sql: &str, display: &str) -> Result<(), String> {
-    for (line, stmt) in crate::checks::lint::split_statements(sql) {
-        client.batch_execute(&stmt).await.map_err(|e| describe(display, &stmt, line, &e))?;
+async fn run_statements(client: &Client, sql: &str, display: &str) -> Result<(), MigrationError> {
+    for (line, stmt) in crate::sql::split_statements(sql) {
+        client.batch_execute(&stmt).await.map_err(|e| describe(display, &stmt, line, e))?;
     }
     Ok(())
 }
 
 /// `file:line: ERROR: message` (+ detail and hint) for a failed statement; `first_line` is the
 /// file line the sent text starts on.
-fn describe(display: &str, sent: &str, first_line: usize, e: &tokio_postgres::Error) -> String {
-    let Some(db) = e.as_db_error() else { return format!("{display}: {e}") };
+fn describe(display: &str, sent: &str, first_line: usize, e: tokio_postgres::Error) -> MigrationError {
+    let Some(db) = e.as_db_error() else { return MigrationError::Postgres { file: display.to_string(), source: e } };
     let line = match db.position() {
         Some(tokio_postgres::error::ErrorPosition::Original(p)) => first_line + line_of_position(sent, *p as usize) - 1,
         _ => first_line,
     };
-    let mut msg = format!("{display}:{line}: {}: {}", db.severity(), db.message());
-    if let Some(d) = db.detail() {
-        msg.push_str(&format!("\n  detail: {d}"));
-    }
-    if let Some(h) = db.hint() {
-        msg.push_str(&format!("\n  hint: {h}"));
-    }
-    msg
+    MigrationError::Sql(Box::new(SqlError {
+        file: display.to_string(),
+        line,
+        severity: db.severity().to_string(),
+        message: db.message().to_string(),
+        detail: db.detail().map(str::to_string),
+        hint: db.hint().map(str::to_string),
+    }))
 }
 
 /// A user table a migration touches, with a column the probe can write to itself.
@@ -139,8 +143,8 @@ pub struct ProbedTable {
 }
 
 /// Existing user tables among the identifiers of `sql` (stagectl's own table excluded).
-pub async fn touched_tables(client: &Client, sql: &str) -> Result<Vec<ProbedTable>, String> {
-    let ids: Vec<String> = crate::checks::lint::identifiers(sql).into_iter().collect();
+pub async fn touched_tables(client: &Client, sql: &str) -> Result<Vec<ProbedTable>, MigrationError> {
+    let ids: Vec<String> = crate::sql::identifiers(sql).into_iter().collect();
     let rows = client
         .query(
             "SELECT t.table_schema, t.table_name,
@@ -157,7 +161,7 @@ pub async fn touched_tables(client: &Client, sql: &str) -> Result<Vec<ProbedTabl
             &[&ids],
         )
         .await
-        .map_err(|e| format!("listing tables: {e}"))?;
+        .map_err(MigrationError::ListTables)?;
     Ok(rows
         .iter()
         .map(|r| {
@@ -198,7 +202,7 @@ pub struct LockProbe {
 const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 
 impl LockProbe {
-    pub async fn start(target: &Target, tables: Vec<ProbedTable>) -> Result<LockProbe, String> {
+    pub async fn start(target: &Target, tables: Vec<ProbedTable>) -> Result<LockProbe, MigrationError> {
         let client = connect(target).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
