@@ -2,6 +2,9 @@
 //! implementation, [`BollardEngine`], is the only code that imports bollard.
 
 mod bollard_engine;
+/// An in-memory engine for unit tests (see its module docs).
+#[cfg(test)]
+pub mod fake;
 
 use std::collections::BTreeMap;
 use std::future::Future;
