@@ -28,6 +28,9 @@ pub mod progress;
 mod status;
 mod up;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
