@@ -10,8 +10,10 @@
 //! * [`FakeEngine::logs`]: the container's output;
 //! * [`FakeEngine::fail_on`]: every call whose record starts with a prefix fails.
 //!
-//! Only what is observable through the trait is modelled. Container ids are `<name>#<n>`, so
-//! calls read naturally and a recreated container is told apart from the one it replaced.
+//! Only what is observable through the trait is modelled, with Docker's refusals: creating a
+//! container whose name is taken, whose network or image is missing, or exec in a container
+//! that is not running, fail as they would. Container ids are `<name>#<n>`, so calls read
+//! naturally and a recreated container is told apart from the one it replaced.
 //! Compiled only for the library's unit tests (`#[cfg(test)]`): they are the only users (the
 //! integration tests drive real Docker on purpose), and the binary never carries it.
 
@@ -111,16 +113,21 @@ impl FakeEngine {
         edit(self.state().scripts.entry(name.to_string()).or_default());
     }
 
-    /// Records the call, then fails it if a [`FakeEngine::fail_on`] prefix matches. Yields
-    /// first, like a real request, so concurrent pipelines interleave.
-    async fn call(&self, call: String) -> Result<()> {
-        tokio::task::yield_now().await;
+    /// Records the call, then fails it if a [`FakeEngine::fail_on`] prefix matches.
+    fn record(&self, call: String) -> Result<()> {
         let mut state = self.state();
         state.calls.push(call.clone());
         match state.failures.iter().find(|(prefix, _)| call.starts_with(prefix.as_str())) {
             Some((_, detail)) => Err(Error::docker(call, detail)),
             None => Ok(()),
         }
+    }
+
+    /// [`FakeEngine::record`] after yielding, like a real request, so concurrent pipelines
+    /// interleave.
+    async fn call(&self, call: String) -> Result<()> {
+        tokio::task::yield_now().await;
+        self.record(call)
     }
 
     /// Makes `reference` present locally (as if pulled earlier); returns its id.
@@ -326,6 +333,9 @@ impl ContainerEngine for FakeEngine {
             if state.containers.values().any(|c| c.spec.name == spec.name) {
                 return Err(Error::docker(format!("creating container {}", spec.name), "Conflict. The container name is already in use"));
             }
+            if !spec.network.is_empty() && !state.networks.contains_key(&spec.network) {
+                return Err(Error::docker(format!("creating container {}", spec.name), format!("network {} not found", spec.network)));
+            }
             if state.image(&spec.image).is_none() {
                 return Err(Error::docker(format!("creating container {}", spec.name), format!("No such image: {}", spec.image)));
             }
@@ -410,10 +420,13 @@ impl ContainerEngine for FakeEngine {
     }
 
     fn stream_logs(&self, id: &str, follow: bool, tail: Option<usize>) -> LineStream {
-        let mut state = self.state();
-        state.calls.push(format!("stream_logs {id}"));
-        let (lines, running) = match state.container(id) {
-            Ok(c) => (state.script(c).logs, c.state == RunState::Running),
+        let found = self.record(format!("stream_logs {id}")).and_then(|()| {
+            let state = self.state();
+            let c = state.container(id)?;
+            Ok((state.script(c).logs, c.state == RunState::Running))
+        });
+        let (lines, running) = match found {
+            Ok(found) => found,
             Err(e) => return Box::pin(futures_util::stream::iter([Err(e)])),
         };
         let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
@@ -521,4 +534,35 @@ impl FakeEngine {
 fn published(ip: &Option<String>, host: u16, container: u16, proto: &str) -> (String, u16, u16, String) {
     let host = if host == 0 { 32768 + container } else { host };
     (ip.clone().unwrap_or_else(|| "0.0.0.0".into()), host, container, proto.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_fake_refuses_what_docker_refuses_and_runs_jobs_to_their_scripted_exit() {
+        let fake = FakeEngine::new();
+        let labels = BTreeMap::from([(labels::JOB.to_string(), "true".to_string())]);
+        let spec = ContainerSpec { name: "s-job".into(), image: "pg".into(), network: "s-net".into(), labels, ..Default::default() };
+        let err = fake.create_container(&spec).await.unwrap_err().to_string();
+        assert_eq!(err, "Docker: creating container s-job: network s-net not found");
+        fake.ensure_network("s-net", &BTreeMap::new()).await.unwrap();
+        assert!(fake.create_container(&spec).await.unwrap_err().to_string().ends_with("No such image: pg"));
+
+        fake.image("pg");
+        let id = fake.create_container(&spec).await.unwrap();
+        fake.start_container(&id).await.unwrap();
+        assert_eq!(fake.wait_exit(&id).await.unwrap(), 0, "jobs exit 0 unless scripted");
+        assert!(fake.exec(&id, &["true".into()]).await.is_err(), "no exec in an exited container");
+        fake.remove_container(&id, 0).await.unwrap();
+
+        fake.exits_with("s-job", 2);
+        fake.fail_on("tail_logs", "boom");
+        let id = fake.create_container(&spec).await.unwrap();
+        fake.start_container(&id).await.unwrap();
+        assert_eq!(fake.wait_exit(&id).await.unwrap(), 2);
+        assert_eq!(fake.tail_logs(&id, 5).await.unwrap_err().to_string(), format!("Docker: tail_logs {id}: boom"));
+        assert_eq!(fake.calls_to("create_container").len(), 4, "failed calls are recorded too");
+    }
 }
