@@ -12,11 +12,11 @@ use tokio::sync::watch;
 use super::failure::Failure;
 use super::fixtures::{fixture_inputs, FixtureInputs};
 use super::images::{self, ResolvedImage};
-use super::{Orchestrator, Outcome, Phase, ServiceError, ServiceReport, UpReport, STOP_GRACE_SECS};
+use super::{FixtureReport, Orchestrator, Outcome, Phase, ServiceError, ServiceReport, UpReport, STOP_GRACE_SECS};
 use crate::data;
 use crate::docker::{ContainerEngine, ObservedContainer};
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, Protocol, Service};
+use crate::manifest::{Fixtures, Manifest, Protocol, Service};
 use crate::plan::{self, Action};
 use crate::probes;
 use crate::secrets::Redactor;
@@ -63,10 +63,11 @@ struct ServiceRun<'a> {
 }
 
 /// What the service's container must be.
-struct Target {
+struct Target<'a> {
     /// The spec hash; for a data service combined with its snapshot key.
     hash: String,
-    data: Option<FixtureInputs>,
+    /// A data service's fixtures and what is known about them before it starts.
+    data: Option<(&'a Fixtures, FixtureInputs)>,
     /// A fixture snapshot to start from, when one exists for the key.
     snapshot_image: Option<String>,
 }
@@ -229,16 +230,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 .await
                 .map_err(|e| Failure::with_logs(e, &container.id))?;
         }
-        if let (Some(fixtures), Some(inputs)) = (run.manifest.fixtures_for(&run.service.name), &target.data) {
-            let data_present = container.restored || action == Action::Keep;
-            let _ = run.ready_signal.send(Some(DepSignal { ok: true, changed: action != Action::Keep, data_present }));
-            for (job, rx) in &run.after_jobs {
-                if !matches!(wait_signal(rx.clone()).await, Some(DepSignal { ok: true, .. })) {
-                    return Err(ServiceError::FixtureJobFailed { job: job.clone() }.into());
-                }
-            }
-            let loaded = self.load_fixtures(run.manifest, fixtures, inputs, &container.id, &action, container.restored).await;
-            report.fixtures = Some(loaded.map_err(|e| Failure::with_logs(e, &container.id))?);
+        if let Some((fixtures, inputs)) = &target.data {
+            report.fixtures = Some(self.fixtures_in_place(run, fixtures, inputs, &container, &action).await?);
         }
 
         let secs = started.elapsed().as_secs_f64();
@@ -252,11 +245,32 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         Ok(())
     }
 
+    /// A data service's data: tells the jobs its load waits for (migrations) that it is ready,
+    /// waits for them, then loads its fixtures (or finds them restored or kept).
+    async fn fixtures_in_place(
+        &self,
+        run: &ServiceRun<'_>,
+        fixtures: &Fixtures,
+        inputs: &FixtureInputs,
+        container: &Started,
+        action: &Action,
+    ) -> std::result::Result<FixtureReport, Failure> {
+        let data_present = container.restored || *action == Action::Keep;
+        let _ = run.ready_signal.send(Some(DepSignal { ok: true, changed: *action != Action::Keep, data_present }));
+        for (job, rx) in &run.after_jobs {
+            if !matches!(wait_signal(rx.clone()).await, Some(DepSignal { ok: true, .. })) {
+                return Err(ServiceError::FixtureJobFailed { job: job.clone() }.into());
+            }
+        }
+        let loaded = self.load_fixtures(run.manifest, fixtures, inputs, &container.id, action, container.restored).await;
+        loaded.map_err(|e| Failure::with_logs(e, &container.id))
+    }
+
     /// The spec hash and, for a data service, its fixture inputs and snapshot. A data
     /// service's container is defined by its spec *and* its data: the hash covers the snapshot
     /// key, so a container restored from a snapshot and one loaded from files are
     /// interchangeable, and any change to the inputs replaces the container.
-    async fn target(&self, run: &ServiceRun<'_>, image: &ResolvedImage) -> std::result::Result<Target, Failure> {
+    async fn target<'a>(&self, run: &ServiceRun<'a>, image: &ResolvedImage) -> std::result::Result<Target<'a>, Failure> {
         let mut target = Target { hash: plan::spec_hash(&run.manifest.stack, run.service, &image.id), data: None, snapshot_image: None };
         let Some(fixtures) = run.manifest.fixtures_for(&run.service.name) else { return Ok(target) };
         let inputs = fixture_inputs(run.manifest, fixtures, &image.id, &target.hash)?;
@@ -264,7 +278,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         if fixtures.snapshot {
             target.snapshot_image = self.docker.image_id(&inputs.snapshot_ref).await?;
         }
-        target.data = Some(inputs);
+        target.data = Some((fixtures, inputs));
         Ok(target)
     }
 
@@ -294,7 +308,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
 
     /// Keep, create or recreate (see [`plan::decide`]); a kept data service must also hold a
     /// complete load, else it is replaced.
-    async fn decide(&self, run: &ServiceRun<'_>, target: &Target, dependency_changed: bool) -> Action {
+    async fn decide(&self, run: &ServiceRun<'_>, target: &Target<'_>, dependency_changed: bool) -> Action {
         let action = plan::decide(run.service, &target.hash, run.current.as_ref(), dependency_changed);
         if let (Action::Keep, Some(c), Some(_)) = (&action, &run.current, &target.data) {
             if !matches!(self.docker.exec(&c.id, &data::load_marker_check()).await, Ok((0, _))) {
@@ -310,7 +324,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         &self,
         run: &ServiceRun<'_>,
         image: &ResolvedImage,
-        target: &Target,
+        target: &Target<'_>,
         action: &Action,
     ) -> std::result::Result<Started, Failure> {
         if let (Action::Keep, Some(c)) = (action, &run.current) {
@@ -384,7 +398,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         &self,
         run: &ServiceRun<'_>,
         image: &ResolvedImage,
-        target: &Target,
+        target: &Target<'_>,
         action: &Action,
         container: &mut Started,
     ) -> std::result::Result<(), Failure> {
