@@ -298,3 +298,73 @@ async fn wait_for_log<E: ContainerEngine + ?Sized>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::docker::fake::FakeEngine;
+    use crate::docker::ContainerSpec;
+
+    /// A started container `c` on network `n`; returns its id.
+    async fn started(fake: &FakeEngine) -> String {
+        fake.image("img");
+        fake.ensure_network("n", &BTreeMap::new()).await.unwrap();
+        let spec = ContainerSpec { name: "c".into(), image: "img".into(), network: "n".into(), ..Default::default() };
+        let id = fake.create_container(&spec).await.unwrap();
+        fake.start_container(&id).await.unwrap();
+        id
+    }
+
+    fn ready(probe: Probe, timeout_ms: u64) -> Readiness {
+        Readiness { probe, timeout: Duration::from_millis(timeout_ms), interval: Duration::from_millis(5) }
+    }
+
+    fn exec(command: &[&str]) -> Probe {
+        Probe::Exec { command: command.iter().map(|s| s.to_string()).collect() }
+    }
+
+    #[tokio::test]
+    async fn an_exec_probe_is_retried_until_it_exits_0_and_a_failure_names_the_command_and_its_last_line() {
+        let fake = FakeEngine::new();
+        let id = started(&fake).await;
+        fake.exec_results("c", &[(1, "starting\n"), (1, "still starting"), (0, "")]);
+        wait_ready(&fake, &id, "n", &ready(exec(&["pg_isready", "-q"]), 5_000)).await.unwrap();
+        assert_eq!(fake.calls_to("exec").len(), 3);
+
+        fake.exec_results("c", &[(2, "one\nbusy \n")]);
+        let err = probe_once(&fake, &id, "n", &exec(&["pg_isready", "-q"])).await.unwrap_err();
+        assert_eq!(err.to_string(), "`pg_isready -q` exited with 2: busy");
+        let err = wait_ready(&fake, &id, "n", &ready(exec(&["pg_isready", "-q"]), 50)).await.unwrap_err();
+        assert!(matches!(&err, NotReady::Timeout { last_error, .. } if last_error == "`pg_isready -q` exited with 2: busy"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_container_that_is_not_running_is_not_ready_with_its_exit_code() {
+        let fake = FakeEngine::new();
+        fake.exits_with("c", 137);
+        let id = started(&fake).await;
+        let err = wait_ready(&fake, &id, "n", &ready(Probe::Healthcheck, 5_000)).await.unwrap_err();
+        assert_eq!(err, NotReady::Exited { code: Some(137) });
+        assert_eq!(err.to_string(), "container exited with code 137 before it was ready");
+        assert_eq!(probe_once(&fake, &id, "n", &Probe::Healthcheck).await.unwrap_err().to_string(), "not running");
+    }
+
+    #[tokio::test]
+    async fn healthcheck_and_log_probes_read_what_docker_reports() {
+        let fake = FakeEngine::new();
+        let id = started(&fake).await;
+        let err = probe_once(&fake, &id, "n", &Probe::Healthcheck).await.unwrap_err();
+        assert_eq!(err.to_string(), "the image defines no HEALTHCHECK");
+        fake.health("c", "healthy");
+        probe_once(&fake, &id, "n", &Probe::Healthcheck).await.unwrap();
+
+        fake.logs("c", &["booting", "database system is ready to accept connections"]);
+        wait_ready(&fake, &id, "n", &ready(Probe::Log { pattern: "ready to accept".into() }, 5_000)).await.unwrap();
+        let never = Probe::Log { pattern: "^listening".into() };
+        let err = wait_ready(&fake, &id, "n", &ready(never.clone(), 50)).await.unwrap_err();
+        assert!(err.to_string().ends_with("last probe error: no log line matched /^listening/"), "{err}");
+        assert_eq!(probe_once(&fake, &id, "n", &never).await.unwrap_err().to_string(), "no log line matches /^listening/");
+    }
+}
