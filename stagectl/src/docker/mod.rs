@@ -1,7 +1,12 @@
-//! The Docker boundary. The engine talks to Docker only through [`ContainerEngine`]; the one
-//! implementation, [`BollardEngine`], is the only code that imports bollard.
+//! The Docker boundary. Everything else talks to Docker only through [`ContainerEngine`]; its
+//! real implementation, [`BollardEngine`], is the only code that imports bollard (`fake` is an
+//! in-memory one for unit tests). Failures are [`crate::error::Error::Docker`] (what was being
+//! done, and Docker's answer) or, when connecting, [`crate::error::Error::DockerUnreachable`].
 
 mod bollard_engine;
+/// An in-memory engine for unit tests (see its module docs).
+#[cfg(test)]
+pub mod fake;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -4,14 +4,39 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
 use super::progress::{Phase, Reporter};
 use crate::docker::{labels, ContainerEngine, ImageProgress};
+use crate::error::Error;
 use crate::manifest::{Build, Manifest, Service};
 use crate::secrets::Redactor;
+
+/// Why a service has no image.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("cannot run build command `{command}`: {source}")]
+    HostCommandSpawn { command: String, source: std::io::Error },
+    /// The host build command failed; `output_tail` is its last 20 lines, secrets masked.
+    #[error("build command `{command}` failed ({status})\n{output_tail}")]
+    HostCommandFailed { command: String, status: ExitStatus, output_tail: String },
+    #[error("reading build context {}: {source}", path.display())]
+    Context { path: PathBuf, source: std::io::Error },
+    /// The blocking task that reads the context panicked or was cancelled.
+    #[error("{0}")]
+    ContextTask(#[from] tokio::task::JoinError),
+    #[error(
+        "{source}\n  = help: check the image name, or that the registry is reachable (pull it by hand with `docker pull {reference}`)"
+    )]
+    Pull { reference: String, source: Error },
+    #[error("pulled {reference} but it is not present")]
+    PulledButMissing { reference: String },
+    #[error(transparent)]
+    Docker(#[from] Error),
+}
 
 /// The image a service will run, and how it was obtained.
 #[derive(Debug, Clone)]
@@ -28,7 +53,7 @@ pub async fn ensure_image<E: ContainerEngine + ?Sized>(
     service: &Service,
     reporter: &dyn Reporter,
     redactor: &Redactor,
-) -> Result<ResolvedImage, String> {
+) -> Result<ResolvedImage, ImageError> {
     let start = Instant::now();
     let name = service.name.as_str();
     if let Some(build) = &service.build {
@@ -39,18 +64,17 @@ pub async fn ensure_image<E: ContainerEngine + ?Sized>(
         let context = build.context.clone();
         let ignore = read_dockerignore(&context);
         let tar = tokio::task::spawn_blocking(move || context_tar(&context, &ignore))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("reading build context {}: {e}", build.context.display()))?;
+            .await?
+            .map_err(|source| ImageError::Context { path: build.context.clone(), source })?;
         let hash = context_hash(&tar, build);
         let tag = format!("stagectl-build/{name}:{}", &hash[..16]);
         let mut tags = vec![tag.clone()];
         tags.extend(service.image.iter().cloned());
-        if let Some(id) = docker.image_id(&tag).await.map_err(|e| e.to_string())? {
+        if let Some(id) = docker.image_id(&tag).await? {
             // Keep the user-facing tag (`image = ...`) pointing at the cached build too.
             if let Some(user_tag) = &service.image {
-                if docker.image_id(user_tag).await.map_err(|e| e.to_string())?.as_deref() != Some(id.as_str()) {
-                    docker.tag_image(&id, user_tag).await.map_err(|e| e.to_string())?;
+                if docker.image_id(user_tag).await?.as_deref() != Some(id.as_str()) {
+                    docker.tag_image(&id, user_tag).await?;
                 }
             }
             reporter.phase(name, Phase::ImageReady, "build cached (context unchanged)");
@@ -59,7 +83,7 @@ pub async fn ensure_image<E: ContainerEngine + ?Sized>(
         return build_image(docker, name, build, tar, &tags, &hash, reporter, start).await;
     }
     let reference = service.image.clone().unwrap_or_default();
-    if let Some(id) = docker.image_id(&reference).await.map_err(|e| e.to_string())? {
+    if let Some(id) = docker.image_id(&reference).await? {
         reporter.phase(name, Phase::ImageReady, "image present");
         return Ok(ResolvedImage { id, reference, how: "present", seconds: start.elapsed().as_secs_f64() });
     }
@@ -68,11 +92,8 @@ pub async fn ensure_image<E: ContainerEngine + ?Sized>(
         ImageProgress::Bytes { current, total } => reporter.bytes(name, current, total),
         ImageProgress::Line(l) => reporter.output(name, &l),
     };
-    docker.pull_image(&reference, &progress).await.map_err(|e| {
-        format!("{e}\n  = help: check the image name, or that the registry is reachable (pull it by hand with `docker pull {reference}`)")
-    })?;
-    let id =
-        docker.image_id(&reference).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("pulled {reference} but it is not present"))?;
+    docker.pull_image(&reference, &progress).await.map_err(|source| ImageError::Pull { reference: reference.clone(), source })?;
+    let id = docker.image_id(&reference).await?.ok_or_else(|| ImageError::PulledButMissing { reference: reference.clone() })?;
     reporter.phase(name, Phase::ImageReady, "pulled");
     Ok(ResolvedImage { id, reference, how: "pulled", seconds: start.elapsed().as_secs_f64() })
 }
@@ -86,7 +107,7 @@ async fn build_image<E: ContainerEngine + ?Sized>(
     hash: &str,
     reporter: &dyn Reporter,
     start: Instant,
-) -> Result<ResolvedImage, String> {
+) -> Result<ResolvedImage, ImageError> {
     reporter.phase(name, Phase::Building, &format!("docker build {}", build.context.display()));
     let image_labels = BTreeMap::from([(labels::CONTEXT_HASH.to_string(), hash.to_string())]);
     let progress = |p: ImageProgress| {
@@ -94,7 +115,7 @@ async fn build_image<E: ContainerEngine + ?Sized>(
             reporter.output(name, &l)
         }
     };
-    let id = docker.build_image(tar, &build.dockerfile, tags, &build.args, &image_labels, &progress).await.map_err(|e| e.to_string())?;
+    let id = docker.build_image(tar, &build.dockerfile, tags, &build.args, &image_labels, &progress).await?;
     reporter.phase(name, Phase::ImageReady, "built");
     Ok(ResolvedImage { id, reference: tags[0].clone(), how: "built", seconds: start.elapsed().as_secs_f64() })
 }
@@ -106,7 +127,7 @@ async fn run_host_command(
     build: &Build,
     reporter: &dyn Reporter,
     redactor: &Redactor,
-) -> Result<(), String> {
+) -> Result<(), ImageError> {
     let output = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(cmd)
@@ -116,7 +137,7 @@ async fn run_host_command(
         .stdin(std::process::Stdio::null())
         .output()
         .await
-        .map_err(|e| format!("cannot run build command `{cmd}`: {e}"))?;
+        .map_err(|source| ImageError::HostCommandSpawn { command: cmd.to_string(), source })?;
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     for line in text.lines() {
         reporter.output(service, &redactor.apply(line));
@@ -126,7 +147,7 @@ async fn run_host_command(
     }
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-    Err(format!("build command `{cmd}` failed ({})\n{}", output.status, redactor.apply(&tail)))
+    Err(ImageError::HostCommandFailed { command: cmd.to_string(), status: output.status, output_tail: redactor.apply(&tail) })
 }
 
 /// Patterns from `.dockerignore` (comments and blank lines dropped).

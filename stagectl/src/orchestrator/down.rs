@@ -1,0 +1,51 @@
+//! `down`: removes what the stack owns, found by its label, never by name.
+
+use std::time::Instant;
+
+use futures_util::future::join_all;
+
+use super::{DownReport, Orchestrator, Phase, STOP_GRACE_SECS};
+use crate::docker::ContainerEngine;
+use crate::error::Result;
+
+impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
+    /// Removes everything labelled with the stack: containers (in parallel), its network, and
+    /// with `volumes` its named volumes. Without `volumes`, containers get a graceful stop; with
+    /// it the data is discarded anyway, so they are killed at once.
+    pub async fn down(&self, stack: &str, volumes: bool) -> Result<DownReport> {
+        let started = Instant::now();
+        let containers = self.docker.list_containers(stack).await?;
+        let grace = if volumes { 0 } else { STOP_GRACE_SECS };
+        let results = join_all(containers.iter().map(|c| async move {
+            self.reporter.phase(&c.service, Phase::Removing, &c.name);
+            let r = self.docker.remove_container(&c.id, grace).await;
+            if r.is_ok() {
+                self.reporter.phase(&c.service, Phase::Removed, &c.name);
+            }
+            r
+        }))
+        .await;
+        for r in results {
+            r?;
+        }
+        let networks = self.docker.list_networks(stack).await?;
+        for n in &networks {
+            self.docker.remove_network(&n.name).await?;
+        }
+        let mut removed_volumes = 0;
+        if volumes {
+            let vols = self.docker.list_volumes(stack).await?;
+            for r in join_all(vols.iter().map(|v| self.docker.remove_volume(&v.name))).await {
+                r?;
+            }
+            removed_volumes = vols.len();
+        }
+        Ok(DownReport {
+            stack: stack.to_string(),
+            containers: containers.len(),
+            networks: networks.len(),
+            volumes: removed_volumes,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}

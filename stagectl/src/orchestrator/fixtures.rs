@@ -1,0 +1,154 @@
+//! A data service's fixtures inside `up`: what identifies its data before it starts (the
+//! snapshot key), then, once it is ready and the jobs its load waits for are done, the load
+//! (or the restore from a snapshot), the load marker, and a new snapshot.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::{FixtureReport, Orchestrator, Phase};
+use crate::data;
+use crate::docker::ContainerEngine;
+use crate::error::Error;
+use crate::manifest::{Fixtures, Loader, Manifest, VolumeSource};
+use crate::plan::{self, Action};
+
+/// Why a data service's fixtures are not in place.
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    /// The fixture files or the inputs of the snapshot key could not be read (the text comes
+    /// from `data`, which words it with the file's name).
+    #[error("{0}")]
+    Inputs(String),
+    /// Loading a file into the container failed (from `data::load`: file and line).
+    #[error("{0}")]
+    Load(String),
+    #[error("writing the load marker failed ({code}): {output}")]
+    Marker { code: i64, output: String },
+    /// PostgreSQL refused to flush its data files before a snapshot.
+    #[error("CHECKPOINT failed: {output}")]
+    Checkpoint { output: String },
+    /// Evicting old snapshots failed (text from `data::snapshot`).
+    #[error("{0}")]
+    Prune(String),
+    #[error(transparent)]
+    Docker(#[from] Error),
+}
+
+/// Everything about a data service's fixtures that is known before it starts.
+pub(super) struct FixtureInputs {
+    base_image: String,
+    files: Vec<PathBuf>,
+    /// The snapshot key: image, spec, fixture files and the jobs the load waits for.
+    pub(super) key: String,
+    pub(super) snapshot_ref: String,
+}
+
+pub(super) fn fixture_inputs(
+    manifest: &Manifest,
+    fixtures: &Fixtures,
+    image_id: &str,
+    spec_hash: &str,
+) -> Result<FixtureInputs, FixtureError> {
+    // `data` words its errors with the file's name; only their text is kept (via `to_string`,
+    // so this holds whatever error type `data` returns).
+    let inputs = |e: &dyn std::fmt::Display| FixtureError::Inputs(e.to_string());
+    let files = data::expand_files(&manifest.dir, fixtures).map_err(|e| inputs(&e))?;
+    let fx_hash = data::fixtures_hash(&manifest.dir, fixtures, &files).map_err(|e| inputs(&e))?;
+    let mut jobs = Vec::new();
+    for job in &fixtures.after {
+        let Some(j) = manifest.service(job) else { continue };
+        let binds: Vec<PathBuf> = j
+            .volumes
+            .iter()
+            .filter_map(|v| match &v.source {
+                VolumeSource::Bind(p) => Some(p.clone()),
+                VolumeSource::Named(_) => None,
+            })
+            .collect();
+        let reference = j.image.clone().or_else(|| j.build.as_ref().map(|b| b.context.display().to_string())).unwrap_or_default();
+        jobs.push((plan::spec_hash(&manifest.stack, j, &reference), data::paths_hash(&binds).map_err(|e| inputs(&e))?));
+    }
+    // Natively applied migrations are part of the loaded state, like a migrate job's mounts.
+    for m in manifest.migrations.iter().filter(|m| m.service == fixtures.service && m.job.is_none()) {
+        jobs.push(("stagectl-migrations".to_string(), data::paths_hash(std::slice::from_ref(&m.dir)).map_err(|e| inputs(&e))?));
+    }
+    data::save_hash_cache();
+    let key = data::snapshot::key(image_id, spec_hash, &fx_hash, &jobs);
+    let snapshot_ref = data::snapshot::reference(&fixtures.service, &key);
+    Ok(FixtureInputs { base_image: image_id.to_string(), files, key, snapshot_ref })
+}
+
+impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
+    /// Loads fixtures (unless the container already holds them), marks the container loaded,
+    /// and snapshots the result.
+    pub(super) async fn load_fixtures(
+        &self,
+        manifest: &Manifest,
+        fixtures: &Fixtures,
+        inputs: &FixtureInputs,
+        id: &str,
+        action: &Action,
+        restored: bool,
+    ) -> Result<FixtureReport, FixtureError> {
+        let name = fixtures.service.as_str();
+        let started = Instant::now();
+        if *action == Action::Keep {
+            self.reporter.phase(name, Phase::Loading, "already loaded");
+            return Ok(FixtureReport { snapshot: "kept".into(), rows: 0, files: vec![], refresh_seconds: 0.0 });
+        }
+        if restored {
+            // Refresh the snapshot's place in the LRU order.
+            let _ = self.docker.tag_image(&inputs.snapshot_ref, &inputs.snapshot_ref).await;
+            let secs = started.elapsed().as_secs_f64();
+            self.reporter.phase(name, Phase::Loading, &format!("restored from snapshot {}", inputs.snapshot_ref));
+            return Ok(FixtureReport { snapshot: "hit".into(), rows: 0, files: vec![], refresh_seconds: secs });
+        }
+        let reporter = self.reporter.clone();
+        let on_file = move |f: &data::FileLoad| reporter.phase(&f.file, Phase::Loading, &format!("{} rows in {:.2}s", f.rows, f.seconds));
+        self.reporter.phase(name, Phase::Loading, &format!("{} files", inputs.files.len()));
+        let load = data::load(self.docker.as_ref(), id, manifest, fixtures, &inputs.files, &on_file)
+            .await
+            .map_err(|e| FixtureError::Load(e.to_string()))?;
+        let marker = vec!["sh".to_string(), "-c".to_string(), format!("echo {} > {}", inputs.key, data::snapshot::MARKER_PATH)];
+        match self.docker.exec(id, &marker).await? {
+            (0, _) => {}
+            (code, output) => return Err(FixtureError::Marker { code, output }),
+        }
+        let mut snapshot = "off".to_string();
+        if fixtures.snapshot {
+            snapshot = "miss".into();
+            if let Err(e) = self.take_snapshot(manifest, fixtures, inputs, id, &load).await {
+                // A failed snapshot costs speed next time, not correctness now.
+                self.reporter.phase(name, Phase::Loading, &format!("warning: snapshot not taken: {e}"));
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        self.reporter.phase(name, Phase::Loading, &format!("{} rows loaded in {secs:.2}s", load.rows));
+        Ok(FixtureReport { snapshot, rows: load.rows, files: load.files, refresh_seconds: secs })
+    }
+
+    async fn take_snapshot(
+        &self,
+        manifest: &Manifest,
+        fixtures: &Fixtures,
+        inputs: &FixtureInputs,
+        id: &str,
+        load: &data::LoadReport,
+    ) -> Result<(), FixtureError> {
+        if let Loader::Postgres { user, database } = &fixtures.loader {
+            // Flush everything to the data files so the restored server needs no recovery.
+            match self.docker.exec(id, &data::psql_command(user, database, &["-c", "CHECKPOINT"])).await? {
+                (0, _) => {}
+                (_, output) => return Err(FixtureError::Checkpoint { output: output.trim().to_string() }),
+            }
+        }
+        let labels =
+            data::snapshot::image_labels(&manifest.stack, &fixtures.service, &inputs.key, &inputs.base_image, load.rows, load.seconds);
+        self.docker.commit(id, &inputs.snapshot_ref, &labels).await?;
+        self.reporter.phase(&fixtures.service, Phase::Loading, &format!("snapshot saved as {}", inputs.snapshot_ref));
+        data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref), Some(&manifest.stack))
+            .await
+            .map_err(|e| FixtureError::Prune(e.to_string()))?;
+        Ok(())
+    }
+}

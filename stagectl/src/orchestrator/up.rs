@@ -1,0 +1,465 @@
+//! `up`: the stack's network, volumes and orphans first, then one pipeline per service, all
+//! running concurrently. A pipeline goes through its phases in order: image, fixture inputs
+//! (data services), wait for dependencies, decide, create and start, probe (or wait for a job's
+//! exit), migrations, fixtures, and finally the signal its dependents wait for.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use tokio::sync::watch;
+
+use super::failure::Failure;
+use super::fixtures::{fixture_inputs, FixtureInputs};
+use super::images::{self, ResolvedImage};
+use super::{FixtureReport, Orchestrator, Outcome, Phase, ServiceError, ServiceReport, UpReport, STOP_GRACE_SECS};
+use crate::data;
+use crate::docker::{ContainerEngine, ObservedContainer};
+use crate::error::{Error, Result};
+use crate::manifest::{Fixtures, Manifest, Protocol, Service};
+use crate::plan::{self, Action};
+use crate::probes;
+use crate::secrets::Redactor;
+
+/// What a service tells its dependents when it is done.
+#[derive(Debug, Clone, Copy)]
+struct DepSignal {
+    /// Ready (or completed, for a job).
+    ok: bool,
+    /// Created or recreated in this run (jobs that depend on it re-run).
+    changed: bool,
+    /// A data service whose fixtures are already in place (restored from a snapshot, or a
+    /// kept container with a complete load): the jobs its load waits for are part of that
+    /// state (their spec and mounts are in the snapshot key) and need not run.
+    data_present: bool,
+}
+
+type SignalTx = watch::Sender<Option<DepSignal>>;
+type SignalRx = watch::Receiver<Option<DepSignal>>;
+
+/// The signal a service sent, or `None` when it ended without one.
+async fn wait_signal(mut rx: SignalRx) -> Option<DepSignal> {
+    match rx.wait_for(Option::is_some).await {
+        Ok(v) => *v,
+        Err(_) => None,
+    }
+}
+
+/// Everything one service's pipeline works with.
+struct ServiceRun<'a> {
+    manifest: &'a Manifest,
+    service: &'a Service,
+    /// Its container from before this run, if any.
+    current: Option<ObservedContainer>,
+    network: &'a str,
+    redactor: &'a Redactor,
+    /// Each dependency with the signal this service waits for: `ready` when it is one of the
+    /// jobs the dependency's fixture load waits for, `done` otherwise.
+    deps: Vec<(String, SignalRx)>,
+    /// Data services: the jobs their fixture load waits for (`after`).
+    after_jobs: Vec<(String, SignalRx)>,
+    /// Sent by a data service when its probe passed, before it loads fixtures.
+    ready_signal: SignalTx,
+}
+
+/// What the service's container must be.
+struct Target<'a> {
+    /// The spec hash; for a data service combined with its snapshot key.
+    hash: String,
+    /// A data service's fixtures and what is known about them before it starts.
+    data: Option<(&'a Fixtures, FixtureInputs)>,
+    /// A fixture snapshot to start from, when one exists for the key.
+    snapshot_image: Option<String>,
+}
+
+/// The container this run uses.
+struct Started {
+    id: String,
+    /// Started from a fixture snapshot (its data is already in place).
+    restored: bool,
+}
+
+/// How waiting for the dependencies ended.
+enum Dependencies {
+    /// All ready; `changed` when any was (re)created in this run.
+    Ready {
+        changed: bool,
+    },
+    Failed {
+        dependency: String,
+    },
+    /// This job's result is already in the named data service's restored or kept data.
+    InDataOf {
+        data_service: String,
+    },
+}
+
+impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
+    /// Brings the stack to the state the manifest describes.
+    pub async fn up(&self, manifest: &Manifest) -> Result<UpReport> {
+        let started = Instant::now();
+        let redactor = Redactor::new(manifest.secret_values());
+        let observed = self.docker.list_containers(&manifest.stack).await?;
+        preflight_ports(manifest, &observed)?;
+
+        let labels = plan::stack_labels(&manifest.stack);
+        let network = plan::network_name(&manifest.stack);
+        self.docker.ensure_network(&network, &labels).await?;
+        let volume_names: Vec<String> = plan::named_volumes(manifest).iter().map(|v| plan::volume_name(&manifest.stack, v)).collect();
+        for r in join_all(volume_names.iter().map(|v| self.docker.ensure_volume(v, &labels))).await {
+            r?;
+        }
+        let orphans = plan::orphans(manifest, &observed);
+        for r in join_all(orphans.iter().map(|id| self.docker.remove_container(id, STOP_GRACE_SECS))).await {
+            r?;
+        }
+
+        // Every service is one pipeline: image, then its dependencies, then start and probe,
+        // then (data services) fixtures. Pipelines run concurrently, so the database starts
+        // while the app image builds. Each service signals twice: `ready` (probe passed) for the
+        // jobs its fixtures wait for (migrations), `done` (data loaded) for everyone else.
+        let mut ready: BTreeMap<&str, (SignalTx, SignalRx)> = BTreeMap::new();
+        let mut done: BTreeMap<&str, (SignalTx, SignalRx)> = BTreeMap::new();
+        for s in &manifest.services {
+            ready.insert(&s.name, watch::channel(None));
+            done.insert(&s.name, watch::channel(None));
+        }
+        let runs = manifest.services.iter().map(|service| {
+            let deps = service
+                .depends_on
+                .iter()
+                .map(|d| {
+                    let runs_before_load = manifest.fixtures_for(d).is_some_and(|f| f.after.contains(&service.name));
+                    let signal = if runs_before_load { &ready[d.as_str()] } else { &done[d.as_str()] };
+                    (d.clone(), signal.1.clone())
+                })
+                .collect();
+            let after_jobs = manifest
+                .fixtures_for(&service.name)
+                .map(|f| f.after.iter().map(|j| (j.clone(), done[j.as_str()].1.clone())).collect())
+                .unwrap_or_default();
+            let run = ServiceRun {
+                manifest,
+                service,
+                current: plan::current_container(&manifest.stack, &service.name, &observed).cloned(),
+                network: &network,
+                redactor: &redactor,
+                deps,
+                after_jobs,
+                ready_signal: ready[service.name.as_str()].0.clone(),
+            };
+            let done = done[service.name.as_str()].0.clone();
+            async move {
+                let report = self.run_service(&run).await;
+                let signal = DepSignal {
+                    ok: matches!(report.outcome, Outcome::Ready | Outcome::Completed),
+                    changed: report.action != Action::Keep,
+                    data_present: false,
+                };
+                if run.ready_signal.borrow().is_none() {
+                    let _ = run.ready_signal.send(Some(signal));
+                }
+                let _ = done.send(Some(signal));
+                report
+            }
+        });
+        let services = join_all(runs).await;
+        let ok = services.iter().all(|r| matches!(r.outcome, Outcome::Ready | Outcome::Completed));
+        let changed = !orphans.is_empty() || services.iter().any(|r| r.action != Action::Keep);
+        Ok(UpReport { stack: manifest.stack.clone(), ok, seconds: started.elapsed().as_secs_f64(), changed, services })
+    }
+
+    async fn run_service(&self, run: &ServiceRun<'_>) -> ServiceReport {
+        let mut report = ServiceReport {
+            service: run.service.name.clone(),
+            action: Action::Create,
+            outcome: Outcome::Failed,
+            image: run.service.image.clone().unwrap_or_default(),
+            image_source: String::new(),
+            image_seconds: 0.0,
+            ready_seconds: None,
+            message: None,
+            logs: vec![],
+            fixtures: None,
+            migrations_applied: vec![],
+        };
+        match self.pipeline(run, &mut report).await {
+            Ok(()) => report,
+            Err(failure) => self.fail(report, failure, run.redactor).await,
+        }
+    }
+
+    /// The phases in order. A phase hands its result to the next, or ends the pipeline early:
+    /// with `Ok` when the report already holds the result (skipped, kept), or with a failure.
+    async fn pipeline(&self, run: &ServiceRun<'_>, report: &mut ServiceReport) -> std::result::Result<(), Failure> {
+        let image = images::ensure_image(self.docker.as_ref(), run.manifest, run.service, self.reporter.as_ref(), run.redactor).await?;
+        report.image = image.reference.clone();
+        report.image_source = image.how.to_string();
+        report.image_seconds = image.seconds;
+        let target = self.target(run, &image).await?;
+
+        let dependency_changed = match self.wait_for_dependencies(run).await {
+            Dependencies::Ready { changed } => changed,
+            Dependencies::Failed { dependency } => {
+                let msg = format!("not started: dependency `{dependency}` failed");
+                self.reporter.phase(&run.service.name, Phase::Skipped, &msg);
+                report.outcome = Outcome::Skipped;
+                report.message = Some(msg);
+                return Ok(());
+            }
+            Dependencies::InDataOf { data_service } => {
+                // E.g. migrations whose result is already in the restored data.
+                report.action = Action::Keep;
+                report.outcome = Outcome::Completed;
+                self.reporter.phase(&run.service.name, Phase::Kept, &format!("contained in `{data_service}`'s loaded data"));
+                return Ok(());
+            }
+        };
+        let action = self.decide(run, &target, dependency_changed).await;
+        report.action = action.clone();
+
+        let mut container = self.replace_or_keep(run, &image, &target, &action).await?;
+        let started = Instant::now();
+        if run.service.job {
+            return self.complete_job(run, report, &container.id, &action, started).await;
+        }
+        self.wait_until_ready(run, &image, &target, &action, &mut container).await?;
+        if let Some(m) = run.manifest.migrations.iter().find(|m| m.service == run.service.name && m.job.is_none()) {
+            report.migrations_applied = self
+                .apply_migrations(run.manifest, m, &container.id, run.network)
+                .await
+                .map_err(|e| Failure::with_logs(e, &container.id))?;
+        }
+        if let Some((fixtures, inputs)) = &target.data {
+            report.fixtures = Some(self.fixtures_in_place(run, fixtures, inputs, &container, &action).await?);
+        }
+
+        let secs = started.elapsed().as_secs_f64();
+        report.outcome = Outcome::Ready;
+        if action == Action::Keep {
+            self.reporter.phase(&run.service.name, Phase::Kept, "unchanged, ready");
+        } else {
+            report.ready_seconds = Some(secs);
+            self.reporter.phase(&run.service.name, Phase::Ready, &format!("ready in {secs:.2}s"));
+        }
+        Ok(())
+    }
+
+    /// A data service's data: tells the jobs its load waits for (migrations) that it is ready,
+    /// waits for them, then loads its fixtures (or finds them restored or kept).
+    async fn fixtures_in_place(
+        &self,
+        run: &ServiceRun<'_>,
+        fixtures: &Fixtures,
+        inputs: &FixtureInputs,
+        container: &Started,
+        action: &Action,
+    ) -> std::result::Result<FixtureReport, Failure> {
+        let data_present = container.restored || *action == Action::Keep;
+        let _ = run.ready_signal.send(Some(DepSignal { ok: true, changed: *action != Action::Keep, data_present }));
+        for (job, rx) in &run.after_jobs {
+            if !matches!(wait_signal(rx.clone()).await, Some(DepSignal { ok: true, .. })) {
+                return Err(ServiceError::FixtureJobFailed { job: job.clone() }.into());
+            }
+        }
+        let loaded = self.load_fixtures(run.manifest, fixtures, inputs, &container.id, action, container.restored).await;
+        loaded.map_err(|e| Failure::with_logs(e, &container.id))
+    }
+
+    /// The spec hash and, for a data service, its fixture inputs and snapshot. A data
+    /// service's container is defined by its spec *and* its data: the hash covers the snapshot
+    /// key, so a container restored from a snapshot and one loaded from files are
+    /// interchangeable, and any change to the inputs replaces the container.
+    async fn target<'a>(&self, run: &ServiceRun<'a>, image: &ResolvedImage) -> std::result::Result<Target<'a>, Failure> {
+        let mut target = Target { hash: plan::spec_hash(&run.manifest.stack, run.service, &image.id), data: None, snapshot_image: None };
+        let Some(fixtures) = run.manifest.fixtures_for(&run.service.name) else { return Ok(target) };
+        let inputs = fixture_inputs(run.manifest, fixtures, &image.id, &target.hash)?;
+        target.hash = plan::combine_hash(&target.hash, &inputs.key);
+        if fixtures.snapshot {
+            target.snapshot_image = self.docker.image_id(&inputs.snapshot_ref).await?;
+        }
+        target.data = Some((fixtures, inputs));
+        Ok(target)
+    }
+
+    async fn wait_for_dependencies(&self, run: &ServiceRun<'_>) -> Dependencies {
+        if !run.deps.is_empty() {
+            let names: Vec<&str> = run.deps.iter().map(|(d, _)| d.as_str()).collect();
+            self.reporter.phase(&run.service.name, Phase::Waiting, &format!("for {}", names.join(", ")));
+        }
+        let mut changed = false;
+        let mut in_data_of = None;
+        for (dep, rx) in &run.deps {
+            match wait_signal(rx.clone()).await {
+                Some(DepSignal { ok: true, changed: dep_changed, data_present }) => {
+                    changed |= dep_changed;
+                    if data_present && run.manifest.fixtures_for(dep).is_some_and(|f| f.after.contains(&run.service.name)) {
+                        in_data_of = Some(dep.clone());
+                    }
+                }
+                _ => return Dependencies::Failed { dependency: dep.clone() },
+            }
+        }
+        match in_data_of {
+            Some(data_service) => Dependencies::InDataOf { data_service },
+            None => Dependencies::Ready { changed },
+        }
+    }
+
+    /// Keep, create or recreate (see [`plan::decide`]); a kept data service must also hold a
+    /// complete load, else it is replaced.
+    async fn decide(&self, run: &ServiceRun<'_>, target: &Target<'_>, dependency_changed: bool) -> Action {
+        let action = plan::decide(run.service, &target.hash, run.current.as_ref(), dependency_changed);
+        if let (Action::Keep, Some(c), Some(_)) = (&action, &run.current, &target.data) {
+            if !matches!(self.docker.exec(&c.id, &data::load_marker_check()).await, Ok((0, _))) {
+                return Action::Recreate("fixtures were not loaded completely".into());
+            }
+        }
+        action
+    }
+
+    /// The kept container, or a new one (from the fixture snapshot when there is one) after
+    /// the old one is removed.
+    async fn replace_or_keep(
+        &self,
+        run: &ServiceRun<'_>,
+        image: &ResolvedImage,
+        target: &Target<'_>,
+        action: &Action,
+    ) -> std::result::Result<Started, Failure> {
+        if let (Action::Keep, Some(c)) = (action, &run.current) {
+            return Ok(Started { id: c.id.clone(), restored: false });
+        }
+        if let Some(old) = &run.current {
+            let why = match action {
+                Action::Recreate(reason) => reason,
+                _ => "replacing",
+            };
+            self.reporter.phase(&run.service.name, Phase::Removing, why);
+            self.docker.remove_container(&old.id, STOP_GRACE_SECS).await?;
+        }
+        let (run_image, restored) = match &target.snapshot_image {
+            Some(snapshot) => (snapshot.as_str(), true),
+            None => (image.id.as_str(), false),
+        };
+        let id = self.create_and_start(run, run_image, &image.reference, &target.hash, restored).await?;
+        Ok(Started { id, restored })
+    }
+
+    async fn create_and_start(
+        &self,
+        run: &ServiceRun<'_>,
+        image_id: &str,
+        reference: &str,
+        hash: &str,
+        from_snapshot: bool,
+    ) -> std::result::Result<String, Failure> {
+        let name = run.service.name.as_str();
+        let detail = if from_snapshot { format!("{reference} (from fixture snapshot)") } else { reference.to_string() };
+        self.reporter.phase(name, Phase::Creating, &detail);
+        let spec = plan::container_spec(run.manifest, run.service, image_id, reference, hash);
+        let id = self.docker.create_container(&spec).await?;
+        self.reporter.phase(name, Phase::Starting, "");
+        self.docker.start_container(&id).await.map_err(|e| Failure::with_logs(e, &id))?;
+        Ok(id)
+    }
+
+    /// A job is done when it exits 0; a kept one completed in an earlier run.
+    async fn complete_job(
+        &self,
+        run: &ServiceRun<'_>,
+        report: &mut ServiceReport,
+        id: &str,
+        action: &Action,
+        started: Instant,
+    ) -> std::result::Result<(), Failure> {
+        let name = run.service.name.as_str();
+        if *action == Action::Keep {
+            self.reporter.phase(name, Phase::Kept, "completed earlier (exit 0)");
+            report.outcome = Outcome::Completed;
+            return Ok(());
+        }
+        self.reporter.phase(name, Phase::Probing, "running to completion");
+        match self.docker.wait_exit(id).await.map_err(|e| Failure::with_logs(e, id))? {
+            0 => {
+                let secs = started.elapsed().as_secs_f64();
+                self.reporter.phase(name, Phase::Completed, &format!("exit 0 in {secs:.2}s"));
+                report.outcome = Outcome::Completed;
+                report.ready_seconds = Some(secs);
+                Ok(())
+            }
+            code => Err(Failure::with_logs(ServiceError::JobFailed { code }, id)),
+        }
+    }
+
+    /// Probes until ready (kept services too: nothing is reported ready that was not probed
+    /// in this run). Without a probe, running is all we can know.
+    async fn wait_until_ready(
+        &self,
+        run: &ServiceRun<'_>,
+        image: &ResolvedImage,
+        target: &Target<'_>,
+        action: &Action,
+        container: &mut Started,
+    ) -> std::result::Result<(), Failure> {
+        let name = run.service.name.as_str();
+        let Some(readiness) = &run.service.ready else {
+            let status =
+                self.docker.container_status(&container.id, run.network).await.map_err(|e| Failure::with_logs(e, &container.id))?;
+            if !status.running {
+                return Err(Failure::with_logs(ServiceError::Exited { code: status.exit_code }, &container.id));
+            }
+            return Ok(());
+        };
+        if *action != Action::Keep {
+            self.reporter.phase(name, Phase::Probing, &readiness.probe.describe());
+        }
+        let mut probe = probes::wait_ready(self.docker.as_ref(), &container.id, run.network, readiness).await;
+        if let (Err(why), true) = (&probe, container.restored) {
+            // A snapshot that does not come up is treated as corrupt: fall back to a clean
+            // start and a full load.
+            self.reporter.phase(
+                name,
+                Phase::Loading,
+                &format!("warning: snapshot did not become ready ({why}); falling back to a full load"),
+            );
+            let _ = self.docker.remove_container(&container.id, 0).await;
+            container.restored = false;
+            container.id = self.create_and_start(run, &image.id, &image.reference, &target.hash, false).await?;
+            probe = probes::wait_ready(self.docker.as_ref(), &container.id, run.network, readiness).await;
+        }
+        probe.map(|_| ()).map_err(|e| Failure::with_logs(e, &container.id))
+    }
+}
+
+/// Host ports the stack publishes that something else already holds. Ports held by this
+/// stack's own containers are fine: `up` either keeps those containers or replaces them.
+fn preflight_ports(manifest: &Manifest, observed: &[ObservedContainer]) -> Result<()> {
+    let mut problems = Vec::new();
+    for s in &manifest.services {
+        for p in &s.ports {
+            let Some(port) = p.host_port else { continue };
+            let ours = observed.iter().any(|c| c.ports.iter().any(|(_, hp, _, proto)| *hp == port && proto == p.protocol.as_str()));
+            if ours {
+                continue;
+            }
+            let ip = p.host_ip.clone().unwrap_or_else(|| "0.0.0.0".into());
+            let free = match p.protocol {
+                Protocol::Tcp => std::net::TcpListener::bind((ip.as_str(), port)).is_ok(),
+                Protocol::Udp => std::net::UdpSocket::bind((ip.as_str(), port)).is_ok(),
+            };
+            if !free {
+                problems.push(format!(
+                    "host port {port}/{} for service `{}` is already in use\n  = help: stop whatever listens on it (`ss -ltnp 'sport = :{port}'`), or change the host port in the manifest",
+                    p.protocol.as_str(),
+                    s.name
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Preflight(problems))
+    }
+}
