@@ -75,10 +75,3 @@ impl From<FixtureError> for crate::error::Error {
         crate::error::Error::StackFailed(e.to_string())
     }
 }
-
-/// For callers that still carry errors as text (the orchestrator's service pipeline).
-impl From<FixtureError> for String {
-    fn from(e: FixtureError) -> Self {
-        e.to_string()
-    }
-}

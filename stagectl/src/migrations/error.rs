@@ -138,10 +138,3 @@ impl From<MigrationError> for crate::error::Error {
         crate::error::Error::StackFailed(e.to_string())
     }
 }
-
-/// For callers that still carry errors as text (the orchestrator's service pipeline).
-impl From<MigrationError> for String {
-    fn from(e: MigrationError) -> Self {
-        e.to_string()
-    }
-}

@@ -15,21 +15,15 @@ use crate::plan::{self, Action};
 /// Why a data service's fixtures are not in place.
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {
-    /// The fixture files or the inputs of the snapshot key could not be read (the text comes
-    /// from `data`, which words it with the file's name).
-    #[error("{0}")]
-    Inputs(String),
-    /// Loading a file into the container failed (from `data::load`: file and line).
-    #[error("{0}")]
-    Load(String),
+    /// The fixture files or the inputs of the snapshot key could not be read, or loading a file
+    /// failed (`data` names the file and line).
+    #[error(transparent)]
+    Data(#[from] data::FixtureError),
     #[error("writing the load marker failed ({code}): {output}")]
     Marker { code: i64, output: String },
     /// PostgreSQL refused to flush its data files before a snapshot.
     #[error("CHECKPOINT failed: {output}")]
     Checkpoint { output: String },
-    /// Evicting old snapshots failed (text from `data::snapshot`).
-    #[error("{0}")]
-    Prune(String),
     #[error(transparent)]
     Docker(#[from] Error),
 }
@@ -49,11 +43,8 @@ pub(super) fn fixture_inputs(
     image_id: &str,
     spec_hash: &str,
 ) -> Result<FixtureInputs, FixtureError> {
-    // `data` words its errors with the file's name; only their text is kept (via `to_string`,
-    // so this holds whatever error type `data` returns).
-    let inputs = |e: &dyn std::fmt::Display| FixtureError::Inputs(e.to_string());
-    let files = data::expand_files(&manifest.dir, fixtures).map_err(|e| inputs(&e))?;
-    let fx_hash = data::fixtures_hash(&manifest.dir, fixtures, &files).map_err(|e| inputs(&e))?;
+    let files = data::expand_files(&manifest.dir, fixtures)?;
+    let fx_hash = data::fixtures_hash(&manifest.dir, fixtures, &files)?;
     let mut jobs = Vec::new();
     for job in &fixtures.after {
         let Some(j) = manifest.service(job) else { continue };
@@ -66,11 +57,11 @@ pub(super) fn fixture_inputs(
             })
             .collect();
         let reference = j.image.clone().or_else(|| j.build.as_ref().map(|b| b.context.display().to_string())).unwrap_or_default();
-        jobs.push((plan::spec_hash(&manifest.stack, j, &reference), data::paths_hash(&binds).map_err(|e| inputs(&e))?));
+        jobs.push((plan::spec_hash(&manifest.stack, j, &reference), data::paths_hash(&binds)?));
     }
     // Natively applied migrations are part of the loaded state, like a migrate job's mounts.
     for m in manifest.migrations.iter().filter(|m| m.service == fixtures.service && m.job.is_none()) {
-        jobs.push(("stagectl-migrations".to_string(), data::paths_hash(std::slice::from_ref(&m.dir)).map_err(|e| inputs(&e))?));
+        jobs.push(("stagectl-migrations".to_string(), data::paths_hash(std::slice::from_ref(&m.dir))?));
     }
     data::save_hash_cache();
     let key = data::snapshot::key(image_id, spec_hash, &fx_hash, &jobs);
@@ -106,9 +97,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let reporter = self.reporter.clone();
         let on_file = move |f: &data::FileLoad| reporter.phase(&f.file, Phase::Loading, &format!("{} rows in {:.2}s", f.rows, f.seconds));
         self.reporter.phase(name, Phase::Loading, &format!("{} files", inputs.files.len()));
-        let load = data::load(self.docker.as_ref(), id, manifest, fixtures, &inputs.files, &on_file)
-            .await
-            .map_err(|e| FixtureError::Load(e.to_string()))?;
+        let load = data::load(self.docker.as_ref(), id, manifest, fixtures, &inputs.files, &on_file).await?;
         let marker = vec!["sh".to_string(), "-c".to_string(), format!("echo {} > {}", inputs.key, data::snapshot::MARKER_PATH)];
         match self.docker.exec(id, &marker).await? {
             (0, _) => {}
@@ -146,9 +135,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             data::snapshot::image_labels(&manifest.stack, &fixtures.service, &inputs.key, &inputs.base_image, load.rows, load.seconds);
         self.docker.commit(id, &inputs.snapshot_ref, &labels).await?;
         self.reporter.phase(&fixtures.service, Phase::Loading, &format!("snapshot saved as {}", inputs.snapshot_ref));
-        data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref), Some(&manifest.stack))
-            .await
-            .map_err(|e| FixtureError::Prune(e.to_string()))?;
+        data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref), Some(&manifest.stack)).await?;
         Ok(())
     }
 }

@@ -11,9 +11,9 @@ use crate::migrations::{self, pg};
 /// Why a database's migrations were not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
-    /// Finding, connecting, or applying failed (text from `migrations`, naming file and line).
-    #[error("{0}")]
-    Migrations(String),
+    /// Finding, connecting, or applying failed (`migrations` names the file and line).
+    #[error(transparent)]
+    Migrations(#[from] migrations::MigrationError),
     #[error("`{service}` has no address on {network}")]
     NoAddress { service: String, network: String },
     /// Applied migrations whose files changed or disappeared, one line each.
@@ -21,11 +21,6 @@ pub enum MigrationError {
     Drift { drifted: Vec<String> },
     #[error(transparent)]
     Docker(#[from] Error),
-}
-
-/// `migrations` words its own errors; only their text is kept, whatever its error type.
-fn from_migrations(e: impl std::fmt::Display) -> MigrationError {
-    MigrationError::Migrations(e.to_string())
 }
 
 impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
@@ -42,13 +37,13 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let dir = data::display(&manifest.dir, &m.dir);
         // Announced at once: the probe has passed, and the time from here is migration work.
         self.reporter.phase(name, Phase::Migrating, &format!("checking {dir}"));
-        let files = migrations::discover(&m.dir).map_err(from_migrations)?;
+        let files = migrations::discover(&m.dir)?;
         let status = self.docker.container_status(id, network).await?;
         let host = status.ip.ok_or_else(|| MigrationError::NoAddress { service: name.to_string(), network: network.to_string() })?;
         let password = manifest.service(name).and_then(|s| s.env.get("POSTGRES_PASSWORD")).map(|v| v.value.clone());
         let target = pg::Target { host, port: m.port, user: m.user.clone(), database: m.database.clone(), password };
-        let mut client = pg::connect(&target).await.map_err(from_migrations)?;
-        let applied = pg::applied(&client).await.map_err(from_migrations)?;
+        let mut client = pg::connect(&target).await?;
+        let applied = pg::applied(&client).await?;
         let drifted = migrations::drift(&dir, &files, &applied);
         if !drifted.is_empty() {
             return Err(MigrationError::Drift { drifted });
@@ -60,7 +55,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         self.reporter.phase(name, Phase::Migrating, &format!("{} pending", todo.len()));
         let mut out = Vec::new();
         for f in todo {
-            let ms = pg::apply(&mut client, f, &format!("{dir}/{}.up.sql", f.name)).await.map_err(from_migrations)?;
+            let ms = pg::apply(&mut client, f, &format!("{dir}/{}.up.sql", f.name)).await?;
             self.reporter.phase(name, Phase::Migrating, &format!("{} applied in {ms:.0} ms", f.name));
             out.push((f.name.clone(), ms));
         }
