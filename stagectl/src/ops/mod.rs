@@ -14,6 +14,9 @@ use crate::orchestrator::{DownReport, Orchestrator, UpReport};
 pub use lock::{LockError, StackLock};
 pub use run::{check_line, record, run_recorded, Recording, RecordingReporter};
 
+#[cfg(test)]
+mod tests;
+
 /// Which checks a check operation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
