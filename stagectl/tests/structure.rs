@@ -43,6 +43,21 @@ fn code(text: &str) -> String {
     text.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n")
 }
 
+/// The file without its inline unit tests (`#[cfg(test)] mod tests { … }`, last in a file by
+/// convention): unit tests may reach anywhere (e.g. the fake engine); only shipped code is
+/// layered. A `#[cfg(test)] mod tests;` declaration cuts nothing.
+fn shipped(text: &str) -> &str {
+    let mut from = 0;
+    while let Some(at) = text[from..].find("#[cfg(test)]").map(|i| from + i) {
+        let after = text[at + "#[cfg(test)]".len()..].trim_start();
+        if after.starts_with("mod tests {") {
+            return &text[..at];
+        }
+        from = at + 1;
+    }
+    text
+}
+
 /// Top-level module → the top-level modules its non-test code names as `crate::<module>`.
 fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -50,10 +65,8 @@ fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
         if module == "lib" || module == "main" || path.file_name().is_some_and(|n| n == "tests.rs") {
             continue;
         }
-        // Unit tests may reach anywhere (e.g. the fake engine); only shipped code is layered.
-        let shipped = text.split("#[cfg(test)]").next().unwrap_or("");
         let deps = graph.entry(module.clone()).or_default();
-        for rest in code(shipped).split("crate::").skip(1) {
+        for rest in code(shipped(&text)).split("crate::").skip(1) {
             let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             if !name.is_empty() && name != module {
                 deps.insert(name);
@@ -120,7 +133,7 @@ fn the_pure_core_does_no_io() {
         if module != "manifest" && module != "plan" && module != "sql" {
             continue;
         }
-        let shipped = code(text.split("#[cfg(test)]").next().unwrap_or(""));
+        let shipped = code(shipped(&text));
         for io in ["std::fs", "TcpStream", "UdpSocket", "ToSocketAddrs", "std::env", "tokio", "std::process", "Instant::now", "SystemTime"]
         {
             assert!(!shipped.contains(io), "{} is pure core but uses `{io}`", path.display());

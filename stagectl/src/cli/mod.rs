@@ -20,7 +20,7 @@ use output::{json, out, Console, Mode};
 
 #[derive(Debug, Parser)]
 #[command(name = "stagectl", version, about = "Bring a staging stack up from stack.toml, check it, tear it down.")]
-#[command(after_help = "Exit codes: 0 ok, 1 stack or check failed, 2 invalid manifest or usage, 3 Docker unreachable.")]
+#[command(after_help = "Exit codes: 0 ok, 1 stack or check failed, 2 invalid manifest or usage, 3 Docker unreachable, 130 cancelled (Ctrl-C / SIGTERM).")]
 pub struct Cli {
     /// The manifest (before the command: `stagectl -f other.toml up`).
     #[arg(short = 'f', long = "file", env = "STAGECTL_FILE", default_value = "stack.toml")]
