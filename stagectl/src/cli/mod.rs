@@ -20,7 +20,9 @@ use output::{json, out, Console, Mode};
 
 #[derive(Debug, Parser)]
 #[command(name = "stagectl", version, about = "Bring a staging stack up from stack.toml, check it, tear it down.")]
-#[command(after_help = "Exit codes: 0 ok, 1 stack or check failed, 2 invalid manifest or usage, 3 Docker unreachable, 130 cancelled (Ctrl-C / SIGTERM).")]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 stack or check failed, 2 invalid manifest or usage, 3 Docker unreachable, 130 cancelled (Ctrl-C / SIGTERM)."
+)]
 pub struct Cli {
     /// The manifest (before the command: `stagectl -f other.toml up`).
     #[arg(short = 'f', long = "file", env = "STAGECTL_FILE", default_value = "stack.toml")]
@@ -472,7 +474,14 @@ async fn operate(
     let started = std::time::Instant::now();
     let outcome = run_recorded(connect(), &stack, manifest.as_ref(), op, Trigger::Cli, recording, console.clone(), interrupted()).await;
     console.finish();
-    let outcome = outcome?;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let redactor = crate::secrets::Redactor::new(manifest.as_ref().map(|m| m.secret_values()).unwrap_or_default());
+            write_failure_report(&stack, "run", op.name(), &redactor.apply(&e.to_string()), started, &targets)?;
+            return Err(e);
+        }
+    };
     console.finish();
     match outcome {
         OpOutcome::Down(report) => {
@@ -491,6 +500,7 @@ async fn operate(
         OpOutcome::Verify { up, checks } => {
             let code = print_up(&up, console.mode());
             if code != exit::OK {
+                write_failure_report(&stack, "up", "stack up", &up_failures(&up), started, &targets)?;
                 return Ok(code);
             }
             finish_checks(&stack, checks, started, &targets, &console, cli.json)
@@ -530,6 +540,17 @@ fn finish_checks(
         console.note("no checks in the manifest ([[checks.smoke]], [migrations.<service>])");
     }
     let report = CheckReport::new(stack, results, started.elapsed().as_secs_f64());
+    write_reports(&report, targets)?;
+    if as_json {
+        json(&report);
+    } else {
+        // The findings went to stderr one by one; stdout gets the verdict.
+        out(&format!("checks of `{}`: {} passed, {} failed in {:.2}s", report.stack, report.passed, report.failed, report.seconds));
+    }
+    Ok(if report.ok { exit::OK } else { exit::STACK_FAILED })
+}
+
+fn write_reports(report: &crate::checks::report::CheckReport, targets: &[(ReportFormat, PathBuf)]) -> Result<()> {
     for (format, path) in targets {
         let text = match format {
             ReportFormat::Json => report.json(),
@@ -538,13 +559,49 @@ fn finish_checks(
         };
         std::fs::write(path, text).map_err(|e| Error::Usage(format!("cannot write report {}: {e}", path.display())))?;
     }
-    if as_json {
-        json(&report);
-    } else {
-        // The findings went to stderr one by one; stdout gets the verdict.
-        out(&format!("checks of `{}`: {} passed, {} failed in {:.2}s", report.stack, report.passed, report.failed, report.seconds));
+    Ok(())
+}
+
+/// A report for a run that ended before its checks could run (the stack did not come up, Docker
+/// was unreachable, the run was cancelled): one failed entry saying why. Written so that a
+/// pipeline never reads an older, passing report in its place.
+fn write_failure_report(
+    stack: &str,
+    kind: &'static str,
+    name: &str,
+    message: &str,
+    started: std::time::Instant,
+    targets: &[(ReportFormat, PathBuf)],
+) -> Result<()> {
+    if targets.is_empty() {
+        return Ok(());
     }
-    Ok(if report.ok { exit::OK } else { exit::STACK_FAILED })
+    let seconds = started.elapsed().as_secs_f64();
+    let failed = crate::checks::CheckResult {
+        name: name.to_string(),
+        kind,
+        outcome: crate::checks::CheckOutcome::Failed,
+        seconds,
+        attempts: 1,
+        message: message.to_string(),
+        latency: None,
+    };
+    write_reports(&crate::checks::report::CheckReport::new(stack, vec![failed], seconds), targets)
+}
+
+/// Why a stack did not come up, one failed service per line.
+fn up_failures(report: &UpReport) -> String {
+    let lines: Vec<String> = report
+        .services
+        .iter()
+        .filter(|s| s.outcome == Outcome::Failed)
+        .map(|s| format!("{}: {}", s.service, s.message.as_deref().unwrap_or("failed")))
+        .collect();
+    if lines.is_empty() {
+        "the stack did not come up".to_string()
+    } else {
+        lines.join("\n")
+    }
 }
 
 fn unknown_service(m: &Manifest, s: &str) -> Error {

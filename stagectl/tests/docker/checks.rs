@@ -93,3 +93,40 @@ fn smoke_checks_pass_and_fail_for_real_and_the_junit_report_counts_match() {
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_report).unwrap()).unwrap();
     assert_eq!((report["ok"].as_bool(), report["passed"].as_u64(), report["failed"].as_u64()), (Some(false), Some(4), Some(2)));
 }
+
+#[test]
+fn a_failed_verify_always_writes_its_reports_so_no_stale_pass_is_read() {
+    require_docker!();
+    let stack = Stack::new(
+        "vfail",
+        r#"
+[stack]
+name = "{stack}"
+[services.migrate]
+image = "stagectl/debian:bookworm"
+job = true
+command = ["sh", "-c", "echo 'ERROR: relation missing' >&2; exit 3"]
+"#,
+    );
+    let (junit, json) = (stack.path("checks.xml"), stack.path("checks.json"));
+    let stale = r#"<testsuites name="stagectl" tests="1" failures="0"></testsuites>"#;
+    std::fs::write(&junit, stale).unwrap();
+    std::fs::write(&json, r#"{"ok": true}"#).unwrap();
+    let args = ["verify", "--report", &format!("junit:{}", junit.display()), "--report", &format!("json:{}", json.display())];
+    let out = stack.run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("valid JUnit XML");
+    let suites = doc.root_element();
+    assert_eq!(suites.attribute("failures"), Some("1"), "{xml}");
+    assert!(xml.contains("stack up") && xml.contains("migrate: "), "{xml}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["ok"], false, "{report}");
+
+    // Docker unreachable: exit 3, and the reports say so too.
+    std::fs::write(&junit, stale).unwrap();
+    let out = stack.run_env(&args, &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"failures="1""#) && xml.contains("cannot reach the Docker engine"), "{xml}");
+}
