@@ -40,6 +40,44 @@ fn to_hash_map(m: &BTreeMap<String, String>) -> HashMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
+/// Whether the engine itself went away — its socket gone, the connection refused or cut — as
+/// opposed to the engine refusing a request: the former is "Docker unreachable" (exit 3) also
+/// in the middle of a run.
+fn engine_lost(e: &bollard::errors::Error) -> bool {
+    use bollard::errors::Error as B;
+    let by_variant = match e {
+        B::HyperLegacyError { err } => err.is_connect(),
+        B::HyperResponseError { err } => err.is_closed() || err.is_incomplete_message() || err.is_canceled(),
+        B::SocketNotFoundError(_) => true,
+        _ => false,
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            if matches!(
+                io.kind(),
+                K::ConnectionRefused | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotFound | K::UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        source = err.source();
+    }
+    by_variant
+}
+
+/// The error for a failed Docker API call: unreachable when the engine went away, else the
+/// engine's own refusal with what was being done.
+fn lost_or(host: &str, context: impl Into<String>, e: bollard::errors::Error) -> Error {
+    let context = context.into();
+    if engine_lost(&e) {
+        Error::DockerUnreachable { host: host.to_string(), detail: format!("lost while {context}: {e}") }
+    } else {
+        Error::docker(context, e)
+    }
+}
+
 fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
@@ -78,7 +116,7 @@ impl ContainerEngine for BollardEngine {
     fn list_containers(&self, stack: &str) -> BoxFuture<'_, Result<Vec<ObservedContainer>>> {
         let opts = ListContainersOptionsBuilder::new().all(true).filters(&stack_filter(stack)).build();
         Box::pin(async move {
-            let list = self.docker.list_containers(Some(opts)).await.map_err(|e| Error::docker("listing containers", e))?;
+            let list = self.docker.list_containers(Some(opts)).await.map_err(|e| lost_or(&self.host, "listing containers", e))?;
             Ok(list
                 .into_iter()
                 .map(|c| {
@@ -120,7 +158,7 @@ impl ContainerEngine for BollardEngine {
     fn list_networks(&self, stack: &str) -> BoxFuture<'_, Result<Vec<OwnedResource>>> {
         let opts = ListNetworksOptionsBuilder::new().filters(&stack_filter(stack)).build();
         Box::pin(async move {
-            let list = self.docker.list_networks(Some(opts)).await.map_err(|e| Error::docker("listing networks", e))?;
+            let list = self.docker.list_networks(Some(opts)).await.map_err(|e| lost_or(&self.host, "listing networks", e))?;
             Ok(list.into_iter().filter_map(|n| Some(OwnedResource { name: n.name? })).collect())
         })
     }
@@ -128,7 +166,7 @@ impl ContainerEngine for BollardEngine {
     fn list_volumes(&self, stack: &str) -> BoxFuture<'_, Result<Vec<OwnedResource>>> {
         let opts = ListVolumesOptionsBuilder::new().filters(&stack_filter(stack)).build();
         Box::pin(async move {
-            let list = self.docker.list_volumes(Some(opts)).await.map_err(|e| Error::docker("listing volumes", e))?;
+            let list = self.docker.list_volumes(Some(opts)).await.map_err(|e| lost_or(&self.host, "listing volumes", e))?;
             Ok(list.volumes.unwrap_or_default().into_iter().map(|v| OwnedResource { name: v.name }).collect())
         })
     }
@@ -138,7 +176,7 @@ impl ContainerEngine for BollardEngine {
             match self.docker.inspect_image(reference).await {
                 Ok(info) => Ok(info.id),
                 Err(e) if is_not_found(&e) => Ok(None),
-                Err(e) => Err(Error::docker(format!("inspecting image {reference}"), e)),
+                Err(e) => Err(lost_or(&self.host, format!("inspecting image {reference}"), e)),
             }
         })
     }
@@ -150,7 +188,7 @@ impl ContainerEngine for BollardEngine {
             let mut stream = self.docker.create_image(Some(opts), None, None);
             let mut layers: HashMap<String, (u64, u64)> = HashMap::new();
             while let Some(item) = stream.next().await {
-                let info = item.map_err(|e| Error::docker(format!("pulling {reference}"), e))?;
+                let info = item.map_err(|e| lost_or(&self.host, format!("pulling {reference}"), e))?;
                 if let Some(err) = info.error_detail.and_then(|d| d.message) {
                     return Err(Error::docker(format!("pulling {reference}"), err));
                 }
@@ -223,7 +261,7 @@ impl ContainerEngine for BollardEngine {
             for extra in tags.iter().skip(1) {
                 let (repo, tag) = split_reference(extra);
                 let opts = bollard::query_parameters::TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
-                self.docker.tag_image(&id, Some(opts)).await.map_err(|e| Error::docker(format!("tagging {extra}"), e))?;
+                self.docker.tag_image(&id, Some(opts)).await.map_err(|e| lost_or(&self.host, format!("tagging {extra}"), e))?;
             }
             Ok(id)
         })
@@ -234,7 +272,7 @@ impl ContainerEngine for BollardEngine {
             match self.docker.inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>).await {
                 Ok(_) => return Ok(()),
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(Error::docker(format!("inspecting network {name}"), e)),
+                Err(e) => return Err(lost_or(&self.host, format!("inspecting network {name}"), e)),
             }
             let req = NetworkCreateRequest {
                 name: name.to_string(),
@@ -246,7 +284,7 @@ impl ContainerEngine for BollardEngine {
                 Ok(_) => Ok(()),
                 // Another run created it in between: fine.
                 Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
-                Err(e) => Err(Error::docker(format!("creating network {name}"), e)),
+                Err(e) => Err(lost_or(&self.host, format!("creating network {name}"), e)),
             }
         })
     }
@@ -255,7 +293,7 @@ impl ContainerEngine for BollardEngine {
         Box::pin(async move {
             let req = VolumeCreateRequest { name: Some(name.to_string()), labels: Some(to_hash_map(labels)), ..Default::default() };
             // Creating an existing volume is a no-op in the Docker API.
-            self.docker.create_volume(req).await.map(|_| ()).map_err(|e| Error::docker(format!("creating volume {name}"), e))
+            self.docker.create_volume(req).await.map(|_| ()).map_err(|e| lost_or(&self.host, format!("creating volume {name}"), e))
         })
     }
 
@@ -264,7 +302,7 @@ impl ContainerEngine for BollardEngine {
             match self.docker.remove_network(name).await {
                 Ok(()) => Ok(()),
                 Err(e) if is_not_found(&e) => Ok(()),
-                Err(e) => Err(Error::docker(format!("removing network {name}"), e)),
+                Err(e) => Err(lost_or(&self.host, format!("removing network {name}"), e)),
             }
         })
     }
@@ -274,7 +312,7 @@ impl ContainerEngine for BollardEngine {
             match self.docker.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
                 Ok(()) => Ok(()),
                 Err(e) if is_not_found(&e) => Ok(()),
-                Err(e) => Err(Error::docker(format!("removing volume {name}"), e)),
+                Err(e) => Err(lost_or(&self.host, format!("removing volume {name}"), e)),
             }
         })
     }
@@ -322,7 +360,7 @@ impl ContainerEngine for BollardEngine {
                 .docker
                 .create_container(Some(opts), body)
                 .await
-                .map_err(|e| Error::docker(format!("creating container {}", spec.name), e))?;
+                .map_err(|e| lost_or(&self.host, format!("creating container {}", spec.name), e))?;
             Ok(created.id)
         })
     }
@@ -332,7 +370,7 @@ impl ContainerEngine for BollardEngine {
             self.docker
                 .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
                 .await
-                .map_err(|e| Error::docker(format!("starting container {id}"), e))
+                .map_err(|e| lost_or(&self.host, format!("starting container {id}"), e))
         })
     }
 
@@ -345,7 +383,7 @@ impl ContainerEngine for BollardEngine {
                     Err(e) if is_not_found(&e) => return Ok(()),
                     // 304: already stopped.
                     Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
-                    Err(e) => return Err(Error::docker(format!("stopping container {id}"), e)),
+                    Err(e) => return Err(lost_or(&self.host, format!("stopping container {id}"), e)),
                 }
             }
             let opts = RemoveContainerOptionsBuilder::new().force(true).v(false).build();
@@ -354,7 +392,7 @@ impl ContainerEngine for BollardEngine {
                 Err(e) if is_not_found(&e) => Ok(()),
                 // 409: removal already in progress (another `down`).
                 Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
-                Err(e) => Err(Error::docker(format!("removing container {id}"), e)),
+                Err(e) => Err(lost_or(&self.host, format!("removing container {id}"), e)),
             }
         })
     }
@@ -365,7 +403,7 @@ impl ContainerEngine for BollardEngine {
                 .docker
                 .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
                 .await
-                .map_err(|e| Error::docker(format!("inspecting container {id}"), e))?;
+                .map_err(|e| lost_or(&self.host, format!("inspecting container {id}"), e))?;
             let state = info.state.unwrap_or_default();
             let settings = info.network_settings.unwrap_or_default();
             let ip = settings.networks.as_ref().and_then(|n| n.get(network)).and_then(|e| e.ip_address.clone()).filter(|ip| !ip.is_empty());
@@ -393,7 +431,7 @@ impl ContainerEngine for BollardEngine {
                 Some(Ok(r)) => Ok(r.status_code),
                 // bollard reports a non-zero exit as an error carrying the code.
                 Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
-                Some(Err(e)) => Err(Error::docker(format!("waiting for container {id}"), e)),
+                Some(Err(e)) => Err(lost_or(&self.host, format!("waiting for container {id}"), e)),
                 None => Err(Error::docker(format!("waiting for container {id}"), "no exit status")),
             }
         })
@@ -412,10 +450,11 @@ impl ContainerEngine for BollardEngine {
         let tail = tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into());
         let opts = LogsOptionsBuilder::new().follow(follow).stdout(true).stderr(true).tail(&tail).build();
         let id = id.to_string();
+        let host = self.host.clone();
         Box::pin(
             self.docker
                 .logs(&id, Some(opts))
-                .map(move |item| item.map(log_line).map_err(|e| Error::docker(format!("reading logs of {id}"), e))),
+                .map(move |item| item.map(log_line).map_err(|e| lost_or(&host, format!("reading logs of {id}"), e))),
         )
     }
 
@@ -445,7 +484,7 @@ impl ContainerEngine for BollardEngine {
                 .docker
                 .commit_container(opts, bollard::models::ContainerConfig::default())
                 .await
-                .map_err(|e| Error::docker(format!("committing {id} as {reference}"), e))?;
+                .map_err(|e| lost_or(&self.host, format!("committing {id} as {reference}"), e))?;
             Ok(r.id)
         })
     }
@@ -454,7 +493,7 @@ impl ContainerEngine for BollardEngine {
         Box::pin(async move {
             let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
             let opts = bollard::query_parameters::ListImagesOptionsBuilder::new().filters(&filters).build();
-            let list = self.docker.list_images(Some(opts)).await.map_err(|e| Error::docker("listing images", e))?;
+            let list = self.docker.list_images(Some(opts)).await.map_err(|e| lost_or(&self.host, "listing images", e))?;
             let mut out = Vec::new();
             for img in list {
                 let last_tagged = match self.docker.inspect_image(&img.id).await {
@@ -480,7 +519,7 @@ impl ContainerEngine for BollardEngine {
             match self.docker.remove_image(reference, Some(opts), None).await {
                 Ok(_) => Ok(()),
                 Err(e) if is_not_found(&e) => Ok(()),
-                Err(e) => Err(Error::docker(format!("removing image {reference}"), e)),
+                Err(e) => Err(lost_or(&self.host, format!("removing image {reference}"), e)),
             }
         })
     }
@@ -490,7 +529,7 @@ impl ContainerEngine for BollardEngine {
             match self.docker.inspect_image(reference).await {
                 Ok(info) => Ok(info.size.map(|s| s.max(0) as u64)),
                 Err(e) if is_not_found(&e) => Ok(None),
-                Err(e) => Err(Error::docker(format!("inspecting image {reference}"), e)),
+                Err(e) => Err(lost_or(&self.host, format!("inspecting image {reference}"), e)),
             }
         })
     }
@@ -499,7 +538,7 @@ impl ContainerEngine for BollardEngine {
         Box::pin(async move {
             let (repo, tag) = split_reference(reference);
             let opts = bollard::query_parameters::TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
-            self.docker.tag_image(id, Some(opts)).await.map_err(|e| Error::docker(format!("tagging {reference}"), e))
+            self.docker.tag_image(id, Some(opts)).await.map_err(|e| lost_or(&self.host, format!("tagging {reference}"), e))
         })
     }
 }
@@ -515,10 +554,10 @@ impl BollardEngine {
             ..Default::default()
         };
         let ctx = || format!("exec in {id}");
-        let created = self.docker.create_exec(id, cfg).await.map_err(|e| Error::docker(ctx(), e))?;
+        let created = self.docker.create_exec(id, cfg).await.map_err(|e| lost_or(&self.host, ctx(), e))?;
         let mut output = String::new();
         if let bollard::exec::StartExecResults::Attached { output: mut out, input: mut stdin } =
-            self.docker.start_exec(&created.id, None).await.map_err(|e| Error::docker(ctx(), e))?
+            self.docker.start_exec(&created.id, None).await.map_err(|e| lost_or(&self.host, ctx(), e))?
         {
             // Feed stdin while draining stdout/stderr, so neither side can block the other.
             let feed = async {
@@ -548,7 +587,7 @@ impl BollardEngine {
             };
             let drain = async {
                 while let Some(chunk) = out.next().await {
-                    output.push_str(&log_line(chunk.map_err(|e| Error::docker(ctx(), e))?));
+                    output.push_str(&log_line(chunk.map_err(|e| lost_or(&self.host, ctx(), e))?));
                 }
                 Ok::<(), Error>(())
             };
@@ -556,7 +595,7 @@ impl BollardEngine {
             fed?;
             drained?;
         }
-        let inspect = self.docker.inspect_exec(&created.id).await.map_err(|e| Error::docker(ctx(), e))?;
+        let inspect = self.docker.inspect_exec(&created.id).await.map_err(|e| lost_or(&self.host, ctx(), e))?;
         Ok((inspect.exit_code.unwrap_or(-1), output))
     }
 }

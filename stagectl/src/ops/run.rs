@@ -95,10 +95,25 @@ where
         outcome = work => outcome.unwrap_or_else(|panic| Err(Error::StackFailed(format!("internal error: {}; the run was stopped", panic_message(&*panic))))),
         () = cancel => Err(Error::Cancelled(cancelled_state(docker.as_ref(), stack, op).await)),
     };
+    let result = unreachable_if_lost(docker.as_ref(), stack, result).await;
     let result = finish(result);
     // Released only now: the next run on this stack starts after this one is on record.
     drop(lock);
     result
+}
+
+/// A run that failed because the Docker engine went away mid-run failed for that reason, not
+/// for whatever step happened to notice: the result becomes "Docker unreachable" (exit 3) when
+/// the engine no longer answers now.
+async fn unreachable_if_lost<E: ContainerEngine + ?Sized>(docker: &E, stack: &str, result: Result<OpOutcome>) -> Result<OpOutcome> {
+    match result {
+        Ok(outcome) if outcome.ok() => Ok(outcome),
+        Err(e @ (Error::DockerUnreachable { .. } | Error::Cancelled(_))) => Err(e),
+        other => match docker.list_containers(stack).await {
+            Err(lost @ Error::DockerUnreachable { .. }) => Err(lost),
+            _ => other,
+        },
+    }
 }
 
 /// What a panic carried, for the run's error (`panic!("...")` carries a `&str` or a `String`).

@@ -254,6 +254,82 @@ fn docker_unreachable_gives_exit_code_3_and_says_how_to_fix_it() {
     }
 }
 
+/// A relay in front of the Docker socket that can be cut, as when the engine dies mid-run.
+struct CuttableDocker {
+    path: std::path::PathBuf,
+    streams: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+}
+
+impl CuttableDocker {
+    fn start(path: std::path::PathBuf) -> CuttableDocker {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let real = std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+            .unwrap_or_else(|| "/var/run/docker.sock".into());
+        let listener = UnixListener::bind(&path).unwrap();
+        let streams = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = streams.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let (Ok(client), Ok(engine)) = (client, UnixStream::connect(&real)) else { return };
+                let mut open = kept.lock().unwrap();
+                open.push(client.try_clone().unwrap());
+                open.push(engine.try_clone().unwrap());
+                for (mut from, mut to) in [(client.try_clone().unwrap(), engine.try_clone().unwrap()), (engine, client)] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        CuttableDocker { path, streams }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    /// The engine "dies": the socket disappears and every open connection is cut.
+    fn cut(&self) {
+        let _ = std::fs::remove_file(&self.path);
+        for s in self.streams.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+#[test]
+fn docker_lost_mid_run_gives_exit_code_3_not_a_stack_failure() {
+    require_docker!();
+    let stack = Stack::new(
+        "lost",
+        r#"
+[stack]
+name = "{stack}"
+[services.a]
+image = "stagectl/debian:bookworm"
+command = ["sleep", "infinity"]
+[services.b]
+image = "stagectl/debian:bookworm"
+command = ["sleep", "infinity"]
+ready = { exec = ["false"], timeout = "6s", interval = "50ms" }
+"#,
+    );
+    let relay = CuttableDocker::start(stack.path("docker.sock"));
+    let host = relay.host();
+    let cutter = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        relay.cut();
+    });
+    let out = stack.run_env(&["up"], &[("DOCKER_HOST", &host)]);
+    cutter.join().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains(&format!("cannot reach the Docker engine at {host}")), "{err}");
+}
+
 #[test]
 fn a_host_port_in_use_is_reported_before_anything_starts() {
     require_docker!();
