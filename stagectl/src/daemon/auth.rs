@@ -46,7 +46,7 @@ pub(super) fn token(options: &Options, stack: &str, addr: SocketAddr) -> Result<
     let t = hex::encode(bytes);
     let path = crate::history::state_dir().join("daemons").join(format!("{stack}.token"));
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Usage(format!("{}: {e}", dir.display())))?;
+        crate::history::private_dir(dir).map_err(|e| Error::Usage(format!("{}: {e}", dir.display())))?;
     }
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);

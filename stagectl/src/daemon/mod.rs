@@ -131,7 +131,7 @@ pub async fn run(options: &Options) -> Result<i32> {
 
     let discovery = discovery::path(&state.stack);
     if let Some(dir) = discovery.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Usage(format!("{}: {e}", dir.display())))?;
+        crate::history::private_dir(dir).map_err(|e| Error::Usage(format!("{}: {e}", dir.display())))?;
     }
     let doc = discovery::Discovery { pid: std::process::id(), url: url.clone(), token_file };
     std::fs::write(&discovery, serde_json::to_vec(&doc).unwrap_or_default())

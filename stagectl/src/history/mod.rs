@@ -83,6 +83,8 @@ const SUCCESS_WINDOW: i64 = 100;
 pub enum HistoryError {
     #[error("history database {}: cannot create its directory: {source}", path.display())]
     CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("history database {}: cannot create it: {source}", path.display())]
+    CreateFile { path: PathBuf, source: std::io::Error },
     #[error("history database {}: {what}: {source}", path.display())]
     Sqlite { path: PathBuf, what: &'static str, source: rusqlite::Error },
     #[error(
@@ -297,6 +299,30 @@ pub struct History {
 
 /// `$STAGECTL_STATE_DIR`, else `$XDG_STATE_HOME/stagectl`, else `~/.local/state/stagectl`:
 /// the history, the lock files and the daemon discovery file live here.
+/// Creates `dir` (and missing parents) readable by its owner only, and narrows an existing
+/// one: run logs, history and daemon tokens live here.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
+/// Creates the database file readable by its owner only before SQLite opens it (SQLite gives
+/// its `-wal` and `-shm` files the database file's permissions).
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o600))?;
+    }
+    Ok(())
+}
+
 pub fn state_dir() -> PathBuf {
     state_dir_from(|name| std::env::var_os(name))
 }
@@ -372,8 +398,9 @@ impl History {
     /// processes as interrupted.
     pub fn open(path: &Path) -> Result<History, HistoryError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| HistoryError::CreateDir { path: path.to_path_buf(), source })?;
+            private_dir(dir).map_err(|source| HistoryError::CreateDir { path: path.to_path_buf(), source })?;
         }
+        private_file(path).map_err(|source| HistoryError::CreateFile { path: path.to_path_buf(), source })?;
         let fail = |what| {
             let path = path.to_path_buf();
             move |source| HistoryError::Sqlite { path, what, source }

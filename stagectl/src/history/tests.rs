@@ -475,3 +475,19 @@ fn state_dir_follows_the_environment() {
     assert_eq!(dir(&[("STAGECTL_STATE_DIR", ""), ("XDG_STATE_HOME", "rel"), ("HOME", "/h")]), PathBuf::from("/h/.local/state/stagectl"));
     assert_eq!(dir(&[]), std::env::temp_dir().join("stagectl"));
 }
+
+#[test]
+fn the_state_dir_and_the_database_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A state dir made earlier with the usual umask is narrowed too.
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    std::fs::set_permissions(dir.path().join("state"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (h, path) = open_in(&dir);
+    h.create_run("s", "up", Trigger::Cli).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    for file in [path.clone(), path.with_extension("db-wal")] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+}

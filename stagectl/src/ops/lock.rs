@@ -26,7 +26,7 @@ impl StackLock {
     fn open(stack: &str) -> std::io::Result<File> {
         let path = Self::path(stack);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::history::private_dir(dir)?;
         }
         std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)
     }
