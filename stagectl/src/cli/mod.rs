@@ -386,6 +386,9 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                     };
                     let stack = manifest.as_ref().map(|m| m.stack.as_str());
                     let removed = crate::data::snapshot::prune(docker.as_ref(), budget, None, stack).await?;
+                    if *all {
+                        crate::migrations::check::remove_leftover_images(docker.as_ref(), stack).await?;
+                    }
                     if cli.json {
                         json(&removed);
                     } else {

@@ -69,7 +69,13 @@ pub async fn run<E: ContainerEngine + ?Sized>(
     manifest: &Manifest,
     on_done: &(dyn Fn(&CheckResult) + Send + Sync),
 ) -> crate::error::Result<Vec<CheckResult>> {
-    let observed = docker.list_containers(&manifest.stack).await?;
+    let mut observed = docker.list_containers(&manifest.stack).await?;
+    // A copy left by a check that was killed (kill -9 gives no chance to clean up).
+    for stale in observed.iter().filter(|c| c.service.ends_with(COPY_SERVICE_SUFFIX)) {
+        docker.remove_container(&stale.id, 0).await?;
+    }
+    observed.retain(|c| !c.service.ends_with(COPY_SERVICE_SUFFIX));
+    remove_leftover_images(docker, Some(&manifest.stack)).await?;
     let mut results = Vec::new();
     for m in &manifest.migrations {
         let mut emit = |r: CheckResult| {
@@ -79,6 +85,30 @@ pub async fn run<E: ContainerEngine + ?Sized>(
         check_service(docker, manifest, m, &observed, &mut emit).await;
     }
     Ok(results)
+}
+
+/// The copy container's service label: `<service>.mcheck`.
+const COPY_SERVICE_SUFFIX: &str = ".mcheck";
+/// Images committed for a copy when the database has no fixture snapshot.
+const COPY_IMAGE_PREFIX: &str = "stagectl-mcheck/";
+
+/// Removes the copy images a killed `check migrations` left behind, of one stack or (with
+/// `None`) of every stack. Their containers carry the stack's labels, so `up` (as orphans) and
+/// `down` remove those; an image still in use stays. Returns how many were removed.
+pub async fn remove_leftover_images<E: ContainerEngine + ?Sized>(docker: &E, stack: Option<&str>) -> crate::error::Result<usize> {
+    let label = match stack {
+        Some(stack) => format!("{}={stack}", crate::docker::labels::STACK),
+        None => crate::docker::labels::STACK.to_string(),
+    };
+    let mut removed = 0;
+    for image in docker.list_images(&label).await? {
+        for tag in image.tags.iter().filter(|t| t.starts_with(COPY_IMAGE_PREFIX)) {
+            if docker.remove_image(tag).await.is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Address of the service's PostgreSQL for a container on `network`.
@@ -420,7 +450,7 @@ impl Copy {
             None => {
                 // Flush to the data files so the copy starts without recovery work.
                 let _ = docker.exec(live_id, &crate::data::psql_command(&m.user, &m.database, &["-c", "CHECKPOINT"])).await;
-                let r = format!("stagectl-mcheck/{}:{nonce}", m.service);
+                let r = format!("{COPY_IMAGE_PREFIX}{}:{nonce}", m.service);
                 docker.commit(live_id, &r, &plan::stack_labels(&manifest.stack)).await?;
                 (r.clone(), Some(r))
             }
@@ -436,7 +466,7 @@ impl Copy {
             None => (plan::network_name(&manifest.stack), false),
         };
         let mut spec = plan::container_spec(manifest, service, &image, &image, "migration-check");
-        spec.labels.insert(crate::docker::labels::SERVICE.into(), format!("{}.mcheck", m.service));
+        spec.labels.insert(crate::docker::labels::SERVICE.into(), format!("{}{COPY_SERVICE_SUFFIX}", m.service));
         spec.name = name.clone();
         spec.network = network.clone();
         spec.aliases = if temp_network { vec![m.service.clone()] } else { vec![] };

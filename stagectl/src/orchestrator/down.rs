@@ -28,6 +28,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         for r in results {
             r?;
         }
+        // Images of copies a killed `check migrations` left behind.
+        crate::migrations::check::remove_leftover_images(self.docker.as_ref(), Some(stack)).await?;
         let networks = self.docker.list_networks(stack).await?;
         for n in &networks {
             self.docker.remove_network(&n.name).await?;

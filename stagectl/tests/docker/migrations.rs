@@ -169,3 +169,57 @@ job = "migrate"
     let apply = find(&results, "apply (job `migrate`)");
     assert!(apply["message"].as_str().unwrap().contains("relation \"nope\" does not exist"), "{apply}");
 }
+
+/// Names of the stack's containers and of the copy images labelled with it (Docker CLI).
+fn copies_left(stack: &Stack) -> (Vec<String>, Vec<String>) {
+    let label = format!("label=org.stagectl.stack={}", stack.name);
+    let containers = docker(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"]);
+    let images = docker(&["images", "--filter", &label, "--format", "{{.Repository}}:{{.Tag}}"]);
+    let mcheck = |text: &str| text.lines().filter(|l| l.contains("mcheck")).map(str::to_string).collect::<Vec<_>>();
+    (mcheck(&containers), mcheck(&images))
+}
+
+#[test]
+fn a_check_killed_mid_copy_leaves_nothing_that_up_and_down_do_not_remove() {
+    require_docker!();
+    let stack = Stack::new("mig-kill", DB);
+    write(&stack, "migrations/001_t.up.sql", "CREATE TABLE t (id int PRIMARY KEY);\n");
+    write(&stack, "migrations/001_t.down.sql", "DROP TABLE t;\n");
+    stack.up_ok();
+    // No fixture snapshot: the check commits the live database into a copy image first.
+    let mut child = std::process::Command::new(BIN)
+        .arg("-f")
+        .arg(stack.path("stack.toml"))
+        .args(["check", "migrations"])
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while copies_left(&stack).0.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no copy container appeared");
+        assert!(child.try_wait().unwrap().is_none(), "the check ended before its copy was seen");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup runs
+    child.wait().unwrap();
+    let (containers, images) = copies_left(&stack);
+    assert!(!containers.is_empty() && !images.is_empty(), "the kill came too late to test anything: {containers:?} {images:?}");
+
+    // The next check starts by removing what the killed one left, and passes.
+    let (code, results) = check(&stack);
+    assert_eq!(code, Some(0), "{results:#?}");
+    assert_eq!(copies_left(&stack), (vec![], vec![]));
+
+    // And `down -v` removes a leftover copy image too.
+    docker(&[
+        "commit",
+        "--change",
+        &format!("LABEL org.stagectl.stack={}", stack.name),
+        &stack.container_ids()["db"],
+        "stagectl-mcheck/db:leftover",
+    ]);
+    let out = stack.run(&["down", "-v"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(copies_left(&stack), (vec![], vec![]));
+}
