@@ -67,7 +67,7 @@ pub async fn run_all<E: ContainerEngine + ?Sized>(
     manifest: &Manifest,
     on_done: &(dyn Fn(&CheckResult) + Send + Sync),
 ) -> crate::error::Result<Vec<CheckResult>> {
-    let redactor = Redactor::new(manifest.secret_values());
+    let redactor = Redactor::for_manifest(manifest);
     let containers = docker.list_containers(&manifest.stack).await?;
     let mut results = Vec::new();
     for check in &manifest.smoke {

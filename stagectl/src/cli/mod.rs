@@ -290,7 +290,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                     service.as_ref().map(|s| format!(" service `{s}`")).unwrap_or_default()
                 )));
             }
-            let redactor = crate::secrets::Redactor::new(m.secret_values());
+            let redactor = crate::secrets::Redactor::for_manifest(&m);
             let prefix = selected.len() > 1;
             let width = selected.iter().map(|c| c.service.len()).max().unwrap_or(0);
             let streams = selected.iter().map(|c| {
@@ -410,7 +410,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                 return Err(Error::StackFailed(format!("service `{service}` is not running; run `stagectl up` first")));
             };
             let (code, output) = docker.exec(&c.id, command).await?;
-            print!("{output}");
+            print!("{}", crate::secrets::Redactor::for_manifest(&m).apply(&output));
             Ok(code.clamp(0, 255) as i32)
         }
     }
@@ -480,7 +480,7 @@ async fn operate(
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => {
-            let redactor = crate::secrets::Redactor::new(manifest.as_ref().map(|m| m.secret_values()).unwrap_or_default());
+            let redactor = manifest.as_ref().map(crate::secrets::Redactor::for_manifest).unwrap_or_default();
             write_failure_report(&stack, "run", op.name(), &redactor.apply(&e.to_string()), started, &targets)?;
             return Err(e);
         }

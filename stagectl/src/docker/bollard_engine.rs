@@ -108,6 +108,21 @@ impl BollardEngine {
     }
 }
 
+impl BollardEngine {
+    /// `FROM raw` + `labels`, tagged `reference`: the same layers, a fresh image config.
+    async fn rebuild_without_container_config(&self, raw: &str, reference: &str, labels: &BTreeMap<String, String>) -> Result<String> {
+        let dockerfile = format!("FROM {raw}\n");
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(dockerfile.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes()).map_err(|e| Error::docker(format!("snapshot {reference}"), e))?;
+        let context = tar.into_inner().map_err(|e| Error::docker(format!("snapshot {reference}"), e))?;
+        self.build_image(context, "Dockerfile", &[reference.to_string()], &BTreeMap::new(), labels, &|_| {}).await
+    }
+}
+
 impl ContainerEngine for BollardEngine {
     fn host(&self) -> String {
         self.host.clone()
@@ -466,17 +481,38 @@ impl ContainerEngine for BollardEngine {
         Box::pin(self.run_exec(id, command, Some(input)))
     }
 
-    fn commit<'a>(&'a self, id: &'a str, reference: &'a str, labels: &'a BTreeMap<String, String>) -> BoxFuture<'a, Result<String>> {
+    fn commit<'a>(
+        &'a self,
+        id: &'a str,
+        reference: &'a str,
+        labels: &'a BTreeMap<String, String>,
+        clear_env: &'a [String],
+    ) -> BoxFuture<'a, Result<String>> {
         Box::pin(async move {
             let (repo, tag) = split_reference(reference);
-            let change = format!(
+            // Docker joins the changes with newlines and reads them as Dockerfile lines.
+            let mut change = format!(
                 "LABEL {}",
                 labels.iter().map(|(k, v)| format!("{k}={}", serde_json::to_string(v).unwrap_or_default())).collect::<Vec<_>>().join(" ")
             );
+            for name in clear_env {
+                change.push_str(&format!("\nENV {name}=\"\""));
+            }
+            // Engines before API 1.44 also store the committing container's whole config in the
+            // image ("ContainerConfig"), secrets included, and no change can edit it. With secrets
+            // to clear, the commit gets a temporary tag and the snapshot is a metadata-only build
+            // on top of it: that image's ContainerConfig is the build step's, made from the
+            // cleared environment. No layer is copied.
+            let stores_container_config = {
+                let v = self.docker.client_version();
+                (v.major_version, v.minor_version) < (1, 44)
+            };
+            let rebuild = !clear_env.is_empty() && stores_container_config;
+            let raw_tag = if rebuild { format!("{tag}-raw") } else { tag.to_string() };
             let opts = bollard::query_parameters::CommitContainerOptionsBuilder::new()
                 .container(id)
                 .repo(repo)
-                .tag(tag)
+                .tag(&raw_tag)
                 .pause(true)
                 .changes(&change)
                 .build();
@@ -485,7 +521,13 @@ impl ContainerEngine for BollardEngine {
                 .commit_container(opts, bollard::models::ContainerConfig::default())
                 .await
                 .map_err(|e| lost_or(&self.host, format!("committing {id} as {reference}"), e))?;
-            Ok(r.id)
+            if !rebuild {
+                return Ok(r.id);
+            }
+            let raw = format!("{repo}:{raw_tag}");
+            let built = self.rebuild_without_container_config(&raw, reference, labels).await;
+            let _ = self.docker.remove_image(&raw, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+            built
         })
     }
 

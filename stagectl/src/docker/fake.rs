@@ -456,7 +456,13 @@ impl ContainerEngine for FakeEngine {
         })
     }
 
-    fn commit<'a>(&'a self, id: &'a str, reference: &'a str, labels: &'a BTreeMap<String, String>) -> BoxFuture<'a, Result<String>> {
+    fn commit<'a>(
+        &'a self,
+        id: &'a str,
+        reference: &'a str,
+        labels: &'a BTreeMap<String, String>,
+        _clear_env: &'a [String],
+    ) -> BoxFuture<'a, Result<String>> {
         Box::pin(async move {
             self.call(format!("commit {id} {reference}")).await?;
             let mut state = self.state();

@@ -152,8 +152,16 @@ pub trait ContainerEngine: Send + Sync + 'static {
     /// Like `exec`, streaming `input` to the command's stdin (closed at the end of the stream).
     fn exec_with_input<'a>(&'a self, id: &'a str, command: &'a [String], input: ByteStream) -> BoxFuture<'a, Result<(i64, String)>>;
 
-    /// Commits the container's file system (paused while it is copied) as `reference`.
-    fn commit<'a>(&'a self, id: &'a str, reference: &'a str, labels: &'a BTreeMap<String, String>) -> BoxFuture<'a, Result<String>>;
+    /// Commits the container's file system (paused while it is copied) as `reference`, with
+    /// `labels`, and with the variables named in `clear_env` emptied in the image's config (a
+    /// container's environment is copied into the image; secrets must not be).
+    fn commit<'a>(
+        &'a self,
+        id: &'a str,
+        reference: &'a str,
+        labels: &'a BTreeMap<String, String>,
+        clear_env: &'a [String],
+    ) -> BoxFuture<'a, Result<String>>;
     /// Local images carrying the label `key=value` (or just `key`).
     fn list_images<'a>(&'a self, label: &'a str) -> BoxFuture<'a, Result<Vec<ImageInfo>>>;
     fn remove_image<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<()>>;

@@ -451,7 +451,7 @@ impl Copy {
                 // Flush to the data files so the copy starts without recovery work.
                 let _ = docker.exec(live_id, &crate::data::psql_command(&m.user, &m.database, &["-c", "CHECKPOINT"])).await;
                 let r = format!("{COPY_IMAGE_PREFIX}{}:{nonce}", m.service);
-                docker.commit(live_id, &r, &plan::stack_labels(&manifest.stack)).await?;
+                docker.commit(live_id, &r, &plan::stack_labels(&manifest.stack), &crate::secrets::secret_env_names(service)).await?;
                 (r.clone(), Some(r))
             }
         };

@@ -50,7 +50,9 @@ where
     E: ContainerEngine + ?Sized,
     C: Future<Output = Result<Arc<E>>>,
 {
-    let redactor = Redactor::new(manifest.map(|m| m.secret_values()).unwrap_or_default());
+    let redactor = manifest.map(Redactor::for_manifest).unwrap_or_default();
+    // What the person at the terminal sees is masked like what the history stores.
+    let display: Arc<dyn Reporter> = Arc::new(Masking { inner: display, redactor: redactor.clone() });
     let finish = |result: Result<OpOutcome>| {
         if let Some(r) = &recording {
             match &result {
@@ -242,7 +244,31 @@ impl Reporter for RecordingReporter {
     }
 
     fn note(&self, line: &str) {
-        self.inner.note(&self.redactor.apply(line));
+        self.inner.note(line);
         self.line(line);
+    }
+}
+
+/// Masks secrets in every event before passing it on.
+struct Masking {
+    inner: Arc<dyn Reporter>,
+    redactor: Redactor,
+}
+
+impl Reporter for Masking {
+    fn phase(&self, subject: &str, phase: Phase, detail: &str) {
+        self.inner.phase(subject, phase, &self.redactor.apply(detail));
+    }
+
+    fn bytes(&self, subject: &str, current: u64, total: u64) {
+        self.inner.bytes(subject, current, total);
+    }
+
+    fn output(&self, subject: &str, line: &str) {
+        self.inner.output(subject, &self.redactor.apply(line));
+    }
+
+    fn note(&self, line: &str) {
+        self.inner.note(&self.redactor.apply(line));
     }
 }

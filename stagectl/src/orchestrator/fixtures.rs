@@ -133,7 +133,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         }
         let labels =
             data::snapshot::image_labels(&manifest.stack, &fixtures.service, &inputs.key, &inputs.base_image, load.rows, load.seconds);
-        self.docker.commit(id, &inputs.snapshot_ref, &labels).await?;
+        let secret_env = manifest.service(&fixtures.service).map(crate::secrets::secret_env_names).unwrap_or_default();
+        self.docker.commit(id, &inputs.snapshot_ref, &labels, &secret_env).await?;
         self.reporter.phase(&fixtures.service, Phase::Loading, &format!("snapshot saved as {}", inputs.snapshot_ref));
         data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref), Some(&manifest.stack)).await?;
         Ok(())

@@ -98,7 +98,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// Brings the stack to the state the manifest describes.
     pub async fn up(&self, manifest: &Manifest) -> Result<UpReport> {
         let started = Instant::now();
-        let redactor = Redactor::new(manifest.secret_values());
+        let redactor = Redactor::for_manifest(manifest);
         let observed = self.docker.list_containers(&manifest.stack).await?;
         preflight_ports(manifest, &observed)?;
 

@@ -403,6 +403,42 @@ ready = { tcp = 1, timeout = "5s" }
 }
 
 #[test]
+fn fixture_snapshots_are_committed_without_secret_environment_values() {
+    require_docker!();
+    let stack = Stack::new(
+        "snapsecret",
+        r#"
+[stack]
+name = "{stack}"
+[services.db]
+image = "stagectl/postgres:15"
+env = { POSTGRES_DB = "app", APP_DSN = "postgres://app:${secret:pw}@db/app" }
+ready = { postgres = 5432, timeout = "30s" }
+[fixtures.db]
+files = ["seed.sql"]
+"#,
+    );
+    std::fs::write(stack.path("seed.sql"), "CREATE TABLE t (id int); INSERT INTO t VALUES (1);\n").unwrap();
+    let canary = "canary-Zq8v1PwX";
+    let out = stack.run_env(&["up"], &[("STAGECTL_SECRET_pw", canary)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let images =
+        docker(&["images", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--format", "{{.Repository}}:{{.Tag}}"]);
+    let snapshots: Vec<&str> = images.lines().filter(|l| l.starts_with("stagectl-snapshot/")).collect();
+    assert!(!snapshots.is_empty(), "no snapshot was taken: {images}");
+    for image in snapshots {
+        let config = docker(&["image", "inspect", image]);
+        assert!(!config.contains(canary), "{image} keeps the secret: {config}");
+        assert!(config.contains("APP_DSN="), "the variable itself is kept (emptied): {config}");
+    }
+    // Restored from the snapshot, the service still gets its secret from the manifest.
+    let out = stack.run_env(&["rebuild"], &[("STAGECTL_SECRET_pw", canary)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let env = docker(&["inspect", "--format", "{{json .Config.Env}}", &stack.container_ids()["db"]]);
+    assert!(env.contains(&format!("APP_DSN=postgres://app:{canary}@db/app")), "{env}");
+}
+
+#[test]
 fn logs_and_exec_reach_the_running_service() {
     require_docker!();
     let stack = Stack::new(
