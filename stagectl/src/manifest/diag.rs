@@ -118,7 +118,11 @@ fn shorten(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// 1-based line and column (in characters) of a byte offset, and the text of that line.
 pub fn locate(source: &str, offset: usize) -> (usize, usize, &str) {
-    let offset = offset.min(source.len());
+    let mut offset = offset.min(source.len());
+    // A span inside a character (none should be) counts from the character's start.
+    while !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
     let line_start = source[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
     let line_end = source[offset..].find('\n').map(|i| offset + i).unwrap_or(source.len());
     let line_no = source[..line_start].matches('\n').count() + 1;

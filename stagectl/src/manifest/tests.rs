@@ -234,3 +234,16 @@ fn invalid_utf8_is_reported_at_the_first_bad_byte() {
     assert!(errors.render().starts_with("m.toml:2:11: invalid UTF-8: bytes 0xF0 0x9F are not a valid character\n"), "{}", errors.render());
     assert_eq!(decode(b"[stack]\n", "stack.toml").unwrap(), "[stack]\n");
 }
+
+#[test]
+fn http_methods_and_header_names_are_checked_while_parsing() {
+    let check = |http: &str| result(&with(&format!("[[checks.smoke]]\nname = \"h\"\nhttp = {{ service = \"c\", port = 80, {http} }}")));
+    // Both were accepted: the method then fell back to GET, the header failed every attempt.
+    assert!(check("method = \"GE T\"").unwrap_err().contains("invalid HTTP method `GE T` in check `h`"));
+    assert!(check("headers = { \"X Bad\" = \"1\" }").unwrap_err().contains("invalid HTTP header name `X Bad`"));
+    let out = check("headers = { X-Token = \"a\\nb\" }").unwrap_err();
+    assert!(out.contains("the value of header `X-Token` contains a control character"), "{out}");
+    let m = check("method = \"patch\", headers = { X-Request-Id = \"42\", Accept = \"*/*\" }").unwrap();
+    let CheckKind::Http { method, headers, .. } = &m.smoke[0].kind else { panic!("an http check") };
+    assert_eq!((method.as_str(), headers.len()), ("PATCH", 2));
+}

@@ -130,7 +130,18 @@ impl Cx<'_> {
             return None;
         }
         let method = match ht.get("method") {
-            Some(m) => self.plain_string(m, "http check method")?.to_ascii_uppercase(),
+            Some(m) => {
+                let method = self.plain_string(m, "http check method")?.to_ascii_uppercase();
+                if !is_http_token(&method) {
+                    // It used to fall back to GET silently when the request was built.
+                    self.diags.push(
+                        Diagnostic::new(m.span(), format!("invalid HTTP method `{method}` in {what}"))
+                            .help("use a method name such as GET, POST, PUT, DELETE or HEAD"),
+                    );
+                    return None;
+                }
+                method
+            }
             None => "GET".to_string(),
         };
         let headers = match ht.get("headers") {
@@ -165,11 +176,33 @@ impl Cx<'_> {
     fn headers(&mut self, v: &Value<'_>) -> Option<BTreeMap<String, Interpolated>> {
         let h = self.table(v, "http check headers")?;
         let mut headers = BTreeMap::new();
+        let mut ok = true;
         for (k, v) in h.iter() {
-            let value = self.string(v, &format!("header `{}`", k.get_ref()), true)?;
-            headers.insert(k.get_ref().to_string(), value);
+            let name: &str = k.get_ref();
+            if !is_http_token(name) {
+                self.diags.push(
+                    Diagnostic::new(k.span(), format!("invalid HTTP header name `{name}`"))
+                        .help("header names are letters, digits and !#$%&'*+-.^_`|~, e.g. \"X-Request-Id\""),
+                );
+                ok = false;
+                continue;
+            }
+            let Some(value) = self.string(v, &format!("header `{name}`"), true) else {
+                ok = false;
+                continue;
+            };
+            // The value is not shown: it may hold a secret.
+            if value.value.chars().any(|c| c.is_control() && c != '\t') {
+                self.diags.push(
+                    Diagnostic::new(v.span(), format!("the value of header `{name}` contains a control character"))
+                        .help("header values cannot hold line breaks or other control characters"),
+                );
+                ok = false;
+                continue;
+            }
+            headers.insert(name.to_string(), value);
         }
-        Some(headers)
+        ok.then_some(headers)
     }
 
     fn expect_status(&mut self, v: &Value<'_>) -> Option<u16> {
@@ -356,4 +389,9 @@ impl Cx<'_> {
             }
         }
     }
+}
+
+/// An HTTP token (RFC 9110): what a method or a header name is made of.
+fn is_http_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
