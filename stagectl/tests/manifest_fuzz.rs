@@ -31,97 +31,12 @@ const SEED: u64 = 0x5EED_0012;
 const CASES: usize = 2000;
 const FILE: &str = "stack.toml";
 
-/// Every kind of section and field, all valid.
-const SHOP: &str = r#"# A stack with every section.
-[stack]
-name = "shop"
-snapshot_budget = "2GB"
-
-[services.db]
-image = "postgres:15"
-env = { POSTGRES_DB = "shop", POSTGRES_PASSWORD = "${secret:db_pass}", PORT = 5432, DEBUG = true, RATIO = 0.5 }
-volumes = ["pgdata:/var/lib/postgresql/data", "./init:/docker-entrypoint-initdb.d:ro"]
-ports = ["127.0.0.1:5432:5432"]
-ready = { postgres = 5432, timeout = "1m30s", interval = "250ms" }
-
-[services.cache]
-image = "redis:${REDIS_TAG:-7}"
-ports = ["6379", "5353:53/udp"]
-ready = { tcp = 6379, timeout = "10s" }
-
-[services.migrate]
-image = "shop-migrate:dev"
-job = true
-depends_on = ["db"]
-command = ["sqlx", "migrate", "run"]
-
-[services.app]
-build = { context = "demo/shop", dockerfile = "Dockerfile.dev", command = "make image", args = { PROFILE = "dev" } }
-ports = ["8080:8080"]
-depends_on = ["migrate", "cache"]
-working_dir = "/srv"
-user = "1000:1000"
-entrypoint = ["/bin/sh", "-c"]
-ready = { http = "/healthz", status = 204, timeout = "30s", interval = "100ms" }
-
-[services.worker]
-image = "shop:dev"
-depends_on = ["app"]
-ready = { log = "^worker started \\d+$" }
-
-[services.proxy]
-image = "nginx:1.25"
-depends_on = ["app"]
-ready = { healthcheck = true }
-
-[fixtures.db]
-files = ["fixtures/*.sql", "fixtures/*.csv"]
-after = ["migrate"]
-mask = { "customers.email" = "email", "customers.name" = "name", "orders.note" = "fixed:x" }
-sensitive = ["customers.email"]
-seed = "s1"
-snapshot = true
-
-[fixtures.cache]
-loader = "redis"
-files = ["fixtures/*.redis"]
-
-[[checks.smoke]]
-name = "home"
-timeout = "20s"
-http = { service = "app", port = 8080, path = "/", method = "get", headers = { Authorization = "Bearer ${secret:api_key}" }, expect_status = 200, expect_body = "ok", expect_body_regex = "o+k", expect_json = { "/status" = "ok", "/count" = 3, "/ratio" = 0.5, "/up" = true } }
-latency = { p95 = "150ms", p99 = "300ms", requests = 50, concurrency = 5, error_rate = 0.01 }
-
-[[checks.smoke]]
-name = "redis"
-tcp = { service = "cache", port = 6379 }
-
-[[checks.smoke]]
-name = "worker alive"
-exec = { service = "worker", command = ["pgrep", "worker"], expect_output = "1" }
-
-[[checks.smoke]]
-name = "products"
-sql = { service = "db", query = "select count(*) from products", expect = 10 }
-
-[[checks.smoke]]
-name = "script"
-script = ["./scripts/smoke.sh", "--quick"]
-
-[migrations.db]
-dir = "migrations"
-allow = ["add-column-default"]
-port = 5432
-lock_budget = "2s"
-round_trip = false
-job = "migrate"
-
-[schedule]
-rebuild = "0 4 * * *"
-idle_ttl = "12h"
-"#;
-
-const BASES: &[&str] = &[SHOP, include_str!("corpus/ok-full/stack.toml"), include_str!("corpus/ok-minimal/stack.toml")];
+/// Valid manifests to mutate: every section and field, the corpus's full and minimal ones.
+const BASES: &[&str] = &[
+    include_str!("corpus/ok-every-section/stack.toml"),
+    include_str!("corpus/ok-full/stack.toml"),
+    include_str!("corpus/ok-minimal/stack.toml"),
+];
 
 /// SplitMix64: small, fast, and the same sequence on every machine.
 struct Rng(u64);
