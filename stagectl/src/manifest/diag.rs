@@ -59,23 +59,21 @@ struct Window {
 impl Window {
     /// `caret`: 0-based character column of the span's start; `caret_len` in characters.
     fn around(line: &str, caret: usize, caret_len: usize) -> Window {
-        let chars: Vec<char> = line.chars().collect();
-        let pad_of = |cs: &[char]| cs.iter().map(|c| if *c == '\t' { '\t' } else { ' ' }).collect::<String>();
-        if chars.len() <= MAX_LINE_CHARS {
-            let pad = pad_of(&chars[..caret.min(chars.len())]);
+        let pad_of = |s: &str| s.chars().map(|c| if c == '\t' { '\t' } else { ' ' }).collect::<String>();
+        // No more characters than bytes: a short line needs no count.
+        let chars = if line.len() <= MAX_LINE_CHARS { line.len() } else { line.chars().count() };
+        if chars <= MAX_LINE_CHARS {
+            let pad = pad_of(&line[..byte_offset(line, caret)]);
             return Window { text: line.to_string(), pad, caret_len };
         }
         // Room for an ellipsis on each side; the caret sits a third of the way in.
         let width = MAX_LINE_CHARS - 2;
-        let start = caret.saturating_sub(width / 3).min(chars.len() - width);
+        let start = caret.saturating_sub(width / 3).min(chars - width);
         let end = start + width;
-        let mut text: String = if start > 0 { "…".to_string() } else { String::new() };
-        text.extend(&chars[start..end]);
-        if end < chars.len() {
-            text.push('…');
-        }
-        let mut pad = if start > 0 { " ".to_string() } else { String::new() };
-        pad.push_str(&pad_of(&chars[start..caret.min(chars.len())]));
+        let (from, at, to) = (byte_offset(line, start), byte_offset(line, caret.min(end)), byte_offset(line, end));
+        let ellipsis = |shown: bool| if shown { "…" } else { "" };
+        let text = format!("{}{}{}", ellipsis(start > 0), &line[from..to], ellipsis(end < chars));
+        let pad = format!("{}{}", if start > 0 { " " } else { "" }, pad_of(&line[from..at]));
         // Up to the end of the window (one past it for a caret at the end of the line).
         let caret_len = caret_len.min(end.saturating_sub(caret)).max(1);
         Window { text, pad, caret_len }
