@@ -12,11 +12,13 @@ use crate::manifest::{self, Manifest, VarSource};
 pub const SECRET_ENV_PREFIX: &str = "STAGECTL_SECRET_";
 
 pub fn load(path: &Path) -> Result<Manifest> {
-    let source = std::fs::read_to_string(path).map_err(|source| Error::ManifestRead { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::ManifestRead { path: path.to_path_buf(), source })?;
+    // Not UTF-8: a manifest error at the first bad byte's line and column, not a read error.
+    let source = manifest::decode(&bytes, &display_name(path)).map_err(Error::Manifest)?;
     let dir = path.parent().map(Path::to_path_buf).filter(|d| !d.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     let vars = var_source(&dir, std::env::vars());
-    manifest::parse(&source, &display_name(path), &dir, &vars, &|p: &Path| p.is_dir()).map_err(Error::Manifest)
+    manifest::parse(source, &display_name(path), &dir, &vars, &|p: &Path| p.is_dir()).map_err(Error::Manifest)
 }
 
 fn display_name(path: &Path) -> String {

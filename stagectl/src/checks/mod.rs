@@ -72,7 +72,7 @@ pub async fn run_all<E: ContainerEngine + ?Sized>(
     let mut results = Vec::new();
     for check in &manifest.smoke {
         let started = Instant::now();
-        let deadline = started + check.timeout;
+        let deadline = started + check.timeout.min(crate::manifest::MAX_TIMEOUT); // ≤ 24h by parse; min() guards hand-built values
         let mut attempts = 0;
         let outcome = loop {
             attempts += 1;

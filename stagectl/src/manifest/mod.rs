@@ -3,6 +3,7 @@
 
 pub mod diag;
 mod parse;
+mod units;
 pub mod vars;
 
 use std::collections::BTreeMap;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use diag::Diagnostic;
+pub use units::{format_duration, parse_duration, parse_size, DurationError, MAX_IDLE_TTL, MAX_SNAPSHOT_BUDGET, MAX_TIMEOUT, MIN_DURATION};
 pub use vars::{Interpolated, VarSource};
 
 /// A validated stack description. Every field has been checked; names are unique; the
@@ -205,25 +207,6 @@ impl MaskRule {
 /// Default disk budget for fixture snapshots.
 pub const DEFAULT_SNAPSHOT_BUDGET: u64 = 5 * 1024 * 1024 * 1024;
 
-/// Parses `512MB`, `5GB`, `1.5GiB`, or a plain number of bytes.
-pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
-    let number: f64 = t[..split].parse().ok()?;
-    let mult: u64 = match t[split..].trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "KB" => 1000,
-        "KIB" => 1024,
-        "MB" => 1_000_000,
-        "MIB" => 1024 * 1024,
-        "GB" => 1_000_000_000,
-        "GIB" => 1024 * 1024 * 1024,
-        "TB" => 1_000_000_000_000,
-        _ => return None,
-    };
-    Some((number * mult as f64) as u64)
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Service {
     pub name: String,
@@ -367,16 +350,51 @@ pub struct ManifestErrors {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// Problems rendered in full; the rest are only counted. Fixing the first ones usually clears many
+/// of the rest, and a file with thousands of problems must not print gigabytes.
+pub const MAX_RENDERED_DIAGNOSTICS: usize = 50;
+
 impl ManifestErrors {
+    /// The first [`MAX_RENDERED_DIAGNOSTICS`] problems with their source lines, a count of the
+    /// others, and the total.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for d in &self.diagnostics {
+        for d in self.diagnostics.iter().take(MAX_RENDERED_DIAGNOSTICS) {
             out.push_str(&d.render(&self.file, &self.source));
         }
         let n = self.diagnostics.len();
-        out.push_str(&format!("{n} problem{} found in {}\n", if n == 1 { "" } else { "s" }, self.file));
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        if let Some(more) = n.checked_sub(MAX_RENDERED_DIAGNOSTICS).filter(|m| *m > 0) {
+            out.push_str(&format!("… and {more} more problem{} (fix these first)\n", plural(more)));
+        }
+        out.push_str(&format!("{n} problem{} found in {}\n", plural(n), self.file));
         out
     }
+}
+
+/// The text of a manifest file's bytes, or the problem at the first byte that is not UTF-8.
+/// `display_name` is how the file is named in messages.
+pub fn decode<'a>(bytes: &'a [u8], display_name: &str) -> Result<&'a str, ManifestErrors> {
+    let error = match std::str::from_utf8(bytes) {
+        Ok(text) => return Ok(text),
+        Err(e) => e,
+    };
+    let at = error.valid_up_to();
+    let bad = &bytes[at..at + error.error_len().unwrap_or(bytes.len() - at)];
+    let shown: Vec<String> = bad.iter().map(|b| format!("0x{b:02X}")).collect();
+    let message = match shown.as_slice() {
+        [one] => format!("invalid UTF-8: byte {one} is not part of a valid character"),
+        many => format!("invalid UTF-8: bytes {} are not a valid character", many.join(" ")),
+    };
+    let sequences = bytes.utf8_chunks().filter(|c| !c.invalid().is_empty()).count();
+    let mut help = format!("the manifest must be UTF-8 text; convert it, e.g. `iconv -f latin1 -t utf-8 {display_name}`");
+    if sequences > 1 {
+        help.push_str(&format!(" ({sequences} invalid byte sequences in all)"));
+    }
+    // The lossy text is unchanged before `at`, where the bad bytes became one U+FFFD (3 bytes).
+    let diagnostic = Diagnostic::new(at..at + '\u{FFFD}'.len_utf8(), message).help(help);
+    let source = String::from_utf8_lossy(bytes).into_owned();
+    Err(ManifestErrors { file: display_name.to_string(), source, diagnostics: vec![diagnostic] })
 }
 
 /// Parses and validates manifest text. `display_name` is how the file is named in messages;
@@ -389,39 +407,10 @@ pub fn parse(
     dir_exists: &dyn Fn(&Path) -> bool,
 ) -> Result<Manifest, ManifestErrors> {
     parse::parse(source, dir, vars, dir_exists).map_err(|mut diagnostics| {
-        diagnostics.sort_by_key(|d| (d.span.start, d.message.clone()));
+        diagnostics.sort_by(|a, b| a.span.start.cmp(&b.span.start).then_with(|| a.message.cmp(&b.message)));
         diagnostics.dedup();
         ManifestErrors { file: display_name.to_string(), source: source.to_string(), diagnostics }
     })
-}
-
-/// Parses a duration such as `500ms`, `20s`, `1m30s`, `2h`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let number: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let secs = match unit {
-            "ms" => number / 1000.0,
-            "s" => number,
-            "m" => number * 60.0,
-            "h" => number * 3600.0,
-            _ => return None,
-        };
-        total += Duration::from_secs_f64(secs);
-    }
-    Some(total)
 }
 
 #[cfg(test)]

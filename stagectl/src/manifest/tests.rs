@@ -113,14 +113,137 @@ fn all_problems_are_reported_at_once_in_source_order() {
     assert!(out.ends_with("3 problems found in stack.toml\n"));
 }
 
+/// A minimal valid manifest with `extra` appended to the one service's table (or after it, when
+/// `extra` starts a new table).
+fn with(extra: &str) -> String {
+    format!("[stack]\nname = \"a\"\n[services.c]\nimage = \"redis:7\"\nports = [\"8080:80\"]\n{extra}\n")
+}
+
+fn result(src: &str) -> Result<Manifest, String> {
+    parse(src, "stack.toml", Path::new("/proj"), &VarSource::default(), &|_| true).map_err(|e| e.render())
+}
+
 #[test]
-fn durations_parse_with_units_and_reject_garbage() {
-    assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-    assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
-    assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-    assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
-    assert_eq!(parse_duration("10"), None);
-    assert_eq!(parse_duration("s"), None);
-    assert_eq!(parse_duration("5 parsecs"), None);
-    assert_eq!(parse_duration(""), None);
+fn durations_out_of_range_are_manifest_errors_with_the_allowed_range() {
+    // The first validated and then panicked in `up` (Instant + Duration); the second panicked
+    // `validate` itself (Duration::from_secs_f64).
+    for (value, range) in [
+        ("2777777777777777h", "from 1ms to 24h"),
+        ("99999999999999999999s", "from 1ms to 24h"),
+        ("0s", "from 1ms to 24h"),
+        ("0.5ms", "from 1ms to 24h"),
+        ("-5s", "from 1ms to 24h"),
+        ("24h1ms", "from 1ms to 24h"),
+    ] {
+        let out = result(&with(&format!("ready = {{ tcp = 80, timeout = \"{value}\" }}"))).unwrap_err();
+        assert!(out.starts_with(&format!("stack.toml:6:31: duration `{value}` for `services.c.ready.timeout` is out of range\n")), "{out}");
+        assert!(out.contains(&format!("= help: `services.c.ready.timeout` must be {range} (units: ms, s, m, h)")), "{out}");
+    }
+    let m = parse_ok(&with("ready = { tcp = 80, timeout = \"24h\", interval = \"1ms\" }\n[schedule]\nidle_ttl = \"8760h\""));
+    assert_eq!(m.services[0].ready.as_ref().unwrap().timeout, MAX_TIMEOUT);
+    assert_eq!(m.schedule.idle_ttl, Some(MAX_IDLE_TTL));
+    let out = result(&with("[schedule]\nidle_ttl = \"8761h\"")).unwrap_err();
+    assert!(out.contains("= help: `schedule.idle_ttl` must be from 1ms to 8760h (units: ms, s, m, h)"), "{out}");
+    // Both fields of one probe are reported, not just the first.
+    let out = result(&with("ready = { tcp = 80, timeout = \"-1s\", interval = \"nan\" }")).unwrap_err();
+    assert!(out.contains("duration `-1s`") && out.contains("invalid duration `nan`"), "{out}");
+    // A bare number gets a hint to add the unit.
+    let out = result(&with("ready = { tcp = 80, timeout = 30 }")).unwrap_err();
+    assert!(out.contains("must be a string with a unit, found an integer") && out.contains("e.g. \"30s\" or \"30ms\""), "{out}");
+}
+
+#[test]
+fn every_number_is_range_checked_at_parse_time() {
+    let problem = |extra: &str| result(&with(extra)).unwrap_err();
+    // An integer beyond 64 bits was "not an integer"; it is out of range.
+    assert!(problem("ready = { tcp = 99999999999999999999 }").contains("`services.c.ready.tcp` 99999999999999999999 is out of range"));
+    assert!(problem("[services.d]\nimage = \"x\"\nports = [\"99999999999:80\"]").contains("port 99999999999 is out of range (1-65535)"));
+    let budget = |size: &str| result(&format!("[stack]\nname = \"a\"\nsnapshot_budget = \"{size}\"\n[services.c]\nimage = \"x\"\n"));
+    assert_eq!(budget("100TB").unwrap().snapshot_budget, MAX_SNAPSHOT_BUDGET);
+    for too_big in ["101TB", "99999999999999999999999", "99999999999999999999TB"] {
+        assert!(budget(too_big).unwrap_err().contains("is out of range"), "{too_big}");
+    }
+    let http = |extra: &str| format!("[[checks.smoke]]\nname = \"h\"\nhttp = {{ service = \"c\", port = 80 }}\n{extra}");
+    assert!(problem(&http("latency = { p95 = \"1s\", error_rate = nan }")).contains("`latency.error_rate` must be a fraction"));
+    assert!(problem(&http("latency = { p95 = \"1s\", error_rate = inf }")).contains("`latency.error_rate` must be a fraction"));
+    assert!(problem(&http("latency = { p95 = \"1s\", requests = 0 }")).contains("`latency.requests` must be a whole number"));
+    assert!(problem(&http("latency = { p95 = \"25h\" }")).contains("duration `25h` for latency.p95 is out of range"));
+    assert!(problem(&http("timeout = \"2777777777777777h\"")).contains("for check `h` timeout is out of range"));
+    let json = |value: &str| {
+        format!("[[checks.smoke]]\nname = \"h\"\nhttp = {{ service = \"c\", port = 80, expect_json = {{ \"/n\" = {value} }} }}")
+    };
+    // Both were silently turned into 0 and null.
+    assert!(problem(&json("99999999999999999999")).contains("expected value at `/n` is out of range"));
+    assert!(problem(&json("nan")).contains("expected value at `/n` must be a finite number"));
+    let m = parse_ok(&with(&json("1_000.5")));
+    let CheckKind::Http { expect_json, .. } = &m.smoke[0].kind else { panic!("an http check") };
+    assert_eq!(expect_json["/n"], serde_json::json!(1000.5));
+}
+
+#[test]
+fn thousands_of_problems_render_the_first_fifty_and_a_count() {
+    // 10,000 unknown dependencies on one 150 KB line printed 1.18 GB before.
+    let deps: Vec<String> = (0..10_000).map(|i| format!("\"dep{i}\"")).collect();
+    let src = with(&format!("depends_on = [{}]", deps.join(", ")));
+    let errors = parse(&src, "stack.toml", Path::new("/proj"), &VarSource::default(), &|_| true).unwrap_err();
+    assert_eq!(errors.diagnostics.len(), 10_000);
+    let out = errors.render();
+    assert!(out.len() < 50 * 1024, "{} bytes", out.len());
+    assert!(out.ends_with("… and 9950 more problems (fix these first)\n10000 problems found in stack.toml\n"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("stack.toml:")).count(), MAX_RENDERED_DIAGNOSTICS);
+    // Below the cap, nothing changes: every problem in full, then the count.
+    let few = ManifestErrors { diagnostics: errors.diagnostics[..3].to_vec(), ..errors.clone() };
+    let rendered: String = few.diagnostics.iter().map(|d| d.render("stack.toml", &src)).collect();
+    assert_eq!(few.render(), format!("{rendered}3 problems found in stack.toml\n"));
+}
+
+#[test]
+fn a_long_dependency_chain_or_cycle_does_not_overflow_the_stack() {
+    // The cycle search was recursive: 20,000 services in a chain aborted `validate`.
+    let chain = |n: usize, close: bool| {
+        let mut src = String::from("[stack]\nname = \"a\"\n");
+        for i in 0..n {
+            let next = if close && i + 1 == n { "s0".to_string() } else { format!("s{}", i + 1) };
+            src.push_str(&format!("[services.s{i}]\nimage = \"x\"\ndepends_on = [\"{next}\"]\n"));
+        }
+        src.push_str(&format!("[services.s{}]\nimage = \"x\"\n", n));
+        src
+    };
+    assert_eq!(parse_ok(&chain(30_000, false)).services.len(), 30_001);
+    let out = result(&chain(30_000, true)).unwrap_err();
+    assert!(
+        out.contains("dependency cycle: s0 -> s1 -> s2 -> s3 -> s4 -> … 29991 more … -> s29996 -> s29997 -> s29998 -> s29999 -> s0"),
+        "{out}"
+    );
+}
+
+#[test]
+fn invalid_utf8_is_reported_at_the_first_bad_byte() {
+    let bytes = b"[stack]\nname = \"a\"\n[services.c]\nimage = \"r\xE9dis:7\"\n# \xFF\xFE\n";
+    let errors = decode(bytes, "stack.toml").unwrap_err();
+    assert_eq!(
+        errors.render(),
+        "stack.toml:4:11: invalid UTF-8: byte 0xE9 is not part of a valid character\n\
+         4 | image = \"r\u{FFFD}dis:7\"\n  |           ^\n  \
+         = help: the manifest must be UTF-8 text; convert it, e.g. `iconv -f latin1 -t utf-8 stack.toml` (3 invalid byte sequences in all)\n\
+         1 problem found in stack.toml\n"
+    );
+    // A character cut off by the end of the file; columns count characters, not bytes.
+    let bytes = [b"[stack]\nname = \"".as_slice(), "é\u{1F600}".as_bytes(), b"\xF0\x9F"].concat();
+    let errors = decode(&bytes, "m.toml").unwrap_err();
+    assert!(errors.render().starts_with("m.toml:2:11: invalid UTF-8: bytes 0xF0 0x9F are not a valid character\n"), "{}", errors.render());
+    assert_eq!(decode(b"[stack]\n", "stack.toml").unwrap(), "[stack]\n");
+}
+
+#[test]
+fn http_methods_and_header_names_are_checked_while_parsing() {
+    let check = |http: &str| result(&with(&format!("[[checks.smoke]]\nname = \"h\"\nhttp = {{ service = \"c\", port = 80, {http} }}")));
+    // Both were accepted: the method then fell back to GET, the header failed every attempt.
+    assert!(check("method = \"GE T\"").unwrap_err().contains("invalid HTTP method `GE T` in check `h`"));
+    assert!(check("headers = { \"X Bad\" = \"1\" }").unwrap_err().contains("invalid HTTP header name `X Bad`"));
+    let out = check("headers = { X-Token = \"a\\nb\" }").unwrap_err();
+    assert!(out.contains("the value of header `X-Token` contains a control character"), "{out}");
+    let m = check("method = \"patch\", headers = { X-Request-Id = \"42\", Accept = \"*/*\" }").unwrap();
+    let CheckKind::Http { method, headers, .. } = &m.smoke[0].kind else { panic!("an http check") };
+    assert_eq!((method.as_str(), headers.len()), ("PATCH", 2));
 }

@@ -101,7 +101,7 @@ pub async fn wait_ready<E: ContainerEngine + ?Sized>(
     readiness: &Readiness,
 ) -> Result<Duration, NotReady> {
     let start = Instant::now();
-    let deadline = start + readiness.timeout;
+    let deadline = start + readiness.timeout.min(crate::manifest::MAX_TIMEOUT); // ≤ 24h by parse; min() guards hand-built values
     let engine_err = |e: crate::error::Error| NotReady::Docker(e.to_string());
     let status = docker.container_status(id, network).await.map_err(engine_err)?;
     if !status.running {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-use super::cx::{env_or, http_status, integer, Cx, Span, Value};
+use super::cx::{env_or, exact_integer, float, http_status, integer, name_list, Cx, Span, Value};
 use crate::manifest::diag::{did_you_mean, Diagnostic};
 use crate::manifest::vars::Interpolated;
 use crate::manifest::{CheckKind, LatencyBudget, Service, SmokeCheck};
@@ -99,7 +99,7 @@ impl Cx<'_> {
         let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
         let help = match did_you_mean(&name, &names) {
             Some(s) => format!("did you mean `{s}`?"),
-            None => format!("defined services: {}", names.join(", ")),
+            None => format!("defined services: {}", name_list(&names)),
         };
         self.diags.push(Diagnostic::new(v.span(), format!("{what} names unknown service `{name}`")).help(help));
         None
@@ -130,7 +130,18 @@ impl Cx<'_> {
             return None;
         }
         let method = match ht.get("method") {
-            Some(m) => self.plain_string(m, "http check method")?.to_ascii_uppercase(),
+            Some(m) => {
+                let method = self.plain_string(m, "http check method")?.to_ascii_uppercase();
+                if !is_http_token(&method) {
+                    // It used to fall back to GET silently when the request was built.
+                    self.diags.push(
+                        Diagnostic::new(m.span(), format!("invalid HTTP method `{method}` in {what}"))
+                            .help("use a method name such as GET, POST, PUT, DELETE or HEAD"),
+                    );
+                    return None;
+                }
+                method
+            }
             None => "GET".to_string(),
         };
         let headers = match ht.get("headers") {
@@ -165,11 +176,33 @@ impl Cx<'_> {
     fn headers(&mut self, v: &Value<'_>) -> Option<BTreeMap<String, Interpolated>> {
         let h = self.table(v, "http check headers")?;
         let mut headers = BTreeMap::new();
+        let mut ok = true;
         for (k, v) in h.iter() {
-            let value = self.string(v, &format!("header `{}`", k.get_ref()), true)?;
-            headers.insert(k.get_ref().to_string(), value);
+            let name: &str = k.get_ref();
+            if !is_http_token(name) {
+                self.diags.push(
+                    Diagnostic::new(k.span(), format!("invalid HTTP header name `{name}`"))
+                        .help("header names are letters, digits and !#$%&'*+-.^_`|~, e.g. \"X-Request-Id\""),
+                );
+                ok = false;
+                continue;
+            }
+            let Some(value) = self.string(v, &format!("header `{name}`"), true) else {
+                ok = false;
+                continue;
+            };
+            // The value is not shown: it may hold a secret.
+            if value.value.chars().any(|c| c.is_control() && c != '\t') {
+                self.diags.push(
+                    Diagnostic::new(v.span(), format!("the value of header `{name}` contains a control character"))
+                        .help("header values cannot hold line breaks or other control characters"),
+                );
+                ok = false;
+                continue;
+            }
+            headers.insert(name.to_string(), value);
         }
-        Some(headers)
+        ok.then_some(headers)
     }
 
     fn expect_status(&mut self, v: &Value<'_>) -> Option<u16> {
@@ -206,8 +239,26 @@ impl Cx<'_> {
             let value = match v.get_ref() {
                 DeValue::String(s) => serde_json::Value::String(s.to_string()),
                 DeValue::Boolean(b) => serde_json::Value::Bool(*b),
-                DeValue::Integer(_) => serde_json::Value::from(integer(v.get_ref()).unwrap_or_default()),
-                DeValue::Float(f) => f.as_str().parse::<f64>().ok().map(serde_json::Value::from).unwrap_or_default(),
+                DeValue::Integer(_) => match exact_integer(v.get_ref()) {
+                    Some(n) => serde_json::Value::from(n),
+                    None => {
+                        self.diags.push(
+                            Diagnostic::new(v.span(), format!("expected value at `{pointer}` is out of range"))
+                                .help("TOML integers are 64-bit; compare a larger number as a string"),
+                        );
+                        continue;
+                    }
+                },
+                DeValue::Float(_) => match float(v.get_ref()).and_then(serde_json::Number::from_f64) {
+                    Some(n) => serde_json::Value::Number(n),
+                    None => {
+                        self.diags.push(
+                            Diagnostic::new(v.span(), format!("expected value at `{pointer}` must be a finite number"))
+                                .help("JSON has no NaN or infinity; compare such a value as a string"),
+                        );
+                        continue;
+                    }
+                },
                 other => {
                     self.type_error(v.span(), &format!("expected value at `{pointer}`"), "a string, number or boolean", other);
                     continue;
@@ -284,25 +335,28 @@ impl Cx<'_> {
         }
         let lt = self.table(lv, "latency")?;
         self.unknown_keys(lt, LATENCY_KEYS, &format!("the latency budget of `{name}`"));
-        let requests = self.latency_count(lt, "requests", 50)?;
-        let concurrency = self.latency_count(lt, "concurrency", 5)?;
-        let Some(p95v) = lt.get("p95") else {
-            self.diags.push(
-                Diagnostic::new(lv.span(), format!("the latency budget of {what} needs `p95`"))
-                    .help("e.g. latency = { p95 = \"150ms\", requests = 50, concurrency = 5 }"),
-            );
-            return None;
+        // Every field is checked even when another has a problem, so all are reported at once.
+        let requests = self.latency_count(lt, "requests", 50);
+        let concurrency = self.latency_count(lt, "concurrency", 5);
+        let p95 = match lt.get("p95") {
+            Some(v) => self.duration(v, "latency.p95"),
+            None => {
+                self.diags.push(
+                    Diagnostic::new(lv.span(), format!("the latency budget of {what} needs `p95`"))
+                        .help("e.g. latency = { p95 = \"150ms\", requests = 50, concurrency = 5 }"),
+                );
+                None
+            }
         };
-        let p95 = self.duration(p95v, "latency.p95")?;
-        let p99 = match lt.get("p99") {
-            Some(v) => Some(self.duration(v, "latency.p99")?),
-            None => None,
-        };
-        let max_error_rate = match lt.get("error_rate") {
-            Some(v) => self.error_rate(v)?,
-            None => 0.0,
-        };
-        Some(LatencyBudget { requests, concurrency, p95, p99, max_error_rate })
+        let p99 = lt.get("p99").map(|v| self.duration(v, "latency.p99"));
+        let max_error_rate = lt.get("error_rate").map(|v| self.error_rate(v));
+        Some(LatencyBudget {
+            requests: requests?,
+            concurrency: concurrency?,
+            p95: p95?,
+            p99: p99.map_or(Some(None), |d| d.map(Some))?,
+            max_error_rate: max_error_rate.unwrap_or(Some(0.0))?,
+        })
     }
 
     /// `requests` or `concurrency`: 1 to 100000.
@@ -320,7 +374,7 @@ impl Cx<'_> {
     /// A fraction from 0.0 to 1.0; an integer (0 or 1) is accepted too.
     fn error_rate(&mut self, v: &Value<'_>) -> Option<f64> {
         let rate = match v.get_ref() {
-            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+            DeValue::Float(_) => float(v.get_ref()),
             DeValue::Integer(_) => integer(v.get_ref()).map(|i| i as f64),
             _ => None,
         };
@@ -335,4 +389,9 @@ impl Cx<'_> {
             }
         }
     }
+}
+
+/// An HTTP token (RFC 9110): what a method or a header name is made of.
+fn is_http_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }

@@ -1,9 +1,9 @@
 //! Checks across services, once all are read: `depends_on` names services that exist, the
 //! dependencies form no cycle, and no two publications claim the same host port.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use super::cx::Cx;
+use super::cx::{name_list, Cx};
 use super::service::ServiceSpans;
 use crate::manifest::diag::{did_you_mean, Diagnostic};
 use crate::manifest::{Protocol, Service};
@@ -17,14 +17,15 @@ impl Cx<'_> {
 
     fn unknown_dependencies(&mut self, services: &[Service], spans: &[ServiceSpans]) {
         let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        let known: HashSet<&str> = names.iter().copied().collect();
         for (svc, sp) in services.iter().zip(spans) {
             for (dep, span) in svc.depends_on.iter().zip(&sp.depends_on) {
-                if names.contains(&dep.as_str()) {
+                if known.contains(dep.as_str()) {
                     continue;
                 }
                 let help = match did_you_mean(dep, &names) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("defined services: {}", names.join(", ")),
+                    None => format!("defined services: {}", name_list(&names)),
                 };
                 self.diags
                     .push(Diagnostic::new(span.clone(), format!("service `{}` depends on unknown service `{dep}`", svc.name)).help(help));
@@ -76,6 +77,16 @@ fn cycles(services: &[Service], spans: &[ServiceSpans]) -> Vec<Diagnostic> {
     search.found
 }
 
+/// `a -> b -> a`; a long cycle keeps its first and last five services.
+fn cycle_text(names: &[&str]) -> String {
+    const END: usize = 5;
+    if names.len() <= 2 * END + 1 {
+        return names.join(" -> ");
+    }
+    let hidden = names.len() - 2 * END;
+    format!("{} -> … {hidden} more … -> {}", names[..END].join(" -> "), names[names.len() - END..].join(" -> "))
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Visit {
     New,
@@ -94,15 +105,31 @@ struct CycleSearch<'a> {
 }
 
 impl CycleSearch<'_> {
-    fn visit(&mut self, i: usize) {
-        self.state[i] = Visit::OnPath;
-        self.path.push(i);
+    /// Depth-first from `root` with an explicit stack (a chain of thousands of services must not
+    /// overflow the thread's stack); the order is that of the recursive walk.
+    fn visit(&mut self, root: usize) {
         let (services, spans) = (self.services, self.spans);
-        for (dep, span) in services[i].depends_on.iter().zip(&spans[i].depends_on) {
+        self.state[root] = Visit::OnPath;
+        self.path.push(root);
+        // Beside each service on the path: the next of its dependencies to follow.
+        let mut next: Vec<usize> = vec![0];
+        while let (Some(&i), Some(k)) = (self.path.last(), next.last_mut()) {
+            if *k >= services[i].depends_on.len().min(spans[i].depends_on.len()) {
+                self.path.pop();
+                next.pop();
+                self.state[i] = Visit::Done;
+                continue;
+            }
+            let (dep, span) = (&services[i].depends_on[*k], &spans[i].depends_on[*k]);
+            *k += 1;
             // Unknown names are reported on their own.
             let Some(&j) = self.index.get(dep.as_str()) else { continue };
             match self.state[j] {
-                Visit::New => self.visit(j),
+                Visit::New => {
+                    self.state[j] = Visit::OnPath;
+                    self.path.push(j);
+                    next.push(0);
+                }
                 Visit::OnPath if j == i => self.found.push(
                     Diagnostic::new(span.clone(), format!("service `{dep}` depends on itself"))
                         .help(format!("remove `{dep}` from its `depends_on`")),
@@ -112,14 +139,12 @@ impl CycleSearch<'_> {
                     let mut names: Vec<&str> = self.path[start..].iter().map(|&p| services[p].name.as_str()).collect();
                     names.push(&services[j].name);
                     self.found.push(
-                        Diagnostic::new(span.clone(), format!("dependency cycle: {}", names.join(" -> ")))
+                        Diagnostic::new(span.clone(), format!("dependency cycle: {}", cycle_text(&names)))
                             .help("remove one of these `depends_on` entries"),
                     );
                 }
                 Visit::Done => {}
             }
         }
-        self.path.pop();
-        self.state[i] = Visit::Done;
     }
 }

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use crate::manifest::diag::{did_you_mean, Diagnostic};
 use crate::manifest::vars::{Interpolated, VarSource};
-use crate::manifest::{parse_duration, Service};
+use crate::manifest::{format_duration, parse_duration, DurationError, Service, MAX_TIMEOUT, MIN_DURATION};
 
 pub(super) type Span = Range<usize>;
 pub(super) type Value<'i> = Spanned<DeValue<'i>>;
@@ -40,10 +40,33 @@ pub(super) fn kind_name(v: &DeValue<'_>) -> &'static str {
     }
 }
 
-/// The value of a TOML integer in any radix (`0x1F`, `1_000`); `None` for other types.
-pub(super) fn integer(v: &DeValue<'_>) -> Option<i64> {
+/// The value of a TOML integer in any radix (`0x1F`, `1_000`); `None` for other types and for a
+/// literal beyond 64 bits (TOML does not allow one; the parser lets it through).
+pub(super) fn exact_integer(v: &DeValue<'_>) -> Option<i64> {
     let i = v.as_integer()?;
     i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok()
+}
+
+/// Like [`exact_integer`], but a literal beyond 64 bits saturates, so every range check rejects
+/// it as out of range rather than as "not an integer".
+pub(super) fn integer(v: &DeValue<'_>) -> Option<i64> {
+    let i = v.as_integer()?;
+    Some(exact_integer(v).unwrap_or(if i.as_str().starts_with('-') { i64::MIN } else { i64::MAX }))
+}
+
+/// The value of a TOML float (`1_000.5`, `nan`, `-inf`, `1e400` = inf); `None` for other types.
+pub(super) fn float(v: &DeValue<'_>) -> Option<f64> {
+    let f = v.as_float()?;
+    Some(f.as_str().replace('_', "").parse::<f64>().unwrap_or(f64::NAN))
+}
+
+/// Names for a hint: all of them up to ten, else the first ten and how many more.
+pub(super) fn name_list(names: &[&str]) -> String {
+    const SHOWN: usize = 10;
+    if names.len() <= SHOWN {
+        return names.join(", ");
+    }
+    format!("{} and {} more", names[..SHOWN].join(", "), names.len() - SHOWN)
 }
 
 /// An HTTP status code (100-599); `None` for anything else, which the caller reports.
@@ -190,8 +213,9 @@ impl Cx<'_> {
     pub fn port_number(&mut self, v: &Value<'_>, what: &str) -> Option<u16> {
         match integer(v.get_ref()) {
             Some(n) if (1..=65535).contains(&n) => Some(n as u16),
-            Some(n) => {
-                self.diags.push(Diagnostic::new(v.span(), format!("{what} {n} is out of range")).help("ports are 1 to 65535"));
+            Some(_) => {
+                let literal = self.src.get(v.span()).unwrap_or("").trim();
+                self.diags.push(Diagnostic::new(v.span(), format!("{what} {literal} is out of range")).help("ports are 1 to 65535"));
                 None
             }
             None => {
@@ -201,12 +225,38 @@ impl Cx<'_> {
         }
     }
 
-    /// A positive duration written with units, e.g. "500ms" or "1m30s".
+    /// A timeout, interval or budget written with units, e.g. "500ms" or "1m30s": from
+    /// [`MIN_DURATION`] to [`MAX_TIMEOUT`].
     pub fn duration(&mut self, v: &Value<'_>, what: &str) -> Option<Duration> {
+        self.duration_up_to(v, what, MAX_TIMEOUT)
+    }
+
+    /// A duration from [`MIN_DURATION`] to `max`. Out-of-range values (zero, negative, too long
+    /// for a `Duration`) are reported with the allowed range, so that no arithmetic on an
+    /// accepted value (`Instant + timeout`) can overflow.
+    pub fn duration_up_to(&mut self, v: &Value<'_>, what: &str, max: Duration) -> Option<Duration> {
+        if let DeValue::Integer(_) | DeValue::Float(_) = v.get_ref() {
+            let literal = self.src.get(v.span()).unwrap_or("").trim().to_string();
+            self.type_error(v.span(), what, "a string with a unit", v.get_ref());
+            if !literal.is_empty() && literal.len() <= 20 && literal.chars().all(|c| c.is_ascii_digit() || c == '.') {
+                self.help_last(format!("write it in quotes with a unit, e.g. \"{literal}s\" or \"{literal}ms\""));
+            } else {
+                self.help_last("write it in quotes with a unit, e.g. \"500ms\", \"20s\", \"1m30s\"");
+            }
+            return None;
+        }
         let text = self.raw_string(v, what)?;
+        let range = format!("from {} to {}", format_duration(MIN_DURATION), format_duration(max));
         match parse_duration(text) {
-            Some(d) if !d.is_zero() => Some(d),
-            _ => {
+            Ok(d) if (MIN_DURATION..=max).contains(&d) => Some(d),
+            Ok(_) | Err(DurationError::Negative | DurationError::TooLong) => {
+                self.diags.push(
+                    Diagnostic::new(v.span(), format!("duration `{text}` for {what} is out of range"))
+                        .help(format!("{what} must be {range} (units: ms, s, m, h)")),
+                );
+                None
+            }
+            Err(DurationError::Syntax) => {
                 self.diags.push(
                     Diagnostic::new(v.span(), format!("invalid duration `{text}` for {what}"))
                         .help("write a number with a unit: ms, s, m or h, e.g. \"500ms\", \"20s\", \"1m30s\""),

@@ -32,22 +32,23 @@ impl Cx<'_> {
         self.http_only_keys(t, kind, service);
         let pv = &t[kind];
         let probe = match kind {
-            "tcp" => Probe::Tcp { port: self.port_number(pv, &field("tcp"))? },
-            "postgres" => Probe::Postgres { port: self.port_number(pv, "postgres probe port")? },
-            "http" => self.http_probe(pv, t, ServicePorts { service, mappings: ports, complete: ports_complete })?,
-            "exec" => Probe::Exec { command: self.command(pv, &field("exec"))? },
-            "log" => self.log_probe(pv, service)?,
-            _ => self.healthcheck_probe(pv, service)?,
+            "tcp" => self.port_number(pv, &field("tcp")).map(|port| Probe::Tcp { port }),
+            "postgres" => self.port_number(pv, "postgres probe port").map(|port| Probe::Postgres { port }),
+            "http" => self.http_probe(pv, t, ServicePorts { service, mappings: ports, complete: ports_complete }),
+            "exec" => self.command(pv, &field("exec")).map(|command| Probe::Exec { command }),
+            "log" => self.log_probe(pv, service),
+            _ => self.healthcheck_probe(pv, service),
         };
+        // Each field is checked even when another has a problem, so all are reported at once.
         let timeout = match t.get("timeout") {
-            Some(d) => self.duration(d, &field("timeout"))?,
-            None => DEFAULT_READY_TIMEOUT,
+            Some(d) => self.duration(d, &field("timeout")),
+            None => Some(DEFAULT_READY_TIMEOUT),
         };
         let interval = match t.get("interval") {
-            Some(d) => self.duration(d, &field("interval"))?,
-            None => DEFAULT_READY_INTERVAL,
+            Some(d) => self.duration(d, &field("interval")),
+            None => Some(DEFAULT_READY_INTERVAL),
         };
-        Some(Readiness { probe, timeout, interval })
+        Some(Readiness { probe: probe?, timeout: timeout?, interval: interval? })
     }
 
     /// The one probe key present in the table.

@@ -2,7 +2,7 @@
 
 use super::cx::{Cx, Value};
 use crate::manifest::diag::Diagnostic;
-use crate::manifest::Schedule;
+use crate::manifest::{Schedule, MAX_IDLE_TTL};
 
 const SCHEDULE_KEYS: &[&str] = &["rebuild", "idle_ttl"];
 
@@ -15,7 +15,7 @@ impl Cx<'_> {
             None => None,
         };
         let idle_ttl = match t.get("idle_ttl") {
-            Some(d) => Some(self.duration(d, "`schedule.idle_ttl`")?),
+            Some(d) => Some(self.duration_up_to(d, "`schedule.idle_ttl`", MAX_IDLE_TTL)?),
             None => None,
         };
         Some(Schedule { rebuild, idle_ttl })

@@ -296,8 +296,9 @@ impl Cx<'_> {
         let field = format!("`services.{service}.depends_on`");
         let mut depends_on = Vec::new();
         let mut spans = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (dep, span) in self.string_array(v, &field).unwrap_or_default() {
-            if depends_on.contains(&dep) {
+            if !seen.insert(dep.clone()) {
                 self.diags.push(Diagnostic::new(span, format!("`{dep}` is listed twice in {field}")).help("remove the second entry"));
                 continue;
             }
@@ -355,7 +356,7 @@ pub(super) enum PortMappingError {
     #[error("port ranges are not supported; list each port separately")]
     Range,
     #[error("port {0} is out of range (1-65535)")]
-    OutOfRange(u32),
+    OutOfRange(String),
     #[error("`{0}` is not a port number")]
     NotAPort(String),
     #[error("`{0}` is not an IP address")]
@@ -393,10 +394,11 @@ fn port(text: &str) -> Result<u16, PortMappingError> {
     if text.contains('-') {
         return Err(PortMappingError::Range);
     }
-    match text.parse::<u32>() {
-        Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
-        Ok(n) => Err(PortMappingError::OutOfRange(n)),
-        Err(_) => Err(PortMappingError::NotAPort(text.to_string())),
+    match text.parse::<u16>() {
+        Ok(n) if n > 0 => Ok(n),
+        // Digits only: a number, just not a port (however many digits).
+        _ if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => Err(PortMappingError::OutOfRange(text.to_string())),
+        _ => Err(PortMappingError::NotAPort(text.to_string())),
     }
 }
 

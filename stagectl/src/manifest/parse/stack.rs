@@ -2,7 +2,8 @@
 
 use super::cx::{is_dns_label, suggest_label, Cx, Value};
 use crate::manifest::diag::Diagnostic;
-use crate::manifest::{parse_size, DEFAULT_SNAPSHOT_BUDGET};
+use crate::manifest::units::size_in_bytes;
+use crate::manifest::{DEFAULT_SNAPSHOT_BUDGET, MAX_SNAPSHOT_BUDGET};
 
 const STACK_KEYS: &[&str] = &["name", "snapshot_budget"];
 
@@ -37,13 +38,17 @@ impl Cx<'_> {
             return DEFAULT_SNAPSHOT_BUDGET;
         };
         let Some(text) = self.raw_string(v, "`stack.snapshot_budget`") else { return DEFAULT_SNAPSHOT_BUDGET };
-        let size = parse_size(text);
-        if size.is_none() {
-            self.diags.push(
+        match size_in_bytes(text) {
+            Some(bytes) if bytes <= MAX_SNAPSHOT_BUDGET as f64 => return bytes as u64,
+            Some(_) => self.diags.push(
+                Diagnostic::new(v.span(), format!("size `{text}` for `stack.snapshot_budget` is out of range"))
+                    .help("`stack.snapshot_budget` must be from 0 to 100TB, e.g. \"512MB\" or \"5GB\""),
+            ),
+            None => self.diags.push(
                 Diagnostic::new(v.span(), format!("invalid size `{text}` for `stack.snapshot_budget`"))
                     .help("write a number with a unit, e.g. \"512MB\" or \"5GB\""),
-            );
+            ),
         }
-        size.unwrap_or(DEFAULT_SNAPSHOT_BUDGET)
+        DEFAULT_SNAPSHOT_BUDGET
     }
 }

@@ -25,7 +25,7 @@ fn port_mapping_errors_say_what_is_wrong() {
     let why = |text: &str| parse_port_mapping(text).unwrap_err();
     assert_eq!(why("80/sctp"), PortMappingError::UnknownProtocol("sctp".into()));
     assert_eq!(why("1-2:3"), PortMappingError::Range);
-    assert_eq!(why("99999:80"), PortMappingError::OutOfRange(99999));
+    assert_eq!(why("99999:80"), PortMappingError::OutOfRange("99999".into()));
     assert_eq!(why("a:80"), PortMappingError::NotAPort("a".into()));
     assert_eq!(why("1.2.3:80:80"), PortMappingError::NotAnIp("1.2.3".into()));
     // The host port is checked first.
