@@ -33,6 +33,18 @@ pub struct Manifest {
     pub migrations: Vec<Migrations>,
     /// `[schedule]`: what the daemon does on its own.
     pub schedule: Schedule,
+    /// The value of every `${secret:NAME}` used anywhere (env, check headers), for masking.
+    pub secrets: SecretValues,
+}
+
+/// Secret values; `Debug` never shows them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretValues(pub Vec<String>);
+
+impl std::fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{} secret value(s)]", self.0.len())
+    }
 }
 
 /// Scheduled work of the daemon.
@@ -338,7 +350,9 @@ impl Manifest {
 
     /// Every secret value used by the stack, for redaction of anything stagectl prints.
     pub fn secret_values(&self) -> Vec<String> {
-        self.services.iter().flat_map(|s| s.env.values()).filter(|v| v.secret).map(|v| v.value.clone()).collect()
+        let built = self.services.iter().flat_map(|s| s.env.values()).filter(|v| v.secret).map(|v| v.value.clone());
+        let unique: std::collections::BTreeSet<String> = built.chain(self.secrets.0.iter().cloned()).collect();
+        unique.into_iter().collect()
     }
 }
 

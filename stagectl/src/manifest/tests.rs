@@ -75,6 +75,30 @@ fn a_full_manifest_parses_into_typed_values() {
     assert_eq!(app.env["URL"].value, "postgres://db/shop");
     assert_eq!(app.ready.as_ref().unwrap().probe, Probe::Http { port: 8080, path: "/healthz".into(), status: 200 });
     assert_eq!(m.secret_values(), vec!["hunter2".to_string()]);
+    assert!(!format!("{m:?}").contains("hunter2"), "Debug shows a secret");
+}
+
+#[test]
+fn a_secret_inside_a_longer_value_or_a_check_header_is_masked_by_itself() {
+    let mut vars = VarSource::default();
+    vars.secrets.insert("pw".into(), "pa55word".into());
+    vars.secrets.insert("tok".into(), "t0ken-value".into());
+    let src = r#"
+[stack]
+name = "s"
+[services.app]
+image = "app"
+env = { DSN = "redis://u:${secret:pw}@cache/0" }
+ports = ["8080:8080"]
+[[checks.smoke]]
+name = "auth"
+http = { service = "app", port = 8080, path = "/", headers = { Authorization = "Bearer ${secret:tok}" } }
+"#;
+    let m = parse(src, "stack.toml", Path::new("/p"), &vars, &|_| true).unwrap_or_else(|e| panic!("{}", e.render()));
+    let values = m.secret_values();
+    for secret in ["pa55word", "t0ken-value", "redis://u:pa55word@cache/0"] {
+        assert!(values.contains(&secret.to_string()), "{secret} not masked: {} values", values.len());
+    }
 }
 
 #[test]

@@ -438,6 +438,61 @@ files = ["seed.sql"]
     assert!(env.contains(&format!("APP_DSN=postgres://app:{canary}@db/app")), "{env}");
 }
 
+/// A secret used inside longer values, printed alone, JSON-escaped and URL-encoded by the app,
+/// and echoed by a failing check: no channel shows it (terminal, `logs`, `exec`, JSON output,
+/// the three report formats, the run history on disk).
+#[test]
+fn a_secret_canary_appears_in_no_output_channel() {
+    require_docker!();
+    let stack = Stack::new(
+        "canary",
+        r#"
+[stack]
+name = "{stack}"
+[services.app]
+image = "stagectl/debian:bookworm"
+env = { DSN = "redis://u:${secret:pw}@cache/0", PW = "${secret:pw}" }
+command = ["sh", "-c", "echo \"password is $PW\"; echo \"{\\\"pw\\\":\\\"$PW\\\"}\"; echo \"url=$(printf %s \"$PW\" | sed 's/!/%21/g; s/\\\"/%22/g')\"; sleep infinity"]
+ready = { log = "url=", timeout = "10s" }
+[[checks.smoke]]
+name = "echoes the secret"
+exec = { service = "app", command = ["sh", "-c", "echo $PW; echo $DSN"], expect_output = "nothing like it" }
+timeout = "1s"
+"#,
+    );
+    let canary = "Cnry!7f3k\"Q9";
+    let forms = [canary.to_string(), "Cnry%217f3k".to_string(), r#"Cnry!7f3k\"Q9"#.to_string(), "Cnry!7f3k".to_string()];
+    let state = stack.path("state");
+    let env = [("STAGECTL_SECRET_pw", canary), ("STAGECTL_STATE_DIR", state.to_str().unwrap()), ("STAGECTL_LOCAL", "true")];
+    let (json, junit, md) = (stack.path("r.json"), stack.path("r.xml"), stack.path("r.md"));
+    let reports = [format!("json:{}", json.display()), format!("junit:{}", junit.display()), format!("markdown:{}", md.display())];
+    let mut seen = String::new();
+    for args in [
+        vec!["up"],
+        vec!["--json", "up"],
+        vec!["logs", "app"],
+        vec!["exec", "app", "--", "sh", "-c", "echo $PW; echo $DSN"],
+        vec!["check", "--report", &reports[0], "--report", &reports[1], "--report", &reports[2]],
+        vec!["--json", "check"],
+        vec!["status", "--json"],
+    ] {
+        let out = stack.run_env(&args, &env);
+        seen.push_str(&format!("\n== {args:?}\n{}{}", stdout(&out), stderr(&out)));
+    }
+    assert!(seen.contains("password is ***"), "the app's output is shown, masked: {seen}");
+    for file in [&json, &junit, &md] {
+        seen.push_str(&std::fs::read_to_string(file).unwrap());
+    }
+    for entry in std::fs::read_dir(&state).unwrap().flatten() {
+        if entry.path().is_file() {
+            seen.push_str(&String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap()));
+        }
+    }
+    for form in &forms {
+        assert!(!seen.contains(form.as_str()), "the secret shows as {form:?} in: {seen}");
+    }
+}
+
 #[test]
 fn logs_and_exec_reach_the_running_service() {
     require_docker!();

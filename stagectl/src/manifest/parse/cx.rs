@@ -25,6 +25,8 @@ pub(super) struct Cx<'a> {
     pub vars: &'a VarSource,
     pub dir_exists: &'a dyn Fn(&Path) -> bool,
     pub diags: Vec<Diagnostic>,
+    /// The values of every `${secret:NAME}` the manifest uses, wherever it uses them.
+    pub secrets: std::collections::BTreeSet<String>,
 }
 
 /// "a string", "an integer", ... for type errors.
@@ -149,7 +151,17 @@ impl Cx<'_> {
     /// A string with `${...}` interpolation; secrets only where `allow_secrets`.
     pub fn string(&mut self, v: &Value<'_>, what: &str, allow_secrets: bool) -> Option<Interpolated> {
         let raw = self.raw_string(v, what)?;
-        self.vars.interpolate(raw, &v.span(), self.src, allow_secrets, &mut self.diags)
+        let value = self.vars.interpolate(raw, &v.span(), self.src, allow_secrets, &mut self.diags)?;
+        if value.secret {
+            // The secret itself, not only the value built from it, must be masked wherever it
+            // shows up alone (an app that logs its password, a header echoed back).
+            for name in raw.split("${secret:").skip(1).filter_map(|rest| rest.split_once('}').map(|(name, _)| name)) {
+                if let Some(secret) = self.vars.secrets.get(name) {
+                    self.secrets.insert(secret.clone());
+                }
+            }
+        }
+        Some(value)
     }
 
     /// An interpolated string that may not contain secrets.

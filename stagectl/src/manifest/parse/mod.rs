@@ -46,7 +46,7 @@ pub(super) fn parse(src: &str, dir: &Path, vars: &VarSource, dir_exists: &dyn Fn
     if !errors.is_empty() {
         return Err(errors.iter().map(|e| syntax_error(src, e)).collect());
     }
-    let mut cx = Cx { src, dir, vars, dir_exists, diags: Vec::new() };
+    let mut cx = Cx { src, dir, vars, dir_exists, diags: Vec::new(), secrets: Default::default() };
     let doc = doc.into_inner();
     cx.unknown_keys(&doc, TOP_KEYS, "the top level");
 
@@ -61,7 +61,8 @@ pub(super) fn parse(src: &str, dir: &Path, vars: &VarSource, dir_exists: &dyn Fn
 
     match (stack, cx.diags.is_empty()) {
         (Some(stack), true) => {
-            Ok(Manifest { dir: dir.to_path_buf(), stack, services, fixtures, snapshot_budget, smoke, migrations, schedule })
+            let secrets = super::SecretValues(cx.secrets.into_iter().collect());
+            Ok(Manifest { dir: dir.to_path_buf(), stack, services, fixtures, snapshot_budget, smoke, migrations, schedule, secrets })
         }
         _ => Err(cx.diags),
     }
