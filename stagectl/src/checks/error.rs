@@ -62,11 +62,12 @@ pub enum CheckError {
         source: std::io::Error,
     },
 
-    #[error("`{command}` exited with {code}: {output}")]
-    ExecFailed { command: String, code: i64, output: String },
+    /// `command` is quoted as a shell would; `last_lines` are the last lines it printed.
+    #[error("`{command}` exited with {code}; it printed: {last_lines}")]
+    ExecFailed { command: String, code: i64, last_lines: String },
 
-    #[error("`{command}` output does not contain {expected:?}")]
-    ExecOutputLacks { command: String, expected: String },
+    #[error("`{command}` output does not contain {expected:?}; it printed: {last_lines}")]
+    ExecOutputLacks { command: String, expected: String, last_lines: String },
 
     /// The query's psql output, whitespace squashed.
     #[error("query failed: {output}")]

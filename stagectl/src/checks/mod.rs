@@ -197,6 +197,26 @@ fn request(client: &reqwest::Client, kind: &CheckKind, base: &str) -> Option<req
     Some(req)
 }
 
+/// How many lines of a failing command's output a check message shows.
+const SHOWN_LINES: usize = 5;
+
+/// The last lines a command printed, joined by ` / ` (secrets are masked with the whole
+/// message); `(nothing)` when it printed nothing.
+fn last_lines(output: &str) -> String {
+    let lines: Vec<&str> = output.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
+    if lines.is_empty() {
+        return "(nothing)".to_string();
+    }
+    let from = lines.len().saturating_sub(SHOWN_LINES);
+    let more = if from > 0 { format!("… {from} more line(s) / ") } else { String::new() };
+    format!("{more}{}", lines[from..].join(" / "))
+}
+
+/// A command as a shell would quote it, so it can be pasted: `sh -c 'echo $PW'`.
+fn shell_words(argv: &[String]) -> String {
+    shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "))
+}
+
 async fn attempt<E: ContainerEngine + ?Sized>(
     docker: &E,
     manifest: &Manifest,
@@ -255,15 +275,16 @@ async fn attempt<E: ContainerEngine + ?Sized>(
         CheckKind::Exec { service, command, expect_output } => {
             let id = running(&manifest.stack, service, containers)?;
             let (code, out) = docker.exec(&id, command).await?;
+            let shown = shell_words(command);
             if code != 0 {
-                return Err(CheckError::ExecFailed { command: command.join(" "), code, output: out.trim().to_string() });
+                return Err(CheckError::ExecFailed { command: shown, code, last_lines: last_lines(&out) });
             }
             if let Some(want) = expect_output {
                 if !out.contains(want.as_str()) {
-                    return Err(CheckError::ExecOutputLacks { command: command.join(" "), expected: want.clone() });
+                    return Err(CheckError::ExecOutputLacks { command: shown, expected: want.clone(), last_lines: last_lines(&out) });
                 }
             }
-            Ok(format!("`{}` exited 0", command.join(" ")))
+            Ok(format!("`{shown}` exited 0"))
         }
         CheckKind::Sql { service, database, user, query, expect } => {
             let id = running(&manifest.stack, service, containers)?;
@@ -291,8 +312,7 @@ async fn attempt<E: ContainerEngine + ?Sized>(
                 Ok(format!("`{}` exited 0", command.join(" ")))
             } else {
                 let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-                let last: Vec<&str> = text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-                Err(CheckError::ScriptFailed { command: command.join(" "), status: out.status, last_lines: last.join(" / ") })
+                Err(CheckError::ScriptFailed { command: shell_words(command), status: out.status, last_lines: last_lines(&text) })
             }
         }
     }
@@ -357,14 +377,23 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_command_shows_its_last_lines_and_a_pasteable_argv() {
+        assert_eq!(shell_words(&["sh".into(), "-c".into(), "echo $PW; exit 1".into()]), "sh -c 'echo $PW; exit 1'");
+        assert_eq!(last_lines("a\n\nb\n"), "a / b");
+        assert_eq!(last_lines(""), "(nothing)");
+        let many: String = (1..=8).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(last_lines(&many), "… 3 more line(s) / line 4 / line 5 / line 6 / line 7 / line 8");
+    }
+
+    #[test]
     fn attempt_errors_name_the_request_command_or_query() {
         let e = CheckError::Status { request: "GET /".into(), status: 200, expected: 404 };
         assert_eq!(e.to_string(), "GET /: status 200, expected 404");
         let (got, expected) = (serde_json::json!(false), serde_json::json!({"ok": true}));
         let e = CheckError::JsonValue { request: "GET /health".into(), pointer: "/ok".into(), got, expected };
         assert_eq!(e.to_string(), r#"GET /health: /ok is false, expected {"ok":true}"#);
-        let e = CheckError::ExecOutputLacks { command: "cat /etc/ready".into(), expected: "yes".into() };
-        assert_eq!(e.to_string(), r#"`cat /etc/ready` output does not contain "yes""#);
+        let e = CheckError::ExecOutputLacks { command: "cat /etc/ready".into(), expected: "yes".into(), last_lines: "no".into() };
+        assert_eq!(e.to_string(), r#"`cat /etc/ready` output does not contain "yes"; it printed: no"#);
         assert_eq!(
             CheckError::QueryMismatch { got: "1".into(), expected: "2\n".into() }.to_string(),
             r#"query returned "1", expected "2\n""#
