@@ -2,16 +2,18 @@
 //! budget), tcp, exec, sql, host script. Each is retried until it passes or its deadline.
 
 mod error;
+mod latency;
 pub mod report;
 
 pub use error::CheckError;
+pub use latency::{FailureCount, FailureReason, FirstFailure, LatencyStats};
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::docker::ContainerEngine;
-use crate::manifest::{CheckKind, LatencyBudget, Manifest, SmokeCheck};
+use crate::manifest::{CheckKind, Manifest, SmokeCheck};
 use crate::plan;
 use crate::secrets::Redactor;
 
@@ -20,17 +22,6 @@ use crate::secrets::Redactor;
 pub enum CheckOutcome {
     Passed,
     Failed,
-}
-
-/// Latency figures of a burst (seed metrics M3 and M4).
-#[derive(Debug, Clone, Serialize)]
-pub struct LatencyStats {
-    pub requests: u32,
-    pub concurrency: u32,
-    pub p50_ms: f64,
-    pub p95_ms: f64,
-    pub p99_ms: f64,
-    pub error_rate: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,17 +91,16 @@ pub async fn run_all<E: ContainerEngine + ?Sized>(
                 if let (Some(budget), CheckKind::Http { .. }) = (&check.latency, &check.kind) {
                     match target(docker, &check.kind, &manifest.stack, &containers).await {
                         Ok(base) => {
-                            let stats = burst(&check.kind, &base, budget).await;
-                            if let Some(why) = over_budget(&stats, budget) {
-                                result.outcome = CheckOutcome::Failed;
-                                result.message = why;
-                            } else {
-                                result.message = format!(
-                                    "p95 {:.1} ms ≤ {} ms, errors {:.1} %",
-                                    stats.p95_ms,
-                                    budget.p95.as_millis(),
-                                    stats.error_rate * 100.0
-                                );
+                            let mut stats = latency::burst(&check.kind, &base, budget).await;
+                            match latency::verdict(&stats, budget) {
+                                Ok(msg) => result.message = msg,
+                                Err(why) => {
+                                    result.outcome = CheckOutcome::Failed;
+                                    result.message = why;
+                                }
+                            }
+                            if let Some(error) = stats.first_failure.as_mut().and_then(|f| f.error.as_mut()) {
+                                *error = redactor.apply(error);
                             }
                             result.latency = Some(stats);
                         }
@@ -132,28 +122,6 @@ pub async fn run_all<E: ContainerEngine + ?Sized>(
         results.push(result);
     }
     Ok(results)
-}
-
-fn over_budget(stats: &LatencyStats, budget: &LatencyBudget) -> Option<String> {
-    let p95_budget = budget.p95.as_secs_f64() * 1000.0;
-    if stats.p95_ms > p95_budget {
-        return Some(format!(
-            "p95 {:.1} ms > budget {} ms ({} requests at concurrency {})",
-            stats.p95_ms,
-            budget.p95.as_millis(),
-            stats.requests,
-            stats.concurrency
-        ));
-    }
-    if let Some(p99) = budget.p99 {
-        if stats.p99_ms > p99.as_secs_f64() * 1000.0 {
-            return Some(format!("p99 {:.1} ms > budget {} ms", stats.p99_ms, p99.as_millis()));
-        }
-    }
-    if stats.error_rate > budget.max_error_rate {
-        return Some(format!("error rate {:.1} % > budget {:.1} %", stats.error_rate * 100.0, budget.max_error_rate * 100.0));
-    }
-    None
 }
 
 /// Address (`ip:port`) of an http/tcp check's service on the stack network.
@@ -180,8 +148,19 @@ fn running(stack: &str, service: &str, containers: &[crate::docker::ObservedCont
         .ok_or_else(|| CheckError::NotRunning { service: service.to_string() })
 }
 
+/// A whole request (connect, send, answer, body) gets this long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connecting alone gets this long, so an address nobody answers on (a container that is
+/// gone) is reported as a connect error rather than as a slow answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("a plain HTTP client always builds")
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()
+        .expect("a plain HTTP client always builds")
 }
 
 fn request(client: &reqwest::Client, kind: &CheckKind, base: &str) -> Option<reqwest::RequestBuilder> {
@@ -318,63 +297,9 @@ async fn attempt<E: ContainerEngine + ?Sized>(
     }
 }
 
-/// `requests` requests at `concurrency`, a small burst as real users make them.
-async fn burst(kind: &CheckKind, base: &str, budget: &LatencyBudget) -> LatencyStats {
-    let CheckKind::Http { expect_status, .. } = kind else { unreachable!("latency budgets are http only") };
-    let client = client();
-    let next = std::sync::atomic::AtomicU32::new(0);
-    let workers = (0..budget.concurrency.min(budget.requests)).map(|_| async {
-        let mut samples = Vec::new();
-        while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < budget.requests {
-            let started = Instant::now();
-            let ok = match request(&client, kind, base).expect("http check").send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let _ = resp.bytes().await;
-                    status == *expect_status
-                }
-                Err(_) => false,
-            };
-            samples.push((started.elapsed().as_secs_f64() * 1000.0, ok));
-        }
-        samples
-    });
-    let samples: Vec<(f64, bool)> = futures_util::future::join_all(workers).await.into_iter().flatten().collect();
-    let mut ms: Vec<f64> = samples.iter().map(|(m, _)| *m).collect();
-    ms.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    let errors = samples.iter().filter(|(_, ok)| !ok).count();
-    LatencyStats {
-        requests: samples.len() as u32,
-        concurrency: budget.concurrency,
-        p50_ms: percentile(&ms, 50.0),
-        p95_ms: percentile(&ms, 95.0),
-        p99_ms: percentile(&ms, 99.0),
-        error_rate: if samples.is_empty() { 1.0 } else { errors as f64 / samples.len() as f64 },
-    }
-}
-
-/// Nearest-rank percentile of sorted values.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), 50.0);
-        assert_eq!(percentile(&v, 95.0), 95.0);
-        assert_eq!(percentile(&v, 99.0), 99.0);
-        assert_eq!(percentile(&[7.0], 99.0), 7.0);
-        assert_eq!(percentile(&[], 95.0), 0.0);
-    }
 
     #[test]
     fn a_failing_command_shows_its_last_lines_and_a_pasteable_argv() {
@@ -398,21 +323,5 @@ mod tests {
             CheckError::QueryMismatch { got: "1".into(), expected: "2\n".into() }.to_string(),
             r#"query returned "1", expected "2\n""#
         );
-    }
-
-    #[test]
-    fn budgets_fail_on_p95_p99_and_error_rate() {
-        let budget = LatencyBudget {
-            requests: 10,
-            concurrency: 2,
-            p95: Duration::from_millis(100),
-            p99: Some(Duration::from_millis(200)),
-            max_error_rate: 0.1,
-        };
-        let stats = |p95, p99, err| LatencyStats { requests: 10, concurrency: 2, p50_ms: 1.0, p95_ms: p95, p99_ms: p99, error_rate: err };
-        assert_eq!(over_budget(&stats(50.0, 60.0, 0.0), &budget), None);
-        assert!(over_budget(&stats(150.0, 160.0, 0.0), &budget).unwrap().starts_with("p95 150.0 ms > budget 100 ms"));
-        assert!(over_budget(&stats(90.0, 250.0, 0.0), &budget).unwrap().starts_with("p99 250.0 ms"));
-        assert!(over_budget(&stats(90.0, 95.0, 0.2), &budget).unwrap().starts_with("error rate 20.0 %"));
     }
 }

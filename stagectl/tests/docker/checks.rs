@@ -1,6 +1,111 @@
-//! Smoke checks and their reports, against the real demo app.
+//! Smoke checks and their reports, against the real demo app and a pre-fork server.
 
 use crate::harness::*;
+
+/// A pre-fork HTTP/1.1 server with keep-alive (like Apache prefork, or any server with a fixed
+/// pool of threads each serving one connection until the client closes it): `WORKERS`
+/// processes, so a connection beyond them waits in the listen queue until one is closed.
+/// `/slow` answers after 300 ms; `/every-fifth-fails` answers 503 to each worker's every
+/// fifth request.
+const PREFORK_SERVER: &str = r#"
+use strict;
+use warnings;
+use IO::Socket::INET;
+$| = 1;
+my $workers = $ENV{WORKERS} || 2;
+my $server = IO::Socket::INET->new(LocalPort => 8080, Listen => 128, ReuseAddr => 1, Proto => 'tcp') or die "listen: $!";
+my @children;
+for (1 .. $workers) {
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        my $served = 0;
+        while (my $conn = $server->accept()) {
+            local $/ = "\r\n\r\n";
+            while (defined(my $head = <$conn>)) {
+                my ($method, $path) = $head =~ m{^(\w+) (\S+)};
+                $served++;
+                my ($status, $body) = ("200 OK", '{"ok":true}');
+                select(undef, undef, undef, 0.3) if $path eq '/slow';
+                ($status, $body) = ("503 Service Unavailable", '{"ok":false}') if $path eq '/every-fifth-fails' && $served % 5 == 0;
+                print $conn "HTTP/1.1 $status\r\nContent-Type: application/json\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
+                print "worker $$: $method $path $status\n";
+            }
+            close $conn;
+        }
+        exit 0;
+    }
+    push @children, $pid;
+}
+$SIG{TERM} = sub { kill 'KILL', @children; exit 0 };
+print "listening on 8080 with $workers workers\n";
+waitpid($_, 0) for @children;
+"#;
+
+const PREFORK_STACK: &str = r#"
+[stack]
+name = "{stack}"
+
+[services.pool]
+image = "stagectl/debian:bookworm"
+command = ["perl", "/srv/prefork.pl"]
+env = { WORKERS = "2" }
+volumes = ["./prefork.pl:/srv/prefork.pl:ro"]
+ready = { tcp = 8080, timeout = "20s" }
+
+[[checks.smoke]]
+name = "more users than workers"
+http = { service = "pool", port = 8080, path = "/" }
+latency = { requests = 30, concurrency = 3, p95 = "2s", error_rate = 0.0 }
+
+[[checks.smoke]]
+name = "slow answers"
+http = { service = "pool", port = 8080, path = "/slow" }
+latency = { requests = 6, concurrency = 3, p95 = "100ms" }
+
+[[checks.smoke]]
+name = "some answers fail"
+http = { service = "pool", port = 8080, path = "/every-fifth-fails" }
+latency = { requests = 12, concurrency = 2, p95 = "2s" }
+"#;
+
+/// Issue 12: a burst with more users than the app has workers. Each simulated user closes
+/// its connection when it has no request left, so the user queued behind the workers is
+/// served then; with one shared client the burst's idle keep-alive connections held both
+/// workers and that user's request failed after the client's 10 s timeout, every time.
+/// Slowness and failed answers are still reported, each failure with its reason.
+#[test]
+fn a_burst_wider_than_a_fixed_worker_pool_passes_and_slowness_still_fails() {
+    require_docker!();
+    let stack = Stack::new("prefork", PREFORK_STACK);
+    std::fs::write(stack.path("prefork.pl"), PREFORK_SERVER).unwrap();
+    stack.up_ok();
+    let out = stack.run(&["--json", "check", "smoke"]);
+    assert_eq!(out.status.code(), Some(1), "the slow and the failing check fail");
+    let report = last_json(&out);
+    let by_name = |n: &str| report["checks"].as_array().unwrap().iter().find(|c| c["name"] == n).unwrap().clone();
+
+    let wide = by_name("more users than workers");
+    assert_eq!(wide["outcome"], "passed", "{wide}");
+    assert_eq!(wide["latency"]["failed"], 0, "{wide}");
+    assert!(wide["latency"]["p99_ms"].as_f64().unwrap() < 2000.0, "the queued user waited for the others only: {wide}");
+
+    let slow = by_name("slow answers");
+    assert_eq!(slow["outcome"], "failed", "{slow}");
+    assert!(slow["message"].as_str().unwrap().starts_with("p95 "), "{slow}");
+    assert!(slow["latency"]["p95_ms"].as_f64().unwrap() >= 300.0, "{slow}");
+    assert_eq!(slow["latency"]["failed"], 0, "slow, but every request was answered: {slow}");
+
+    let failing = by_name("some answers fail");
+    assert_eq!(failing["outcome"], "failed", "{failing}");
+    let message = failing["message"].as_str().unwrap();
+    assert!(message.starts_with("error rate "), "{message}");
+    assert!(message.contains(" of 12 failed; first: status 503 (expected 200) after "), "{message}");
+    assert!(message.ends_with(" on GET /every-fifth-fails)"), "{message}");
+    let failures = &failing["latency"]["failures"];
+    assert_eq!((failures[0]["reason"].as_str(), failures[0]["status"].as_u64()), (Some("status"), Some(503)), "{failing}");
+    assert_eq!(failures[0]["count"], failing["latency"]["failed"], "{failing}");
+    assert_eq!(failing["latency"]["first_failure"]["request"], "GET /every-fifth-fails", "{failing}");
+}
 
 /// The demo stack (shared with the other tests) plus checks that pass and fail for real.
 const CHECKS: &str = r#"
