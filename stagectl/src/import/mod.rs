@@ -363,13 +363,11 @@ impl Cx<'_> {
                     "dropped: a job is done when it exits 0".to_string(),
                 );
             }
-            if let Some((policy @ ("always" | "unless-stopped"), line)) = c.restart.as_ref().map(|(p, l)| (p.as_str(), *l)) {
-                let svc = c.out.name.clone();
-                self.warn(
-                    line,
-                    Some(&svc),
-                    format!("services.{name}.restart"),
-                    format!("`restart: {policy}` contradicts `service_completed_successfully`; stagectl runs it once as a job"),
+            let key = format!("services.{name}.restart");
+            if let Some(w) = self.warnings.iter_mut().find(|w| w.key == key) {
+                let policy = c.restart.as_ref().map(|(p, _)| p.as_str()).unwrap_or_default();
+                w.message = format!(
+                    "`restart: {policy}` is dropped: a dependent waits for `service_completed_successfully`, so stagectl runs it once, as a job"
                 );
             }
         }
