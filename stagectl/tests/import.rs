@@ -289,6 +289,24 @@ fn a_result_that_does_not_validate_yet_is_written_and_its_problems_shown() {
     assert!(std::fs::read_to_string(tmp.path().join("stack.toml")).unwrap().contains("image = \"example/app:${APP_TAG}\""));
 }
 
+#[test]
+fn files_docker_compose_would_also_read_are_named_in_warnings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::write(app.join("docker-compose.yml"), "services:\n  a:\n    image: stagectl/redis:7\n").unwrap();
+    std::fs::write(app.join("docker-compose.override.yml"), "services:\n  a:\n    ports: ['6379']\n").unwrap();
+    std::fs::write(app.join(".env"), "TAG=1\n").unwrap();
+    let import = stagectl::import::import_file(&app.join("docker-compose.yml"), tmp.path(), None, &[]).unwrap();
+    let warnings: Vec<String> = import.warnings.iter().map(|w| w.render("docker-compose.yml")).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("docker-compose.yml:1: warning: docker-compose.override.yml is beside it: `docker compose` merges it in")
+    );
+    assert!(warnings[1].contains("the .env beside the compose file sets its variables; stagectl reads the .env beside stack.toml"));
+    assert_eq!(import.stack, "app");
+}
+
 /// Only the entry point (`file.rs`) of the import module touches the outside world.
 #[test]
 fn the_conversion_does_no_io() {

@@ -32,8 +32,36 @@ pub fn import_file(compose: &Path, out_dir: &Path, stack: Option<&str>, profiles
     let base = relative(&absolute(out_dir), &compose_dir);
     let default_stack = compose_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let read = |p: &str| std::fs::read_to_string(compose_dir.join(p)).map_err(|e| e.to_string());
-    let opts = Options { file: &display, stack, default_stack: &default_stack, profiles, base: &base, read_env_file: &read };
+    let surroundings = surroundings(compose, &compose_dir, !base.is_empty());
+    let opts = Options {
+        file: &display,
+        stack,
+        default_stack: &default_stack,
+        profiles,
+        base: &base,
+        read_env_file: &read,
+        surroundings: &surroundings,
+    };
     convert(&source, &opts).map_err(|e| Error::Usage(e.to_string()))
+}
+
+/// Files beside the compose file that `docker compose` would use and the stack.toml will not.
+fn surroundings(compose: &Path, compose_dir: &Path, elsewhere: bool) -> Vec<String> {
+    let mut found = Vec::new();
+    let this = compose.file_name().unwrap_or_default();
+    for name in ["compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml", "docker-compose.override.yml"] {
+        if name != this && compose_dir.join(name).is_file() {
+            found.push(format!(
+                "{name} is beside it: `docker compose` merges it in, `stagectl import` reads one file; run `docker compose config > flat.yml` and import that to keep both"
+            ));
+        }
+    }
+    if elsewhere && compose_dir.join(".env").is_file() {
+        found.push(
+            "the .env beside the compose file sets its variables; stagectl reads the .env beside stack.toml: copy it there".to_string(),
+        );
+    }
+    found
 }
 
 /// Checks the converted text as `stagectl validate` would for a stack.toml in `out_dir`:

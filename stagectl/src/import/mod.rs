@@ -47,6 +47,9 @@ pub struct Options<'a> {
     pub base: &'a str,
     /// Reads an env file named as the compose file names it (relative to its directory).
     pub read_env_file: &'a dyn Fn(&str) -> Result<String, String>,
+    /// What the caller found around the file that changes its meaning (an override file
+    /// Compose would merge, a `.env` stagectl will not see): warnings about the whole file.
+    pub surroundings: &'a [String],
 }
 
 /// The result: stack.toml text and what needs a human's look.
@@ -120,6 +123,9 @@ pub fn convert(source: &str, opts: &Options<'_>) -> Result<Import, ImportError> 
         .entries()
         .ok_or_else(|| not_compose(root.line, format!("the top level must be a mapping with `services`, found {}", root.kind_name())))?;
     let mut cx = Cx { opts, warnings: Vec::new(), declared_volumes: BTreeMap::new(), secrets: BTreeMap::new(), configs: BTreeMap::new() };
+    for message in opts.surroundings {
+        cx.warn(1, None, String::new(), message.clone());
+    }
     for (line, message) in tags {
         cx.warn(line, None, String::new(), message);
     }

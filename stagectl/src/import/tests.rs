@@ -11,7 +11,15 @@ use super::{convert, Import, ImportError, Options};
 
 fn import_with(yaml: &str, base: &str, files: &[(&str, &str)]) -> Result<Import, ImportError> {
     let read = |p: &str| files.iter().find(|(n, _)| *n == p).map(|(_, t)| t.to_string()).ok_or_else(|| "No such file".to_string());
-    let opts = Options { file: "docker-compose.yml", stack: Some("t"), default_stack: "dir", profiles: &[], base, read_env_file: &read };
+    let opts = Options {
+        file: "docker-compose.yml",
+        stack: Some("t"),
+        default_stack: "dir",
+        profiles: &[],
+        base,
+        read_env_file: &read,
+        surroundings: &[],
+    };
     convert(yaml, &opts)
 }
 
@@ -316,10 +324,20 @@ fn tags_second_documents_and_the_stack_name() {
     assert!(has_warning(&i, 7, "a second YAML document"), "{:?}", messages(&i));
     assert!(i.toml.contains("name = \"t\""), "--stack wins");
     let read = |_: &str| Err(String::new());
-    let opts = Options { file: "c.yml", stack: None, default_stack: "Some_Dir", profiles: &[], base: "", read_env_file: &read };
+    let around = ["an override file is beside it".to_string()];
+    let opts = Options {
+        file: "c.yml",
+        stack: None,
+        default_stack: "Some_Dir",
+        profiles: &[],
+        base: "",
+        read_env_file: &read,
+        surroundings: &around,
+    };
     let named = convert("name: My Project!\nservices:\n  a:\n    image: x\n", &opts).unwrap();
     assert_eq!(named.stack, "my-project");
     let unnamed = convert("services:\n  a:\n    image: x\n", &opts).unwrap();
     assert_eq!(unnamed.stack, "some-dir");
+    assert_eq!(unnamed.warnings[0].render("c.yml"), "c.yml:1: warning: an override file is beside it");
     assert!(unnamed.toml.contains("# import: from the compose file's directory `Some_Dir`"), "{}", unnamed.toml);
 }
