@@ -373,11 +373,12 @@ impl Cx<'_> {
             }
         }
         let mut short = target;
-        if let Some(published) = text("published") {
+        let ip = text("host_ip");
+        if let Some(published) = text("published").or_else(|| ip.as_ref().map(|_| String::new())) {
             short = format!("{published}:{short}");
-            if let Some(ip) = text("host_ip") {
-                short = format!("{}:{short}", if ip.contains(':') { format!("[{ip}]") } else { ip });
-            }
+        }
+        if let Some(ip) = ip {
+            short = format!("{}:{short}", if ip.contains(':') { format!("[{ip}]") } else { ip });
         }
         if let Some(proto) = text("protocol") {
             short = format!("{short}/{proto}");

@@ -257,6 +257,7 @@ fn ports_commands_volumes_and_secrets_convert_or_warn() {
         published: '9001'
         host_ip: 127.0.0.1
         mode: host
+      - {target: 7000, host_ip: 127.0.0.1}
       - '${WEB_PORT:-8000}:8000'
     volumes:
       - ~/.cache:/cache
@@ -283,20 +284,21 @@ weird: 1
     assert!(t.contains("command = [\"npm\", \"start\", \"&&\", \"echo\", \"done\"]"), "{t}");
     assert!(has_warning(&i, 4, "shell syntax (`&&`)"));
     assert!(has_warning(&i, 5, "an empty value"));
-    assert!(t.contains("ports = [\"8080:80\", \"53:53/udp\", \"127.0.0.1:9001:9000\", \"${WEB_PORT:-8000}:8000\"]"), "{t}");
+    assert!(t.contains("ports = [\"8080:80\", \"53:53/udp\", \"127.0.0.1:9001:9000\", \"7000\", \"${WEB_PORT:-8000}:8000\"]"), "{t}");
     assert!(has_warning(&i, 12, "port option `mode` is dropped"));
+    assert!(has_warning(&i, 13, "cannot bind 127.0.0.1 with a port Docker picks"));
     assert!(
         t.contains(
             "volumes = [\"${HOME}/.cache:/cache\", \"./deploy/data:/data:ro\", \"/srv/abs:/abs\", \"./deploy/secrets/db.txt:/run/secrets/db_pw:ro\", \"./deploy/api.txt:/run/secrets/api_key:ro\", \"./deploy/nginx.conf:/nginx:ro\"]"
         ),
         "{t}"
     );
-    assert!(has_warning(&i, 18, "`mode` of `api` is dropped"));
-    assert!(has_warning(&i, 18, "`env_only` is not declared with a `file:`"));
-    assert!(has_warning(&i, 20, "`networks` is dropped"));
-    assert!(has_warning(&i, 21, "`ulimits` is dropped"));
-    assert!(has_warning(&i, 30, "network `front` is dropped"), "{:?}", messages(&i));
-    assert!(has_warning(&i, 32, "unknown top-level key `weird`"));
+    assert!(has_warning(&i, 19, "`mode` of `api` is dropped"));
+    assert!(has_warning(&i, 19, "`env_only` is not declared with a `file:`"));
+    assert!(has_warning(&i, 21, "`networks` is dropped"));
+    assert!(has_warning(&i, 22, "`ulimits` is dropped"));
+    assert!(has_warning(&i, 31, "network `front` is dropped"), "{:?}", messages(&i));
+    assert!(has_warning(&i, 33, "unknown top-level key `weird`"));
     assert!(!messages(&i).iter().any(|m| m.contains("x-custom") || m.contains("`default`")), "{:?}", messages(&i));
 }
 
