@@ -10,6 +10,7 @@ pub mod data;
 pub mod docker;
 pub mod error;
 pub mod history;
+pub mod import;
 pub mod load;
 pub mod manifest;
 pub mod migrations;

@@ -99,6 +99,23 @@ pub enum Command {
     Snapshots(SnapshotsCommand),
     /// Serve this stack: HTTP API, status page, metrics, file watching, schedules.
     Daemon(DaemonArgs),
+    /// Convert a docker-compose.yml into a stack.toml; warnings name the compose file's lines.
+    Import {
+        /// The compose file.
+        compose: PathBuf,
+        /// Write the stack.toml here (default: stdout).
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// Stack name (default: the compose `name:`, else the compose file's directory).
+        #[arg(long)]
+        stack: Option<String>,
+        /// Also import the services of this Compose profile (repeatable; `*` for all).
+        #[arg(long = "profile", value_name = "PROFILE")]
+        profiles: Vec<String>,
+        /// Overwrite the output file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run a command in a running service.
     Exec {
         service: String,
@@ -399,6 +416,14 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             }
             Ok(exit::OK)
         }
+        Command::Import { compose, output, stack, profiles, force } => crate::import::run(&crate::import::Request {
+            compose: compose.clone(),
+            output: output.clone(),
+            stack: stack.clone(),
+            profiles: profiles.clone(),
+            force: *force,
+            json: cli.json,
+        }),
         Command::Exec { service, command } => {
             let m = load(cli)?;
             if m.service(service).is_none() {

@@ -6,6 +6,7 @@ mod harness;
 mod checks;
 mod daemon;
 mod fixtures;
+mod import;
 mod migrations;
 
 use std::collections::BTreeMap;
