@@ -7,6 +7,7 @@ mod checks;
 mod daemon;
 mod fixtures;
 mod migrations;
+mod realapps;
 
 use std::collections::BTreeMap;
 
