@@ -23,7 +23,8 @@ pub const LOAD_SECONDS_LABEL: &str = "org.stagectl.snapshot-load-seconds";
 pub const MARKER_PATH: &str = "/tmp/.stagectl-fixtures-loaded";
 
 /// The snapshot key: base image, the service's spec, the fixture inputs, and the jobs that
-/// run before the load (their spec and the content of the host paths they mount).
+/// run before the load (their spec hashed with their resolved image ID, not their image's
+/// name, and the content of the host paths they mount).
 pub fn key(base_image_id: &str, service_spec_hash: &str, fixtures_hash: &str, jobs: &[(String, String)]) -> String {
     let mut h = Sha256::new();
     // Bumped whenever what a snapshot contains changes shape (e.g. the marker's location).

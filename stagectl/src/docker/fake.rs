@@ -147,6 +147,15 @@ impl FakeEngine {
         self.script_mut(name, |s| s.exec_results = results.iter().map(|(code, out)| (*code, out.to_string())).collect());
     }
 
+    /// The running container named `name` exits with `code` now (a crash some time after its
+    /// start).
+    pub fn exit_now(&self, name: &str, code: i64) {
+        if let Some(c) = self.state().containers.values_mut().find(|c| c.spec.name == name && c.state == RunState::Running) {
+            c.state = RunState::Exited;
+            c.exit_code = Some(code);
+        }
+    }
+
     /// The Docker healthcheck status (`healthy`, `unhealthy`, `starting`) of containers named `name`.
     pub fn health(&self, name: &str, status: &str) {
         self.script_mut(name, |s| s.health = Some(status.to_string()));

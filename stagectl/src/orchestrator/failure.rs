@@ -24,6 +24,9 @@ pub enum ServiceError {
     /// A service without a readiness probe was not running after its start.
     #[error("container exited with code {}", .code.unwrap_or(-1))]
     Exited { code: Option<i64> },
+    /// A service without a readiness probe was restarted within its settle window.
+    #[error("container restarted within {:.2}s of its start", .within.as_secs_f64())]
+    Restarted { within: std::time::Duration },
     #[error("job exited with code {code}")]
     JobFailed { code: i64 },
     /// A job that a data service's fixture load waits for failed.

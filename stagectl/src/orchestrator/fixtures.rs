@@ -2,6 +2,7 @@
 //! snapshot key), then, once it is ready and the jobs its load waits for are done, the load
 //! (or the restore from a snapshot), the load marker, and a new snapshot.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -9,7 +10,7 @@ use super::{FixtureReport, Orchestrator, Phase};
 use crate::data;
 use crate::docker::ContainerEngine;
 use crate::error::Error;
-use crate::manifest::{Fixtures, Loader, Manifest, VolumeSource};
+use crate::manifest::{Fixtures, Loader, Manifest, Service, VolumeSource};
 use crate::plan::{self, Action};
 
 /// Why a data service's fixtures are not in place.
@@ -32,32 +33,59 @@ pub enum FixtureError {
 pub(super) struct FixtureInputs {
     base_image: String,
     files: Vec<PathBuf>,
-    /// The snapshot key: image, spec, fixture files and the jobs the load waits for.
+    /// The snapshot key: image, spec, fixture files and the jobs the load waits for (each
+    /// one's spec with its resolved image ID, and the content it mounts).
     pub(super) key: String,
     pub(super) snapshot_ref: String,
 }
 
+/// Which of a job's bind mounts [`mounted_content`] covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mounts {
+    /// Every bind mount: what a load that waits for the job depends on (its snapshot key).
+    All,
+    /// Read-only ones: the job's inputs, part of its re-run decision. A writable mount is (also)
+    /// the job's output or workspace (`npm ci` into `./:/app`): its content changing must not
+    /// re-run the job, or every run would cause the next.
+    ReadOnly,
+}
+
+/// The content of the host paths a job mounts (`None` when it mounts none of `which`). What
+/// a job leaves behind depends on it as much as on its image and spec.
+pub(super) fn mounted_content(job: &Service, which: Mounts) -> Result<Option<String>, FixtureError> {
+    let binds: Vec<PathBuf> = job
+        .volumes
+        .iter()
+        .filter(|v| which == Mounts::All || v.read_only)
+        .filter_map(|v| match &v.source {
+            VolumeSource::Bind(p) => Some(p.clone()),
+            VolumeSource::Named(_) => None,
+        })
+        .collect();
+    if binds.is_empty() {
+        return Ok(None);
+    }
+    let hash = data::paths_hash(&binds)?;
+    data::save_hash_cache();
+    Ok(Some(hash))
+}
+
+/// `job_images`: the resolved image ID of each job in `fixtures.after` (a rebuilt image keeps
+/// its tag but gets a new ID; its tag alone would let a stale snapshot through).
 pub(super) fn fixture_inputs(
     manifest: &Manifest,
     fixtures: &Fixtures,
     image_id: &str,
     spec_hash: &str,
+    job_images: &BTreeMap<String, String>,
 ) -> Result<FixtureInputs, FixtureError> {
     let files = data::expand_files(&manifest.dir, fixtures)?;
     let fx_hash = data::fixtures_hash(&manifest.dir, fixtures, &files)?;
     let mut jobs = Vec::new();
     for job in &fixtures.after {
         let Some(j) = manifest.service(job) else { continue };
-        let binds: Vec<PathBuf> = j
-            .volumes
-            .iter()
-            .filter_map(|v| match &v.source {
-                VolumeSource::Bind(p) => Some(p.clone()),
-                VolumeSource::Named(_) => None,
-            })
-            .collect();
-        let reference = j.image.clone().or_else(|| j.build.as_ref().map(|b| b.context.display().to_string())).unwrap_or_default();
-        jobs.push((plan::spec_hash(&manifest.stack, j, &reference), data::paths_hash(&binds)?));
+        let job_image = job_images.get(job).map(String::as_str).unwrap_or_default();
+        jobs.push((plan::spec_hash(&manifest.stack, j, job_image), mounted_content(j, Mounts::All)?.unwrap_or_default()));
     }
     // Natively applied migrations are part of the loaded state, like a migrate job's mounts.
     for m in manifest.migrations.iter().filter(|m| m.service == fixtures.service && m.job.is_none()) {

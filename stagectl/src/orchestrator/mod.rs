@@ -33,6 +33,7 @@ mod tests;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -49,6 +50,11 @@ pub use progress::{Phase, Reporter, Silent};
 pub const FAILURE_LOG_LINES: usize = 20;
 /// Grace period for a graceful stop before Docker kills the container.
 pub const STOP_GRACE_SECS: u32 = 10;
+/// A started service without a readiness probe is ready when it is still running this long
+/// after its start, not restarted: long enough for a process that fails at start (bad
+/// config, missing file, import error) to have exited. Only services without a probe wait
+/// for it, concurrently.
+pub const SETTLE_WINDOW: Duration = Duration::from_millis(750);
 
 pub struct Orchestrator<E: ContainerEngine + ?Sized> {
     pub docker: Arc<E>,
@@ -57,11 +63,13 @@ pub struct Orchestrator<E: ContainerEngine + ?Sized> {
     /// never removed, so a long-lived engine (the daemon's status) checks each container once
     /// instead of a `docker exec` per status refresh.
     loaded: Mutex<HashSet<String>>,
+    /// [`SETTLE_WINDOW`]; shorter in the fake-engine tests.
+    settle: Duration,
 }
 
 impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     pub fn new(docker: Arc<E>, reporter: Arc<dyn Reporter>) -> Self {
-        Orchestrator { docker, reporter, loaded: Default::default() }
+        Orchestrator { docker, reporter, loaded: Default::default(), settle: SETTLE_WINDOW }
     }
 }
 

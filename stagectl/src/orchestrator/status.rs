@@ -32,6 +32,18 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 }
             }
         }
+        // A service that waits for a data service's fixtures before it starts (`plan::waits`)
+        // is not ready while they are not in place: it would be running against missing data.
+        let not_ready: Vec<String> =
+            out.iter().filter(|r| !r.ready && manifest.fixtures_for(&r.service).is_some()).map(|r| r.service.clone()).collect();
+        for row in out.iter_mut().filter(|r| r.ready) {
+            let Some(s) = manifest.service(&row.service) else { continue };
+            let waits = plan::waits(manifest, s);
+            if let Some(w) = waits.iter().find(|w| w.signal == plan::Signal::Done && not_ready.contains(&w.service)) {
+                row.ready = false;
+                row.detail = Some(format!("waits for `{}`'s fixtures, which are not in place", w.service));
+            }
+        }
         let extra = observed.iter().filter(|c| manifest.service(&c.service).is_none());
         for c in extra {
             out.push(self.status_row(&c.service, None, Some(c), &network, None).await);

@@ -14,6 +14,8 @@ use crate::docker::{labels, ContainerEngine, ContainerSpec};
 use crate::manifest::{self, Manifest, VarSource};
 use crate::plan::Action;
 
+mod data;
+
 /// Every event the orchestrator reported, in order.
 #[derive(Default)]
 struct Events(Mutex<Vec<(String, Phase, String)>>);
@@ -39,7 +41,10 @@ fn parse(toml: &str) -> Manifest {
 fn setup() -> (Arc<FakeEngine>, Orchestrator<FakeEngine>, Arc<Events>) {
     let fake = Arc::new(FakeEngine::new());
     let events = Arc::new(Events::default());
-    let orchestrator = Orchestrator::new(fake.clone(), events.clone());
+    let mut orchestrator = Orchestrator::new(fake.clone(), events.clone());
+    // The settle window of services without a probe, short: the fake's containers that exit
+    // at start have exited before the first look.
+    orchestrator.settle = Duration::from_millis(20);
     (fake, orchestrator, events)
 }
 

@@ -1,7 +1,9 @@
 //! `up`: the stack's network, volumes and orphans first, then one pipeline per service, all
 //! running concurrently. A pipeline goes through its phases in order: image, fixture inputs
-//! (data services), wait for dependencies, decide, create and start, probe (or wait for a job's
-//! exit), migrations, fixtures, and finally the signal its dependents wait for.
+//! (data services: after the images of the jobs their load waits for), wait for dependencies
+//! (and for the fixtures of every data service further down), decide, create and start, probe
+//! (or wait for a job's exit), migrations, fixtures, and finally the signal its dependents
+//! wait for.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -10,7 +12,7 @@ use futures_util::future::join_all;
 use tokio::sync::watch;
 
 use super::failure::Failure;
-use super::fixtures::{fixture_inputs, FixtureInputs};
+use super::fixtures::{fixture_inputs, mounted_content, FixtureInputs, Mounts};
 use super::images::{self, ResolvedImage};
 use super::{FixtureReport, Orchestrator, Outcome, Phase, ServiceError, ServiceReport, UpReport, STOP_GRACE_SECS};
 use crate::data;
@@ -36,11 +38,22 @@ struct DepSignal {
 
 type SignalTx = watch::Sender<Option<DepSignal>>;
 type SignalRx = watch::Receiver<Option<DepSignal>>;
+/// A service's resolved image ID, sent as soon as it is known (`Some(None)`: it has none).
+type ImageTx = watch::Sender<Option<Option<String>>>;
+type ImageRx = watch::Receiver<Option<Option<String>>>;
 
 /// The signal a service sent, or `None` when it ended without one.
 async fn wait_signal(mut rx: SignalRx) -> Option<DepSignal> {
     match rx.wait_for(Option::is_some).await {
         Ok(v) => *v,
+        Err(_) => None,
+    }
+}
+
+/// The image ID a service resolved, or `None` when it has none (its image failed).
+async fn wait_image(mut rx: ImageRx) -> Option<String> {
+    match rx.wait_for(Option::is_some).await {
+        Ok(v) => v.clone().flatten(),
         Err(_) => None,
     }
 }
@@ -53,13 +66,20 @@ struct ServiceRun<'a> {
     current: Option<ObservedContainer>,
     network: &'a str,
     redactor: &'a Redactor,
-    /// Each dependency with the signal this service waits for: `ready` when it is one of the
-    /// jobs the dependency's fixture load waits for, `done` otherwise.
+    /// Each dependency with the signal this service waits for (see [`plan::waits`]): `ready`
+    /// when the dependency's fixture load waits for this service, `done` otherwise.
     deps: Vec<(String, SignalRx)>,
+    /// Data services further down the dependencies whose fixtures this service waits for
+    /// (their `done`), though it does not depend on them directly.
+    data_deps: Vec<(String, SignalRx)>,
     /// Data services: the jobs their fixture load waits for (`after`).
     after_jobs: Vec<(String, SignalRx)>,
+    /// Data services: the images of those jobs, part of the snapshot key.
+    after_images: Vec<(String, ImageRx)>,
     /// Sent by a data service when its probe passed, before it loads fixtures.
     ready_signal: SignalTx,
+    /// Sent as soon as the service's image is resolved.
+    image_signal: ImageTx,
 }
 
 /// What the service's container must be.
@@ -88,6 +108,10 @@ enum Dependencies {
     Failed {
         dependency: String,
     },
+    /// A data service further down did not get its fixtures in place.
+    NotLoaded {
+        data_service: String,
+    },
     /// This job's result is already in the named data service's restored or kept data.
     InDataOf {
         data_service: String,
@@ -98,6 +122,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// Brings the stack to the state the manifest describes.
     pub async fn up(&self, manifest: &Manifest) -> Result<UpReport> {
         let started = Instant::now();
+        if let Some(cycle) = plan::wait_cycle(manifest) {
+            return Err(Error::Preflight(vec![format!(
+                "{cycle}: no start order can satisfy this\n  = help: take the job out of the load's `after` list, or drop the dependency that makes it wait for the load"
+            )]));
+        }
         let redactor = Redactor::for_manifest(manifest);
         let observed = self.docker.list_containers(&manifest.stack).await?;
         preflight_ports(manifest, &observed)?;
@@ -118,26 +147,28 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         // then (data services) fixtures. Pipelines run concurrently, so the database starts
         // while the app image builds. Each service signals twice: `ready` (probe passed) for the
         // jobs its fixtures wait for (migrations), `done` (data loaded) for everyone else.
+        // A data service's snapshot key holds the image IDs of the jobs its load waits for:
+        // every pipeline sends its image ID as soon as it has it, before it waits for anything,
+        // so waiting for those IDs cannot deadlock.
         let mut ready: BTreeMap<&str, (SignalTx, SignalRx)> = BTreeMap::new();
         let mut done: BTreeMap<&str, (SignalTx, SignalRx)> = BTreeMap::new();
+        let mut images: BTreeMap<&str, (ImageTx, ImageRx)> = BTreeMap::new();
         for s in &manifest.services {
             ready.insert(&s.name, watch::channel(None));
             done.insert(&s.name, watch::channel(None));
+            images.insert(&s.name, watch::channel(None));
         }
         let runs = manifest.services.iter().map(|service| {
-            let deps = service
-                .depends_on
-                .iter()
-                .map(|d| {
-                    let runs_before_load = manifest.fixtures_for(d).is_some_and(|f| f.after.contains(&service.name));
-                    let signal = if runs_before_load { &ready[d.as_str()] } else { &done[d.as_str()] };
-                    (d.clone(), signal.1.clone())
-                })
-                .collect();
-            let after_jobs = manifest
-                .fixtures_for(&service.name)
-                .map(|f| f.after.iter().map(|j| (j.clone(), done[j.as_str()].1.clone())).collect())
-                .unwrap_or_default();
+            let (mut deps, mut data_deps) = (vec![], vec![]);
+            for w in plan::waits(manifest, service) {
+                let signal = match w.signal {
+                    plan::Signal::Ready => &ready[w.service.as_str()],
+                    plan::Signal::Done => &done[w.service.as_str()],
+                };
+                let to = if w.direct { &mut deps } else { &mut data_deps };
+                to.push((w.service, signal.1.clone()));
+            }
+            let after = manifest.fixtures_for(&service.name).map(|f| f.after.as_slice()).unwrap_or_default();
             let run = ServiceRun {
                 manifest,
                 service,
@@ -145,8 +176,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 network: &network,
                 redactor: &redactor,
                 deps,
-                after_jobs,
+                data_deps,
+                after_jobs: after.iter().map(|j| (j.clone(), done[j.as_str()].1.clone())).collect(),
+                after_images: after.iter().map(|j| (j.clone(), images[j.as_str()].1.clone())).collect(),
                 ready_signal: ready[service.name.as_str()].0.clone(),
+                image_signal: images[service.name.as_str()].0.clone(),
             };
             let done = done[service.name.as_str()].0.clone();
             async move {
@@ -156,6 +190,9 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                     changed: report.action != Action::Keep,
                     data_present: false,
                 };
+                if run.image_signal.borrow().is_none() {
+                    let _ = run.image_signal.send(Some(None));
+                }
                 if run.ready_signal.borrow().is_none() {
                     let _ = run.ready_signal.send(Some(signal));
                 }
@@ -196,15 +233,17 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         report.image = image.reference.clone();
         report.image_source = image.how.to_string();
         report.image_seconds = image.seconds;
+        let _ = run.image_signal.send(Some(Some(image.id.clone())));
         let target = self.target(run, &image).await?;
 
         let dependency_changed = match self.wait_for_dependencies(run).await {
             Dependencies::Ready { changed } => changed,
             Dependencies::Failed { dependency } => {
-                let msg = format!("not started: dependency `{dependency}` failed");
-                self.reporter.phase(&run.service.name, Phase::Skipped, &msg);
-                report.outcome = Outcome::Skipped;
-                report.message = Some(msg);
+                self.skip(run, report, format!("not started: dependency `{dependency}` failed"));
+                return Ok(());
+            }
+            Dependencies::NotLoaded { data_service } => {
+                self.skip(run, report, format!("not started: `{data_service}`'s fixtures are not loaded"));
                 return Ok(());
             }
             Dependencies::InDataOf { data_service } => {
@@ -245,6 +284,12 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         Ok(())
     }
 
+    fn skip(&self, run: &ServiceRun<'_>, report: &mut ServiceReport, message: String) {
+        self.reporter.phase(&run.service.name, Phase::Skipped, &message);
+        report.outcome = Outcome::Skipped;
+        report.message = Some(message);
+    }
+
     /// A data service's data: tells the jobs its load waits for (migrations) that it is ready,
     /// waits for them, then loads its fixtures (or finds them restored or kept).
     async fn fixtures_in_place(
@@ -272,8 +317,16 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// interchangeable, and any change to the inputs replaces the container.
     async fn target<'a>(&self, run: &ServiceRun<'a>, image: &ResolvedImage) -> std::result::Result<Target<'a>, Failure> {
         let mut target = Target { hash: plan::spec_hash(&run.manifest.stack, run.service, &image.id), data: None, snapshot_image: None };
+        if run.service.job {
+            // What a job leaves behind depends on the content of its inputs too: new migration
+            // files in a read-only mount re-run it.
+            if let Some(content) = mounted_content(run.service, Mounts::ReadOnly)? {
+                target.hash = plan::combine_hash(&target.hash, &content);
+            }
+        }
         let Some(fixtures) = run.manifest.fixtures_for(&run.service.name) else { return Ok(target) };
-        let inputs = fixture_inputs(run.manifest, fixtures, &image.id, &target.hash)?;
+        let job_images = self.job_images(run).await?;
+        let inputs = fixture_inputs(run.manifest, fixtures, &image.id, &target.hash, &job_images)?;
         target.hash = plan::combine_hash(&target.hash, &inputs.key);
         if fixtures.snapshot {
             target.snapshot_image = self.docker.image_id(&inputs.snapshot_ref).await?;
@@ -282,9 +335,26 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         Ok(target)
     }
 
+    /// The image IDs of the jobs a data service's load waits for: part of its snapshot key
+    /// (a rebuilt image with the same tag has a new ID and may hold new migrations).
+    async fn job_images(&self, run: &ServiceRun<'_>) -> std::result::Result<BTreeMap<String, String>, Failure> {
+        let pending: Vec<&str> = run.after_images.iter().filter(|(_, rx)| rx.borrow().is_none()).map(|(j, _)| j.as_str()).collect();
+        if !pending.is_empty() {
+            let detail = format!("for the image of {} (part of the fixture snapshot key)", pending.join(", "));
+            self.reporter.phase(&run.service.name, Phase::Waiting, &detail);
+        }
+        let mut ids = BTreeMap::new();
+        for (job, rx) in &run.after_images {
+            let Some(id) = wait_image(rx.clone()).await else { return Err(ServiceError::FixtureJobFailed { job: job.clone() }.into()) };
+            ids.insert(job.clone(), id);
+        }
+        Ok(ids)
+    }
+
     async fn wait_for_dependencies(&self, run: &ServiceRun<'_>) -> Dependencies {
-        if !run.deps.is_empty() {
-            let names: Vec<&str> = run.deps.iter().map(|(d, _)| d.as_str()).collect();
+        if !run.deps.is_empty() || !run.data_deps.is_empty() {
+            let names: Vec<String> =
+                run.deps.iter().map(|(d, _)| d.clone()).chain(run.data_deps.iter().map(|(d, _)| format!("{d}'s fixtures"))).collect();
             self.reporter.phase(&run.service.name, Phase::Waiting, &format!("for {}", names.join(", ")));
         }
         let mut changed = false;
@@ -298,6 +368,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                     }
                 }
                 _ => return Dependencies::Failed { dependency: dep.clone() },
+            }
+        }
+        for (data_service, rx) in &run.data_deps {
+            if !matches!(wait_signal(rx.clone()).await, Some(DepSignal { ok: true, .. })) {
+                return Dependencies::NotLoaded { data_service: data_service.clone() };
             }
         }
         match in_data_of {
@@ -393,7 +468,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     }
 
     /// Probes until ready (kept services too: nothing is reported ready that was not probed
-    /// in this run). Without a probe, running is all we can know.
+    /// in this run). Without a probe, see [`Self::settle`].
     async fn wait_until_ready(
         &self,
         run: &ServiceRun<'_>,
@@ -403,14 +478,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         container: &mut Started,
     ) -> std::result::Result<(), Failure> {
         let name = run.service.name.as_str();
-        let Some(readiness) = &run.service.ready else {
-            let status =
-                self.docker.container_status(&container.id, run.network).await.map_err(|e| Failure::with_logs(e, &container.id))?;
-            if !status.running {
-                return Err(Failure::with_logs(ServiceError::Exited { code: status.exit_code }, &container.id));
-            }
-            return Ok(());
-        };
+        let Some(readiness) = &run.service.ready else { return self.settle(run, action, &container.id).await };
         if *action != Action::Keep {
             self.reporter.phase(name, Phase::Probing, &readiness.probe.describe());
         }
@@ -429,6 +497,38 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             probe = probes::wait_ready(self.docker.as_ref(), &container.id, run.network, readiness).await;
         }
         probe.map(|_| ()).map_err(|e| Failure::with_logs(e, &container.id))
+    }
+}
+
+impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
+    /// Without a probe, running is all we can know, and right after the start a process that
+    /// fails at once may not have exited yet: a started service is ready when it is still
+    /// running, not restarted, [`super::SETTLE_WINDOW`] after its start. An exit within the
+    /// window is seen at once (the wait for its exit is raced against the window). A kept
+    /// container has been running since an earlier run: it only has to be running now.
+    async fn settle(&self, run: &ServiceRun<'_>, action: &Action, id: &str) -> std::result::Result<(), Failure> {
+        let failed = |e: ServiceError| Failure::with_logs(e, id);
+        let status = self.docker.container_status(id, run.network).await.map_err(|e| Failure::with_logs(e, id))?;
+        if !status.running {
+            return Err(failed(ServiceError::Exited { code: status.exit_code }));
+        }
+        if *action == Action::Keep {
+            return Ok(());
+        }
+        let window = self.settle;
+        self.reporter.phase(&run.service.name, Phase::Probing, &format!("no probe: must keep running for {:.2}s", window.as_secs_f64()));
+        if let Ok(exit) = tokio::time::timeout(window, self.docker.wait_exit(id)).await {
+            let code = exit.map_err(|e| Failure::with_logs(e, id))?;
+            return Err(failed(ServiceError::Exited { code: Some(code) }));
+        }
+        let after = self.docker.container_status(id, run.network).await.map_err(|e| Failure::with_logs(e, id))?;
+        if !after.running {
+            return Err(failed(ServiceError::Exited { code: after.exit_code }));
+        }
+        if after.started_at != status.started_at {
+            return Err(failed(ServiceError::Restarted { within: window }));
+        }
+        Ok(())
     }
 }
 

@@ -5,6 +5,8 @@
 //! * [`diff`] compares desired services with the containers Docker reports and decides, per
 //!   service, whether to keep, create or recreate it, plus which containers are orphans.
 //! * [`container_spec`] turns a service into the exact container to create.
+//! * [`waits`] (in `waits.rs`): what each service waits for before it starts, fixtures
+//!   included, and [`wait_cycle`], a manifest whose waits can never all be met.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,6 +15,9 @@ use sha2::{Digest, Sha256};
 
 use crate::docker::{labels, ContainerSpec, ObservedContainer, RunState};
 use crate::manifest::{Manifest, Service, VolumeSource};
+
+mod waits;
+pub use waits::{before_load, dependencies, wait_cycle, waits, Signal, Wait};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -185,3 +185,61 @@ fn the_spec_hash_of_an_unchanged_service_never_changes() {
     assert_eq!(hash("migrate"), "3c9273cface6ad90");
     assert_eq!(hash("db"), "8eb31bb8c6480e86");
 }
+
+/// `(service, signal, direct)` of each wait, for compact assertions.
+fn waits_of(m: &Manifest, service: &str) -> Vec<(String, Signal, bool)> {
+    waits(m, m.service(service).unwrap()).into_iter().map(|w| (w.service, w.signal, w.direct)).collect()
+}
+
+fn w(service: &str, signal: Signal, direct: bool) -> (String, Signal, bool) {
+    (service.to_string(), signal, direct)
+}
+
+#[test]
+fn every_dependent_of_a_data_service_waits_for_its_fixtures_but_what_its_load_needs() {
+    // install and migrate (jobs on db) run before db's load; web, through install, after it.
+    // seed (a job on db too, so in `after`) needs api: api runs before the load as well.
+    let m = parse_ok(
+        r#"
+[stack]
+name = "s"
+[services.db]
+image = "pg"
+[services.migrate]
+image = "pg"
+job = true
+depends_on = ["db"]
+[services.install]
+image = "pg"
+job = true
+depends_on = ["db"]
+[services.web]
+image = "app"
+depends_on = ["install"]
+[services.api]
+image = "app"
+depends_on = ["migrate"]
+[services.seed]
+image = "app"
+job = true
+depends_on = ["db", "api"]
+[services.report]
+image = "app"
+depends_on = ["web"]
+[fixtures.db]
+files = ["*.sql"]
+"#,
+    );
+    assert_eq!(waits_of(&m, "migrate"), [w("db", Signal::Ready, true)]);
+    assert_eq!(waits_of(&m, "install"), [w("db", Signal::Ready, true)]);
+    assert_eq!(waits_of(&m, "web"), [w("install", Signal::Done, true), w("db", Signal::Done, false)]);
+    assert_eq!(waits_of(&m, "report"), [w("web", Signal::Done, true), w("db", Signal::Done, false)]);
+    assert_eq!(waits_of(&m, "api"), [w("migrate", Signal::Done, true)], "seed, in the load's `after`, needs it");
+    assert_eq!(waits_of(&m, "seed"), [w("db", Signal::Ready, true), w("api", Signal::Done, true)]);
+    assert_eq!(before_load(&m, m.fixtures_for("db").unwrap()).into_iter().collect::<Vec<_>>(), ["api", "db", "install", "migrate", "seed"]);
+    assert_eq!(wait_cycle(&m), None);
+    // Without fixtures, waits are the dependencies, each done.
+    let plain = parse_ok(STACK);
+    assert_eq!(waits_of(&plain, "app"), [w("migrate", Signal::Done, true), w("cache", Signal::Done, true)]);
+    assert_eq!(wait_cycle(&plain), None);
+}

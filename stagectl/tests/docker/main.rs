@@ -8,6 +8,7 @@ mod daemon;
 mod fixtures;
 mod import;
 mod migrations;
+mod realapps;
 
 use std::collections::BTreeMap;
 
