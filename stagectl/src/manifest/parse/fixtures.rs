@@ -41,6 +41,7 @@ impl Cx<'_> {
             return None;
         }
         let loader = self.loader(body, t, service)?;
+        self.masking_needs_the_postgres_loader(t, &loader, &service_name);
         let files = self.fixture_files(body, t, &service_name)?;
         let after = self.after(t, services, &service_name)?;
         let mask = match t.get("mask") {
@@ -140,6 +141,29 @@ impl Cx<'_> {
             }
         }
         Some(items.into_iter().map(|(a, _)| a).collect())
+    }
+
+    /// Only the postgres loader reads the rows it loads (CSV), so only it can mask them: a rule
+    /// another loader would ignore is an error, never a silent pass-through of raw values.
+    fn masking_needs_the_postgres_loader(&mut self, t: &DeTable<'_>, loader: &Loader, service: &str) {
+        if matches!(loader, Loader::Postgres { .. }) {
+            return;
+        }
+        let name = match loader {
+            Loader::Redis => "redis",
+            _ => "command",
+        };
+        for key in ["mask", "sensitive"] {
+            if let Some(v) = t.get(key) {
+                self.diags.push(
+                    Diagnostic::new(
+                        v.span(),
+                        format!("`fixtures.{service}.{key}` cannot be applied by the {name} loader: it streams files unchanged"),
+                    )
+                    .help("mask the data before it goes into the fixture files, or load CSV files with loader = \"postgres\""),
+                );
+            }
+        }
     }
 
     /// `mask`: `table.column` → rule; bad entries are reported and left out.
