@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use super::csv_check::CsvProblem;
-use crate::manifest::diag::did_you_mean;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {
@@ -101,7 +100,14 @@ fn help_line(help: &Option<String>) -> String {
 fn missing_column_help(column: &str, table: &str, columns: &[String]) -> String {
     let fix = "the header names the columns to load: rename it to a column of the table, or add the column in a migration";
     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
-    match (names.is_empty(), did_you_mean(column, &names)) {
+    // A typo of a column, not any short name: `totl` → `total`, but not `x` → `id`.
+    let close = names
+        .iter()
+        .map(|n| (strsim::damerau_levenshtein(column, n), *n))
+        .filter(|(d, _)| *d <= 1.max(column.chars().count() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n);
+    match (names.is_empty(), close) {
         (true, _) => fix.to_string(),
         (false, Some(s)) => format!("did you mean \"{s}\"? {fix}; \"{table}\" has: {}", names.join(", ")),
         (false, None) => format!("{fix}; \"{table}\" has: {}", names.join(", ")),
@@ -176,5 +182,23 @@ fn bad_csv(file: &str, problem: &CsvProblem, header: &[String]) -> String {
 impl From<FixtureError> for crate::error::Error {
     fn from(e: FixtureError) -> Self {
         crate::error::Error::StackFailed(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_column_suggests_only_a_close_name() {
+        let columns = ["id", "email", "total"].map(String::from);
+        let help = |c: &str| missing_column_help(c, "orders", &columns);
+        assert!(help("totl").starts_with("did you mean \"total\"? the header names"), "{}", help("totl"));
+        assert!(help("emial").starts_with("did you mean \"email\"?"));
+        assert!(help("x").starts_with("the header names the columns to load") && help("x").ends_with("\"orders\" has: id, email, total"));
+        assert_eq!(
+            missing_column_help("x", "orders", &[]),
+            "the header names the columns to load: rename it to a column of the table, or add the column in a migration"
+        );
     }
 }
