@@ -2,11 +2,16 @@
 //! data service through its own client (psql, redis-cli, or a command), streamed over
 //! `docker exec` stdin — never whole files in memory, and masked on the way for CSV.
 
+mod copy;
+mod csv_check;
 mod error;
+mod files;
 pub mod mask;
+mod psql_output;
 pub mod snapshot;
 
 pub use error::FixtureError;
+pub use files::expand_files;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -31,30 +36,6 @@ pub struct LoadReport {
     pub files: Vec<FileLoad>,
     pub rows: u64,
     pub seconds: f64,
-}
-
-/// The files of a fixture set, in load order: patterns in the order given, each pattern's
-/// matches sorted. A pattern that matches nothing is an error (a typo must not load nothing).
-pub fn expand_files(dir: &Path, fixtures: &Fixtures) -> Result<Vec<PathBuf>, FixtureError> {
-    let mut out: Vec<PathBuf> = Vec::new();
-    for pattern in &fixtures.files {
-        let full = dir.join(pattern);
-        let mut matches: Vec<PathBuf> = glob::glob(&full.to_string_lossy())
-            .map_err(|source| FixtureError::InvalidPattern { pattern: pattern.clone(), source })?
-            .filter_map(|p| p.ok())
-            .filter(|p| p.is_file())
-            .collect();
-        if matches.is_empty() {
-            return Err(FixtureError::NoMatch { pattern: pattern.clone(), service: fixtures.service.clone() });
-        }
-        matches.sort();
-        for m in matches {
-            if !out.contains(&m) {
-                out.push(m);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Hash of the fixture inputs: file names and contents, loader, masking rules and seed.
@@ -184,10 +165,10 @@ pub async fn load<E: ContainerEngine + ?Sized>(
     let started = Instant::now();
     let masker = Masker::new(&fixtures.seed, &fixtures.mask);
     let mut report = LoadReport::default();
-    for file in files {
+    for (i, file) in files.iter().enumerate() {
         let t0 = Instant::now();
         let name = display(&manifest.dir, file);
-        let rows = load_file(docker, id, fixtures, &masker, file, &name).await?;
+        let rows = load_file(docker, id, manifest, fixtures, &masker, file, &name, &files[i + 1..]).await?;
         let done = FileLoad { file: name, rows, seconds: t0.elapsed().as_secs_f64() };
         on_file(&done);
         report.rows += rows;
@@ -197,13 +178,16 @@ pub async fn load<E: ContainerEngine + ?Sized>(
     Ok(report)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn load_file<E: ContainerEngine + ?Sized>(
     docker: &E,
     id: &str,
+    manifest: &Manifest,
     fixtures: &Fixtures,
     masker: &Masker,
     file: &Path,
     name: &str,
+    later: &[PathBuf],
 ) -> Result<u64, FixtureError> {
     let ext = file.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     match &fixtures.loader {
@@ -218,24 +202,21 @@ async fn load_file<E: ContainerEngine + ?Sized>(
                     Ok(out.lines().filter_map(|l| l.strip_prefix("INSERT 0 ")).filter_map(|n| n.trim().parse::<u64>().ok()).sum())
                 }
                 "csv" => {
-                    let table = table_name(file);
-                    let (header, input) = if masker.has_rules_for(&table) {
-                        masked_csv_stream(file.to_path_buf(), name.to_string(), table.clone(), masker.clone()).await?
-                    } else {
-                        (csv_header(file, name)?, file_stream(file).await?)
+                    let csv = copy::CsvFile {
+                        path: file,
+                        name,
+                        table: table_name(file),
+                        origin: files::origin(&manifest.dir, fixtures, file),
+                        dir: &manifest.dir,
+                        later,
                     };
-                    let copy = format!(
-                        "COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)",
-                        quote_ident(&table),
-                        header.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
-                    );
-                    let (code, out) = docker.exec_with_input(id, &psql(&["-c", &copy]), input).await?;
-                    if code != 0 {
-                        return Err(psql_error(name, &out));
-                    }
-                    Ok(out.lines().filter_map(|l| l.strip_prefix("COPY ")).filter_map(|n| n.trim().parse::<u64>().ok()).sum())
+                    copy::copy_csv(docker, id, (user, database), masker, &csv).await
                 }
-                other => Err(FixtureError::UnsupportedFile { file: name.to_string(), extension: other.to_string() }),
+                other => Err(FixtureError::UnsupportedFile {
+                    file: name.to_string(),
+                    extension: other.to_string(),
+                    origin: files::origin(&manifest.dir, fixtures, file),
+                }),
             }
         }
         Loader::Redis => {
@@ -283,77 +264,6 @@ pub fn load_marker_check() -> Vec<String> {
 async fn file_stream(file: &Path) -> Result<ByteStream, FixtureError> {
     let f = tokio::fs::File::open(file).await.map_err(|source| FixtureError::Read { path: file.to_path_buf(), source })?;
     Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024)))
-}
-
-fn csv_header(file: &Path, name: &str) -> Result<Vec<String>, FixtureError> {
-    let csv_error = |line, source| FixtureError::Csv { file: name.to_string(), line, source };
-    let mut r = csv::ReaderBuilder::new().has_headers(true).from_path(file).map_err(|e| csv_error(None, e))?;
-    let h = r.headers().map_err(|e| csv_error(Some(1), e))?;
-    Ok(h.iter().map(str::to_string).collect())
-}
-
-/// Parses and masks the CSV on a blocking thread, sending re-encoded chunks. A malformed row
-/// ends the stream with a poison line (an unterminated quoted field, which PostgreSQL rejects
-/// at end of input), so the COPY fails as a whole instead of committing the rows before it;
-/// the precise error ends the stream.
-async fn masked_csv_stream(file: PathBuf, name: String, table: String, masker: Masker) -> Result<(Vec<String>, ByteStream), FixtureError> {
-    let header = csv_header(&file, &name)?;
-    let rules: Vec<Option<crate::manifest::MaskRule>> = header.iter().map(|c| masker.rule(&table, c).cloned()).collect();
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
-    tokio::task::spawn_blocking(move || {
-        let send = |b: Vec<u8>| tx.blocking_send(Ok(Bytes::from(b))).is_ok();
-        let mut reader = match csv::ReaderBuilder::new().has_headers(true).from_path(&file) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(std::io::Error::other(FixtureError::Csv { file: name, line: None, source: e })));
-                return;
-            }
-        };
-        let mut w = csv::WriterBuilder::new().from_writer(Vec::with_capacity(128 * 1024));
-        let _ = w.write_record(reader.headers().cloned().unwrap_or_default().iter());
-        let mut record = csv::StringRecord::new();
-        loop {
-            match reader.read_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => {
-                    let fields: Vec<Option<String>> = record
-                        .iter()
-                        .zip(&rules)
-                        .map(|(v, r)| match r {
-                            Some(rule) if !v.is_empty() => masker.apply(rule, v),
-                            _ => Some(v.to_string()),
-                        })
-                        .collect();
-                    // An unquoted empty field is NULL in PostgreSQL's CSV format.
-                    let _ = w.write_record(fields.iter().map(|f| f.as_deref().unwrap_or("").as_bytes()));
-                }
-                Err(e) => {
-                    let line = e.position().map(|p| p.line()).unwrap_or(0);
-                    let detail = match e.kind() {
-                        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
-                            format!("row has {len} fields, the header has {expected_len}")
-                        }
-                        _ => e.to_string(),
-                    };
-                    let mut buf = w.into_inner().unwrap_or_default();
-                    buf.extend_from_slice(b"\"stagectl: malformed input, abort the COPY");
-                    send(buf);
-                    let _ = tx.blocking_send(Err(std::io::Error::other(FixtureError::MalformedCsv { file: name, line, detail })));
-                    return;
-                }
-            }
-            if w.get_ref().len() >= 64 * 1024 {
-                let full = std::mem::replace(&mut w, csv::WriterBuilder::new().from_writer(Vec::with_capacity(128 * 1024)));
-                if !send(full.into_inner().unwrap_or_default()) {
-                    return;
-                }
-            }
-        }
-        let buf = w.into_inner().unwrap_or_default();
-        send(buf);
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-    Ok((header, Box::pin(stream)))
 }
 
 /// Turns `SET key "a value"` lines into Redis protocol (blank lines and `#` comments skipped).
@@ -420,30 +330,15 @@ fn last_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Rewrites psql's error output to name the fixture file and line:
-/// `psql:<stdin>:7: ERROR: ...` (SQL) or `CONTEXT: COPY t, line 3 ...` (CSV).
+/// psql's error on a `.sql` fixture, named by the file and the line psql names.
 fn psql_error(name: &str, out: &str) -> FixtureError {
-    let error = out.lines().find(|l| l.contains("ERROR:")).unwrap_or("").trim();
     let file = name.to_string();
-    if let Some(rest) = error.strip_prefix("psql:<stdin>:") {
-        if let Some((Ok(line), msg)) = rest.split_once(':').map(|(line, msg)| (line.parse::<u64>(), msg)) {
-            return FixtureError::Psql { file, line: Some(line), message: squash(msg.trim()) };
-        }
-    }
-    let context_line = out
-        .lines()
-        .filter_map(|l| l.split(", line ").nth(1))
-        .filter_map(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .find_map(|n| n.parse::<u64>().ok());
-    let msg = squash(error.trim_start_matches(|c: char| c != 'E').trim());
-    match context_line {
-        Some(line) => FixtureError::Psql { file, line: Some(line), message: msg },
-        None => FixtureError::Psql { file, line: None, message: if msg.is_empty() { last_lines(out, 10) } else { msg } },
-    }
-}
-
-fn squash(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let Some(f) = psql_output::parse(out) else {
+        return FixtureError::Psql { file, line: None, message: last_lines(out, 10), help: None };
+    };
+    let help = psql_output::missing_relation(&f.message)
+        .map(|_| "create it in a migration, or in a .sql fixture loaded before this one (files load in the order of `files`)".to_string());
+    FixtureError::Psql { file, line: f.script_line.or(f.copy_line), message: format!("{}{}", f.render_message(), f.render_notes()), help }
 }
 
 /// A sensitive column holding values that do not look masked.
@@ -469,7 +364,7 @@ pub async fn scan<E: ContainerEngine + ?Sized>(docker: &E, id: &str, fixtures: &
         let sql = format!("COPY (SELECT {} FROM {}) TO STDOUT WITH (FORMAT csv)", quote_ident(col), quote_ident(table));
         let (code, out) = docker.exec(id, &psql_command(user, database, &["-c", &sql])).await?;
         if code != 0 {
-            return Err(FixtureError::ScanQuery { column: column.clone(), output: squash(&out) });
+            return Err(FixtureError::ScanQuery { column: column.clone(), output: psql_output::squash(&out) });
         }
         let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(out.as_bytes());
         let (mut total, mut unmasked) = (0u64, 0u64);
@@ -491,22 +386,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn psql_errors_are_mapped_to_file_and_line() {
+    fn psql_errors_of_sql_files_are_mapped_to_file_and_line() {
         assert_eq!(
             psql_error(
                 "fixtures/a.sql",
                 "INSERT 0 1\npsql:<stdin>:7: ERROR:  relation \"nope\" does not exist\nLINE 1: insert into nope\n"
             )
             .to_string(),
-            "fixtures/a.sql:7: ERROR: relation \"nope\" does not exist"
+            "fixtures/a.sql:7: ERROR: relation \"nope\" does not exist\n  = help: create it in a migration, or in a .sql fixture loaded before this one (files load in the order of `files`)"
         );
         assert_eq!(
-            psql_error(
-                "fixtures/p.csv",
-                "ERROR:  invalid input syntax for type integer: \"abc\"\nCONTEXT:  COPY products, line 3, column price_cents: \"abc\"\n"
-            )
-            .to_string(),
-            "fixtures/p.csv:3: ERROR: invalid input syntax for type integer: \"abc\""
+            psql_error("fixtures/b.sql", "psql:<stdin>:3: ERROR:  duplicate key value violates unique constraint \"t_pkey\"\nDETAIL:  Key (id)=(1) already exists.\n")
+                .to_string(),
+            "fixtures/b.sql:3: ERROR: duplicate key value violates unique constraint \"t_pkey\"\n  detail: Key (id)=(1) already exists."
+        );
+        assert_eq!(
+            psql_error("fixtures/c.sql", "psql: error: connection refused\n").to_string(),
+            "fixtures/c.sql: psql: error: connection refused"
         );
     }
 

@@ -157,6 +157,10 @@ pub struct Fixtures {
     /// Glob patterns relative to the manifest directory; applied in this order, each
     /// pattern's matches sorted by name.
     pub files: Vec<String>,
+    /// The manifest line of each `files` entry (same order), so runtime errors can name it.
+    pub files_lines: Vec<usize>,
+    /// How the manifest file is named in messages (its `display_name`), for `file:line`.
+    pub manifest_file: String,
     /// Jobs that must complete before loading (e.g. migrations); default: the jobs that depend
     /// on this service.
     pub after: Vec<String>,
@@ -420,11 +424,13 @@ pub fn parse(
     vars: &VarSource,
     dir_exists: &dyn Fn(&Path) -> bool,
 ) -> Result<Manifest, ManifestErrors> {
-    parse::parse(source, dir, vars, dir_exists).map_err(|mut diagnostics| {
+    let mut manifest = parse::parse(source, dir, vars, dir_exists).map_err(|mut diagnostics| {
         diagnostics.sort_by(|a, b| a.span.start.cmp(&b.span.start).then_with(|| a.message.cmp(&b.message)));
         diagnostics.dedup();
         ManifestErrors { file: display_name.to_string(), source: source.to_string(), diagnostics }
-    })
+    })?;
+    manifest.fixtures.iter_mut().for_each(|f| f.manifest_file = display_name.to_string());
+    Ok(manifest)
 }
 
 #[cfg(test)]

@@ -190,7 +190,10 @@ fn a_broken_fixture_fails_naming_file_and_line_and_keeps_the_previous_snapshot()
     let report = last_json(&out);
     let db = report["services"].as_array().unwrap().iter().find(|s| s["service"] == "db").unwrap().clone();
     assert_eq!(db["outcome"], "failed");
-    assert_eq!(db["message"], "data/02_orders.csv:3: malformed CSV: row has 3 fields, the header has 2");
+    assert_eq!(
+        db["message"],
+        "data/02_orders.csv:3: malformed CSV: row has 3 fields, the header has 2\n  = help: quote a value that contains a comma (\"a, b\"), or remove the extra fields"
+    );
     assert_eq!(sql(&stack, "app", "SELECT count(*) FROM orders").trim(), "0", "the COPY failed as a whole");
 
     // A failing SQL statement.
@@ -237,4 +240,190 @@ fn a_deleted_snapshot_falls_back_to_a_full_load() {
     let report = stack.up_ok();
     assert_eq!(db_fixtures(&report)["snapshot"], "miss", "loaded from the files again");
     assert_eq!(sql(&stack, "app", DUMP), expected);
+}
+
+/// A stack for bad fixtures: `orders` loads as it is, `users` is masked.
+const BAD_STACK: &str = r#"
+[stack]
+name = "{stack}"
+
+[services.db]
+image = "stagectl/postgres:15"
+env = { POSTGRES_DB = "app" }
+ready = { exec = ["pg_isready", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "app"], timeout = "30s" }
+
+[services.migrate]
+image = "stagectl/postgres:15"
+job = true
+depends_on = ["db"]
+command = ["psql", "-h", "db", "-U", "postgres", "-d", "app", "-v", "ON_ERROR_STOP=1", "-q", "-f", "/schema.sql"]
+volumes = ["./schema.sql:/schema.sql:ro"]
+
+[fixtures.db]
+files = [
+    "data/*.csv",
+    "data/*.sql",
+]
+mask = { "users.email" = "email" }
+"#;
+
+const BAD_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS orders (id bigserial PRIMARY KEY, email text, total int);\n\
+CREATE TABLE IF NOT EXISTS users (id bigserial PRIMARY KEY, email text, name text, age int);\n";
+
+fn bad_stack(tag: &str, files: &[(&str, &[u8])]) -> Stack {
+    let s = Stack::new(tag, BAD_STACK);
+    std::fs::write(s.path("schema.sql"), BAD_SCHEMA).unwrap();
+    std::fs::create_dir_all(s.path("data")).unwrap();
+    std::fs::write(s.path("data/99_check.sql"), "SELECT 1;\n").unwrap();
+    for (name, text) in files {
+        std::fs::write(s.path(&format!("data/{name}")), text).unwrap();
+    }
+    s
+}
+
+/// `stack.toml:LINE` of the first line of the manifest holding `text`, as stagectl names it.
+fn manifest_at(stack: &Stack, text: &str) -> String {
+    let line = BAD_STACK.lines().position(|l| l.contains(text)).expect("text in the manifest") + 1;
+    format!("{}:{line}", stack.path("stack.toml").display())
+}
+
+/// `up` fails on `db` only because of its fixtures; the stack is not ready and nothing was
+/// snapshotted. Returns the failure message.
+fn load_fails(stack: &Stack) -> String {
+    let out = stack.run(&["--json", "up"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = last_json(&out);
+    let db = report["services"].as_array().unwrap().iter().find(|s| s["service"] == "db").unwrap().clone();
+    assert_eq!(db["outcome"], "failed", "{db}");
+    let status = stack.run(&["status"]);
+    assert_eq!(status.status.code(), Some(1), "a failed load is not ready: {}", stdout(&status));
+    let snapshots = docker(&[
+        "images",
+        "-q",
+        "--filter",
+        &format!("label=org.stagectl.stack={}", stack.name),
+        "--filter",
+        "label=org.stagectl.snapshot",
+    ]);
+    assert_eq!(snapshots.trim(), "", "a failed load is never snapshotted");
+    db["message"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_nul_byte_in_a_csv_is_named_with_its_line_and_column_and_loads_nothing() {
+    require_docker!();
+    // PostgreSQL said "extra data after last expected column" for this one...
+    let stack = bad_stack("fxnul", &[("orders.csv", b"email,total\na@x,1\nb@x,2\0\nc@x,3\n")]);
+    assert_eq!(
+        load_fails(&stack),
+        "data/orders.csv:3: NUL byte (0x00) in column \"total\" (field 2): PostgreSQL cannot store NUL in text, and COPY misreads the row around it\n  \
+         = help: remove the NUL bytes (e.g. `tr -d '\\000' < orders.csv > fixed.csv`); a file full of them is probably UTF-16: convert it with `iconv -f UTF-16 -t UTF-8`"
+    );
+    assert_eq!(sql(&stack, "app", "SELECT count(*) FROM orders").trim(), "0", "the COPY failed as a whole");
+
+    // ...and silently cut this value short at the NUL. A masked file is checked too.
+    std::fs::write(stack.path("data/orders.csv"), "email,total\na@x,1\n").unwrap();
+    std::fs::write(stack.path("data/users.csv"), b"email,name,age\nann@corp.example,Ann,30\nbob@corp.example,B\0ob,40\n").unwrap();
+    let message = load_fails(&stack);
+    assert!(message.starts_with("data/users.csv:3: NUL byte (0x00) in column \"name\" (field 2): "), "{message}");
+    assert_eq!(sql(&stack, "app", "SELECT count(*) FROM users").trim(), "0");
+}
+
+#[test]
+fn a_quote_left_open_is_named_where_it_opens() {
+    require_docker!();
+    // Closed only on the next line: PostgreSQL said "missing data for column \"total\"" at line 4.
+    let stack = bad_stack("fxquote", &[("orders.csv", b"email,total\na@x,1\n\"b@x,2\nc@x,3\"\nd@x,4\n")]);
+    assert_eq!(
+        load_fails(&stack),
+        "data/orders.csv:3: malformed CSV: the quoted value opened on line 3 runs on to line 4, so lines 3-4 are read as one row of 1 field, \
+         the header has 2\n  = help: close the quote at the end of the value; a quote that belongs to the value is written twice (\"\")"
+    );
+    // Never closed, opened inside a value: PostgreSQL said "unterminated CSV quoted field" at
+    // line 5 of a 4-line file.
+    std::fs::write(stack.path("data/orders.csv"), "email,total\na@x,1\nb@x,5\" screen\nc@x,3\n").unwrap();
+    assert_eq!(
+        load_fails(&stack),
+        "data/orders.csv:3: unterminated quoted field: the quote opened in column \"total\" (field 2) on this line is never closed, \
+         so lines 3-4, to the end of the file, would be read as one value\n  = help: a quote inside a value opens a quoted section in CSV: \
+         quote the whole value and double the quote in it (5\" screen → \"5\"\" screen\")"
+    );
+    assert_eq!(sql(&stack, "app", "SELECT count(*) FROM orders").trim(), "0");
+}
+
+#[test]
+fn a_csv_for_a_missing_table_names_the_file_the_manifest_line_and_where_the_table_is_made() {
+    require_docker!();
+    let stack = bad_stack(
+        "fxnotable",
+        &[
+            ("01_orders.csv", b"email,total\na@x,1\n"),
+            ("02_items.csv", b"name\nlamp\n"),
+            ("03_schema.sql", b"CREATE TABLE items (name text);\n"),
+        ],
+    );
+    // PostgreSQL said `relation "items" does not exist`, naming no line and no manifest entry.
+    assert_eq!(
+        load_fails(&stack),
+        format!(
+            "data/02_items.csv:1: table \"items\" does not exist: a CSV file loads into the table named after it (02_items.csv → items)\n  \
+             = help: data/03_schema.sql creates it, but is loaded after this file (files load pattern by pattern, in the order of `files`, \
+             each pattern's matches by name): list its pattern first, or create the table in a migration; this file is loaded by `data/*.csv` ({})",
+            manifest_at(&stack, "\"data/*.csv\"")
+        )
+    );
+    std::fs::remove_file(stack.path("data/03_schema.sql")).unwrap();
+    std::fs::write(stack.path("data/03_more.sql"), "INSERT INTO orders (total) VALUES (2);\n").unwrap();
+    let message = load_fails(&stack);
+    let help = format!(
+        "= help: create it in a migration or in a .sql fixture that sorts before this file, or name the file after an existing table; \
+         this file is loaded by `data/*.csv` ({})",
+        manifest_at(&stack, "\"data/*.csv\"")
+    );
+    assert!(message.ends_with(&help), "{message}");
+}
+
+#[test]
+fn a_pattern_that_matches_nothing_names_its_manifest_line_and_what_is_there() {
+    require_docker!();
+    let stack = bad_stack("fxnomatch", &[("01_orders.csv", b"email,total\na@x,1\n"), ("02_users.csv", b"email\nann@corp.example\n")]);
+    std::fs::remove_file(stack.path("data/99_check.sql")).unwrap();
+    // Only .sql files were expected: "fixture pattern `data/*.sql` of service `db` matches no file".
+    assert_eq!(
+        load_fails(&stack),
+        format!(
+            "{}: fixture pattern `data/*.sql` of [fixtures.db] matches no file\n  = help: data/ holds 01_orders.csv, 02_users.csv",
+            manifest_at(&stack, "\"data/*.sql\"")
+        )
+    );
+    stack.write_manifest(&BAD_STACK.replace("\"data/*.csv\"", "\"data/*.cvs\""));
+    let message = load_fails(&stack);
+    let line = BAD_STACK.lines().position(|l| l.contains("\"data/*.csv\"")).unwrap() + 1;
+    assert_eq!(
+        message,
+        format!(
+            "{}:{line}: fixture pattern `data/*.cvs` of [fixtures.db] matches no file\n  = help: data/ holds 01_orders.csv, 02_users.csv; \
+             did you mean `data/*.csv`?",
+            stack.path("stack.toml").display()
+        )
+    );
+}
+
+#[test]
+fn postgres_errors_on_a_csv_name_the_file_line_and_column() {
+    require_docker!();
+    // A header column the table does not have: PostgreSQL named no line.
+    let stack = bad_stack("fxpgerr", &[("orders.csv", b"email,totl\na@x,1\n")]);
+    assert_eq!(
+        load_fails(&stack),
+        "data/orders.csv:1: column \"totl\" of the header is not a column of table \"orders\"\n  = help: did you mean \"total\"? \
+         the header names the columns to load: rename it to a column of the table, or add the column in a migration; \"orders\" has: id, email, total"
+    );
+    // A bad value in a row with a line break in a value: PostgreSQL names the row's last line.
+    std::fs::write(stack.path("data/orders.csv"), "email,total\na@x,1\n\"b@x\nsecond line\",zz\nc@x,3\n").unwrap();
+    assert_eq!(load_fails(&stack), "data/orders.csv:3: ERROR: invalid input syntax for type integer: \"zz\" (column \"total\")");
+    // A masked file is re-encoded without its empty lines: the line is still the file's.
+    std::fs::write(stack.path("data/orders.csv"), "email,total\na@x,1\n").unwrap();
+    std::fs::write(stack.path("data/users.csv"), "email,name,age\n\nann@corp.example,Ann,30\n\nbob@corp.example,Bob,old\n").unwrap();
+    assert_eq!(load_fails(&stack), "data/users.csv:5: ERROR: invalid input syntax for type integer: \"old\" (column \"age\")");
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use toml::de::DeTable;
 
 use super::cx::{env_or, Cx, Key, Value};
-use crate::manifest::diag::Diagnostic;
+use crate::manifest::diag::{locate, Diagnostic};
 use crate::manifest::{Fixtures, Loader, MaskRule, Service};
 
 const FIXTURE_KEYS: &[&str] = &["loader", "database", "user", "command", "files", "after", "mask", "sensitive", "seed", "snapshot"];
@@ -42,7 +42,7 @@ impl Cx<'_> {
         }
         let loader = self.loader(body, t, service)?;
         self.masking_needs_the_postgres_loader(t, &loader, &service_name);
-        let files = self.fixture_files(body, t, &service_name)?;
+        let (files, files_lines) = self.fixture_files(body, t, &service_name)?;
         let after = self.after(t, services, &service_name)?;
         let mask = match t.get("mask") {
             Some(v) => self.mask(v, &field("mask"))?,
@@ -54,7 +54,8 @@ impl Cx<'_> {
             None => stack.to_string(),
         };
         let snapshot = self.snapshot_flag(t, &loader, &service_name)?;
-        Some(Fixtures { service: service_name, loader, files, after, mask, sensitive, seed, snapshot })
+        let manifest_file = String::new(); // named by `manifest::parse`, which knows the file
+        Some(Fixtures { service: service_name, loader, files, files_lines, manifest_file, after, mask, sensitive, seed, snapshot })
     }
 
     /// `loader` (default postgres) and its settings; settings of another loader are reported.
@@ -103,8 +104,8 @@ impl Cx<'_> {
         })
     }
 
-    /// `files`: glob patterns, at least one.
-    fn fixture_files(&mut self, body: &Value<'_>, t: &DeTable<'_>, service: &str) -> Option<Vec<String>> {
+    /// `files`: glob patterns, at least one, each with its manifest line.
+    fn fixture_files(&mut self, body: &Value<'_>, t: &DeTable<'_>, service: &str) -> Option<(Vec<String>, Vec<usize>)> {
         let field = format!("`fixtures.{service}.files`");
         let Some(v) = t.get("files") else {
             self.diags.push(
@@ -122,7 +123,8 @@ impl Cx<'_> {
                 self.diags.push(Diagnostic::new(span.clone(), format!("invalid file pattern `{pattern}`: {}", e.msg)));
             }
         }
-        Some(items.into_iter().map(|(p, _)| p).collect())
+        let lines = items.iter().map(|(_, span)| locate(self.src, span.start).0).collect();
+        Some((items.into_iter().map(|(p, _)| p).collect(), lines))
     }
 
     /// `after`: jobs that depend on the service (default: all of them), such as its migrations.
