@@ -574,3 +574,91 @@ fn a_missing_image_that_cannot_be_pulled_fails_with_a_clear_error_and_starts_not
     assert!(err.contains("app skipped: not started: dependency `ghost` failed"), "{err}");
     assert!(!stack.container_ids().contains_key("app"));
 }
+
+#[test]
+fn sigint_during_up_stops_cleanly_records_the_run_cancelled_and_exits_130() {
+    require_docker!();
+    let stack = Stack::new(
+        "sigint",
+        r#"
+[stack]
+name = "{stack}"
+[services.quick]
+image = "stagectl/debian:bookworm"
+command = ["sleep", "infinity"]
+ready = { exec = ["true"] }
+[services.never]
+image = "stagectl/debian:bookworm"
+command = ["sleep", "infinity"]
+ready = { exec = ["false"], timeout = "60s", interval = "50ms" }
+[services.after]
+image = "stagectl/debian:bookworm"
+command = ["sleep", "infinity"]
+depends_on = ["never"]
+"#,
+    );
+    let state = stack.path("state");
+    let mut child = std::process::Command::new(BIN)
+        .arg("-f")
+        .arg(stack.path("stack.toml"))
+        .arg("up")
+        .env("STAGECTL_STATE_DIR", &state)
+        .env("STAGECTL_LOCAL", "true")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until both containers run (`never` is then being probed), then interrupt as Ctrl-C would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let running = || {
+        docker(&[
+            "ps",
+            "--filter",
+            &format!("label=org.stagectl.stack={}", stack.name),
+            "--filter",
+            "status=running",
+            "--format",
+            "{{.Names}}",
+        ])
+        .lines()
+        .count()
+    };
+    while running() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the stack never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "stopping took {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("`up` of stack") && err.contains("cancelled: 2 container(s) left, 2 running"), "{err}");
+    assert!(err.contains("run `stagectl up` to finish it or `stagectl down` to remove it"), "{err}");
+    assert!(!stack.container_ids().contains_key("after"), "a dependent was started after the interrupt");
+    // The run is on record as cancelled, not running.
+    let history = stack.run_env(&["down"], &[("STAGECTL_STATE_DIR", state.to_str().unwrap())]);
+    assert_eq!(history.status.code(), Some(0));
+    let db = run_statuses_in(&state.join("history.db"));
+    assert!(db.contains("cancelled"), "run statuses: {db}");
+}
+
+/// The run statuses in a history database, read with the sqlite3 CLI if present, else as raw
+/// bytes (the status text is stored as-is).
+fn run_statuses_in(path: &std::path::Path) -> String {
+    let mut text = String::new();
+    for suffix in ["", "-wal"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        if let Ok(bytes) = std::fs::read(&file) {
+            text.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    ["running", "cancelled", "succeeded", "failed", "interrupted"]
+        .iter()
+        .filter(|s| text.contains(*s))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(",")
+}
