@@ -598,7 +598,7 @@ depends_on = ["never"]
 "#,
     );
     let state = stack.path("state");
-    let mut child = std::process::Command::new(BIN)
+    let child = std::process::Command::new(BIN)
         .arg("-f")
         .arg(stack.path("stack.toml"))
         .arg("up")
