@@ -55,6 +55,7 @@ pub struct ResolvedImage {
 
 /// What makes two builds the same: services whose `build` has the same context, dockerfile,
 /// args and host command get one image.
+/// The host command then runs once too, with `STAGECTL_SERVICE` naming the service that builds.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct BuildKey {
     context: PathBuf,
