@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -13,6 +15,7 @@ use super::progress::{Phase, Reporter};
 use crate::docker::{labels, ContainerEngine, ImageProgress};
 use crate::error::Error;
 use crate::manifest::{Build, Manifest, Service};
+use crate::plan;
 use crate::secrets::Redactor;
 
 /// Why a service has no image.
@@ -36,6 +39,9 @@ pub enum ImageError {
     PulledButMissing { reference: String },
     #[error(transparent)]
     Docker(#[from] Error),
+    /// The build this service shares with others failed: each of them fails with its message.
+    #[error(transparent)]
+    Shared(Arc<ImageError>),
 }
 
 /// The image a service will run, and how it was obtained.
@@ -47,40 +53,107 @@ pub struct ResolvedImage {
     pub seconds: f64,
 }
 
+/// What makes two builds the same: services whose `build` has the same context, dockerfile,
+/// args and host command get one image.
+/// The host command then runs once too, with `STAGECTL_SERVICE` naming the service that builds.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct BuildKey {
+    context: PathBuf,
+    dockerfile: String,
+    args: BTreeMap<String, String>,
+    command: Option<String>,
+}
+
+impl BuildKey {
+    fn of(build: &Build) -> Self {
+        BuildKey {
+            context: build.context.clone(),
+            dockerfile: build.dockerfile.clone(),
+            args: build.args.clone(),
+            command: build.command.clone(),
+        }
+    }
+}
+
+/// A build done (or found cached) once for every service that shares it.
+#[derive(Debug, Clone)]
+struct Built {
+    id: String,
+    hash: String,
+    how: &'static str,
+    /// The service whose pipeline did it.
+    by: String,
+}
+
+/// The result every sharing service awaits: the first to ask does the work. A failure is
+/// shared too, so they all fail with the same message.
+#[derive(Default)]
+struct Shared {
+    /// Set by the first pipeline to ask: the others say they wait.
+    claimed: AtomicBool,
+    result: tokio::sync::OnceCell<Result<Built, Arc<ImageError>>>,
+}
+type SharedBuild = Arc<Shared>;
+
+/// The builds of one `up`: each distinct build (see [`BuildKey`]) is run once, by the first
+/// pipeline that needs it; the others await the same result and run the same image.
+pub struct Builds {
+    shared: BTreeMap<BuildKey, (Vec<String>, SharedBuild)>,
+}
+
+impl Builds {
+    pub fn new(manifest: &Manifest) -> Self {
+        let mut shared: BTreeMap<BuildKey, (Vec<String>, SharedBuild)> = BTreeMap::new();
+        for s in &manifest.services {
+            if let Some(build) = &s.build {
+                shared.entry(BuildKey::of(build)).or_default().0.push(s.name.clone());
+            }
+        }
+        Builds { shared }
+    }
+}
+
+/// The tag of a service's build, by content.
+fn build_tag(service: &str, hash: &str) -> String {
+    format!("stagectl-build/{service}:{}", &hash[..16])
+}
+
 pub async fn ensure_image<E: ContainerEngine + ?Sized>(
     docker: &E,
     manifest: &Manifest,
     service: &Service,
+    builds: &Builds,
     reporter: &dyn Reporter,
     redactor: &Redactor,
 ) -> Result<ResolvedImage, ImageError> {
     let start = Instant::now();
     let name = service.name.as_str();
     if let Some(build) = &service.build {
-        if let Some(cmd) = &build.command {
-            reporter.phase(name, Phase::Building, &format!("host command: {cmd}"));
-            run_host_command(cmd, &manifest.dir, name, build, reporter, redactor).await?;
+        let (group, cell) =
+            builds.shared.get(&BuildKey::of(build)).cloned().unwrap_or_else(|| (vec![name.to_string()], Default::default()));
+        if cell.claimed.swap(true, Ordering::SeqCst) && !cell.result.initialized() {
+            reporter.phase(name, Phase::Waiting, &format!("for the build it shares with {}", others(&group, name)));
         }
-        let context = build.context.clone();
-        let ignore = read_dockerignore(&context);
-        let tar = tokio::task::spawn_blocking(move || context_tar(&context, &ignore))
-            .await?
-            .map_err(|source| ImageError::Context { path: build.context.clone(), source })?;
-        let hash = context_hash(&tar, build);
-        let tag = format!("stagectl-build/{name}:{}", &hash[..16]);
-        let mut tags = vec![tag.clone()];
-        tags.extend(service.image.iter().cloned());
-        if let Some(id) = docker.image_id(&tag).await? {
-            // Keep the user-facing tag (`image = ...`) pointing at the cached build too.
-            if let Some(user_tag) = &service.image {
-                if docker.image_id(user_tag).await?.as_deref() != Some(id.as_str()) {
-                    docker.tag_image(&id, user_tag).await?;
+        let built = cell
+            .result
+            .get_or_init(|| async { build_once(docker, manifest, service, build, &group, reporter, redactor).await.map_err(Arc::new) })
+            .await
+            .clone()
+            .map_err(ImageError::Shared)?;
+        let tag = build_tag(name, &built.hash);
+        // The service's own tag and the user-facing one (`image = ...`) name the shared image
+        // (a fresh build already carries the builder's tags).
+        if !(built.how == "built" && built.by == name) {
+            for t in std::iter::once(&tag).chain(service.image.iter()) {
+                if docker.image_id(t).await?.as_deref() != Some(built.id.as_str()) {
+                    docker.tag_image(&built.id, t).await?;
                 }
             }
-            reporter.phase(name, Phase::ImageReady, "build cached (context unchanged)");
-            return Ok(ResolvedImage { id, reference: tag, how: "cached", seconds: start.elapsed().as_secs_f64() });
         }
-        return build_image(docker, name, build, tar, &tags, &hash, reporter, start).await;
+        if built.by != name {
+            reporter.phase(name, Phase::ImageReady, &format!("{} once for {}", built.how, group.join(", ")));
+        }
+        return Ok(ResolvedImage { id: built.id, reference: tag, how: built.how, seconds: start.elapsed().as_secs_f64() });
     }
     let reference = service.image.clone().unwrap_or_default();
     if let Some(id) = docker.image_id(&reference).await? {
@@ -98,26 +171,53 @@ pub async fn ensure_image<E: ContainerEngine + ?Sized>(
     Ok(ResolvedImage { id, reference, how: "pulled", seconds: start.elapsed().as_secs_f64() })
 }
 
-async fn build_image<E: ContainerEngine + ?Sized>(
+/// `` `a`, `b` `` for every service of `group` but `name`.
+fn others(group: &[String], name: &str) -> String {
+    group.iter().filter(|s| *s != name).map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// Host command, context tar and hash, then the image: cached when any service of `group`
+/// has a tag for this content, else built (reported under `service`, the one doing it).
+async fn build_once<E: ContainerEngine + ?Sized>(
     docker: &E,
-    name: &str,
+    manifest: &Manifest,
+    service: &Service,
     build: &Build,
-    tar: Vec<u8>,
-    tags: &[String],
-    hash: &str,
+    group: &[String],
     reporter: &dyn Reporter,
-    start: Instant,
-) -> Result<ResolvedImage, ImageError> {
+    redactor: &Redactor,
+) -> Result<Built, ImageError> {
+    let name = service.name.as_str();
+    if let Some(cmd) = &build.command {
+        reporter.phase(name, Phase::Building, &format!("host command: {cmd}"));
+        run_host_command(cmd, &manifest.dir, name, build, reporter, redactor).await?;
+    }
+    let context = build.context.clone();
+    let ignore = read_dockerignore(&context);
+    let tar = tokio::task::spawn_blocking(move || context_tar(&context, &ignore))
+        .await?
+        .map_err(|source| ImageError::Context { path: build.context.clone(), source })?;
+    let hash = context_hash(&tar, build);
+    for s in group {
+        if let Some(id) = docker.image_id(&build_tag(s, &hash)).await? {
+            reporter.phase(name, Phase::ImageReady, "build cached (context unchanged)");
+            return Ok(Built { id, hash, how: "cached", by: name.to_string() });
+        }
+    }
+    let mut tags = vec![build_tag(name, &hash)];
+    tags.extend(service.image.iter().cloned());
     reporter.phase(name, Phase::Building, &format!("docker build {}", build.context.display()));
-    let image_labels = BTreeMap::from([(labels::CONTEXT_HASH.to_string(), hash.to_string())]);
+    // The stack's labels let `down` and prune find what it built.
+    let mut image_labels = plan::stack_labels(&manifest.stack);
+    image_labels.insert(labels::CONTEXT_HASH.to_string(), hash.clone());
     let progress = |p: ImageProgress| {
         if let ImageProgress::Line(l) = p {
             reporter.output(name, &l)
         }
     };
-    let id = docker.build_image(tar, &build.dockerfile, tags, &build.args, &image_labels, &progress).await?;
+    let id = docker.build_image(tar, &build.dockerfile, &tags, &build.args, &image_labels, &progress).await?;
     reporter.phase(name, Phase::ImageReady, "built");
-    Ok(ResolvedImage { id, reference: tags[0].clone(), how: "built", seconds: start.elapsed().as_secs_f64() })
+    Ok(Built { id, hash, how: "built", by: name.to_string() })
 }
 
 async fn run_host_command(

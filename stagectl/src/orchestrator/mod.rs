@@ -13,7 +13,9 @@
 //! * `failure`: [`ServiceError`], why a service failed (wrapping the error types of
 //!   `images`, `fixtures`, `migrate`), and how that becomes its report;
 //! * `down`, `status`: the other two operations;
-//! * `images`: pull, or host build command + deterministic context tar + build;
+//! * `images`: pull, or host build command + deterministic context tar + build; `Builds`:
+//!   one build per distinct (context, dockerfile, args, host command) per `up`, awaited by
+//!   every service that shares it (one image id, one failure message);
 //! * `progress`: the [`Reporter`] events.
 //!
 //! Outside this module they use `docker` (the trait only), `plan`, `manifest`, `probes`,

@@ -132,7 +132,9 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             state,
             ready,
             ports,
-            image: c.image.clone(),
+            // A built service runs its content-addressed build tag; the user's `image` names
+            // the same image and is the one they know.
+            image: service.filter(|s| s.build.is_some()).and_then(|s| s.image.clone()).unwrap_or_else(|| c.image.clone()),
             uptime_seconds,
             detail,
         }

@@ -15,6 +15,7 @@ use crate::manifest::{self, Manifest, VarSource};
 use crate::plan::Action;
 
 mod data;
+mod images;
 
 /// Every event the orchestrator reported, in order.
 #[derive(Default)]

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::failure::Failure;
 use super::fixtures::{fixture_inputs, mounted_content, FixtureInputs, Mounts};
-use super::images::{self, ResolvedImage};
+use super::images::{self, Builds, ResolvedImage};
 use super::{FixtureReport, Orchestrator, Outcome, Phase, ServiceError, ServiceReport, UpReport, STOP_GRACE_SECS};
 use crate::data;
 use crate::docker::{ContainerEngine, ObservedContainer};
@@ -66,6 +66,8 @@ struct ServiceRun<'a> {
     current: Option<ObservedContainer>,
     network: &'a str,
     redactor: &'a Redactor,
+    /// The builds of this run, each done once for every service that shares it.
+    builds: &'a Builds,
     /// Each dependency with the signal this service waits for (see [`plan::waits`]): `ready`
     /// when the dependency's fixture load waits for this service, `done` otherwise.
     deps: Vec<(String, SignalRx)>,
@@ -153,6 +155,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let mut ready: BTreeMap<&str, (SignalTx, SignalRx)> = BTreeMap::new();
         let mut done: BTreeMap<&str, (SignalTx, SignalRx)> = BTreeMap::new();
         let mut images: BTreeMap<&str, (ImageTx, ImageRx)> = BTreeMap::new();
+        let builds = Builds::new(manifest);
         for s in &manifest.services {
             ready.insert(&s.name, watch::channel(None));
             done.insert(&s.name, watch::channel(None));
@@ -175,6 +178,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 current: plan::current_container(&manifest.stack, &service.name, &observed).cloned(),
                 network: &network,
                 redactor: &redactor,
+                builds: &builds,
                 deps,
                 data_deps,
                 after_jobs: after.iter().map(|j| (j.clone(), done[j.as_str()].1.clone())).collect(),
@@ -229,7 +233,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// The phases in order. A phase hands its result to the next, or ends the pipeline early:
     /// with `Ok` when the report already holds the result (skipped, kept), or with a failure.
     async fn pipeline(&self, run: &ServiceRun<'_>, report: &mut ServiceReport) -> std::result::Result<(), Failure> {
-        let image = images::ensure_image(self.docker.as_ref(), run.manifest, run.service, self.reporter.as_ref(), run.redactor).await?;
+        let image =
+            images::ensure_image(self.docker.as_ref(), run.manifest, run.service, run.builds, self.reporter.as_ref(), run.redactor).await?;
         report.image = image.reference.clone();
         report.image_source = image.how.to_string();
         report.image_seconds = image.seconds;

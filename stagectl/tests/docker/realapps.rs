@@ -158,3 +158,56 @@ command = ["sh", "-c", "exit 1"]
         assert!(err.contains("crash FAILED: container exited with code 1"), "run {run}: {err}");
     }
 }
+
+/// Issue 10 (1d): two services sharing one build context get one build and one image.
+#[test]
+fn two_services_sharing_a_build_context_build_it_once_and_run_the_same_image() {
+    require_docker!();
+    // Declared first, so dropped last: after the stack's containers are gone.
+    let _images;
+    let stack = Stack::new(
+        "shared",
+        r#"
+[stack]
+name = "{stack}"
+[services.api]
+build = "./app"
+image = "{stack}-app:dev"
+[services.worker]
+build = "./app"
+command = ["sh", "-c", "exec sleep infinity"]
+"#,
+    );
+    _images = BuiltImages(stack.name.clone());
+    std::fs::create_dir_all(stack.path("app")).unwrap();
+    let dockerfile =
+        format!("FROM stagectl/debian:bookworm\nLABEL test.stack={}\nCOPY main.sh /main.sh\nCMD [\"sh\", \"/main.sh\"]\n", stack.name);
+    std::fs::write(stack.path("app/Dockerfile"), dockerfile).unwrap();
+    std::fs::write(stack.path("app/main.sh"), "exec sleep infinity\n").unwrap();
+
+    let out = stack.run(&["--json", "up"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let events: Vec<serde_json::Value> = stdout(&out).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let builds: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| {
+            e["event"] == "phase" && e["phase"] == "building" && e["detail"].as_str().is_some_and(|d| d.starts_with("docker build"))
+        })
+        .collect();
+    assert_eq!(builds.len(), 1, "the shared context is built once: {builds:#?}");
+
+    let ids = stack.container_ids();
+    let image = |service: &str| docker(&["inspect", "-f", "{{.Image}}", &ids[service]]).trim().to_string();
+    assert_eq!(image("api"), image("worker"), "both services run the one image");
+    let tagged = docker(&["image", "inspect", "-f", "{{.Id}}", &format!("{}-app:dev", stack.name)]);
+    assert_eq!(tagged.trim(), image("api"), "the user's tag names the image both run");
+    // The build carries the stack's label, so `down` and prune can find it.
+    let label = docker(&["image", "inspect", "-f", "{{index .Config.Labels \"org.stagectl.stack\"}}", &image("api")]);
+    assert_eq!(label.trim(), stack.name);
+
+    // `status` shows the user's tag for the built service.
+    let status = stack.run(&["--json", "status"]);
+    let rows = last_json(&status);
+    let api = rows.as_array().unwrap().iter().find(|r| r["service"] == "api").unwrap();
+    assert_eq!(api["image"], format!("{}-app:dev", stack.name), "{rows}");
+}

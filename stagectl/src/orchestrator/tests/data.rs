@@ -8,12 +8,12 @@ use crate::error::Error;
 
 /// A project directory with files, and a manifest parsed in it (fixture files and bind
 /// mounts are hashed from disk).
-struct Project {
+pub(super) struct Project {
     dir: tempfile::TempDir,
 }
 
 impl Project {
-    fn new(files: &[(&str, &str)]) -> Project {
+    pub(super) fn new(files: &[(&str, &str)]) -> Project {
         let p = Project { dir: tempfile::tempdir().unwrap() };
         for (path, text) in files {
             p.write(path, text);
@@ -21,13 +21,13 @@ impl Project {
         p
     }
 
-    fn write(&self, path: &str, text: &str) {
+    pub(super) fn write(&self, path: &str, text: &str) {
         let path = self.dir.path().join(path);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     }
 
-    fn parse(&self, toml: &str) -> Manifest {
+    pub(super) fn parse(&self, toml: &str) -> Manifest {
         let vars = VarSource::default();
         manifest::parse(toml, "stack.toml", self.dir.path(), &vars, &|p| p.is_dir()).unwrap_or_else(|e| panic!("{}", e.render()))
     }
