@@ -165,7 +165,11 @@ fn smoke_checks_pass_and_fail_for_real_and_the_junit_report_counts_match() {
     assert!(wrong["message"].as_str().unwrap().starts_with("GET /: status 200, expected 404"), "{wrong}");
     let slow = by_name("too slow");
     assert_eq!(slow["outcome"], "failed");
-    assert!(slow["message"].as_str().unwrap().starts_with("p95 1"), "{slow}");
+    // How far over the budget depends on the machine's load (120 ms per request at best).
+    assert!(
+        slow["message"].as_str().unwrap().starts_with("p95 ") && slow["message"].as_str().unwrap().contains("> budget 50 ms"),
+        "{slow}"
+    );
     assert!(slow["latency"]["p95_ms"].as_f64().unwrap() >= 120.0);
     assert_eq!(by_name("authorised order")["outcome"], "passed", "the secret header was sent");
     assert_eq!(by_name("tables exist")["outcome"], "passed");
