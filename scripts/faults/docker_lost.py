@@ -76,6 +76,10 @@ class Relay:
 
     @staticmethod
     def _pipe(src, dst):
+        # EOF is passed on as EOF (a half-close): `docker exec` with stdin ends its input that
+        # way and still reads the command's output and exit. Shutting down both directions
+        # here would cut every fixture load (COPY FROM STDIN) short.
+        how = socket.SHUT_WR
         try:
             while True:
                 data = src.recv(65536)
@@ -83,9 +87,9 @@ class Relay:
                     break
                 dst.sendall(data)
         except OSError:
-            pass
+            how = socket.SHUT_RDWR
         try:
-            dst.shutdown(socket.SHUT_RDWR)
+            dst.shutdown(how)
         except OSError:
             pass
 
