@@ -194,3 +194,97 @@ fn a_request_head_trickled_one_byte_a_second_is_closed_by_the_stall_limit() {
     let _ = ok.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// A relay in front of the Docker socket that passes half-closes on (so `docker exec` with
+/// stdin works through it) and cuts everything, like an engine dying, when a request whose
+/// head contains `trigger` goes by (that request never reaches the engine).
+struct CutAt {
+    path: PathBuf,
+}
+
+impl CutAt {
+    fn start(path: PathBuf, trigger: &'static [u8]) -> CutAt {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::{Arc, Mutex};
+        let real = std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+            .unwrap_or_else(|| "/var/run/docker.sock".into());
+        let listener = UnixListener::bind(&path).unwrap();
+        let open: Arc<Mutex<Option<Vec<UnixStream>>>> = Arc::new(Mutex::new(Some(Vec::new())));
+        let socket = path.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let (Ok(client), Ok(engine)) = (client, UnixStream::connect(&real)) else { return };
+                {
+                    let mut guard = open.lock().unwrap();
+                    let Some(streams) = guard.as_mut() else { return };
+                    streams.push(client.try_clone().unwrap());
+                    streams.push(engine.try_clone().unwrap());
+                }
+                let (to_engine, from_engine) = (engine.try_clone().unwrap(), client.try_clone().unwrap());
+                let (open, socket) = (open.clone(), socket.clone());
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (client, to_engine);
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 {
+                            let _ = to.shutdown(std::net::Shutdown::Write);
+                            return;
+                        }
+                        if buf[..n].windows(trigger.len()).any(|w| w == trigger) {
+                            // The engine "dies": no new connections, every open one cut.
+                            let _ = std::fs::remove_file(&socket);
+                            for s in open.lock().unwrap().take().unwrap_or_default() {
+                                let _ = s.shutdown(std::net::Shutdown::Both);
+                            }
+                            return;
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (engine, from_engine);
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        CutAt { path }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+}
+
+/// The engine goes away while a fixture snapshot is being committed: a snapshot that fails is
+/// only a warning (it costs speed next time), but an engine that is gone is the run's failure:
+/// exit 3, as anywhere else in a run, not "ready" with exit 0.
+#[test]
+fn docker_lost_while_a_snapshot_is_committed_gives_exit_code_3() {
+    require_docker!();
+    let stack = Stack::new(
+        "f-snaplost",
+        r#"
+[stack]
+name = "{stack}"
+
+[services.db]
+image = "stagectl/postgres:15"
+ready = { postgres = 5432, timeout = "60s" }
+
+[fixtures.db]
+files = ["seed.sql"]
+"#,
+    );
+    std::fs::write(stack.path("seed.sql"), format!("CREATE TABLE t (id int); INSERT INTO t VALUES (1); -- {}\n", stack.name)).unwrap();
+    let relay = CutAt::start(stack.path("docker.sock"), b"/commit?");
+    let out = stack.run_env(&["up"], &[("DOCKER_HOST", &relay.host()), ("STAGECTL_LOCAL", "true")]);
+    let err = stderr(&out);
+    assert!(err.contains("t.sql loading") || err.contains("seed.sql"), "the load did not happen through the relay: {err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains(&format!("cannot reach the Docker engine at {}", relay.host())), "{err}");
+}
