@@ -498,7 +498,15 @@ async fn operate(
             None
         }
     };
-    let recording = history.and_then(|h| h.create_run(&stack, op.name(), Trigger::Cli).ok().map(|run| Recording { history: h, run }));
+    // Opening can succeed where the first write fails (a full disk with the WAL files already
+    // there): that run is not recorded either, and the terminal says so.
+    let recording = history.and_then(|h| match h.create_run(&stack, op.name(), Trigger::Cli) {
+        Ok(run) => Some(Recording { history: h, run }),
+        Err(e) => {
+            console.note(&format!("warning: run history unavailable: {e}"));
+            None
+        }
+    });
     let started = std::time::Instant::now();
     let outcome = run_recorded(connect(), &stack, manifest.as_ref(), op, Trigger::Cli, recording, console.clone(), interrupted()).await;
     console.finish();

@@ -6,7 +6,8 @@
 //! closing a connection that
 //! - sends more than `MAX_HEAD` bytes without ending a request head (the API takes no request
 //!   bodies, so this caps heads and bodies alike),
-//! - stops in the middle of a request for `STALL`,
+//! - takes longer than `STALL` over a request, from its first byte (a client that stops and
+//!   one that trickles a byte at a time alike),
 //! - or has been silent in both directions for `IDLE`;
 //!
 //! and refusing connections beyond `MAX_CONNECTIONS` (503).
@@ -83,6 +84,8 @@ struct HeadMeter {
     pending: usize,
     tail: [u8; 3],
     tail_len: usize,
+    /// The last chunk fed began a new request (its first bytes, after a finished head or none).
+    began: bool,
 }
 
 impl HeadMeter {
@@ -90,9 +93,16 @@ impl HeadMeter {
     fn feed(&mut self, chunk: &[u8]) -> bool {
         let mut joined = self.tail[..self.tail_len].to_vec();
         joined.extend_from_slice(chunk);
+        let was_pending = self.pending > 0;
         match joined.windows(4).rposition(|w| w == b"\r\n\r\n") {
-            Some(at) => self.pending = joined.len() - (at + 4),
-            None => self.pending += chunk.len(),
+            Some(at) => {
+                self.pending = joined.len() - (at + 4);
+                self.began = self.pending > 0;
+            }
+            None => {
+                self.pending += chunk.len();
+                self.began = !was_pending && self.pending > 0;
+            }
         }
         let keep = joined.len().min(3);
         self.tail[..keep].copy_from_slice(&joined[joined.len() - keep..]);
@@ -144,7 +154,9 @@ fn forward(client: &TcpStream, server: &UnixStream, start: Instant, last_activit
         return;
     }
     let mut meter = HeadMeter::default();
-    let mut last_client_byte = 0u64;
+    // When the request being read began: a head must be whole within STALL of its first byte,
+    // or a client sending one byte every few seconds would never count as stalled.
+    let mut request_started = 0u64;
     let mut buf = [0u8; 16 * 1024];
     loop {
         match from.read(&mut buf) {
@@ -159,12 +171,15 @@ fn forward(client: &TcpStream, server: &UnixStream, start: Instant, last_activit
                 if to.write_all(&buf[..n]).is_err() {
                     return;
                 }
-                last_client_byte = millis_since(start);
-                last_activity.store(last_client_byte, Ordering::Relaxed);
+                let now = millis_since(start);
+                if meter.began {
+                    request_started = now;
+                }
+                last_activity.store(now, Ordering::Relaxed);
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
                 let now = millis_since(start);
-                let stalled = meter.mid_request() && now.saturating_sub(last_client_byte) > STALL.as_millis() as u64;
+                let stalled = meter.mid_request() && now.saturating_sub(request_started) > STALL.as_millis() as u64;
                 let idle = now.saturating_sub(last_activity.load(Ordering::Relaxed)) > IDLE.as_millis() as u64;
                 if stalled || idle {
                     return;
@@ -183,11 +198,14 @@ mod tests {
     fn the_meter_resets_at_each_head_end_also_when_split_across_reads() {
         let mut m = HeadMeter::default();
         assert!(m.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r"));
-        assert!(m.mid_request());
+        assert!(m.mid_request() && m.began);
         assert!(m.feed(b"\n"));
         assert!(!m.mid_request(), "the terminator split over two reads ends the head");
         assert!(m.feed(b"GET /a HTTP/1.1\r\n\r\nGET /b"));
         assert_eq!(m.pending, 6);
+        assert!(m.began, "a chunk that ends one head and starts another begins a request");
+        assert!(m.feed(b" HTTP/1.1\r\n"));
+        assert!(!m.began, "more of the same head does not begin a request");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use futures_util::FutureExt;
 
 use crate::docker::RunState;
 use crate::error::{Error, Result};
-use crate::history::{CheckRecord, History, RunOutcome, StepRecord, Trigger};
+use crate::history::{CheckRecord, History, HistoryError, RunOutcome, StepRecord, Trigger};
 use crate::manifest::Manifest;
 use crate::orchestrator::{Orchestrator, Phase, Reporter};
 use crate::secrets::Redactor;
@@ -55,11 +55,16 @@ where
     let display: Arc<dyn Reporter> = Arc::new(Masking { inner: display, redactor: redactor.clone() });
     let finish = |result: Result<OpOutcome>| {
         if let Some(r) = &recording {
-            match &result {
-                Err(Error::Cancelled(why)) => {
-                    let _ = r.history.cancel_run(r.run, &redactor.apply(why));
-                }
+            let recorded = match &result {
+                Err(Error::Cancelled(why)) => r.history.cancel_run(r.run, &redactor.apply(why)),
                 _ => record(&r.history, r.run, &result, &redactor),
+            };
+            // The history (a full disk) would show this run as running, then interrupted.
+            if let Err(e) = recorded {
+                display.note(&format!(
+                    "warning: the outcome of run {} could not be recorded ({e}); the run history will show it as interrupted",
+                    r.run
+                ));
             }
         }
         result
@@ -148,15 +153,15 @@ async fn cancelled_state<E: ContainerEngine + ?Sized>(docker: &E, stack: &str, o
 }
 
 /// Writes an outcome's steps (one per service), check results and summary to the history.
-pub fn record(history: &History, run: i64, result: &Result<OpOutcome>, redactor: &Redactor) {
+/// The error is that of the final write, which is what marks the run finished.
+pub fn record(history: &History, run: i64, result: &Result<OpOutcome>, redactor: &Redactor) -> Result<(), HistoryError> {
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {
-            let _ = history.finish_run(
+            return history.finish_run(
                 run,
                 &RunOutcome { ok: false, error: Some(redactor.apply(&e.to_string())), snapshot: None, refresh_seconds: None },
             );
-            return;
         }
     };
     let mut snapshot = None;
@@ -208,7 +213,7 @@ pub fn record(history: &History, run: i64, result: &Result<OpOutcome>, redactor:
     }
     let ok = outcome.ok();
     let error = (!ok).then(|| if failures.is_empty() { "failed".to_string() } else { failures.join("; ") });
-    let _ = history.finish_run(run, &RunOutcome { ok, error, snapshot, refresh_seconds: refresh });
+    history.finish_run(run, &RunOutcome { ok, error, snapshot, refresh_seconds: refresh })
 }
 
 /// Passes events on and writes each as a log line of a run (secrets masked).

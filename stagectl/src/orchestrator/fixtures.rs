@@ -135,6 +135,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         if fixtures.snapshot {
             snapshot = "miss".into();
             if let Err(e) = self.take_snapshot(manifest, fixtures, inputs, id, &load).await {
+                // An engine that went away meanwhile is the run's failure (exit 3), whatever
+                // error the cut call gave; the run must not go on to report the stack ready.
+                if let Err(lost @ Error::DockerUnreachable { .. }) = self.docker.list_containers(&manifest.stack).await {
+                    return Err(FixtureError::Docker(lost));
+                }
                 // A failed snapshot costs speed next time, not correctness now.
                 self.reporter.phase(name, Phase::Loading, &format!("warning: snapshot not taken: {e}"));
             }

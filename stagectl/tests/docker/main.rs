@@ -5,6 +5,7 @@
 mod harness;
 mod checks;
 mod daemon;
+mod faults;
 mod fixtures;
 mod import;
 mod migrations;

@@ -1,0 +1,290 @@
+//! Regression tests for what `scripts/fault-suite.sh` found (RELIABILITY.md): a run the history
+//! could not record is said so on the terminal, and a request head trickled byte by byte is
+//! closed by the daemon's stall limit like a head that stops.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// One long-running service, ready at once.
+const WEB: &str = r#"
+[stack]
+name = "{stack}"
+
+[services.web]
+image = "stagectl/debian:bookworm"
+command = ["sleep", "infinity"]
+ready = { exec = ["true"] }
+"#;
+
+/// A small tmpfs on a test's state directory, unmounted on drop (also when the test panics).
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// `None` (with a loud message) where mounting is not permitted (not root).
+    fn mount(dir: PathBuf) -> Option<Tmpfs> {
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"]).arg(&dir).status().is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("\n!!!!! SKIPPED: cannot mount a tmpfs here (needs root); this full-disk test did not run !!!!!\n");
+        }
+        ok.then_some(Tmpfs { dir })
+    }
+
+    /// Writes zeros until the disk is full.
+    fn fill(&self) {
+        let mut f = std::fs::File::create(self.dir.join("filler")).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// The history can be opened (another process has it open, so its WAL files exist: the daemon,
+/// or a process killed with -9) but not written: the operation runs, and the CLI says that it
+/// is not recorded instead of leaving it out of the history silently.
+#[test]
+fn a_run_the_full_history_cannot_record_still_runs_and_says_so() {
+    require_docker!();
+    let stack = Stack::new("f-norec", WEB);
+    let state = stack.path("state");
+    let Some(disk) = Tmpfs::mount(state.clone()) else { return };
+    let held = stagectl::history::History::open(&state.join("history.db")).expect("history");
+    disk.fill();
+    let out = stack.run_env(&["up"], &[("STAGECTL_STATE_DIR", state.to_str().unwrap()), ("STAGECTL_LOCAL", "true")]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(stack.container_ids().len(), 1, "the operation ran");
+    assert!(err.contains("warning: run history unavailable") && err.contains("disk is full"), "nothing said about the history: {err}");
+    assert!(held.runs(None, 10).unwrap().is_empty(), "a run was recorded after all");
+}
+
+/// The disk fills while a run is going: its outcome cannot be written, and the history will
+/// show the run as interrupted although it succeeded. The CLI says so when the run ends.
+#[test]
+fn a_run_whose_outcome_cannot_be_recorded_says_so_when_it_ends() {
+    require_docker!();
+    let stack = Stack::new(
+        "f-midfull",
+        r#"
+[stack]
+name = "{stack}"
+
+[services.web]
+image = "stagectl/debian:bookworm"
+command = ["sh", "-c", "sleep 3; touch /tmp/ok; exec sleep infinity"]
+ready = { exec = ["test", "-f", "/tmp/ok"], timeout = "60s", interval = "100ms" }
+"#,
+    );
+    let state = stack.path("state");
+    let Some(disk) = Tmpfs::mount(state.clone()) else { return };
+    let mut child = Command::new(BIN)
+        .arg("-f")
+        .arg(stack.path("stack.toml"))
+        .arg("up")
+        .env("STAGECTL_STATE_DIR", &state)
+        .env("STAGECTL_LOCAL", "true")
+        .env("NO_COLOR", "1")
+        .env_remove("STAGECTL_FILE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run stagectl");
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    // The run is recorded as running before the first service event: fill the disk then.
+    while !seen.contains("web probing") {
+        assert!(err.read_line(&mut seen).unwrap() > 0, "stagectl ended before probing: {seen}");
+    }
+    disk.fill();
+    err.read_to_string(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    eprintln!("{seen}");
+    assert_eq!(status.code(), Some(0), "{seen}");
+    assert!(seen.contains("web ready"), "{seen}");
+    assert!(seen.contains("warning: the outcome of run") && seen.contains("could not be recorded"), "nothing said: {seen}");
+}
+
+/// A daemon serving `stack` on a free loopback port; killed on drop.
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(stack: &Stack) -> Daemon {
+        let mut child = Command::new(BIN)
+            .arg("-f")
+            .arg(stack.path("stack.toml"))
+            .args(["daemon", "--listen", "127.0.0.1:0", "--no-watch"])
+            .env("STAGECTL_STATE_DIR", stack.path("state"))
+            .env("STAGECTL_TOKEN", "faults-token-0123456789abcdef")
+            .env_remove("STAGECTL_FILE")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start daemon");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let port = line
+            .split("http://127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no address in daemon output: {line:?}"));
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = stderr.read_to_string(&mut sink);
+        });
+        Daemon { child, port }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client that sends its request head one byte a second never pauses 10 s, yet never ends
+/// its head: it is closed once its head has taken longer than the stall limit (10 s), or 256
+/// such clients would hold the daemon's every connection for as long as they like.
+#[test]
+fn a_request_head_trickled_one_byte_a_second_is_closed_by_the_stall_limit() {
+    require_docker!();
+    let stack = Stack::new("f-trickle", WEB);
+    let daemon = Daemon::start(&stack);
+    let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    s.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nX-Trickle: ").unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed_after = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break started.elapsed(),
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break started.elapsed(),
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "a head trickled one byte a second is still open after 30 s");
+        if s.write_all(b"t").is_err() {
+            break started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(950));
+    };
+    assert!(closed_after < Duration::from_secs(13), "closed only after {closed_after:?}");
+    // The daemon still answers everybody else.
+    let mut ok = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    ok.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    ok.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = ok.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// A relay in front of the Docker socket that passes half-closes on (so `docker exec` with
+/// stdin works through it) and cuts everything, like an engine dying, when a request whose
+/// head contains `trigger` goes by (that request never reaches the engine).
+struct CutAt {
+    path: PathBuf,
+}
+
+impl CutAt {
+    fn start(path: PathBuf, trigger: &'static [u8]) -> CutAt {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::{Arc, Mutex};
+        let real = std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+            .unwrap_or_else(|| "/var/run/docker.sock".into());
+        let listener = UnixListener::bind(&path).unwrap();
+        let open: Arc<Mutex<Option<Vec<UnixStream>>>> = Arc::new(Mutex::new(Some(Vec::new())));
+        let socket = path.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let (Ok(client), Ok(engine)) = (client, UnixStream::connect(&real)) else { return };
+                {
+                    let mut guard = open.lock().unwrap();
+                    let Some(streams) = guard.as_mut() else { return };
+                    streams.push(client.try_clone().unwrap());
+                    streams.push(engine.try_clone().unwrap());
+                }
+                let (to_engine, from_engine) = (engine.try_clone().unwrap(), client.try_clone().unwrap());
+                let (open, socket) = (open.clone(), socket.clone());
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (client, to_engine);
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 {
+                            let _ = to.shutdown(std::net::Shutdown::Write);
+                            return;
+                        }
+                        if buf[..n].windows(trigger.len()).any(|w| w == trigger) {
+                            // The engine "dies": no new connections, every open one cut.
+                            let _ = std::fs::remove_file(&socket);
+                            for s in open.lock().unwrap().take().unwrap_or_default() {
+                                let _ = s.shutdown(std::net::Shutdown::Both);
+                            }
+                            return;
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (engine, from_engine);
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        CutAt { path }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+}
+
+/// The engine goes away while a fixture snapshot is being committed: a snapshot that fails is
+/// only a warning (it costs speed next time), but an engine that is gone is the run's failure:
+/// exit 3, as anywhere else in a run, not "ready" with exit 0.
+#[test]
+fn docker_lost_while_a_snapshot_is_committed_gives_exit_code_3() {
+    require_docker!();
+    let stack = Stack::new(
+        "f-snaplost",
+        r#"
+[stack]
+name = "{stack}"
+
+[services.db]
+image = "stagectl/postgres:15"
+ready = { postgres = 5432, timeout = "60s" }
+
+[fixtures.db]
+files = ["seed.sql"]
+"#,
+    );
+    std::fs::write(stack.path("seed.sql"), format!("CREATE TABLE t (id int); INSERT INTO t VALUES (1); -- {}\n", stack.name)).unwrap();
+    let relay = CutAt::start(stack.path("docker.sock"), b"/commit?");
+    let out = stack.run_env(&["up"], &[("DOCKER_HOST", &relay.host()), ("STAGECTL_LOCAL", "true")]);
+    let err = stderr(&out);
+    assert!(err.contains("t.sql loading") || err.contains("seed.sql"), "the load did not happen through the relay: {err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains(&format!("cannot reach the Docker engine at {}", relay.host())), "{err}");
+}
