@@ -33,7 +33,8 @@
 #
 # Needs: docker, python3, cargo, timeout, flock; the base images (scripts/build-images.sh) and
 # demo/shop/dist/shop (scripts/build-shop.sh; built here when missing). Duration with the
-# defaults on 2 cores: about an hour (a and b ~20 min each).
+# defaults on 2 shared cores: about 20 minutes (a ~10, b ~8, the rest ~4). Results and the
+# findings they led to: RELIABILITY.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

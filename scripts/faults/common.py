@@ -226,16 +226,14 @@ def remove_stack(binary, stack, state_dir, snapshots=True):
 # ------------------------------------------------------------------------------- manifests
 
 
-def shop_stack(stack, repo, directory, app_port=False):
+def shop_stack(stack, repo, directory):
     """The demo's shape with a job: PostgreSQL (fixtures from fixtures/shop, masked, snapshot; a
     secret in its environment), Redis, the demo's `migrate` job, and the shop app built from
-    demo/shop (its binary prebuilt in demo/shop/dist). No host port unless `app_port`
-    (then 127.0.0.1 only)."""
+    demo/shop (its binary prebuilt in demo/shop/dist). No host port."""
     d = Path(directory)
     (d / "fixtures").mkdir(parents=True, exist_ok=True)
     for f in sorted((Path(repo) / "fixtures" / "shop").iterdir()):
         (d / "fixtures" / f.name).write_bytes(f.read_bytes())
-    ports = 'ports = ["127.0.0.1::8080"]\n' if app_port else ""
     (d / "stack.toml").write_text(
         f"""# Written by scripts/fault-suite.sh.
 [stack]
@@ -259,7 +257,7 @@ volumes = ["{repo}/demo/shop/migrate.sh:/migrate.sh:ro", "{repo}/demo/shop/migra
 
 [services.app]
 build = {{ context = "{repo}/demo/shop" }}
-{ports}depends_on = ["migrate", "cache"]
+depends_on = ["migrate", "cache"]
 env = {{ DATABASE_URL = "postgres://postgres@db:5432/shop", REDIS_URL = "redis://cache:6379/", API_KEY = "${{secret:api_key}}" }}
 ready = {{ http = "/healthz", port = 8080, timeout = "90s" }}
 

@@ -7,7 +7,8 @@ the shop app). Four variants in turn, so the kills fall in every phase:
   rebuild-warm  from a running stack, snapshot present (down -v, then restore)
   rebuild-cold  from a running stack, fixtures changed (down -v, load, snapshot)
 Each variant's duration D is measured once; a trial kills the process (SIGKILL) at a uniform
-random time in [0, 0.9 D] after its run is recorded as running. Then:
+random time in [0, 0.9 D] after its run is recorded as running (a run that ends before its kill
+is tried again, up to 3 times, within the time that run took). Then:
   - `up` must converge (exit 0, every service ready / job completed); when it does not, one
     more `up` 5 s later says whether the failure was transient (the trial fails either way),
   - the killed run must be `interrupted` in the history (read with sqlite3, read-only),
