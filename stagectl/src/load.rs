@@ -11,14 +11,21 @@ use crate::manifest::{self, Manifest, VarSource};
 /// (or the upper-cased name).
 pub const SECRET_ENV_PREFIX: &str = "STAGECTL_SECRET_";
 
-pub fn load(path: &Path) -> Result<Manifest> {
+/// The manifest at `path`, run as `project` when given (`-p`; else its `[stack] name`).
+pub fn load(path: &Path, project: Option<&str>) -> Result<Manifest> {
     let bytes = std::fs::read(path).map_err(|source| Error::ManifestRead { path: path.to_path_buf(), source })?;
     // Not UTF-8: a manifest error at the first bad byte's line and column, not a read error.
     let source = manifest::decode(&bytes, &display_name(path)).map_err(Error::Manifest)?;
     let dir = path.parent().map(Path::to_path_buf).filter(|d| !d.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     let vars = var_source(&dir, std::env::vars());
-    manifest::parse(source, &display_name(path), &dir, &vars, &|p: &Path| p.is_dir()).map_err(Error::Manifest)
+    let manifest = manifest::parse(source, &display_name(path), &dir, &vars, &|p: &Path| p.is_dir()).map_err(Error::Manifest)?;
+    match project {
+        Some(project) => {
+            manifest.with_project(project).map_err(|e| Error::Usage(format!("{e} (from -p/--project-name or STAGECTL_PROJECT)")))
+        }
+        None => Ok(manifest),
+    }
 }
 
 fn display_name(path: &Path) -> String {

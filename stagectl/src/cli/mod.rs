@@ -3,6 +3,7 @@
 
 pub mod daemon_client;
 pub mod output;
+mod projects;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +28,11 @@ pub struct Cli {
     /// The manifest (before the command: `stagectl -f other.toml up`).
     #[arg(short = 'f', long = "file", env = "STAGECTL_FILE", default_value = "stack.toml")]
     pub file: PathBuf,
+    /// Run the manifest as this project: its own containers, network, volumes, lock, history
+    /// and daemon, beside the manifest's other projects (fixture snapshots are shared).
+    /// Default: the manifest's `[stack] name`.
+    #[arg(short = 'p', long = "project-name", env = "STAGECTL_PROJECT", global = true, value_name = "NAME")]
+    pub project: Option<String>,
     /// Machine-readable output: JSON lines of events, then one JSON result.
     #[arg(long, global = true)]
     pub json: bool,
@@ -115,6 +121,21 @@ pub enum Command {
         /// Overwrite the output file if it exists.
         #[arg(long)]
         force: bool,
+    },
+    /// Every stack on this host: project, manifest, services running, state, age, last run.
+    Ls,
+    /// Tear down (`down --volumes`) the projects idle for a while, e.g. forgotten branches:
+    /// this manifest's projects, or every stack with --all-manifests.
+    Gc {
+        /// Idle time (e.g. 4h, 2d); default: `idle_ttl` in the manifest's [schedule].
+        #[arg(long, value_name = "DURATION")]
+        idle: Option<String>,
+        /// Every stack on the host, whatever manifest it came from (needs --idle).
+        #[arg(long, requires = "idle")]
+        all_manifests: bool,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Run a command in a running service.
     Exec {
@@ -215,7 +236,7 @@ async fn connect() -> Result<Arc<BollardEngine>> {
 }
 
 fn load(cli: &Cli) -> Result<Manifest> {
-    crate::load::load(&cli.file)
+    crate::load::load(&cli.file, cli.project.as_deref())
 }
 
 async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
@@ -257,6 +278,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
         Command::Daemon(args) => {
             let options = crate::daemon::Options {
                 manifest_path: cli.file.clone(),
+                project: cli.project.clone(),
                 listen: args.listen.clone(),
                 token_file: args.token_file.clone(),
                 watch: !args.no_watch,
@@ -265,6 +287,8 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             };
             crate::daemon::run(&options).await
         }
+        Command::Ls => projects::ls(cli).await,
+        Command::Gc { idle, all_manifests, dry_run } => projects::gc(cli, console, idle.as_deref(), *all_manifests, *dry_run).await,
         Command::Status => {
             let m = load(cli)?;
             let engine = Orchestrator::new(connect().await?, console.clone());
@@ -654,6 +678,11 @@ fn print_up(report: &UpReport, mode: Mode) -> i32 {
         if report.ok {
             let verb = if report.changed { "ready" } else { "unchanged, ready" };
             out(&format!("stack `{}` {verb} in {:.2}s ({} services)", report.stack, report.seconds, report.services.len()));
+            for p in &report.ports {
+                let host = p.host_ip.as_deref().filter(|ip| *ip != "0.0.0.0").unwrap_or("localhost");
+                let auto = if p.auto { " (auto)" } else { "" };
+                out(&format!("  {}: {host}:{} -> {}/{}{auto}", p.service, p.host_port, p.container_port, p.protocol));
+            }
         } else {
             out(&format!(
                 "stack `{}` FAILED after {:.2}s: {} failed ({}){}",

@@ -34,6 +34,8 @@ use queue::Queue;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub manifest_path: PathBuf,
+    /// `-p`: serve the manifest as this project (default: its `[stack] name`).
+    pub project: Option<String>,
     /// `IP:PORT`; anything but loopback needs an explicit token.
     pub listen: String,
     /// File holding the bearer token (must not be readable by group or others).
@@ -48,6 +50,9 @@ pub struct Options {
 
 struct State {
     manifest_path: PathBuf,
+    project: Option<String>,
+    /// The manifest file as containers' labels name it: its other projects are found by it.
+    manifest_file: String,
     stack: String,
     token: String,
     history: Arc<History>,
@@ -84,7 +89,7 @@ fn now_ms() -> u64 {
 impl State {
     /// The manifest as it is on disk now; its problems are kept for the page and status.
     fn load_manifest(&self) -> Result<Manifest> {
-        let loaded = crate::load::load(&self.manifest_path);
+        let loaded = crate::load::load(&self.manifest_path, self.project.as_deref());
         *self.manifest_error.lock().unwrap() = loaded.as_ref().err().map(|e| e.to_string());
         loaded
     }
@@ -92,7 +97,7 @@ impl State {
 
 /// Entry point of `stagectl daemon`.
 pub async fn run(options: &Options) -> Result<i32> {
-    let manifest = crate::load::load(&options.manifest_path)?;
+    let manifest = crate::load::load(&options.manifest_path, options.project.as_deref())?;
     let addr: SocketAddr = options
         .listen
         .parse()
@@ -107,7 +112,9 @@ pub async fn run(options: &Options) -> Result<i32> {
 
     let state = Arc::new(State {
         manifest_path: options.manifest_path.clone(),
+        project: options.project.clone(),
         stack: manifest.stack.clone(),
+        manifest_file: manifest.file.display().to_string(),
         token,
         history,
         docker: docker.clone(),

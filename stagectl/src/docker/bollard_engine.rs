@@ -130,44 +130,11 @@ impl ContainerEngine for BollardEngine {
 
     fn list_containers(&self, stack: &str) -> BoxFuture<'_, Result<Vec<ObservedContainer>>> {
         let opts = ListContainersOptionsBuilder::new().all(true).filters(&stack_filter(stack)).build();
-        Box::pin(async move {
-            let list = self.docker.list_containers(Some(opts)).await.map_err(|e| lost_or(&self.host, "listing containers", e))?;
-            Ok(list
-                .into_iter()
-                .map(|c| {
-                    let labels: BTreeMap<String, String> = c.labels.unwrap_or_default().into_iter().collect();
-                    ObservedContainer {
-                        id: c.id.unwrap_or_default(),
-                        name: c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
-                        service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
-                        spec_hash: labels.get(labels::SPEC_HASH).cloned().unwrap_or_default(),
-                        state: match c.state {
-                            Some(ContainerSummaryStateEnum::RUNNING) => RunState::Running,
-                            Some(ContainerSummaryStateEnum::EXITED) => RunState::Exited,
-                            Some(ContainerSummaryStateEnum::CREATED) => RunState::Created,
-                            _ => RunState::Other,
-                        },
-                        exit_code: c.status.as_deref().and_then(exit_code_from_status),
-                        image: labels.get(labels::IMAGE).cloned().or(c.image).unwrap_or_default(),
-                        created: c.created.unwrap_or_default(),
-                        ports: c
-                            .ports
-                            .unwrap_or_default()
-                            .into_iter()
-                            .filter_map(|p| {
-                                Some((
-                                    p.ip.unwrap_or_default(),
-                                    p.public_port?,
-                                    p.private_port,
-                                    p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into()),
-                                ))
-                            })
-                            .collect(),
-                        labels,
-                    }
-                })
-                .collect())
-        })
+        self.observed(opts)
+    }
+
+    fn list_all_containers(&self) -> BoxFuture<'_, Result<Vec<ObservedContainer>>> {
+        self.observed(ListContainersOptionsBuilder::new().all(true).build())
     }
 
     fn list_networks(&self, stack: &str) -> BoxFuture<'_, Result<Vec<OwnedResource>>> {
@@ -643,6 +610,50 @@ impl BollardEngine {
 }
 
 /// Docker's list API gives an exited container's code only in text: `Exited (137) 2 minutes ago`.
+impl BollardEngine {
+    /// The containers `opts` selects, reduced to what planning, status and `ls` need.
+    fn observed(&self, opts: bollard::query_parameters::ListContainersOptions) -> BoxFuture<'_, Result<Vec<ObservedContainer>>> {
+        Box::pin(async move {
+            let list = self.docker.list_containers(Some(opts)).await.map_err(|e| lost_or(&self.host, "listing containers", e))?;
+            Ok(list
+                .into_iter()
+                .map(|c| {
+                    let labels: BTreeMap<String, String> = c.labels.unwrap_or_default().into_iter().collect();
+                    ObservedContainer {
+                        id: c.id.unwrap_or_default(),
+                        name: c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
+                        service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
+                        spec_hash: labels.get(labels::SPEC_HASH).cloned().unwrap_or_default(),
+                        state: match c.state {
+                            Some(ContainerSummaryStateEnum::RUNNING) => RunState::Running,
+                            Some(ContainerSummaryStateEnum::EXITED) => RunState::Exited,
+                            Some(ContainerSummaryStateEnum::CREATED) => RunState::Created,
+                            _ => RunState::Other,
+                        },
+                        exit_code: c.status.as_deref().and_then(exit_code_from_status),
+                        image: labels.get(labels::IMAGE).cloned().or(c.image).unwrap_or_default(),
+                        created: c.created.unwrap_or_default(),
+                        ports: c
+                            .ports
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter_map(|p| {
+                                Some((
+                                    p.ip.unwrap_or_default(),
+                                    p.public_port?,
+                                    p.private_port,
+                                    p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into()),
+                                ))
+                            })
+                            .collect(),
+                        labels,
+                    }
+                })
+                .collect())
+        })
+    }
+}
+
 fn exit_code_from_status(status: &str) -> Option<i64> {
     let rest = status.strip_prefix("Exited (")?;
     rest[..rest.find(')')?].parse().ok()

@@ -109,6 +109,32 @@ impl FakeEngine {
         self.state.lock().expect("the fake's lock is never held across a panic")
     }
 
+    /// The containers of `stack` (or all), as Docker lists them.
+    fn observed(&self, stack: Option<&str>) -> Vec<ObservedContainer> {
+        let state = self.state();
+        state
+            .containers
+            .values()
+            .filter(|c| stack.is_none_or(|stack| has_label(&c.spec.labels, labels::STACK, stack)))
+            .map(|c| ObservedContainer {
+                id: c.id.clone(),
+                name: c.spec.name.clone(),
+                service: c.spec.labels.get(labels::SERVICE).cloned().unwrap_or_default(),
+                spec_hash: c.spec.labels.get(labels::SPEC_HASH).cloned().unwrap_or_default(),
+                state: c.state,
+                exit_code: c.exit_code,
+                image: c.spec.labels.get(labels::IMAGE).cloned().unwrap_or_else(|| c.spec.image.clone()),
+                created: c.created,
+                labels: c.spec.labels.clone(),
+                // Docker lists published ports of running containers only.
+                ports: match c.state {
+                    RunState::Running => c.spec.ports.iter().map(|(ip, host, port, proto)| published(ip, *host, *port, proto)).collect(),
+                    _ => vec![],
+                },
+            })
+            .collect()
+    }
+
     fn script_mut(&self, name: &str, edit: impl FnOnce(&mut Script)) {
         edit(self.state().scripts.entry(name.to_string()).or_default());
     }
@@ -222,31 +248,14 @@ impl ContainerEngine for FakeEngine {
         let stack = stack.to_string();
         Box::pin(async move {
             self.call(format!("list_containers {stack}")).await?;
-            let state = self.state();
-            let observed = state
-                .containers
-                .values()
-                .filter(|c| has_label(&c.spec.labels, labels::STACK, &stack))
-                .map(|c| ObservedContainer {
-                    id: c.id.clone(),
-                    name: c.spec.name.clone(),
-                    service: c.spec.labels.get(labels::SERVICE).cloned().unwrap_or_default(),
-                    spec_hash: c.spec.labels.get(labels::SPEC_HASH).cloned().unwrap_or_default(),
-                    state: c.state,
-                    exit_code: c.exit_code,
-                    image: c.spec.labels.get(labels::IMAGE).cloned().unwrap_or_else(|| c.spec.image.clone()),
-                    created: c.created,
-                    labels: c.spec.labels.clone(),
-                    // Docker lists published ports of running containers only.
-                    ports: match c.state {
-                        RunState::Running => {
-                            c.spec.ports.iter().map(|(ip, host, port, proto)| published(ip, *host, *port, proto)).collect()
-                        }
-                        _ => vec![],
-                    },
-                })
-                .collect();
-            Ok(observed)
+            Ok(self.observed(Some(&stack)))
+        })
+    }
+
+    fn list_all_containers(&self) -> BoxFuture<'_, Result<Vec<ObservedContainer>>> {
+        Box::pin(async move {
+            self.call("list_all_containers".to_string()).await?;
+            Ok(self.observed(None))
         })
     }
 

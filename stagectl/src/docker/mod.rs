@@ -28,6 +28,8 @@ pub mod labels {
     pub const CONTEXT_HASH: &str = "org.stagectl.context-hash";
     /// The image reference as the user knows it (containers are created from the image ID).
     pub const IMAGE: &str = "org.stagectl.image";
+    /// The manifest file a container's stack was brought up from (for `stagectl ls`).
+    pub const MANIFEST: &str = "org.stagectl.manifest";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +115,8 @@ pub trait ContainerEngine: Send + Sync + 'static {
     fn host(&self) -> String;
 
     fn list_containers(&self, stack: &str) -> BoxFuture<'_, Result<Vec<ObservedContainer>>>;
+    /// Every container on the engine, stagectl's or not (for `ls` and free host ports).
+    fn list_all_containers(&self) -> BoxFuture<'_, Result<Vec<ObservedContainer>>>;
     fn list_networks(&self, stack: &str) -> BoxFuture<'_, Result<Vec<OwnedResource>>>;
     fn list_volumes(&self, stack: &str) -> BoxFuture<'_, Result<Vec<OwnedResource>>>;
 

@@ -20,7 +20,16 @@ pub use vars::{Interpolated, VarSource};
 pub struct Manifest {
     /// Directory relative paths in the manifest are resolved against.
     pub dir: PathBuf,
+    /// The manifest file (in `dir`), shown by `stagectl ls` beside its projects.
+    pub file: PathBuf,
+    /// The project: what every container, network, volume, lock, history entry and daemon is
+    /// named after. The `[stack] name` unless `-p/--project-name` gives another.
     pub stack: String,
+    /// The `[stack] name` as written, whichever project runs the manifest. Fixture snapshots
+    /// are keyed by it, so the projects of one manifest share them.
+    pub snapshot_scope: String,
+    /// Host ports for `"auto:PORT"` mappings come from this range (inclusive).
+    pub port_range: (u16, u16),
     /// Services in the order they appear in the file.
     pub services: Vec<Service>,
     /// Fixture data per data service, in file order.
@@ -221,6 +230,20 @@ impl MaskRule {
 }
 
 /// Default disk budget for fixture snapshots.
+/// Where `"auto:PORT"` host ports come from unless `[stack] port_range` says otherwise: below
+/// the kernel's ephemeral range (32768-60999), where Docker's own "any free port" lands.
+pub const DEFAULT_PORT_RANGE: (u16, u16) = (20000, 29999);
+
+/// Whether `name` can name a stack or project: it prefixes every container, network and volume.
+pub fn valid_stack_name(name: &str) -> bool {
+    parse::is_stack_name(name)
+}
+
+/// Why a project name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid project name `{0}`: use up to 40 lowercase letters, digits and `-`, not starting or ending with `-`")]
+pub struct InvalidProject(pub String);
+
 pub const DEFAULT_SNAPSHOT_BUDGET: u64 = 5 * 1024 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -272,10 +295,13 @@ impl Protocol {
 pub struct PortMapping {
     /// Host address to bind; `None` means all addresses.
     pub host_ip: Option<String>,
-    /// Host port; `None` means Docker picks a free one.
+    /// Host port; `None` means Docker picks a free one (or, with `auto`, stagectl does).
     pub host_port: Option<u16>,
     pub container_port: u16,
     pub protocol: Protocol,
+    /// `"auto:PORT"`: the host port is allocated from `[stack] port_range`, stable for the
+    /// project and free of every other container's ports (see `orchestrator::ports`).
+    pub auto: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -344,6 +370,16 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_READY_INTERVAL: Duration = Duration::from_millis(20);
 
 impl Manifest {
+    /// The same manifest run as project `project` (`-p`): a separate namespace for every
+    /// resource, sharing fixture snapshots with the manifest's other projects.
+    pub fn with_project(mut self, project: &str) -> Result<Manifest, InvalidProject> {
+        if !valid_stack_name(project) {
+            return Err(InvalidProject(project.to_string()));
+        }
+        self.stack = project.to_string();
+        Ok(self)
+    }
+
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
     }
@@ -430,6 +466,7 @@ pub fn parse(
         ManifestErrors { file: display_name.to_string(), source: source.to_string(), diagnostics }
     })?;
     manifest.fixtures.iter_mut().for_each(|f| f.manifest_file = display_name.to_string());
+    manifest.file = dir.join(Path::new(display_name).file_name().unwrap_or(std::ffi::OsStr::new("stack.toml")));
     Ok(manifest)
 }
 

@@ -66,9 +66,15 @@ fn a_full_manifest_parses_into_typed_values() {
     assert_eq!(
         app.ports,
         vec![
-            PortMapping { host_ip: None, host_port: Some(8080), container_port: 8080, protocol: Protocol::Tcp },
-            PortMapping { host_ip: Some("127.0.0.1".into()), host_port: Some(9090), container_port: 9090, protocol: Protocol::Udp },
-            PortMapping { host_ip: None, host_port: None, container_port: 7000, protocol: Protocol::Tcp },
+            PortMapping { host_ip: None, host_port: Some(8080), container_port: 8080, protocol: Protocol::Tcp, auto: false },
+            PortMapping {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(9090),
+                container_port: 9090,
+                protocol: Protocol::Udp,
+                auto: false
+            },
+            PortMapping { host_ip: None, host_port: None, container_port: 7000, protocol: Protocol::Tcp, auto: false },
         ]
     );
     assert!(app.env["API_KEY"].secret);

@@ -3,6 +3,7 @@
 //! with its steps, check results and log (`run`).
 
 mod lock;
+pub mod projects;
 mod run;
 
 use serde::{Deserialize, Serialize};

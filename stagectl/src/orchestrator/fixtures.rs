@@ -85,7 +85,7 @@ pub(super) fn fixture_inputs(
     for job in &fixtures.after {
         let Some(j) = manifest.service(job) else { continue };
         let job_image = job_images.get(job).map(String::as_str).unwrap_or_default();
-        jobs.push((plan::spec_hash(&manifest.stack, j, job_image), mounted_content(j, Mounts::All)?.unwrap_or_default()));
+        jobs.push((plan::snapshot_spec_hash(manifest, j, job_image), mounted_content(j, Mounts::All)?.unwrap_or_default()));
     }
     // Natively applied migrations are part of the loaded state, like a migrate job's mounts.
     for m in manifest.migrations.iter().filter(|m| m.service == fixtures.service && m.job.is_none()) {

@@ -16,6 +16,7 @@
 //! * `images`: pull, or host build command + deterministic context tar + build; `Builds`:
 //!   one build per distinct (context, dockerfile, args, host command) per `up`, awaited by
 //!   every service that shares it (one image id, one failure message);
+//! * `ports`: `"auto:PORT"` host ports, allocated and reserved before `up` creates anything;
 //! * `progress`: the [`Reporter`] events.
 //!
 //! Outside this module they use `docker` (the trait only), `plan`, `manifest`, `probes`,
@@ -26,6 +27,7 @@ mod failure;
 mod fixtures;
 pub mod images;
 mod migrate;
+pub mod ports;
 pub mod progress;
 mod status;
 mod up;
@@ -124,6 +126,20 @@ pub struct UpReport {
     pub seconds: f64,
     pub changed: bool,
     pub services: Vec<ServiceReport>,
+    /// The host ports the manifest publishes, `auto` ones as allocated.
+    pub ports: Vec<PublishedPort>,
+}
+
+/// One host port a service publishes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PublishedPort {
+    pub service: String,
+    pub host_ip: Option<String>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
+    /// Allocated by stagectl (`"auto:PORT"`).
+    pub auto: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

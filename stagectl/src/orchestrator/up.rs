@@ -131,6 +131,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         }
         let redactor = Redactor::for_manifest(manifest);
         let observed = self.docker.list_containers(&manifest.stack).await?;
+        // From here on the manifest has its `auto` host ports filled in.
+        let manifest = &super::ports::allocate(self.docker.as_ref(), manifest, &observed).await?;
         preflight_ports(manifest, &observed)?;
 
         let labels = plan::stack_labels(&manifest.stack);
@@ -207,7 +209,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let services = join_all(runs).await;
         let ok = services.iter().all(|r| matches!(r.outcome, Outcome::Ready | Outcome::Completed));
         let changed = !orphans.is_empty() || services.iter().any(|r| r.action != Action::Keep);
-        Ok(UpReport { stack: manifest.stack.clone(), ok, seconds: started.elapsed().as_secs_f64(), changed, services })
+        let ports = published_ports(manifest);
+        Ok(UpReport { stack: manifest.stack.clone(), ok, seconds: started.elapsed().as_secs_f64(), changed, services, ports })
     }
 
     async fn run_service(&self, run: &ServiceRun<'_>) -> ServiceReport {
@@ -331,7 +334,9 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         }
         let Some(fixtures) = run.manifest.fixtures_for(&run.service.name) else { return Ok(target) };
         let job_images = self.job_images(run).await?;
-        let inputs = fixture_inputs(run.manifest, fixtures, &image.id, &target.hash, &job_images)?;
+        // Data services are never jobs: nothing was combined into `target.hash` yet.
+        let snapshot_hash = plan::snapshot_spec_hash(run.manifest, run.service, &image.id);
+        let inputs = fixture_inputs(run.manifest, fixtures, &image.id, &snapshot_hash, &job_images)?;
         target.hash = plan::combine_hash(&target.hash, &inputs.key);
         if fixtures.snapshot {
             target.snapshot_image = self.docker.image_id(&inputs.snapshot_ref).await?;
@@ -535,6 +540,25 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         }
         Ok(())
     }
+}
+
+/// The host ports the manifest publishes where the number is known before Docker picks.
+fn published_ports(manifest: &Manifest) -> Vec<super::PublishedPort> {
+    let mut out = Vec::new();
+    for s in &manifest.services {
+        for p in &s.ports {
+            let Some(host_port) = p.host_port else { continue };
+            out.push(super::PublishedPort {
+                service: s.name.clone(),
+                host_ip: p.host_ip.clone(),
+                host_port,
+                container_port: p.container_port,
+                protocol: p.protocol.as_str().to_string(),
+                auto: p.auto,
+            });
+        }
+    }
+    out
 }
 
 /// Host ports the stack publishes that something else already holds. Ports held by this

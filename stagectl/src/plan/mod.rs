@@ -14,8 +14,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::docker::{labels, ContainerSpec, ObservedContainer, RunState};
-use crate::manifest::{Manifest, Service, VolumeSource};
+use crate::manifest::{Manifest, PortMapping, Service, VolumeSource};
 
+pub mod ports;
 mod waits;
 pub use waits::{before_load, dependencies, wait_cycle, waits, Signal, Wait};
 
@@ -122,7 +123,7 @@ pub fn spec_hash(stack: &str, service: &Service, image_id: &str) -> String {
         command,
         entrypoint,
         env: env.iter().map(|(k, v)| (k.as_str(), v.value.as_str())).collect(),
-        ports: ports.iter().map(|p| format!("{:?}", p)).collect(),
+        ports: ports.iter().map(hashed_port).collect(),
         volumes: volumes.iter().map(|v| format!("{:?}", v)).collect(),
         job: *job,
         working_dir,
@@ -130,6 +131,26 @@ pub fn spec_hash(stack: &str, service: &Service, image_id: &str) -> String {
     };
     let json = serde_json::to_vec(&shape).expect("serialising plain data cannot fail");
     hex::encode(Sha256::digest(&json))[..16].to_string()
+}
+
+/// The spec hash that goes into a fixture snapshot's key: the manifest's `[stack] name`, not
+/// the project, and `auto` host ports unallocated — what a project is called and which ports
+/// it got do not change the data, so every project of one manifest shares its snapshots.
+pub fn snapshot_spec_hash(manifest: &Manifest, service: &Service, image_id: &str) -> String {
+    if service.ports.iter().any(|p| p.auto) {
+        let mut unallocated = service.clone();
+        unallocated.ports.iter_mut().filter(|p| p.auto).for_each(|p| p.host_port = None);
+        return spec_hash(&manifest.snapshot_scope, &unallocated, image_id);
+    }
+    spec_hash(&manifest.snapshot_scope, service, image_id)
+}
+
+/// A port mapping as the hash has always spelt it (the `Debug` form of its first four fields).
+/// `auto` is left out: an allocated port is hashed as the number it got, so a stack keeps its
+/// containers when the allocation gives the same port again.
+fn hashed_port(p: &PortMapping) -> String {
+    let PortMapping { host_ip, host_port, container_port, protocol, auto: _ } = p;
+    format!("PortMapping {{ host_ip: {host_ip:?}, host_port: {host_port:?}, container_port: {container_port:?}, protocol: {protocol:?} }}")
 }
 
 /// A spec hash extended with another input (e.g. a data service's snapshot key).
@@ -235,6 +256,7 @@ pub fn container_spec(manifest: &Manifest, service: &Service, image: &str, refer
     labels.insert(labels::IMAGE.into(), reference.to_string());
     labels.insert(labels::SERVICE.into(), service.name.clone());
     labels.insert(labels::SPEC_HASH.into(), hash.to_string());
+    labels.insert(labels::MANIFEST.into(), manifest.file.display().to_string());
     if service.job {
         labels.insert(labels::JOB.into(), "true".into());
     }

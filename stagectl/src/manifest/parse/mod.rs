@@ -39,6 +39,11 @@ use super::vars::VarSource;
 use super::Manifest;
 use cx::Cx;
 
+/// A valid `[stack] name` (and project name).
+pub(super) fn is_stack_name(name: &str) -> bool {
+    cx::is_dns_label(name) && name.len() <= 40
+}
+
 const TOP_KEYS: &[&str] = &["stack", "services", "fixtures", "checks", "migrations", "schedule"];
 
 pub(super) fn parse(src: &str, dir: &Path, vars: &VarSource, dir_exists: &dyn Fn(&Path) -> bool) -> Result<Manifest, Vec<Diagnostic>> {
@@ -57,12 +62,26 @@ pub(super) fn parse(src: &str, dir: &Path, vars: &VarSource, dir_exists: &dyn Fn
     let smoke = doc.get("checks").map(|v| cx.checks(v, &services)).unwrap_or_default();
     let migrations = doc.get("migrations").map(|v| cx.migrations(v, &services)).unwrap_or_default();
     let snapshot_budget = cx.snapshot_budget(doc.get("stack"));
+    let port_range = cx.port_range(doc.get("stack"));
     let schedule = doc.get("schedule").and_then(|v| cx.schedule(v)).unwrap_or_default();
 
     match (stack, cx.diags.is_empty()) {
         (Some(stack), true) => {
             let secrets = super::SecretValues(cx.secrets.into_iter().collect());
-            Ok(Manifest { dir: dir.to_path_buf(), stack, services, fixtures, snapshot_budget, smoke, migrations, schedule, secrets })
+            Ok(Manifest {
+                dir: dir.to_path_buf(),
+                file: dir.join("stack.toml"),
+                snapshot_scope: stack.clone(),
+                stack,
+                port_range,
+                services,
+                fixtures,
+                snapshot_budget,
+                smoke,
+                migrations,
+                schedule,
+                secrets,
+            })
         }
         _ => Err(cx.diags),
     }

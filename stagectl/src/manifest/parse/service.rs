@@ -245,6 +245,7 @@ impl Cx<'_> {
                     host_port: None,
                     container_port: p,
                     protocol: Protocol::Tcp,
+                    auto: false,
                 }),
                 DeValue::String(_) => self.plain_string(item, &field).and_then(|s| self.port_mapping(&s, item.span())),
                 other => {
@@ -269,7 +270,7 @@ impl Cx<'_> {
             Err(why) => {
                 self.diags.push(
                     Diagnostic::new(span, format!("invalid port mapping `{text}`: {why}"))
-                        .help("write \"HOST:CONTAINER\" (e.g. \"8080:80\"), \"IP:HOST:CONTAINER\", or \"CONTAINER\" for a free host port; append /udp for UDP"),
+                        .help("write \"HOST:CONTAINER\" (e.g. \"8080:80\"), \"IP:HOST:CONTAINER\", \"auto:CONTAINER\" for a stable port from `stack.port_range`, or \"CONTAINER\" for any free host port; append /udp for UDP"),
                 );
                 None
             }
@@ -365,7 +366,7 @@ pub(super) enum PortMappingError {
     TooManyColons,
 }
 
-/// `[IP:][HOST:]CONTAINER[/PROTO]`
+/// `[IP:][HOST:]CONTAINER[/PROTO]`, where HOST may be `auto`.
 pub(super) fn parse_port_mapping(text: &str) -> Result<PortMapping, PortMappingError> {
     let (spec, protocol) = match text.rsplit_once('/') {
         Some((s, "tcp")) => (s, Protocol::Tcp),
@@ -375,19 +376,21 @@ pub(super) fn parse_port_mapping(text: &str) -> Result<PortMapping, PortMappingE
     };
     let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
     // The host port is checked before the container port, so its problem is the one reported.
+    let host = |h: &str| if h == "auto" { Ok(None) } else { port(h).map(Some) };
+    let auto = parts.len() > 1 && parts[1] == "auto";
     let (host_ip, host_port, container_port) = match parts.as_slice() {
         [c] => (None, None, port(c)?),
-        [c, h] => (None, Some(port(h)?), port(c)?),
+        [c, h] => (None, host(h)?, port(c)?),
         [c, h, ip] => {
             let ip = ip.trim_start_matches('[').trim_end_matches(']');
             if ip.parse::<std::net::IpAddr>().is_err() {
                 return Err(PortMappingError::NotAnIp(ip.to_string()));
             }
-            (Some(ip.to_string()), Some(port(h)?), port(c)?)
+            (Some(ip.to_string()), host(h)?, port(c)?)
         }
         _ => return Err(PortMappingError::TooManyColons),
     };
-    Ok(PortMapping { host_ip, host_port, container_port, protocol })
+    Ok(PortMapping { host_ip, host_port, container_port, protocol, auto })
 }
 
 fn port(text: &str) -> Result<u16, PortMappingError> {

@@ -1,11 +1,11 @@
 //! `[stack]`: the stack's name and its snapshot budget.
 
-use super::cx::{is_dns_label, suggest_label, Cx, Value};
+use super::cx::{suggest_label, Cx, Value};
 use crate::manifest::diag::Diagnostic;
 use crate::manifest::units::size_in_bytes;
-use crate::manifest::{DEFAULT_SNAPSHOT_BUDGET, MAX_SNAPSHOT_BUDGET};
+use crate::manifest::{DEFAULT_PORT_RANGE, DEFAULT_SNAPSHOT_BUDGET, MAX_SNAPSHOT_BUDGET};
 
-const STACK_KEYS: &[&str] = &["name", "snapshot_budget"];
+const STACK_KEYS: &[&str] = &["name", "snapshot_budget", "port_range"];
 
 impl Cx<'_> {
     /// The stack name, which prefixes every container, network and volume.
@@ -21,7 +21,7 @@ impl Cx<'_> {
             return None;
         };
         let name = self.plain_string(name_v, "`stack.name`")?;
-        if !is_dns_label(&name) || name.len() > 40 {
+        if !super::is_stack_name(&name) {
             self.diags.push(Diagnostic::new(name_v.span(), format!("invalid stack name `{name}`")).help(format!(
                 "use up to 40 lowercase letters, digits and `-`{}; it prefixes every container, network and volume",
                 suggest_label(&name)
@@ -51,4 +51,29 @@ impl Cx<'_> {
         }
         DEFAULT_SNAPSHOT_BUDGET
     }
+
+    /// `stack.port_range = "FIRST-LAST"`: where `"auto:PORT"` host ports are allocated.
+    pub(super) fn port_range(&mut self, stack: Option<&Value<'_>>) -> (u16, u16) {
+        let Some(v) = stack.and_then(|s| s.get_ref().as_table()).and_then(|t| t.get("port_range")) else {
+            return DEFAULT_PORT_RANGE;
+        };
+        let Some(text) = self.raw_string(v, "`stack.port_range`") else { return DEFAULT_PORT_RANGE };
+        match parse_port_range(text) {
+            Some(range) => range,
+            None => {
+                self.diags.push(
+                    Diagnostic::new(v.span(), format!("invalid port range `{text}` for `stack.port_range`"))
+                        .help("write \"FIRST-LAST\" with 1024 <= FIRST <= LAST <= 65535, e.g. \"20000-20999\""),
+                );
+                DEFAULT_PORT_RANGE
+            }
+        }
+    }
+}
+
+/// `"FIRST-LAST"`, unprivileged ports, FIRST <= LAST.
+pub(super) fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+    let (first, last) = text.trim().split_once('-')?;
+    let (first, last) = (first.trim().parse::<u16>().ok()?, last.trim().parse::<u16>().ok()?);
+    (1024 <= first && first <= last).then_some((first, last))
 }

@@ -9,7 +9,7 @@ use super::service::{image_reference_hint, parse_port_mapping, parse_volume, Por
 use crate::manifest::{PortMapping, Protocol, VolumeMount, VolumeSource};
 
 fn mapping(host_ip: Option<&str>, host_port: Option<u16>, container_port: u16, protocol: Protocol) -> PortMapping {
-    PortMapping { host_ip: host_ip.map(str::to_string), host_port, container_port, protocol }
+    PortMapping { host_ip: host_ip.map(str::to_string), host_port, container_port, protocol, auto: false }
 }
 
 #[test]
@@ -18,6 +18,26 @@ fn port_mappings_parse_in_every_form() {
     assert_eq!(parse_port_mapping("8080:80"), Ok(mapping(None, Some(8080), 80, Protocol::Tcp)));
     assert_eq!(parse_port_mapping("127.0.0.1:53:53/udp"), Ok(mapping(Some("127.0.0.1"), Some(53), 53, Protocol::Udp)));
     assert_eq!(parse_port_mapping("[::1]:81:81/tcp"), Ok(mapping(Some("::1"), Some(81), 81, Protocol::Tcp)));
+}
+
+#[test]
+fn auto_host_ports_parse_with_and_without_an_address() {
+    let auto = |ip: Option<&str>, c: u16, protocol| PortMapping { auto: true, ..mapping(ip, None, c, protocol) };
+    assert_eq!(parse_port_mapping("auto:8080"), Ok(auto(None, 8080, Protocol::Tcp)));
+    assert_eq!(parse_port_mapping("127.0.0.1:auto:53/udp"), Ok(auto(Some("127.0.0.1"), 53, Protocol::Udp)));
+    // `auto` is a host port only: a container port must be a number.
+    assert_eq!(parse_port_mapping("8080:auto"), Err(PortMappingError::NotAPort("auto".into())));
+    assert_eq!(parse_port_mapping("auto"), Err(PortMappingError::NotAPort("auto".into())));
+}
+
+#[test]
+fn port_ranges_are_unprivileged_and_ordered() {
+    use super::stack::parse_port_range;
+    assert_eq!(parse_port_range("20000-20999"), Some((20000, 20999)));
+    assert_eq!(parse_port_range(" 8000 - 8000 "), Some((8000, 8000)));
+    for bad in ["80-90", "9000-8000", "8000", "8000-70000", "a-b", ""] {
+        assert_eq!(parse_port_range(bad), None, "{bad}");
+    }
 }
 
 #[test]
