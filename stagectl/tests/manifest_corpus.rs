@@ -198,3 +198,37 @@ fn every_corpus_manifest_gives_exactly_the_expected_output() {
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    | {l}\n")).collect()
 }
+
+/// `stagectl schema` accepts every valid manifest of the corpus, the demo and the examples, and
+/// rejects what the parser rejects for its shape (an unknown key, a wrong type).
+#[test]
+fn the_json_schema_accepts_the_valid_manifests_and_rejects_bad_shapes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_stagectl")).arg("schema").output().expect("run stagectl schema");
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let as_json = |text: &str| -> serde_json::Value { serde_json::to_value(toml::from_str::<toml::Value>(text).expect("TOML")).unwrap() };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let mut manifests: Vec<PathBuf> = cases().into_iter().filter(|c| c.valid).map(|c| c.dir.join("stack.toml")).collect();
+    manifests.push(root.join("stack.toml"));
+    for entry in fs::read_dir(root.join("examples")).unwrap() {
+        let path = entry.unwrap().path().join("stack.toml");
+        if path.is_file() {
+            manifests.push(path);
+        }
+    }
+    assert!(manifests.len() >= 4, "{manifests:?}");
+    for path in &manifests {
+        let doc = as_json(&fs::read_to_string(path).unwrap());
+        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+    }
+    for bad in [
+        "[stack]\nname = \"s\"\n[services.a]\nimage = \"x\"\nimagee = \"y\"\n",
+        "[stack]\nname = \"s\"\n[services.a]\nimage = \"x\"\ncommand = \"sh -c true\"\n",
+        "[stack]\nname = \"Bad_Name\"\n",
+        "[services.a]\nimage = \"x\"\n",
+    ] {
+        assert!(!validator.is_valid(&as_json(bad)), "the schema accepted:\n{bad}");
+    }
+}

@@ -124,6 +124,8 @@ pub enum Command {
     },
     /// Every stack on this host: project, manifest, services running, state, age, last run.
     Ls,
+    /// Print the JSON Schema of stack.toml (for editors: Taplo, Even Better TOML).
+    Schema,
     /// Tear down (`down --volumes`) the projects idle for a while, e.g. forgotten branches:
     /// this manifest's projects, or every stack with --all-manifests.
     Gc {
@@ -288,6 +290,10 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             crate::daemon::run(&options).await
         }
         Command::Ls => projects::ls(cli).await,
+        Command::Schema => {
+            out(&serde_json::to_string_pretty(&crate::manifest::schema::json_schema()).unwrap_or_default());
+            Ok(exit::OK)
+        }
         Command::Gc { idle, all_manifests, dry_run } => projects::gc(cli, console, idle.as_deref(), *all_manifests, *dry_run).await,
         Command::Status => {
             let m = load(cli)?;

@@ -3,6 +3,7 @@
 
 pub mod diag;
 mod parse;
+pub mod schema;
 mod units;
 pub mod vars;
 

@@ -85,7 +85,8 @@ fn two_projects_of_one_manifest_run_side_by_side_share_the_snapshot_and_are_coll
     let rows = last_json(&out);
     let manifest = std::fs::canonicalize(stack.path("stack.toml")).unwrap().display().to_string();
     for project in [stack.name.as_str(), other.0.as_str()] {
-        let row = rows.as_array().unwrap().iter().find(|r| r["project"] == project).unwrap_or_else(|| panic!("{project} not in ls: {rows}"));
+        let row =
+            rows.as_array().unwrap().iter().find(|r| r["project"] == project).unwrap_or_else(|| panic!("{project} not in ls: {rows}"));
         assert_eq!(row["manifest"], manifest.as_str());
         assert_eq!(row["state"], "running");
         assert_eq!(row["services"], 2);

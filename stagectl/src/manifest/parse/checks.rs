@@ -12,14 +12,14 @@ use crate::manifest::vars::Interpolated;
 use crate::manifest::{CheckKind, LatencyBudget, Service, SmokeCheck};
 
 const CHECKS_KEYS: &[&str] = &["smoke"];
-const SMOKE_KEYS: &[&str] = &["name", "http", "tcp", "exec", "sql", "script", "timeout", "latency"];
+pub(super) const SMOKE_KEYS: &[&str] = &["name", "http", "tcp", "exec", "sql", "script", "timeout", "latency"];
 const SMOKE_KINDS: &[&str] = &["http", "tcp", "exec", "sql", "script"];
-const HTTP_CHECK_KEYS: &[&str] =
+pub(super) const HTTP_CHECK_KEYS: &[&str] =
     &["service", "port", "method", "path", "headers", "body", "expect_status", "expect_body", "expect_body_regex", "expect_json"];
-const TCP_CHECK_KEYS: &[&str] = &["service", "port"];
-const EXEC_CHECK_KEYS: &[&str] = &["service", "command", "expect_output"];
-const SQL_CHECK_KEYS: &[&str] = &["service", "query", "expect", "database", "user"];
-const LATENCY_KEYS: &[&str] = &["requests", "concurrency", "p95", "p99", "error_rate"];
+pub(super) const TCP_CHECK_KEYS: &[&str] = &["service", "port"];
+pub(super) const EXEC_CHECK_KEYS: &[&str] = &["service", "command", "expect_output"];
+pub(super) const SQL_CHECK_KEYS: &[&str] = &["service", "query", "expect", "database", "user"];
+pub(super) const LATENCY_KEYS: &[&str] = &["requests", "concurrency", "p95", "p99", "error_rate"];
 const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Cx<'_> {

@@ -8,7 +8,8 @@ use super::cx::{env_or, Cx, Key, Value};
 use crate::manifest::diag::{locate, Diagnostic};
 use crate::manifest::{Fixtures, Loader, MaskRule, Service};
 
-const FIXTURE_KEYS: &[&str] = &["loader", "database", "user", "command", "files", "after", "mask", "sensitive", "seed", "snapshot"];
+pub(super) const FIXTURE_KEYS: &[&str] =
+    &["loader", "database", "user", "command", "files", "after", "mask", "sensitive", "seed", "snapshot"];
 const LOADERS: &[&str] = &["postgres", "redis", "command"];
 /// Keys that only one loader uses, and that loader.
 const LOADER_ONLY_KEYS: [(&str, &str); 3] = [("database", "postgres"), ("user", "postgres"), ("command", "command")];

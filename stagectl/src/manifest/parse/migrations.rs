@@ -10,7 +10,7 @@ use super::cx::{env_or, integer, Cx, Key, Value};
 use crate::manifest::diag::{did_you_mean, Diagnostic};
 use crate::manifest::{Migrations, Service};
 
-const MIGRATIONS_KEYS: &[&str] = &["dir", "allow", "database", "user", "port", "lock_budget", "round_trip", "job"];
+pub(super) const MIGRATIONS_KEYS: &[&str] = &["dir", "allow", "database", "user", "port", "lock_budget", "round_trip", "job"];
 const DEFAULT_PORT: u16 = 5432;
 const DEFAULT_LOCK_BUDGET: Duration = Duration::from_secs(1);
 

@@ -44,7 +44,7 @@ pub(super) fn is_stack_name(name: &str) -> bool {
     cx::is_dns_label(name) && name.len() <= 40
 }
 
-const TOP_KEYS: &[&str] = &["stack", "services", "fixtures", "checks", "migrations", "schedule"];
+pub(super) const TOP_KEYS: &[&str] = &["stack", "services", "fixtures", "checks", "migrations", "schedule"];
 
 pub(super) fn parse(src: &str, dir: &Path, vars: &VarSource, dir_exists: &dyn Fn(&Path) -> bool) -> Result<Manifest, Vec<Diagnostic>> {
     let (doc, errors) = DeTable::parse_recoverable(src);

@@ -7,7 +7,7 @@ use super::cx::{http_status, Cx, Value};
 use crate::manifest::diag::Diagnostic;
 use crate::manifest::{PortMapping, Probe, Readiness, DEFAULT_READY_INTERVAL, DEFAULT_READY_TIMEOUT};
 
-const READY_KEYS: &[&str] = &["tcp", "postgres", "http", "exec", "log", "healthcheck", "port", "status", "timeout", "interval"];
+pub(super) const READY_KEYS: &[&str] = &["tcp", "postgres", "http", "exec", "log", "healthcheck", "port", "status", "timeout", "interval"];
 const PROBE_KINDS: &[&str] = &["tcp", "postgres", "http", "exec", "log", "healthcheck"];
 /// Keys that only an http probe uses.
 const HTTP_ONLY_KEYS: [&str; 2] = ["port", "status"];

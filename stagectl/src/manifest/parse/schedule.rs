@@ -4,7 +4,7 @@ use super::cx::{Cx, Value};
 use crate::manifest::diag::Diagnostic;
 use crate::manifest::{Schedule, MAX_IDLE_TTL};
 
-const SCHEDULE_KEYS: &[&str] = &["rebuild", "idle_ttl"];
+pub(super) const SCHEDULE_KEYS: &[&str] = &["rebuild", "idle_ttl"];
 
 impl Cx<'_> {
     pub(super) fn schedule(&mut self, v: &Value<'_>) -> Option<Schedule> {

@@ -11,9 +11,9 @@ use crate::manifest::diag::Diagnostic;
 use crate::manifest::vars::Interpolated;
 use crate::manifest::{Build, PortMapping, Protocol, Readiness, Service, VolumeMount, VolumeSource};
 
-const SERVICE_KEYS: &[&str] =
+pub(super) const SERVICE_KEYS: &[&str] =
     &["image", "build", "command", "entrypoint", "env", "ports", "volumes", "depends_on", "job", "ready", "working_dir", "user"];
-const BUILD_KEYS: &[&str] = &["context", "dockerfile", "command", "args"];
+pub(super) const BUILD_KEYS: &[&str] = &["context", "dockerfile", "command", "args"];
 
 /// Spans kept beside a parsed service for the checks that look across services.
 pub(super) struct ServiceSpans {

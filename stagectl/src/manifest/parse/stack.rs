@@ -5,7 +5,7 @@ use crate::manifest::diag::Diagnostic;
 use crate::manifest::units::size_in_bytes;
 use crate::manifest::{DEFAULT_PORT_RANGE, DEFAULT_SNAPSHOT_BUDGET, MAX_SNAPSHOT_BUDGET};
 
-const STACK_KEYS: &[&str] = &["name", "snapshot_budget", "port_range"];
+pub(super) const STACK_KEYS: &[&str] = &["name", "snapshot_budget", "port_range"];
 
 impl Cx<'_> {
     /// The stack name, which prefixes every container, network and volume.

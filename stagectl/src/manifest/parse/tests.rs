@@ -107,3 +107,38 @@ fn mask_keys_are_table_dot_column() {
     assert!(is_table_column("users.email"));
     assert!(!is_table_column("users") && !is_table_column("a.b.c") && !is_table_column(".x") && !is_table_column("x-y.z"));
 }
+
+#[test]
+fn the_json_schema_has_exactly_the_keys_each_section_reader_accepts() {
+    use crate::manifest::schema::SECTIONS;
+    let parser: &[(&str, &[&str])] = &[
+        ("stack", super::stack::STACK_KEYS),
+        ("service", super::service::SERVICE_KEYS),
+        ("build", super::service::BUILD_KEYS),
+        ("ready", super::ready::READY_KEYS),
+        ("fixtures", super::fixtures::FIXTURE_KEYS),
+        ("smoke", super::checks::SMOKE_KEYS),
+        ("http_check", super::checks::HTTP_CHECK_KEYS),
+        ("tcp_check", super::checks::TCP_CHECK_KEYS),
+        ("exec_check", super::checks::EXEC_CHECK_KEYS),
+        ("sql_check", super::checks::SQL_CHECK_KEYS),
+        ("latency", super::checks::LATENCY_KEYS),
+        ("migrations", super::migrations::MIGRATIONS_KEYS),
+        ("schedule", super::schedule::SCHEDULE_KEYS),
+    ];
+    assert_eq!(parser.len(), SECTIONS.len(), "a section without its parser key list here");
+    for ((name, accepted), (schema_name, keys)) in parser.iter().zip(SECTIONS) {
+        assert_eq!(name, schema_name);
+        let mut accepted: Vec<&str> = accepted.to_vec();
+        let mut described: Vec<&str> = keys.iter().map(|k| k.name).collect();
+        accepted.sort_unstable();
+        described.sort_unstable();
+        assert_eq!(described, accepted, "schema table `{name}` (manifest/schema.rs) differs from what its reader accepts");
+    }
+    let top = crate::manifest::schema::json_schema();
+    let mut top_keys: Vec<&str> = top["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut accepted = super::TOP_KEYS.to_vec();
+    top_keys.sort_unstable();
+    accepted.sort_unstable();
+    assert_eq!(top_keys, accepted);
+}
