@@ -27,6 +27,10 @@ pub struct Cli {
     /// The manifest (before the command: `stagectl -f other.toml up`).
     #[arg(short = 'f', long = "file", env = "STAGECTL_FILE", default_value = "stack.toml")]
     pub file: PathBuf,
+    /// Also run the services of this profile (repeatable, or comma separated in
+    /// STAGECTL_PROFILES; `*` for all). Services without `profiles` always run.
+    #[arg(long = "profile", value_name = "NAME", env = "STAGECTL_PROFILES", value_delimiter = ',')]
+    pub profiles: Vec<String>,
     /// Machine-readable output: JSON lines of events, then one JSON result.
     #[arg(long, global = true)]
     pub json: bool,
@@ -215,7 +219,7 @@ async fn connect() -> Result<Arc<BollardEngine>> {
 }
 
 fn load(cli: &Cli) -> Result<Manifest> {
-    crate::load::load(&cli.file)
+    crate::load::load_with_profiles(&cli.file, &cli.profiles)
 }
 
 async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
@@ -277,7 +281,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                     .map(|r| {
                         [
                             r.service.clone(),
-                            r.state.clone(),
+                            if r.restarts > 0 { format!("{} (restarted {}×)", r.state, r.restarts) } else { r.state.clone() },
                             if r.ready { "yes".into() } else { "no".into() },
                             if r.ports.is_empty() { "-".into() } else { r.ports.join(",") },
                             r.image.clone(),
