@@ -227,12 +227,19 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
         Command::Validate => {
             let m = load(cli)?;
             if cli.json {
-                json(
-                    &serde_json::json!({ "ok": true, "stack": m.stack, "services": m.services.iter().map(|s| &s.name).collect::<Vec<_>>() }),
-                );
+                json(&serde_json::json!({
+                    "ok": true,
+                    "stack": m.stack,
+                    "services": m.services.iter().map(|s| &s.name).collect::<Vec<_>>(),
+                    "not_selected": m.inactive,
+                }));
             } else {
+                let inactive = match m.inactive.as_slice() {
+                    [] => String::new(),
+                    names => format!("; not selected by profile: {}", names.join(", ")),
+                };
                 out(&format!(
-                    "{}: ok (stack `{}`, {} service{})",
+                    "{}: ok (stack `{}`, {} service{}{inactive})",
                     cli.file.display(),
                     m.stack,
                     m.services.len(),

@@ -440,6 +440,11 @@ impl Cx<'_> {
                     Diagnostic::new(span, format!("invalid host name `{host}` in {what}"))
                         .help("write \"host:address\", e.g. \"db.local:10.0.0.5\""),
                 );
+            } else if ip.is_empty() {
+                self.diags.push(
+                    Diagnostic::new(span, format!("host `{host}` in {what} has no address"))
+                        .help("write \"host:address\", e.g. \"db.local:10.0.0.5\" or \"host.docker.internal:host-gateway\""),
+                );
             } else if ip_bare != "host-gateway" && ip_bare.parse::<std::net::IpAddr>().is_err() {
                 self.diags.push(
                     Diagnostic::new(span, format!("`{ip}` for host `{host}` in {what} is not an IP address"))
