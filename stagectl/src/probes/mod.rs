@@ -388,4 +388,23 @@ mod tests {
         assert!(err.to_string().ends_with("last probe error: no log line matched /^listening/"), "{err}");
         assert_eq!(probe_once(&fake, &id, "n", &never).await.unwrap_err().to_string(), "no log line matches /^listening/");
     }
+
+    #[tokio::test]
+    async fn retries_end_the_wait_after_that_many_failed_attempts_counted_after_the_start_period() {
+        let fake = FakeEngine::new();
+        let id = started(&fake).await;
+        fake.exec_results("c", &[(1, "down"), (1, "down"), (1, "down"), (1, "down"), (1, "down"), (0, "")]);
+        let mut r = ready(exec(&["check"]), 60_000);
+        r.retries = Some(3);
+        let err = wait_ready(&fake, &id, "n", &r).await.unwrap_err();
+        assert!(matches!(&err, NotReady::Retries { attempts: 3, .. }), "{err}");
+        assert_eq!(fake.calls_to("exec").len(), 3);
+
+        // Attempts within the start period do not count: the sixth attempt passes.
+        fake.forget_calls();
+        fake.exec_results("c", &[(1, "down"), (1, "down"), (1, "down"), (1, "down"), (1, "down"), (0, "")]);
+        r.start_period = Duration::from_secs(30);
+        wait_ready(&fake, &id, "n", &r).await.unwrap();
+        assert_eq!(fake.calls_to("exec").len(), 6);
+    }
 }
