@@ -495,8 +495,9 @@ async fn operate(
         _ => Some(load(cli)?),
     };
     let stack = stack.or_else(|| manifest.as_ref().map(|m| m.stack.clone())).unwrap_or_default();
-    // Reports and JSON need the full results in this process.
-    if !cli.local && targets.is_empty() && !cli.json {
+    // Reports and JSON need the full results in this process; a profile selection is this
+    // command's own (the daemon runs with the selection it was started with).
+    if !cli.local && targets.is_empty() && !cli.json && cli.profiles.is_empty() {
         if let Some(daemon) = daemon_client::discover(&stack).await {
             return daemon_client::forward(&daemon, op, &console).await;
         }
