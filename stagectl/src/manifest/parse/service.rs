@@ -335,7 +335,10 @@ impl Cx<'_> {
             for (k, val) in t.iter() {
                 let dep = k.get_ref().to_string();
                 let what = format!("`services.{service}.depends_on.{dep}`");
-                let Some(text) = self.raw_string(val, &what).map(str::to_string) else { continue };
+                let Some(text) = self.raw_string(val, &what).map(str::to_string) else {
+                    self.help_last(format!("write {dep} = \"ready\", \"started\" or \"completed\""));
+                    continue;
+                };
                 let condition = match text.as_str() {
                     "ready" | "service_healthy" => Condition::Ready,
                     "started" | "service_started" => Condition::Started,
