@@ -36,6 +36,8 @@ pub(super) struct ServiceOut {
     pub conditions: Vec<(String, &'static str)>,
     /// `restart` of a long-running service (not `no`).
     pub restart: Option<String>,
+    /// tmpfs mounts: the `tmpfs` key and `type: tmpfs` entries of `volumes`.
+    pub tmpfs: Vec<String>,
     /// Keys carried as written: key → TOML value.
     pub extra: Vec<(String, String)>,
 }
@@ -153,6 +155,9 @@ fn service<'w>(out: &mut String, s: &ServiceOut, warnings: impl Iterator<Item = 
     }
     if !s.volumes.is_empty() {
         line("volumes", toml_array(&s.volumes));
+    }
+    if !s.tmpfs.is_empty() {
+        line("tmpfs", toml_array(&s.tmpfs));
     }
     if !s.depends_on.is_empty() && s.conditions.is_empty() {
         line("depends_on", toml_array(&s.depends_on));

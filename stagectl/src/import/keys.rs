@@ -21,7 +21,15 @@ impl Cx<'_> {
         let svc = out.name.clone();
         let value = match e.key.as_str() {
             "labels" => self.carried_labels(v, &svc, &key),
-            "tmpfs" | "cap_add" | "cap_drop" => strings(v).map(|items| toml_array(&items)),
+            "tmpfs" => match strings(v) {
+                // With the tmpfs mounts of `volumes`, written once by `emit`.
+                Some(items) => {
+                    out.tmpfs.extend(items);
+                    return;
+                }
+                None => None,
+            },
+            "cap_add" | "cap_drop" => strings(v).map(|items| toml_array(&items)),
             "extra_hosts" => match &v.value {
                 Value::Map(entries) => {
                     let items: Option<Vec<String>> = entries.iter().map(|h| h.value.text().map(|ip| format!("{}:{ip}", h.key))).collect();

@@ -395,6 +395,12 @@ impl Cx<'_> {
     fn volumes(&mut self, out: &mut ServiceOut, v: &Node, key: &str) {
         let svc = out.name.clone();
         for item in v.items().unwrap_or_default() {
+            if item.get("type").and_then(Node::text) == Some("tmpfs") {
+                if let Some(mount) = self.tmpfs_volume(&svc, item, key) {
+                    out.tmpfs.push(mount);
+                }
+                continue;
+            }
             let mount = match &item.value {
                 Value::Scalar { text, .. } => self.short_volume(&svc, text, item.line, key),
                 Value::Map(_) => self.long_volume(&svc, item, key),
@@ -425,6 +431,30 @@ impl Cx<'_> {
             }
         }
         self.mount(svc, source, target, read_only, line, key)
+    }
+
+    /// `{ type: tmpfs, target, tmpfs: { size, mode } }` → a `tmpfs` entry `/path:size=..,mode=..`.
+    fn tmpfs_volume(&mut self, svc: &str, item: &Node, key: &str) -> Option<String> {
+        let Some(target) = item.get("target").and_then(Node::text) else {
+            self.warn(item.line, Some(svc), key.to_string(), "a tmpfs mount without `target` is skipped".to_string());
+            return None;
+        };
+        let mut options = Vec::new();
+        for e in item.get("tmpfs").and_then(Node::entries).unwrap_or_default() {
+            match (e.key.as_str(), e.value.text()) {
+                ("size", Some(size)) => options.push(format!("size={size}")),
+                // Written 0o1777 or 01777; Docker wants the octal digits.
+                ("mode", Some(mode)) => {
+                    let digits = mode.trim_start_matches("0o").trim_start_matches('0');
+                    options.push(format!("mode={}", if digits.is_empty() { "0" } else { digits }));
+                }
+                (other, _) => self.warn(e.line, Some(svc), key.to_string(), format!("tmpfs option `{other}` is dropped")),
+            }
+        }
+        for e in item.entries().unwrap_or_default().iter().filter(|e| !matches!(e.key.as_str(), "type" | "target" | "tmpfs")) {
+            self.warn(e.line, Some(svc), key.to_string(), format!("volume option `{}` of a tmpfs mount is dropped", e.key));
+        }
+        Some(if options.is_empty() { target.to_string() } else { format!("{target}:{}", options.join(",")) })
     }
 
     /// `{ type, source, target, read_only, bind, volume, tmpfs, consistency }`.

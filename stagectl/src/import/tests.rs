@@ -252,6 +252,8 @@ fn compose_keys_with_a_stagectl_form_are_carried() {
     restart: on-failure:3
     labels: [com.example.team=web, org.stagectl.stack=x]
     tmpfs: [/run, /tmp:size=64m]
+    volumes:
+      - {type: tmpfs, target: /cache, tmpfs: {size: 1048576, mode: 01777}}
     ulimits: {nofile: {soft: 1024, hard: 2048}, nproc: 512}
     shm_size: 64m
     cap_add: [NET_ADMIN]
@@ -269,7 +271,7 @@ fn compose_keys_with_a_stagectl_form_are_carried() {
     for line in [
         "restart = \"on-failure:3\"",
         "labels = { \"com.example.team\" = \"web\" }",
-        "tmpfs = [\"/run\", \"/tmp:size=64m\"]",
+        "tmpfs = [\"/run\", \"/tmp:size=64m\", \"/cache:size=1048576,mode=1777\"]",
         "ulimits = { nofile = { soft = 1024, hard = 2048 }, nproc = 512 }",
         "shm_size = \"64m\"",
         "cap_add = [\"NET_ADMIN\"]",
@@ -282,6 +284,8 @@ fn compose_keys_with_a_stagectl_form_are_carried() {
         assert!(t.contains(&format!("{line}\n")), "{line} missing in:\n{t}");
     }
     assert!(has_warning(&i, 5, "label `org.stagectl.stack` is dropped"), "{:?}", messages(&i));
+    let m = crate::manifest::parse(t, "stack.toml", std::path::Path::new("/p"), &Default::default(), &|_| true);
+    assert!(m.is_ok(), "the result validates:\n{}", m.err().map(|e| e.render()).unwrap_or_default());
     assert_eq!(i.warnings.len(), 1, "{:?}", messages(&i));
 }
 
