@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::manifest::ManifestErrors;
+use crate::manifest::{ManifestErrors, ProfileError};
 
 /// Documented exit codes (README, "Exit codes").
 pub mod exit {
@@ -38,6 +38,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// The selected profiles leave out a service something selected needs.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+
     /// Problems found before anything was started (ports in use, name conflicts).
     #[error("{}", .0.join("\n"))]
     Preflight(Vec<String>),
@@ -54,7 +58,7 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::ManifestRead { .. } | Error::Manifest(_) | Error::Usage(_) => exit::USAGE,
+            Error::ManifestRead { .. } | Error::Manifest(_) | Error::Usage(_) | Error::Profile(_) => exit::USAGE,
             Error::DockerUnreachable { .. } => exit::DOCKER_UNREACHABLE,
             Error::Docker { .. } | Error::Preflight(_) | Error::StackFailed(_) => exit::STACK_FAILED,
             Error::Cancelled(_) => exit::CANCELLED,

@@ -438,7 +438,8 @@ fn check_case(bytes: &[u8]) -> Result<bool, String> {
     let vars = vars();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let text = manifest::decode(bytes, FILE)?;
-        manifest::parse(text, FILE, Path::new("/proj"), &vars, &|_| true)
+        // Every env file the base manifests name reads as one plain variable.
+        manifest::parse_with_files(text, FILE, Path::new("/proj"), &vars, &|_| true, &|_| Ok("MODE=dev\n".to_string()))
     }));
     match outcome {
         Err(panic) => Err(format!("parse panicked: {}", panic_text(&panic))),

@@ -33,6 +33,10 @@ pub struct Cli {
     /// Default: the manifest's `[stack] name`.
     #[arg(short = 'p', long = "project-name", env = "STAGECTL_PROJECT", global = true, value_name = "NAME")]
     pub project: Option<String>,
+    /// Also run the services of this profile (repeatable, or comma separated in
+    /// STAGECTL_PROFILES; `*` for all). Services without `profiles` always run.
+    #[arg(long = "profile", value_name = "NAME", env = "STAGECTL_PROFILES", value_delimiter = ',')]
+    pub profiles: Vec<String>,
     /// Machine-readable output: JSON lines of events, then one JSON result.
     #[arg(long, global = true)]
     pub json: bool,
@@ -238,7 +242,7 @@ async fn connect() -> Result<Arc<BollardEngine>> {
 }
 
 fn load(cli: &Cli) -> Result<Manifest> {
-    crate::load::load(&cli.file, cli.project.as_deref())
+    crate::load::load_with_profiles(&cli.file, cli.project.as_deref(), &cli.profiles)
 }
 
 async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
@@ -246,12 +250,19 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
         Command::Validate => {
             let m = load(cli)?;
             if cli.json {
-                json(
-                    &serde_json::json!({ "ok": true, "stack": m.stack, "services": m.services.iter().map(|s| &s.name).collect::<Vec<_>>() }),
-                );
+                json(&serde_json::json!({
+                    "ok": true,
+                    "stack": m.stack,
+                    "services": m.services.iter().map(|s| &s.name).collect::<Vec<_>>(),
+                    "not_selected": m.inactive,
+                }));
             } else {
+                let inactive = match m.inactive.as_slice() {
+                    [] => String::new(),
+                    names => format!("; not selected by profile: {}", names.join(", ")),
+                };
                 out(&format!(
-                    "{}: ok (stack `{}`, {} service{})",
+                    "{}: ok (stack `{}`, {} service{}{inactive})",
                     cli.file.display(),
                     m.stack,
                     m.services.len(),
@@ -307,7 +318,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                     .map(|r| {
                         [
                             r.service.clone(),
-                            r.state.clone(),
+                            if r.restarts > 0 { format!("{} (restarted {}×)", r.state, r.restarts) } else { r.state.clone() },
                             if r.ready { "yes".into() } else { "no".into() },
                             if r.ports.is_empty() { "-".into() } else { r.ports.join(",") },
                             r.image.clone(),
@@ -514,8 +525,9 @@ async fn operate(
         _ => Some(load(cli)?),
     };
     let stack = stack.or_else(|| manifest.as_ref().map(|m| m.stack.clone())).unwrap_or_default();
-    // Reports and JSON need the full results in this process.
-    if !cli.local && targets.is_empty() && !cli.json {
+    // Reports and JSON need the full results in this process; a profile selection is this
+    // command's own (the daemon runs with the selection it was started with).
+    if !cli.local && targets.is_empty() && !cli.json && cli.profiles.is_empty() {
         if let Some(daemon) = daemon_client::discover(&stack).await {
             return daemon_client::forward(&daemon, op, &console).await;
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bollard::models::{
     ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
-    VolumeCreateRequest,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
@@ -322,11 +322,31 @@ impl ContainerEngine for BollardEngine {
                 user: spec.user.clone(),
                 labels: Some(to_hash_map(&spec.labels)),
                 exposed_ports: (!exposed.is_empty()).then_some(exposed),
+                stop_timeout: spec.stop_timeout.map(i64::from),
                 host_config: Some(HostConfig {
                     binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
                     port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
                     network_mode: Some(spec.network.clone()),
-                    init: Some(false),
+                    init: Some(spec.init),
+                    tmpfs: (!spec.tmpfs.is_empty()).then(|| to_hash_map(&spec.tmpfs)),
+                    ulimits: (!spec.ulimits.is_empty()).then(|| {
+                        spec.ulimits
+                            .iter()
+                            .map(|(name, soft, hard)| ResourcesUlimits { name: Some(name.clone()), soft: Some(*soft), hard: Some(*hard) })
+                            .collect()
+                    }),
+                    shm_size: spec.shm_size.and_then(|n| i64::try_from(n).ok()),
+                    cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+                    cap_drop: (!spec.cap_drop.is_empty()).then(|| spec.cap_drop.clone()),
+                    extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
+                    restart_policy: spec.restart.as_ref().map(|(name, max)| RestartPolicy {
+                        name: Some(match name.as_str() {
+                            "always" => RestartPolicyNameEnum::ALWAYS,
+                            "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+                            _ => RestartPolicyNameEnum::NO,
+                        }),
+                        maximum_retry_count: max.map(i64::from),
+                    }),
                     ..Default::default()
                 }),
                 networking_config: Some(NetworkingConfig {
@@ -386,6 +406,7 @@ impl ContainerEngine for BollardEngine {
                 .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
                 .await
                 .map_err(|e| lost_or(&self.host, format!("inspecting container {id}"), e))?;
+            let restart_count = info.restart_count.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
             let state = info.state.unwrap_or_default();
             let settings = info.network_settings.unwrap_or_default();
             let ip = settings.networks.as_ref().and_then(|n| n.get(network)).and_then(|e| e.ip_address.clone()).filter(|ip| !ip.is_empty());
@@ -402,6 +423,7 @@ impl ContainerEngine for BollardEngine {
                 ip,
                 published,
                 started_at: state.started_at,
+                restart_count,
             })
         })
     }

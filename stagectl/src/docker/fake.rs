@@ -408,6 +408,7 @@ impl ContainerEngine for FakeEngine {
                     .map(|p| (format!("{}/{}", p.2, p.3), p.1))
                     .collect(),
                 started_at: (c.state != RunState::Created).then(|| "2024-01-01T00:00:00Z".to_string()),
+                restart_count: 0,
             })
         })
     }

@@ -30,6 +30,8 @@ pub mod labels {
     pub const IMAGE: &str = "org.stagectl.image";
     /// The manifest file a container's stack was brought up from (for `stagectl ls`).
     pub const MANIFEST: &str = "org.stagectl.manifest";
+    /// Seconds between SIGTERM and SIGKILL when stopping (the service's `stop_grace_period`).
+    pub const STOP_GRACE: &str = "org.stagectl.stop-grace";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +79,22 @@ pub struct ContainerSpec {
     pub ports: Vec<(Option<String>, u16, u16, String)>,
     /// Docker bind strings: `volume:/path[:ro]` or `/host:/path[:ro]`.
     pub binds: Vec<String>,
+    /// tmpfs mounts: container path → options.
+    pub tmpfs: BTreeMap<String, String>,
+    /// `(name, soft, hard)`.
+    pub ulimits: Vec<(String, i64, i64)>,
+    /// Bytes of /dev/shm.
+    pub shm_size: Option<u64>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// `host:ip` lines for /etc/hosts.
+    pub extra_hosts: Vec<String>,
+    /// Run Docker's init as PID 1.
+    pub init: bool,
+    /// Seconds `docker stop` waits before killing.
+    pub stop_timeout: Option<u32>,
+    /// Docker restart policy name and maximum retries; `None`: no restarts.
+    pub restart: Option<(String, Option<u32>)>,
 }
 
 /// Live state of one container.
@@ -92,6 +110,8 @@ pub struct ContainerStatus {
     pub published: BTreeMap<String, u16>,
     /// RFC 3339 start time.
     pub started_at: Option<String>,
+    /// How often Docker restarted the container (its restart policy).
+    pub restart_count: u64,
 }
 
 /// A resource owned by a stack other than containers.

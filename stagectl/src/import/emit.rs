@@ -32,6 +32,14 @@ pub(super) struct ServiceOut {
     pub job: bool,
     pub ready: Option<ReadyOut>,
     pub env: Vec<EnvOut>,
+    /// `depends_on` entries with a condition other than `ready`.
+    pub conditions: Vec<(String, &'static str)>,
+    /// `restart` of a long-running service (not `no`).
+    pub restart: Option<String>,
+    /// tmpfs mounts: the `tmpfs` key and `type: tmpfs` entries of `volumes`.
+    pub tmpfs: Vec<String>,
+    /// Keys carried as written: key → TOML value.
+    pub extra: Vec<(String, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -148,11 +156,24 @@ fn service<'w>(out: &mut String, s: &ServiceOut, warnings: impl Iterator<Item = 
     if !s.volumes.is_empty() {
         line("volumes", toml_array(&s.volumes));
     }
-    if !s.depends_on.is_empty() {
+    if !s.tmpfs.is_empty() {
+        line("tmpfs", toml_array(&s.tmpfs));
+    }
+    if !s.depends_on.is_empty() && s.conditions.is_empty() {
         line("depends_on", toml_array(&s.depends_on));
+    } else if !s.depends_on.is_empty() {
+        let condition = |d: &String| s.conditions.iter().find(|(n, _)| n == d).map_or("ready", |(_, c)| *c);
+        let entries: Vec<String> = s.depends_on.iter().map(|d| format!("{} = {}", toml_key(d), toml_string(condition(d)))).collect();
+        line("depends_on", format!("{{ {} }}", entries.join(", ")));
     }
     if s.job {
         line("job", "true".to_string());
+    }
+    if let Some(r) = &s.restart {
+        line("restart", toml_string(r));
+    }
+    for (k, v) in &s.extra {
+        line(k, v.clone());
     }
     if let Some(r) = &s.ready {
         comment_lines(out, &r.comment);

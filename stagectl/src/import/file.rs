@@ -69,7 +69,7 @@ fn surroundings(compose: &Path, compose_dir: &Path, elsewhere: bool) -> Vec<Stri
 pub fn validate(import: &Import, out_dir: &Path, display: &str) -> std::result::Result<manifest::Manifest, ManifestErrors> {
     let dir = absolute(out_dir);
     let vars = crate::load::var_source(&dir, std::env::vars());
-    manifest::parse(&import.toml, display, &dir, &vars, &|p: &Path| p.is_dir())
+    manifest::parse_with_files(&import.toml, display, &dir, &vars, &|p: &Path| p.is_dir(), &crate::load::read_text)
 }
 
 /// The command: convert, write (stdout or `-o`), print warnings, validate. Exit 2 when the

@@ -8,6 +8,7 @@
 //! | `yaml` | saphyr's marked tree → a small tree with lines, merge keys applied, scalars as written |
 //! | `service` | one service: every key carried, translated or warned about |
 //! | `health` | `healthcheck` → a `ready` probe and its deadline |
+//! | `keys` | labels, tmpfs, ulimits, shm_size, cap_add/cap_drop, extra_hosts, init, stop_grace_period, carried as written |
 //! | `text` | interpolation syntax, word splitting, env files, ports, durations, paths, TOML quoting |
 //! | `emit` | the stack.toml text with `# import:` comments |
 //! | `file` | the entry point: reads, rebases paths, writes, validates |
@@ -15,6 +16,7 @@
 mod emit;
 mod file;
 mod health;
+mod keys;
 mod service;
 mod text;
 mod yaml;
@@ -340,10 +342,12 @@ impl Cx<'_> {
                             d.service
                         ),
                     ),
-                    Condition::Started if probed.contains(&d.service) && !job => c.out.comments.push(format!(
-                        "line {}: waits until `{target}` is ready (its probe), not only started: stagectl always waits for readiness",
+                    Condition::Listed if probed.contains(&d.service) && !job => c.out.comments.push(format!(
+                        "line {}: waits until `{target}` is ready (its probe), not only started (stagectl's default; write `{target} = \"started\"` in a `depends_on` table for Compose's behaviour)",
                         d.line
                     )),
+                    Condition::Started => c.out.conditions.push((target.clone(), "started")),
+                    Condition::Completed => c.out.conditions.push((target.clone(), "completed")),
                     _ => {}
                 }
             }
@@ -358,6 +362,7 @@ impl Cx<'_> {
                 continue;
             };
             c.out.job = true;
+            c.out.restart = None;
             let by: Vec<String> = dependents.iter().map(|d| format!("`{}`", names.get(d).unwrap_or(d))).collect();
             c.out.comments.push(format!("a job: {} wait(s) for it with `service_completed_successfully`; it must exit 0", by.join(", ")));
             if let Some(ready) = c.out.ready.take() {
@@ -369,12 +374,11 @@ impl Cx<'_> {
                     "dropped: a job is done when it exits 0".to_string(),
                 );
             }
-            let key = format!("services.{name}.restart");
-            if let Some(w) = self.warnings.iter_mut().find(|w| w.key == key) {
-                let policy = c.restart.as_ref().map(|(p, _)| p.as_str()).unwrap_or_default();
-                w.message = format!(
+            if let Some((policy, line)) = c.restart.clone().filter(|(p, _)| p != "no") {
+                let svc = c.out.name.clone();
+                self.warn(line, Some(&svc), format!("services.{name}.restart"), format!(
                     "`restart: {policy}` is dropped: a dependent waits for `service_completed_successfully`, so stagectl runs it once, as a job"
-                );
+                ));
             }
         }
     }

@@ -2,6 +2,7 @@
 //! named in a warning.
 
 use super::emit::{BuildOut, ServiceOut};
+use super::keys::CARRIED;
 use super::text::{dns_label, interpolate, is_shell_syntax, literal, parse_env_file, rebase, short_port, split_words};
 use super::yaml::{Entry, Kind, Node, Value};
 use super::Cx;
@@ -9,6 +10,9 @@ use super::Cx;
 /// How a dependent waits for a dependency (`depends_on` long syntax).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Condition {
+    /// The short syntax (a list, `links`): Compose waits for the start; stagectl keeps its
+    /// own default, readiness.
+    Listed,
     Started,
     Healthy,
     Completed,
@@ -34,17 +38,13 @@ const DROPPED: &[(&str, &str)] = &[
     ("container_name", "stagectl names the container `<stack>-<service>`; other services reach it by its service name"),
     ("hostname", "the host name on the stack network is the service name"),
     ("domainname", "the host name on the stack network is the service name"),
-    ("labels", "stagectl labels containers itself (org.stagectl.*)"),
     ("networks", "every service of a stack joins one network, `<stack>-net`, and is reached by its service name; aliases are not carried"),
     ("network_mode", "every service joins the stack network"),
     ("deploy", "stagectl runs one container per service without resource limits or placement"),
     ("scale", "stagectl runs one container per service"),
-    ("ulimits", "stagectl sets no ulimits; the engine's defaults apply"),
     ("extends", "not supported: flatten the file with `docker compose config > flat.yml` and import that"),
     ("logging", "stagectl reads logs through the engine's default log driver"),
-    ("tmpfs", "stagectl has no tmpfs mounts; the path is part of the container's file system"),
     ("expose", "no effect in stagectl either: every container port is reachable on the stack network"),
-    ("stop_grace_period", "`down` stops containers with stagectl's own timeout"),
     ("stop_signal", "`down` stops containers with the image's stop signal"),
     ("pull_policy", "stagectl pulls an image only when it is missing, and builds when `build` is set"),
     ("platform", "stagectl uses the engine's platform"),
@@ -93,16 +93,21 @@ impl Cx<'_> {
                 }
                 "restart" => {
                     let policy = v.text().unwrap_or("no").to_string();
-                    if policy != "no" {
+                    let known = matches!(policy.as_str(), "no" | "always" | "unless-stopped" | "on-failure")
+                        || policy.strip_prefix("on-failure:").is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0));
+                    if !known {
                         self.warn(
                             e.line,
                             Some(out_name),
                             key,
-                            format!("`restart: {policy}` is dropped: stagectl never restarts a container; one that stops fails `up`"),
+                            format!("`restart: {policy}` is dropped: not a restart policy stagectl knows"),
                         );
+                    } else if policy != "no" {
+                        c.out.restart = Some(policy.clone());
                     }
                     c.restart = Some((policy, e.line));
                 }
+                k if CARRIED.contains(&k) => self.carry(&mut c.out, name, e),
                 // Applied when the services to import were chosen.
                 "profiles" => {}
                 k if k.starts_with("x-") => {}
@@ -390,6 +395,12 @@ impl Cx<'_> {
     fn volumes(&mut self, out: &mut ServiceOut, v: &Node, key: &str) {
         let svc = out.name.clone();
         for item in v.items().unwrap_or_default() {
+            if item.get("type").and_then(Node::text) == Some("tmpfs") {
+                if let Some(mount) = self.tmpfs_volume(&svc, item, key) {
+                    out.tmpfs.push(mount);
+                }
+                continue;
+            }
             let mount = match &item.value {
                 Value::Scalar { text, .. } => self.short_volume(&svc, text, item.line, key),
                 Value::Map(_) => self.long_volume(&svc, item, key),
@@ -420,6 +431,30 @@ impl Cx<'_> {
             }
         }
         self.mount(svc, source, target, read_only, line, key)
+    }
+
+    /// `{ type: tmpfs, target, tmpfs: { size, mode } }` → a `tmpfs` entry `/path:size=..,mode=..`.
+    fn tmpfs_volume(&mut self, svc: &str, item: &Node, key: &str) -> Option<String> {
+        let Some(target) = item.get("target").and_then(Node::text) else {
+            self.warn(item.line, Some(svc), key.to_string(), "a tmpfs mount without `target` is skipped".to_string());
+            return None;
+        };
+        let mut options = Vec::new();
+        for e in item.get("tmpfs").and_then(Node::entries).unwrap_or_default() {
+            match (e.key.as_str(), e.value.text()) {
+                ("size", Some(size)) => options.push(format!("size={size}")),
+                // Written 0o1777 or 01777; Docker wants the octal digits.
+                ("mode", Some(mode)) => {
+                    let digits = mode.trim_start_matches("0o").trim_start_matches('0');
+                    options.push(format!("mode={}", if digits.is_empty() { "0" } else { digits }));
+                }
+                (other, _) => self.warn(e.line, Some(svc), key.to_string(), format!("tmpfs option `{other}` is dropped")),
+            }
+        }
+        for e in item.entries().unwrap_or_default().iter().filter(|e| !matches!(e.key.as_str(), "type" | "target" | "tmpfs")) {
+            self.warn(e.line, Some(svc), key.to_string(), format!("volume option `{}` of a tmpfs mount is dropped", e.key));
+        }
+        Some(if options.is_empty() { target.to_string() } else { format!("{target}:{}", options.join(",")) })
     }
 
     /// `{ type, source, target, read_only, bind, volume, tmpfs, consistency }`.
@@ -522,7 +557,7 @@ impl Cx<'_> {
             Value::Seq(items) => {
                 for i in items {
                     if let Some(t) = i.text() {
-                        deps.push(Dep { service: t.to_string(), condition: Condition::Started, line: i.line });
+                        deps.push(Dep { service: t.to_string(), condition: Condition::Listed, line: i.line });
                     }
                 }
             }
@@ -580,7 +615,7 @@ impl Cx<'_> {
             if alias != service {
                 self.warn(i.line, Some(svc), key.to_string(), format!("link alias `{alias}` is dropped: reach the service as `{service}`"));
             }
-            deps.push(Dep { service: service.to_string(), condition: Condition::Started, line: i.line });
+            deps.push(Dep { service: service.to_string(), condition: Condition::Listed, line: i.line });
         }
     }
 }

@@ -240,7 +240,53 @@ fn dependencies_conditions_and_jobs() {
     assert!(has_warning(&i, 9, "`required: false` is dropped"), "{m:?}");
     assert!(has_warning(&i, 10, "`cache` has no healthcheck"), "{m:?}");
     assert!(has_warning(&i, 11, "depends on `ghost`, which the file does not define; dropped"), "{m:?}");
-    assert!(i.toml.contains("depends_on = [\"init\", \"cache\"]"), "{}", i.toml);
+    assert!(i.toml.contains("depends_on = { init = \"completed\", cache = \"ready\" }"), "{}", i.toml);
+}
+
+#[test]
+fn compose_keys_with_a_stagectl_form_are_carried() {
+    let i = import(
+        "services:
+  web:
+    image: a
+    restart: on-failure:3
+    labels: [com.example.team=web, org.stagectl.stack=x]
+    tmpfs: [/run, /tmp:size=64m]
+    volumes:
+      - {type: tmpfs, target: /cache, tmpfs: {size: 1048576, mode: 01777}}
+    ulimits: {nofile: {soft: 1024, hard: 2048}, nproc: 512}
+    shm_size: 64m
+    cap_add: [NET_ADMIN]
+    cap_drop: [ALL]
+    extra_hosts: {api.local: 10.0.0.5}
+    init: true
+    stop_grace_period: 1m30s
+    depends_on:
+      cache: {condition: service_started}
+  cache:
+    image: c
+",
+    );
+    let t = &i.toml;
+    for line in [
+        "restart = \"on-failure:3\"",
+        "labels = { \"com.example.team\" = \"web\" }",
+        "tmpfs = [\"/run\", \"/tmp:size=64m\", \"/cache:size=1048576,mode=1777\"]",
+        "ulimits = { nofile = { soft = 1024, hard = 2048 }, nproc = 512 }",
+        "shm_size = \"64m\"",
+        "cap_add = [\"NET_ADMIN\"]",
+        "cap_drop = [\"ALL\"]",
+        "extra_hosts = [\"api.local:10.0.0.5\"]",
+        "init = true",
+        "stop_grace_period = \"90s\"",
+        "depends_on = { cache = \"started\" }",
+    ] {
+        assert!(t.contains(&format!("{line}\n")), "{line} missing in:\n{t}");
+    }
+    assert!(has_warning(&i, 5, "label `org.stagectl.stack` is dropped"), "{:?}", messages(&i));
+    let m = crate::manifest::parse(t, "stack.toml", std::path::Path::new("/p"), &Default::default(), &|_| true);
+    assert!(m.is_ok(), "the result validates:\n{}", m.err().map(|e| e.render()).unwrap_or_default());
+    assert_eq!(i.warnings.len(), 1, "{:?}", messages(&i));
 }
 
 #[test]
@@ -296,7 +342,7 @@ weird: 1
     assert!(has_warning(&i, 19, "`mode` of `api` is dropped"));
     assert!(has_warning(&i, 19, "`env_only` is not declared with a `file:`"));
     assert!(has_warning(&i, 21, "`networks` is dropped"));
-    assert!(has_warning(&i, 22, "`ulimits` is dropped"));
+    assert!(t.contains("ulimits = { nofile = 1024 }"), "{t}");
     assert!(has_warning(&i, 31, "network `front` is dropped"), "{:?}", messages(&i));
     assert!(has_warning(&i, 33, "unknown top-level key `weird`"));
     assert!(!messages(&i).iter().any(|m| m.contains("x-custom") || m.contains("`default`")), "{:?}", messages(&i));

@@ -2,7 +2,9 @@
 //! this module only turns text into values plus every problem found, all at once.
 
 pub mod diag;
+pub mod envfile;
 mod parse;
+mod profiles;
 pub mod schema;
 mod units;
 pub mod vars;
@@ -12,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use diag::Diagnostic;
+pub use profiles::ProfileError;
 pub use units::{format_duration, parse_duration, parse_size, DurationError, MAX_IDLE_TTL, MAX_SNAPSHOT_BUDGET, MAX_TIMEOUT, MIN_DURATION};
 pub use vars::{Interpolated, VarSource};
 
@@ -45,6 +48,9 @@ pub struct Manifest {
     pub schedule: Schedule,
     /// The value of every `${secret:NAME}` used anywhere (env, check headers), for masking.
     pub secrets: SecretValues,
+    /// Services of the file left out because none of their `profiles` is selected (see
+    /// [`Manifest::select_profiles`]); their containers are not orphans.
+    pub inactive: Vec<String>,
 }
 
 /// Secret values; `Debug` never shows them.
@@ -264,6 +270,98 @@ pub struct Service {
     pub ready: Option<Readiness>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// `env_file`: the files read (absolute), in order. Their values are already merged into
+    /// `env` (later files over earlier ones, `env` over all).
+    pub env_files: Vec<PathBuf>,
+    /// User labels of the container (never under `org.stagectl.`).
+    pub labels: BTreeMap<String, String>,
+    /// tmpfs mounts: container path → mount options (`size=64m,mode=1777`, or empty).
+    pub tmpfs: BTreeMap<String, String>,
+    /// Resource limits by name (`nofile`, `nproc`, ...).
+    pub ulimits: BTreeMap<String, Ulimit>,
+    /// Size of /dev/shm in bytes.
+    pub shm_size: Option<u64>,
+    /// Capabilities, upper case without the `CAP_` prefix (`ALL` allowed).
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// `(host name, address)` lines added to /etc/hosts; the address may be `host-gateway`.
+    pub extra_hosts: Vec<(String, String)>,
+    /// Run an init process (tini) as PID 1 that reaps zombies and forwards signals.
+    pub init: bool,
+    /// Time between SIGTERM and SIGKILL when the container is stopped (default 10 s).
+    pub stop_grace_period: Option<Duration>,
+    /// Compose-style profiles: a service with profiles runs only when one of them is selected.
+    pub profiles: Vec<String>,
+    /// How this service waits for each dependency; entries absent here wait for `ready`.
+    pub conditions: BTreeMap<String, Condition>,
+    /// Docker restart policy of a long-running service.
+    pub restart: Restart,
+}
+
+impl Service {
+    /// What this service waits for from `dependency` before it starts.
+    pub fn condition(&self, dependency: &str) -> Condition {
+        self.conditions.get(dependency).copied().unwrap_or_default()
+    }
+}
+
+/// A `depends_on` condition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Condition {
+    /// The dependency is probed ready (a job: exited 0; a data service: fixtures loaded).
+    #[default]
+    Ready,
+    /// The dependency's container is started, not probed.
+    Started,
+    /// The dependency is a job and exited 0 (for a job the same as `ready`).
+    Completed,
+}
+
+impl Condition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Ready => "ready",
+            Condition::Started => "started",
+            Condition::Completed => "completed",
+        }
+    }
+}
+
+/// A soft and hard resource limit (-1: unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ulimit {
+    pub soft: i64,
+    pub hard: i64,
+}
+
+/// Docker's restart policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Restart {
+    #[default]
+    No,
+    /// Restart after a non-zero exit, at most this many times when given.
+    OnFailure(Option<u32>),
+    /// Restart whatever the exit (`always`, also written `unless-stopped`).
+    Always,
+}
+
+impl Restart {
+    /// Docker's policy name and maximum retry count.
+    pub fn docker_policy(self) -> (&'static str, Option<u32>) {
+        match self {
+            Restart::No => ("no", None),
+            Restart::OnFailure(n) => ("on-failure", n),
+            Restart::Always => ("always", None),
+        }
+    }
+
+    /// As written in the manifest.
+    pub fn describe(self) -> String {
+        match self {
+            Restart::OnFailure(Some(n)) => format!("on-failure:{n}"),
+            other => other.docker_policy().0.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -327,6 +425,13 @@ pub struct Readiness {
     pub timeout: Duration,
     /// Pause between probe attempts.
     pub interval: Duration,
+    /// Longest one probe attempt may take (compose's healthcheck `timeout`).
+    pub attempt_timeout: Duration,
+    /// Give up after this many failed attempts counted after `start_period` (compose's
+    /// `retries`); `None`: only the deadline (`timeout`) ends the wait.
+    pub retries: Option<u32>,
+    /// Failed attempts in this time after the start do not count toward `retries`.
+    pub start_period: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -369,6 +474,8 @@ impl Probe {
 
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_READY_INTERVAL: Duration = Duration::from_millis(20);
+/// Default longest single probe attempt.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Manifest {
     /// The same manifest run as project `project` (`-p`): a separate namespace for every
@@ -452,8 +559,23 @@ pub fn decode<'a>(bytes: &'a [u8], display_name: &str) -> Result<&'a str, Manife
     Err(ManifestErrors { file: display_name.to_string(), source, diagnostics: vec![diagnostic] })
 }
 
+/// Why a file the manifest names (an `env_file`) could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileReadError {
+    #[error("not found")]
+    NotFound,
+    #[error("not UTF-8 text")]
+    NotText,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Reads a file the manifest names; the caller's adapter to the file system.
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> Result<String, FileReadError>;
+
 /// Parses and validates manifest text. `display_name` is how the file is named in messages;
-/// `dir` is where relative paths are resolved.
+/// `dir` is where relative paths are resolved. No file the manifest names can be read: an
+/// `env_file` is reported missing (use [`parse_with_files`]).
 pub fn parse(
     source: &str,
     display_name: &str,
@@ -461,7 +583,19 @@ pub fn parse(
     vars: &VarSource,
     dir_exists: &dyn Fn(&Path) -> bool,
 ) -> Result<Manifest, ManifestErrors> {
-    let mut manifest = parse::parse(source, dir, vars, dir_exists).map_err(|mut diagnostics| {
+    parse_with_files(source, display_name, dir, vars, dir_exists, &|_| Err(FileReadError::NotFound))
+}
+
+/// [`parse`], reading the files the manifest names (`env_file`) through `read_file`.
+pub fn parse_with_files(
+    source: &str,
+    display_name: &str,
+    dir: &Path,
+    vars: &VarSource,
+    dir_exists: &dyn Fn(&Path) -> bool,
+    read_file: ReadFile<'_>,
+) -> Result<Manifest, ManifestErrors> {
+    let mut manifest = parse::parse(source, dir, vars, dir_exists, read_file).map_err(|mut diagnostics| {
         diagnostics.sort_by(|a, b| a.span.start.cmp(&b.span.start).then_with(|| a.message.cmp(&b.message)));
         diagnostics.dedup();
         ManifestErrors { file: display_name.to_string(), source: source.to_string(), diagnostics }

@@ -75,12 +75,64 @@ pub const SERVICE: &[Key] = &[
         "\"HOST:CONTAINER\", \"IP:HOST:CONTAINER\", \"auto:CONTAINER\", \"CONTAINER\"; /udp for UDP.",
     ),
     key("volumes", strings, "\"NAME:/path\" (named, owned by the stack) or \"./dir:/path\" (bind); :ro for read-only."),
-    key("depends_on", strings, "Services that must be ready (jobs: completed) before this one starts."),
+    key(
+        "depends_on",
+        || {
+            json!({ "anyOf": [
+            { "type": "array", "items": { "type": "string" } },
+            { "type": "object", "additionalProperties": { "enum": ["ready", "started", "completed"] } }
+        ] })
+        },
+        "Services that must be ready (jobs: completed) first; or a table service = \"ready\" | \"started\" | \"completed\".",
+    ),
     key("job", boolean, "Run to completion (migrations, installers) instead of staying up."),
     key("ready", || object(READY, &[]), "Readiness probe: one of tcp, postgres, http, exec, log, healthcheck."),
     key("working_dir", string, "Working directory in the container."),
     key("user", string, "User (and group) the container runs as."),
+    key("env_file", env_files, "Files of KEY=VALUE lines (compose's env-file syntax), merged under `env`."),
+    key(
+        "labels",
+        || json!({ "anyOf": [{ "type": "array", "items": { "type": "string" } }, env_table()] }),
+        "Container labels (not under org.stagectl.).",
+    ),
+    key("tmpfs", || json!({ "anyOf": [{ "type": "string" }, strings()] }), "tmpfs mounts: \"/path\" or \"/path:size=64m,mode=1777\"."),
+    key(
+        "ulimits",
+        || {
+            json!({ "type": "object", "additionalProperties": { "anyOf": [
+            { "type": "integer" },
+            { "type": "object", "properties": { "soft": { "type": "integer" }, "hard": { "type": "integer" } }, "additionalProperties": false }
+        ] } })
+        },
+        "Resource limits: nofile = 1024 or { soft, hard }.",
+    ),
+    key("shm_size", || json!({ "type": ["string", "integer"] }), "Size of /dev/shm, e.g. \"64m\"."),
+    key("cap_add", strings, "Linux capabilities to add."),
+    key("cap_drop", strings, "Linux capabilities to drop."),
+    key(
+        "extra_hosts",
+        || json!({ "anyOf": [{ "type": "array", "items": { "type": "string" } }, string_table()] }),
+        "Extra /etc/hosts entries: \"host:ip\" (ip may be host-gateway).",
+    ),
+    key("init", boolean, "Run an init process as PID 1."),
+    key("stop_grace_period", duration, "Time between SIGTERM and SIGKILL when stopping."),
+    key("profiles", strings, "Profiles the service belongs to; it runs only when one is selected (--profile)."),
+    key(
+        "restart",
+        || json!({ "type": "string", "pattern": "^(no|always|unless-stopped|on-failure(:[0-9]+)?)$" }),
+        "Restart policy of a long-running service: no, on-failure[:N], always, unless-stopped.",
+    ),
 ];
+
+fn env_files() -> Value {
+    let entry = json!({ "anyOf": [
+        { "type": "string" },
+        { "type": "object", "required": ["path"], "additionalProperties": false, "properties": {
+            "path": { "type": "string" }, "required": { "type": "boolean" }, "secret": { "type": "boolean" }
+        } }
+    ] });
+    json!({ "anyOf": [entry, { "type": "array", "items": entry }] })
+}
 
 pub const BUILD: &[Key] = &[
     key("context", string, "Build context directory (relative to the manifest)."),
@@ -104,6 +156,13 @@ pub const READY: &[Key] = &[
     key("status", || json!({ "type": "integer", "minimum": 100, "maximum": 599 }), "Expected HTTP status of the http probe."),
     key("timeout", duration, "Deadline for the service to become ready, from container start."),
     key("interval", duration, "Pause between probe attempts."),
+    key("attempt_timeout", duration, "Longest single probe attempt (compose's healthcheck timeout; default 2s)."),
+    key(
+        "retries",
+        || json!({ "type": "integer", "minimum": 1 }),
+        "Failed attempts (after start_period) before the service counts as failed.",
+    ),
+    key("start_period", duration, "Attempts in this time after start do not count against retries."),
 ];
 
 pub const FIXTURES: &[Key] = &[

@@ -277,3 +277,90 @@ fn http_methods_and_header_names_are_checked_while_parsing() {
     let CheckKind::Http { method, headers, .. } = &m.smoke[0].kind else { panic!("an http check") };
     assert_eq!((method.as_str(), headers.len()), ("PATCH", 2));
 }
+
+fn parse_with_env_files(src: &str, files: &[(&str, &str)]) -> Result<Manifest, ManifestErrors> {
+    let files: Vec<(String, String)> = files.iter().map(|(p, t)| (format!("/proj/{p}"), t.to_string())).collect();
+    let read = move |p: &Path| files.iter().find(|(f, _)| Path::new(f) == p).map(|(_, t)| t.clone()).ok_or(FileReadError::NotFound);
+    parse_with_files(src, "stack.toml", Path::new("/proj"), &VarSource::default(), &|_| true, &read)
+}
+
+#[test]
+fn env_files_are_merged_in_order_under_env_and_secret_ones_are_masked() {
+    let src = r#"
+[stack]
+name = "s"
+[services.app]
+image = "app"
+env_file = ["a.env", { path = "b.env", secret = true }, { path = "none.env", required = false }]
+env = { B = "from-env" }
+"#;
+    let m =
+        parse_with_env_files(src, &[("a.env", "A=1\nB=2\nC=3\n"), ("b.env", "C=s3cret\n")]).unwrap_or_else(|e| panic!("{}", e.render()));
+    let app = m.service("app").unwrap();
+    let env: BTreeMap<&str, &str> = app.env.iter().map(|(k, v)| (k.as_str(), v.value.as_str())).collect();
+    assert_eq!(env, BTreeMap::from([("A", "1"), ("B", "from-env"), ("C", "s3cret")]));
+    assert!(app.env["C"].secret && !app.env["A"].secret);
+    assert!(m.secret_values().contains(&"s3cret".to_string()));
+    assert!(!format!("{m:?}").contains("s3cret"));
+    assert_eq!(app.env_files, [Path::new("/proj/a.env"), Path::new("/proj/b.env")]);
+}
+
+#[test]
+fn a_bad_env_file_is_located_and_its_values_are_never_shown() {
+    let src = "[stack]\nname = \"s\"\n[services.app]\nimage = \"app\"\nenv_file = \"a.env\"\n";
+    let errors = parse_with_env_files(src, &[("a.env", "OK=1\nTOKEN='hunter2\n")]).unwrap_err().render();
+    assert!(errors.contains("stack.toml:5:12: invalid env file `a.env:2:7`"), "{errors}");
+    assert!(!errors.contains("hunter2"), "{errors}");
+}
+
+#[test]
+fn ready_has_compose_style_probe_options_and_keeps_timeout_as_the_deadline() {
+    let m = parse_ok(
+        "[stack]\nname = \"s\"\n[services.db]\nimage = \"pg\"\nready = { tcp = 5432, timeout = \"90s\", attempt_timeout = \"3s\", retries = 4, start_period = \"10s\" }\n",
+    );
+    let r = m.service("db").unwrap().ready.clone().unwrap();
+    assert_eq!(
+        (r.timeout, r.attempt_timeout, r.retries, r.start_period),
+        (Duration::from_secs(90), Duration::from_secs(3), Some(4), Duration::from_secs(10))
+    );
+    let m = parse_ok("[stack]\nname = \"s\"\n[services.db]\nimage = \"pg\"\nready = { tcp = 5432 }\n");
+    let r = m.service("db").unwrap().ready.clone().unwrap();
+    assert_eq!((r.attempt_timeout, r.retries, r.start_period), (DEFAULT_ATTEMPT_TIMEOUT, None, Duration::ZERO));
+}
+
+const PROFILED: &str = r#"
+[stack]
+name = "s"
+[services.db]
+image = "pg"
+[services.admin]
+image = "adminer"
+profiles = ["debug", "tools"]
+depends_on = ["db"]
+[services.app]
+image = "app"
+depends_on = { db = "ready" }
+[[checks.smoke]]
+name = "admin up"
+tcp = { service = "admin", port = 8080 }
+"#;
+
+#[test]
+fn profiles_select_services_and_a_dependency_left_out_is_an_error_naming_both() {
+    let m = parse_ok(PROFILED);
+    let plain = m.clone().select_profiles(&[]).unwrap();
+    assert_eq!(plain.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["db", "app"]);
+    assert_eq!(plain.inactive, ["admin"]);
+    assert!(plain.smoke.is_empty(), "the check of a service that does not run is left out");
+    for selection in [vec!["tools".to_string()], vec!["*".to_string()]] {
+        let selected = m.clone().select_profiles(&selection).unwrap();
+        assert_eq!(selected.services.len(), 3);
+        assert!(selected.inactive.is_empty());
+    }
+    let unknown = m.clone().select_profiles(&["debgu".into()]).unwrap_err().to_string();
+    assert!(unknown.contains("no service has profile `debgu`") && unknown.contains("debug, tools"), "{unknown}");
+
+    let broken = parse_ok(&PROFILED.replace("depends_on = { db = \"ready\" }", "depends_on = { db = \"ready\", admin = \"started\" }"));
+    let e = broken.select_profiles(&[]).unwrap_err().to_string();
+    assert!(e.contains("service `app` depends on `admin`") && e.contains("`debug` or `tools`") && e.contains("--profile debug"), "{e}");
+}

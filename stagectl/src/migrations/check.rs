@@ -483,6 +483,9 @@ impl Copy {
                 probe: Probe::Postgres { port: m.port },
                 timeout: Duration::from_secs(60),
                 interval: Duration::from_millis(20),
+                attempt_timeout: crate::manifest::DEFAULT_ATTEMPT_TIMEOUT,
+                retries: None,
+                start_period: Duration::ZERO,
             };
             crate::probes::wait_ready(docker, &id, &copy.network, &readiness).await.map_err(MigrationError::NotReady)?;
             Ok::<(), MigrationError>(())

@@ -18,6 +18,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let grace = if volumes { 0 } else { STOP_GRACE_SECS };
         let results = join_all(containers.iter().map(|c| async move {
             self.reporter.phase(&c.service, Phase::Removing, &c.name);
+            // A service's `stop_grace_period` is on its container's label.
+            let grace = if grace == 0 { 0 } else { crate::plan::stop_grace_of(c, grace) };
             let r = self.docker.remove_container(&c.id, grace).await;
             if r.is_ok() {
                 self.reporter.phase(&c.service, Phase::Removed, &c.name);

@@ -162,4 +162,8 @@ pub struct ServiceStatus {
     pub image: String,
     pub uptime_seconds: Option<u64>,
     pub detail: Option<String>,
+    /// The restart policy (`no`, `on-failure`, `always`).
+    pub restart: String,
+    /// How often Docker restarted the container (its `RestartCount`).
+    pub restarts: u64,
 }

@@ -69,6 +69,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 image: service.and_then(|s| s.image.clone()).unwrap_or_default(),
                 uptime_seconds: None,
                 detail: None,
+                restart: service.map(|s| s.restart.describe()).unwrap_or_else(|| "no".into()),
+                restarts: 0,
             };
         };
         let state = match (c.state, c.exit_code) {
@@ -105,17 +107,16 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             }
             other => (other.0, detail),
         };
-        let uptime_seconds = match c.state {
-            RunState::Running => self
-                .docker
-                .container_status(&c.id, network)
-                .await
-                .ok()
-                .and_then(|s| s.started_at)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-                .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds().max(0) as u64),
+        let live = match c.state {
+            RunState::Running | RunState::Exited => self.docker.container_status(&c.id, network).await.ok(),
             _ => None,
         };
+        let restarts = live.as_ref().map_or(0, |s| s.restart_count);
+        let uptime_seconds = live
+            .filter(|_| c.state == RunState::Running)
+            .and_then(|s| s.started_at)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds().max(0) as u64);
         let mut ports: Vec<String> = c
             .ports
             .iter()
@@ -137,6 +138,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             image: service.filter(|s| s.build.is_some()).and_then(|s| s.image.clone()).unwrap_or_else(|| c.image.clone()),
             uptime_seconds,
             detail,
+            restart: service.map(|s| s.restart.describe()).unwrap_or_else(|| "no".into()),
+            restarts,
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::docker::{labels, ContainerEngine, ContainerSpec};
 use crate::manifest::{self, Manifest, VarSource};
 use crate::plan::Action;
 
+mod compose;
 mod data;
 mod images;
 

@@ -80,6 +80,8 @@ struct ServiceRun<'a> {
     after_images: Vec<(String, ImageRx)>,
     /// Sent by a data service when its probe passed, before it loads fixtures.
     ready_signal: SignalTx,
+    /// Sent once its container runs (created and started, or kept).
+    started_signal: SignalTx,
     /// Sent as soon as the service's image is resolved.
     image_signal: ImageTx,
 }
@@ -143,7 +145,9 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             r?;
         }
         let orphans = plan::orphans(manifest, &observed);
-        for r in join_all(orphans.iter().map(|id| self.docker.remove_container(id, STOP_GRACE_SECS))).await {
+        let grace =
+            |id: &String| observed.iter().find(|c| &c.id == id).map_or(STOP_GRACE_SECS, |c| plan::stop_grace_of(c, STOP_GRACE_SECS));
+        for r in join_all(orphans.iter().map(|id| self.docker.remove_container(id, grace(id)))).await {
             r?;
         }
 
@@ -157,8 +161,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let mut ready: BTreeMap<&str, (SignalTx, SignalRx)> = BTreeMap::new();
         let mut done: BTreeMap<&str, (SignalTx, SignalRx)> = BTreeMap::new();
         let mut images: BTreeMap<&str, (ImageTx, ImageRx)> = BTreeMap::new();
+        // `started`: the container runs (for dependents with the condition `started`).
+        let mut started_signals: BTreeMap<&str, (SignalTx, SignalRx)> = BTreeMap::new();
         let builds = Builds::new(manifest);
         for s in &manifest.services {
+            started_signals.insert(&s.name, watch::channel(None));
             ready.insert(&s.name, watch::channel(None));
             done.insert(&s.name, watch::channel(None));
             images.insert(&s.name, watch::channel(None));
@@ -167,6 +174,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             let (mut deps, mut data_deps) = (vec![], vec![]);
             for w in plan::waits(manifest, service) {
                 let signal = match w.signal {
+                    plan::Signal::Started => &started_signals[w.service.as_str()],
                     plan::Signal::Ready => &ready[w.service.as_str()],
                     plan::Signal::Done => &done[w.service.as_str()],
                 };
@@ -186,6 +194,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 after_jobs: after.iter().map(|j| (j.clone(), done[j.as_str()].1.clone())).collect(),
                 after_images: after.iter().map(|j| (j.clone(), images[j.as_str()].1.clone())).collect(),
                 ready_signal: ready[service.name.as_str()].0.clone(),
+                started_signal: started_signals[service.name.as_str()].0.clone(),
                 image_signal: images[service.name.as_str()].0.clone(),
             };
             let done = done[service.name.as_str()].0.clone();
@@ -201,6 +210,9 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 }
                 if run.ready_signal.borrow().is_none() {
                     let _ = run.ready_signal.send(Some(signal));
+                }
+                if run.started_signal.borrow().is_none() {
+                    let _ = run.started_signal.send(Some(signal));
                 }
                 let _ = done.send(Some(signal));
                 report
@@ -266,6 +278,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         report.action = action.clone();
 
         let mut container = self.replace_or_keep(run, &image, &target, &action).await?;
+        let _ = run.started_signal.send(Some(DepSignal { ok: true, changed: action != Action::Keep, data_present: false }));
         let started = Instant::now();
         if run.service.job {
             return self.complete_job(run, report, &container.id, &action, started).await;
@@ -421,7 +434,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 _ => "replacing",
             };
             self.reporter.phase(&run.service.name, Phase::Removing, why);
-            self.docker.remove_container(&old.id, STOP_GRACE_SECS).await?;
+            self.docker.remove_container(&old.id, plan::stop_grace_of(old, STOP_GRACE_SECS)).await?;
         }
         let (run_image, restored) = match &target.snapshot_image {
             Some(snapshot) => (snapshot.as_str(), true),

@@ -14,7 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::docker::{labels, ContainerSpec, ObservedContainer, RunState};
-use crate::manifest::{Manifest, PortMapping, Service, VolumeSource};
+use crate::manifest::{Manifest, PortMapping, Restart, Service, VolumeSource};
 
 pub mod ports;
 mod waits;
@@ -99,9 +99,27 @@ pub fn spec_hash(stack: &str, service: &Service, image_id: &str) -> String {
         ready: _,
         working_dir,
         user,
+        // Their values are in `env`.
+        env_files: _,
+        labels: user_labels,
+        tmpfs,
+        ulimits,
+        shm_size,
+        cap_add,
+        cap_drop,
+        extra_hosts,
+        init,
+        stop_grace_period,
+        // Which services run, not what runs in the container.
+        profiles: _,
+        // Like `depends_on`: the order of starts.
+        conditions: _,
+        restart,
     } = service;
 
-    // Field order and types are part of the hash: append new fields, never reorder.
+    // Field order and types are part of the hash: append new fields, never reorder. A field
+    // added after the first release is skipped when it has its default, so a service that does
+    // not use it hashes as before (an upgrade must not recreate running stacks).
     #[derive(Serialize)]
     struct Shape<'a> {
         stack: &'a str,
@@ -115,6 +133,26 @@ pub fn spec_hash(stack: &str, service: &Service, image_id: &str) -> String {
         job: bool,
         working_dir: &'a Option<String>,
         user: &'a Option<String>,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        labels: &'a BTreeMap<String, String>,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        tmpfs: &'a BTreeMap<String, String>,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        ulimits: BTreeMap<&'a str, (i64, i64)>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        shm_size: &'a Option<u64>,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        cap_add: &'a [String],
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        cap_drop: &'a [String],
+        #[serde(skip_serializing_if = "<[(String, String)]>::is_empty")]
+        extra_hosts: &'a [(String, String)],
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        init: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stop_grace_ms: Option<u128>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        restart: Option<String>,
     }
     let shape = Shape {
         stack,
@@ -128,6 +166,16 @@ pub fn spec_hash(stack: &str, service: &Service, image_id: &str) -> String {
         job: *job,
         working_dir,
         user,
+        labels: user_labels,
+        tmpfs,
+        ulimits: ulimits.iter().map(|(k, u)| (k.as_str(), (u.soft, u.hard))).collect(),
+        shm_size,
+        cap_add,
+        cap_drop,
+        extra_hosts,
+        init: *init,
+        stop_grace_ms: stop_grace_period.map(|d| d.as_millis()),
+        restart: (*restart != Restart::No).then(|| restart.describe()),
     };
     let json = serde_json::to_vec(&shape).expect("serialising plain data cannot fail");
     hex::encode(Sha256::digest(&json))[..16].to_string()
@@ -211,13 +259,15 @@ pub fn diff(manifest: &Manifest, hashes: &BTreeMap<String, String>, observed: &[
 }
 
 /// IDs of the stack's containers that no service of the manifest owns (removed services,
-/// renamed stacks' leftovers with our label, stray duplicates).
+/// renamed stacks' leftovers with our label, stray duplicates). Containers of services left
+/// out by the profile selection are not orphans: `up` without `--profile debug` leaves the
+/// debug tools an earlier `up --profile debug` started.
 pub fn orphans(manifest: &Manifest, observed: &[ObservedContainer]) -> Vec<String> {
     observed
         .iter()
         .filter(|c| {
             current_container(&manifest.stack, &c.service, observed).is_none_or(|own| own.id != c.id)
-                || manifest.service(&c.service).is_none()
+                || (manifest.service(&c.service).is_none() && !manifest.inactive.contains(&c.service))
         })
         .map(|c| c.id.clone())
         .collect()
@@ -260,6 +310,13 @@ pub fn container_spec(manifest: &Manifest, service: &Service, image: &str, refer
     if service.job {
         labels.insert(labels::JOB.into(), "true".into());
     }
+    if let Some(grace) = service.stop_grace_period {
+        labels.insert(labels::STOP_GRACE.into(), stop_grace_secs(grace).to_string());
+    }
+    // The user's labels never replace stagectl's (the manifest rejects org.stagectl.*).
+    for (k, v) in &service.labels {
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
     let binds = service
         .volumes
         .iter()
@@ -289,7 +346,31 @@ pub fn container_spec(manifest: &Manifest, service: &Service, image: &str, refer
             .map(|p| (p.host_ip.clone(), p.host_port.unwrap_or(0), p.container_port, p.protocol.as_str().to_string()))
             .collect(),
         binds,
+        tmpfs: service.tmpfs.clone(),
+        ulimits: service.ulimits.iter().map(|(k, u)| (k.clone(), u.soft, u.hard)).collect(),
+        shm_size: service.shm_size,
+        cap_add: service.cap_add.clone(),
+        cap_drop: service.cap_drop.clone(),
+        extra_hosts: service.extra_hosts.iter().map(|(h, ip)| format!("{h}:{ip}")).collect(),
+        init: service.init,
+        stop_timeout: service.stop_grace_period.map(stop_grace_secs),
+        restart: (service.restart != Restart::No).then(|| {
+            let (name, max) = service.restart.docker_policy();
+            (name.to_string(), max)
+        }),
     }
+}
+
+/// A stop grace period in whole seconds, as Docker takes it (rounded up, at least 1).
+pub fn stop_grace_secs(grace: std::time::Duration) -> u32 {
+    let secs = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
+    u32::try_from(secs.max(1)).unwrap_or(u32::MAX)
+}
+
+/// The grace period to stop `container` with: its label (the service's `stop_grace_period`
+/// when it was created), else `default`.
+pub fn stop_grace_of(container: &ObservedContainer, default: u32) -> u32 {
+    container.labels.get(labels::STOP_GRACE).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 #[cfg(test)]

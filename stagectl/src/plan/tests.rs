@@ -243,3 +243,35 @@ files = ["*.sql"]
     assert_eq!(waits_of(&plain, "app"), [w("migrate", Signal::Done, true), w("cache", Signal::Done, true)]);
     assert_eq!(wait_cycle(&plain), None);
 }
+
+/// Each compose key that shapes the container changes the hash; the ones that do not
+/// (profiles, conditions, the env files' paths) leave it alone.
+#[test]
+fn compose_keys_are_in_the_hash_only_when_they_shape_the_container() {
+    let base = "[stack]\nname = \"s\"\n[services.db]\nimage = \"pg\"\n[services.app]\nimage = \"app\"\ndepends_on = [\"db\"]\n";
+    let hash_of = |extra: &str| {
+        let m = parse_ok(&base.replace("depends_on = [\"db\"]\n", &format!("depends_on = [\"db\"]\n{extra}\n")));
+        spec_hash(&m.stack, m.service("app").unwrap(), "sha256:img")
+    };
+    let plain = hash_of("");
+    for changes in [
+        "labels = { a = \"b\" }",
+        "tmpfs = [\"/run\"]",
+        "ulimits = { nofile = 1024 }",
+        "shm_size = \"64m\"",
+        "cap_add = [\"NET_ADMIN\"]",
+        "cap_drop = [\"ALL\"]",
+        "extra_hosts = [\"a:10.0.0.1\"]",
+        "init = true",
+        "stop_grace_period = \"20s\"",
+        "restart = \"always\"",
+    ] {
+        assert_ne!(hash_of(changes), plain, "{changes}");
+    }
+    for same in ["profiles = [\"x\"]", "init = false", "restart = \"no\"", "tmpfs = []", "labels = {}"] {
+        assert_eq!(hash_of(same), plain, "{same}");
+    }
+    let with_condition = parse_ok(&base.replace("depends_on = [\"db\"]", "depends_on = { db = \"started\" }"));
+    assert_eq!(spec_hash("s", with_condition.service("app").unwrap(), "sha256:img"), plain);
+    assert_ne!(hash_of("restart = \"on-failure\""), hash_of("restart = \"on-failure:3\""));
+}

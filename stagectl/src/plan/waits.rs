@@ -9,11 +9,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::manifest::{Fixtures, Manifest, Service};
+use crate::manifest::{Condition, Fixtures, Manifest, Service};
 
 /// Which of a service's two signals to wait for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Signal {
+    /// The container started (a `depends_on` condition `started`); not probed.
+    Started,
     /// Probed ready; for a data service, before its fixtures are loaded.
     Ready,
     /// Finished: ready with its fixtures loaded, or a job that exited 0.
@@ -62,7 +64,11 @@ pub fn waits(manifest: &Manifest, service: &Service) -> Vec<Wait> {
         Some(f) if before_load(manifest, f).contains(service.name.as_str()) => Signal::Ready,
         _ => Signal::Done,
     };
-    let mut out: Vec<Wait> = service.depends_on.iter().map(|d| Wait { service: d.clone(), signal: signal_of(d), direct: true }).collect();
+    let direct = |d: &String| match service.condition(d) {
+        Condition::Started => Signal::Started,
+        Condition::Ready | Condition::Completed => signal_of(d),
+    };
+    let mut out: Vec<Wait> = service.depends_on.iter().map(|d| Wait { service: d.clone(), signal: direct(d), direct: true }).collect();
     let all = dependencies(manifest, &service.name);
     for f in &manifest.fixtures {
         let indirect = all.contains(f.service.as_str()) && !service.depends_on.contains(&f.service);
@@ -89,7 +95,8 @@ pub fn wait_cycle(manifest: &Manifest) -> Option<String> {
     None
 }
 
-/// A service without fixtures signals once: its `Ready` is its `Done`.
+/// A service without fixtures signals once: its `Ready` is its `Done`. (Its `Started` needs
+/// the same waits met; a data service cannot be waited for only `Started`.)
 fn node(manifest: &Manifest, name: &str, signal: Signal) -> (String, Signal) {
     (name.to_string(), if manifest.fixtures_for(name).is_some() { signal } else { Signal::Done })
 }

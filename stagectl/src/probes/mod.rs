@@ -14,6 +14,8 @@ use crate::manifest::{Probe, Readiness};
 pub enum NotReady {
     /// The deadline passed; the last probe error is kept (as text: it only explains).
     Timeout { after: Duration, last_error: String },
+    /// `retries` attempts failed after the start period.
+    Retries { attempts: u32, last_error: String },
     /// The container stopped while we waited.
     Exited { code: Option<i64> },
     /// Docker itself failed (or the log probe's pattern is not a valid regex).
@@ -25,6 +27,9 @@ impl std::fmt::Display for NotReady {
         match self {
             NotReady::Timeout { after, last_error } => {
                 write!(f, "not ready after {:.1}s; last probe error: {last_error}", after.as_secs_f64())
+            }
+            NotReady::Retries { attempts, last_error } => {
+                write!(f, "not ready after {attempts} failed probe attempts (`retries`); last probe error: {last_error}")
             }
             NotReady::Exited { code: Some(c) } => write!(f, "container exited with code {c} before it was ready"),
             NotReady::Exited { code: None } => write!(f, "container stopped before it was ready"),
@@ -111,12 +116,15 @@ pub async fn wait_ready<E: ContainerEngine + ?Sized>(
         return wait_for_log(docker, id, network, pattern, start, deadline).await;
     }
     let ip = status.ip.clone();
-    let client = http_client();
+    let client = http_client(readiness.attempt_timeout);
     let mut last_error = String::from("no attempt finished");
     let mut last_state_check = Instant::now();
+    // Failed attempts that count toward `retries`: those begun after the start period.
+    let mut failures = 0u32;
     loop {
         let now = Instant::now();
-        let budget = deadline.saturating_duration_since(now).min(ATTEMPT_TIMEOUT);
+        let counts = now.duration_since(start) >= readiness.start_period;
+        let budget = deadline.saturating_duration_since(now).min(readiness.attempt_timeout);
         if budget.is_zero() {
             return Err(NotReady::Timeout { after: start.elapsed(), last_error });
         }
@@ -124,6 +132,12 @@ pub async fn wait_ready<E: ContainerEngine + ?Sized>(
             Ok(Ok(())) => return Ok(start.elapsed()),
             Ok(Err(e)) => last_error = e.to_string(),
             Err(_) => last_error = ProbeError::AttemptTimedOut { budget }.to_string(),
+        }
+        if counts {
+            failures += 1;
+            if readiness.retries.is_some_and(|r| failures >= r) {
+                return Err(NotReady::Retries { attempts: failures, last_error });
+            }
         }
         if last_state_check.elapsed() >= STATE_CHECK_EVERY {
             last_state_check = Instant::now();
@@ -148,15 +162,15 @@ pub async fn probe_once<E: ContainerEngine + ?Sized>(docker: &E, id: &str, netwo
             let lines = docker.tail_logs(id, 10_000).await?;
             return if lines.iter().any(|l| re.is_match(l)) { Ok(()) } else { Err(ProbeError::NoLogMatch { pattern: pattern.clone() }) };
         }
-        attempt(docker, id, network, status.ip.as_deref(), probe, &http_client()).await
+        attempt(docker, id, network, status.ip.as_deref(), probe, &http_client(ATTEMPT_TIMEOUT)).await
     };
     tokio::time::timeout(ATTEMPT_TIMEOUT, run).await.unwrap_or(Err(ProbeError::TimedOut))
 }
 
-fn http_client() -> reqwest::Client {
+fn http_client(attempt_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
-        .timeout(ATTEMPT_TIMEOUT)
+        .timeout(attempt_timeout)
         .pool_max_idle_per_host(0)
         .build()
         .expect("a plain HTTP client always builds")
@@ -318,7 +332,14 @@ mod tests {
     }
 
     fn ready(probe: Probe, timeout_ms: u64) -> Readiness {
-        Readiness { probe, timeout: Duration::from_millis(timeout_ms), interval: Duration::from_millis(5) }
+        Readiness {
+            probe,
+            timeout: Duration::from_millis(timeout_ms),
+            interval: Duration::from_millis(5),
+            attempt_timeout: crate::manifest::DEFAULT_ATTEMPT_TIMEOUT,
+            retries: None,
+            start_period: Duration::ZERO,
+        }
     }
 
     fn exec(command: &[&str]) -> Probe {
@@ -366,5 +387,24 @@ mod tests {
         let err = wait_ready(&fake, &id, "n", &ready(never.clone(), 50)).await.unwrap_err();
         assert!(err.to_string().ends_with("last probe error: no log line matched /^listening/"), "{err}");
         assert_eq!(probe_once(&fake, &id, "n", &never).await.unwrap_err().to_string(), "no log line matches /^listening/");
+    }
+
+    #[tokio::test]
+    async fn retries_end_the_wait_after_that_many_failed_attempts_counted_after_the_start_period() {
+        let fake = FakeEngine::new();
+        let id = started(&fake).await;
+        fake.exec_results("c", &[(1, "down"), (1, "down"), (1, "down"), (1, "down"), (1, "down"), (0, "")]);
+        let mut r = ready(exec(&["check"]), 60_000);
+        r.retries = Some(3);
+        let err = wait_ready(&fake, &id, "n", &r).await.unwrap_err();
+        assert!(matches!(&err, NotReady::Retries { attempts: 3, .. }), "{err}");
+        assert_eq!(fake.calls_to("exec").len(), 3);
+
+        // Attempts within the start period do not count: the sixth attempt passes.
+        fake.forget_calls();
+        fake.exec_results("c", &[(1, "down"), (1, "down"), (1, "down"), (1, "down"), (1, "down"), (0, "")]);
+        r.start_period = Duration::from_secs(30);
+        wait_ready(&fake, &id, "n", &r).await.unwrap();
+        assert_eq!(fake.calls_to("exec").len(), 6);
     }
 }

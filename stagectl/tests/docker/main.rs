@@ -4,6 +4,7 @@
 #[macro_use]
 mod harness;
 mod checks;
+mod compose_keys;
 mod daemon;
 mod faults;
 mod fixtures;

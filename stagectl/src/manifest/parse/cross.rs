@@ -6,13 +6,42 @@ use std::collections::{HashMap, HashSet};
 use super::cx::{name_list, Cx};
 use super::service::ServiceSpans;
 use crate::manifest::diag::{did_you_mean, Diagnostic};
-use crate::manifest::{Protocol, Service};
+use crate::manifest::{Condition, Fixtures, Protocol, Service};
 
 impl Cx<'_> {
     pub(super) fn cross_checks(&mut self, services: &[Service], spans: &[ServiceSpans]) {
         self.unknown_dependencies(services, spans);
         self.diags.extend(cycles(services, spans));
         self.host_port_conflicts(services, spans);
+    }
+
+    /// `completed` only on a job; `started` not on a data service (its dependents wait for
+    /// its fixtures).
+    pub(super) fn condition_checks(&mut self, services: &[Service], spans: &[ServiceSpans], fixtures: &[Fixtures]) {
+        for (svc, sp) in services.iter().zip(spans) {
+            for (dep, condition) in &svc.conditions {
+                let (Some(target), Some(span)) = (services.iter().find(|s| &s.name == dep), sp.conditions.get(dep)) else { continue };
+                match condition {
+                    Condition::Completed if !target.job => self.diags.push(
+                        Diagnostic::new(
+                            span.clone(),
+                            format!("service `{}` waits for `{dep}` to complete, but `{dep}` is not a job", svc.name),
+                        )
+                        .help(format!(
+                            "`completed` means a job exited 0: add `job = true` to `{dep}`, or wait for \"ready\" or \"started\""
+                        )),
+                    ),
+                    Condition::Started if fixtures.iter().any(|f| &f.service == dep) => self.diags.push(
+                        Diagnostic::new(
+                            span.clone(),
+                            format!("service `{}` cannot wait only for `{dep}` to start: `{dep}` has fixtures", svc.name),
+                        )
+                        .help("dependents of a data service wait for its fixtures to be loaded; use \"ready\""),
+                    ),
+                    _ => {}
+                }
+            }
+        }
     }
 
     fn unknown_dependencies(&mut self, services: &[Service], spans: &[ServiceSpans]) {

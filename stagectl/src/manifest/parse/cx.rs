@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use crate::manifest::diag::{did_you_mean, Diagnostic};
 use crate::manifest::vars::{Interpolated, VarSource};
-use crate::manifest::{format_duration, parse_duration, DurationError, Service, MAX_TIMEOUT, MIN_DURATION};
+use crate::manifest::{format_duration, parse_duration, DurationError, ReadFile, Service, MAX_TIMEOUT, MIN_DURATION};
 
 pub(super) type Span = Range<usize>;
 pub(super) type Value<'i> = Spanned<DeValue<'i>>;
@@ -24,6 +24,8 @@ pub(super) struct Cx<'a> {
     pub dir: &'a Path,
     pub vars: &'a VarSource,
     pub dir_exists: &'a dyn Fn(&Path) -> bool,
+    /// Reads a file the manifest names (`env_file`).
+    pub read_file: ReadFile<'a>,
     pub diags: Vec<Diagnostic>,
     /// The values of every `${secret:NAME}` the manifest uses, wherever it uses them.
     pub secrets: std::collections::BTreeSet<String>,

@@ -8,6 +8,7 @@
 //! | `cx` | the context `Cx` and the generic typed readers (strings, integers, durations, commands, unknown keys) |
 //! | `stack` | `[stack]` |
 //! | `service` | `[services.NAME]`: image, build, env, ports, volumes, depends_on, job |
+//! | `compose` | the keys people bring from docker compose: env_file, labels, tmpfs, ulimits, shm_size, cap_add/cap_drop, extra_hosts, init, stop_grace_period, profiles, restart |
 //! | `ready` | `[services.NAME.ready]`: the readiness probe |
 //! | `cross` | what looks across services: unknown dependencies, cycles, host port collisions |
 //! | `fixtures` | `[fixtures.NAME]` |
@@ -19,6 +20,7 @@
 //! within a section in file order, which is the order problems are reported in for equal spans.
 
 mod checks;
+mod compose;
 mod cross;
 mod cx;
 mod fixtures;
@@ -36,7 +38,7 @@ use toml::de::DeTable;
 
 use super::diag::{locate, Diagnostic};
 use super::vars::VarSource;
-use super::Manifest;
+use super::{Manifest, ReadFile};
 use cx::Cx;
 
 /// A valid `[stack] name` (and project name).
@@ -46,12 +48,18 @@ pub(super) fn is_stack_name(name: &str) -> bool {
 
 pub(super) const TOP_KEYS: &[&str] = &["stack", "services", "fixtures", "checks", "migrations", "schedule"];
 
-pub(super) fn parse(src: &str, dir: &Path, vars: &VarSource, dir_exists: &dyn Fn(&Path) -> bool) -> Result<Manifest, Vec<Diagnostic>> {
+pub(super) fn parse(
+    src: &str,
+    dir: &Path,
+    vars: &VarSource,
+    dir_exists: &dyn Fn(&Path) -> bool,
+    read_file: ReadFile<'_>,
+) -> Result<Manifest, Vec<Diagnostic>> {
     let (doc, errors) = DeTable::parse_recoverable(src);
     if !errors.is_empty() {
         return Err(errors.iter().map(|e| syntax_error(src, e)).collect());
     }
-    let mut cx = Cx { src, dir, vars, dir_exists, diags: Vec::new(), secrets: Default::default() };
+    let mut cx = Cx { src, dir, vars, dir_exists, read_file, diags: Vec::new(), secrets: Default::default() };
     let doc = doc.into_inner();
     cx.unknown_keys(&doc, TOP_KEYS, "the top level");
 
@@ -59,6 +67,7 @@ pub(super) fn parse(src: &str, dir: &Path, vars: &VarSource, dir_exists: &dyn Fn
     let (services, spans) = cx.services(doc.get("services"));
     cx.cross_checks(&services, &spans);
     let fixtures = doc.get("fixtures").map(|v| cx.fixtures(v, &services, stack.as_deref().unwrap_or(""))).unwrap_or_default();
+    cx.condition_checks(&services, &spans, &fixtures);
     let smoke = doc.get("checks").map(|v| cx.checks(v, &services)).unwrap_or_default();
     let migrations = doc.get("migrations").map(|v| cx.migrations(v, &services)).unwrap_or_default();
     let snapshot_budget = cx.snapshot_budget(doc.get("stack"));
@@ -81,6 +90,7 @@ pub(super) fn parse(src: &str, dir: &Path, vars: &VarSource, dir_exists: &dyn Fn
                 migrations,
                 schedule,
                 secrets,
+                inactive: Vec::new(),
             })
         }
         _ => Err(cx.diags),

@@ -1,13 +1,33 @@
 //! `[services.NAME.ready]`: exactly one probe (tcp, postgres, http, exec, log, healthcheck)
-//! plus its timing.
+//! plus its timing: `timeout` (the deadline for being ready), `interval` (between attempts),
+//! and, as compose users know them from `healthcheck`, `attempt_timeout` (compose's
+//! `timeout`: one attempt), `retries` and `start_period`.
 
 use toml::de::{DeTable, DeValue};
 
-use super::cx::{http_status, Cx, Value};
-use crate::manifest::diag::Diagnostic;
-use crate::manifest::{PortMapping, Probe, Readiness, DEFAULT_READY_INTERVAL, DEFAULT_READY_TIMEOUT};
+use std::time::Duration;
 
-pub(super) const READY_KEYS: &[&str] = &["tcp", "postgres", "http", "exec", "log", "healthcheck", "port", "status", "timeout", "interval"];
+use super::cx::{http_status, integer, Cx, Value};
+use crate::manifest::diag::Diagnostic;
+use crate::manifest::{PortMapping, Probe, Readiness, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_READY_INTERVAL, DEFAULT_READY_TIMEOUT};
+
+pub(super) const READY_KEYS: &[&str] = &[
+    "tcp",
+    "postgres",
+    "http",
+    "exec",
+    "log",
+    "healthcheck",
+    "port",
+    "status",
+    "timeout",
+    "interval",
+    "attempt_timeout",
+    "retries",
+    "start_period",
+];
+/// Most `retries` accepted.
+const MAX_RETRIES: i64 = 1_000_000;
 const PROBE_KINDS: &[&str] = &["tcp", "postgres", "http", "exec", "log", "healthcheck"];
 /// Keys that only an http probe uses.
 const HTTP_ONLY_KEYS: [&str; 2] = ["port", "status"];
@@ -48,7 +68,35 @@ impl Cx<'_> {
             Some(d) => self.duration(d, &field("interval")),
             None => Some(DEFAULT_READY_INTERVAL),
         };
-        Some(Readiness { probe: probe?, timeout: timeout?, interval: interval? })
+        let attempt_timeout = match t.get("attempt_timeout") {
+            Some(d) => self.duration(d, &field("attempt_timeout")),
+            None => Some(DEFAULT_ATTEMPT_TIMEOUT),
+        };
+        let start_period = match t.get("start_period") {
+            Some(d) => self.duration(d, &field("start_period")),
+            None => Some(Duration::ZERO),
+        };
+        let retries = match t.get("retries") {
+            Some(r) => match integer(r.get_ref()) {
+                Some(n) if (1..=MAX_RETRIES).contains(&n) => Some(Some(n as u32)),
+                _ => {
+                    self.diags.push(
+                        Diagnostic::new(r.span(), format!("{} must be a whole number from 1 to {MAX_RETRIES}", field("retries")))
+                            .help("the service fails after this many failed probe attempts (counted after `start_period`)"),
+                    );
+                    None
+                }
+            },
+            None => Some(None),
+        };
+        Some(Readiness {
+            probe: probe?,
+            timeout: timeout?,
+            interval: interval?,
+            attempt_timeout: attempt_timeout?,
+            retries: retries?,
+            start_period: start_period?,
+        })
     }
 
     /// The one probe key present in the table.

@@ -1,24 +1,29 @@
 //! `[services.NAME]`: image or build, command, env, ports, volumes, depends_on, job, and the
-//! readiness probe (read in `ready`).
+//! readiness probe (read in `ready`); the keys that come from docker compose are read in
+//! `compose`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use toml::de::{DeTable, DeValue};
 
+use super::compose::COMPOSE_KEYS;
 use super::cx::{is_dns_label, suggest_label, Cx, Key, Span, Value};
-use crate::manifest::diag::Diagnostic;
+use crate::manifest::diag::{did_you_mean, Diagnostic};
 use crate::manifest::vars::Interpolated;
-use crate::manifest::{Build, PortMapping, Protocol, Readiness, Service, VolumeMount, VolumeSource};
+use crate::manifest::{Build, Condition, PortMapping, Protocol, Readiness, Service, VolumeMount, VolumeSource};
 
-pub(super) const SERVICE_KEYS: &[&str] =
+pub(super) const OWN_KEYS: &[&str] =
     &["image", "build", "command", "entrypoint", "env", "ports", "volumes", "depends_on", "job", "ready", "working_dir", "user"];
+const CONDITIONS: &[&str] = &["ready", "started", "completed"];
 pub(super) const BUILD_KEYS: &[&str] = &["context", "dockerfile", "command", "args"];
 
 /// Spans kept beside a parsed service for the checks that look across services.
 pub(super) struct ServiceSpans {
     pub depends_on: Vec<Span>,
     pub ports: Vec<Span>,
+    /// The value of each `depends_on` entry written with a condition (table form).
+    pub conditions: BTreeMap<String, Span>,
 }
 
 /// The fields of `build` besides its context.
@@ -33,6 +38,16 @@ impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions { dockerfile: "Dockerfile".to_string(), command: None, args: BTreeMap::new() }
     }
+}
+
+/// A service's `depends_on` as far as it parsed.
+#[derive(Default)]
+struct Dependencies {
+    names: Vec<String>,
+    spans: Vec<Span>,
+    /// Entries with a condition other than `ready`.
+    conditions: BTreeMap<String, Condition>,
+    condition_spans: BTreeMap<String, Span>,
 }
 
 /// A service's `ports` as far as they parsed.
@@ -81,7 +96,8 @@ impl Cx<'_> {
             )));
         }
         let t = self.table(body, &format!("service `{name}`"))?;
-        self.unknown_keys(t, SERVICE_KEYS, &format!("[services.{name}]"));
+        let keys: Vec<&str> = OWN_KEYS.iter().chain(COMPOSE_KEYS).copied().collect();
+        self.unknown_keys(t, &keys, &format!("[services.{name}]"));
         let field = |k: &str| format!("`services.{name}.{k}`");
 
         let image = t.get("image").and_then(|v| {
@@ -97,11 +113,16 @@ impl Cx<'_> {
         }
         let command = t.get("command").and_then(|v| self.command(v, &field("command")));
         let entrypoint = t.get("entrypoint").and_then(|v| self.command(v, &field("entrypoint")));
-        let env = t.get("env").map(|v| self.env(v, &name)).unwrap_or_default();
+        let mut env = t.get("env").map(|v| self.env(v, &name)).unwrap_or_default();
         let ports = t.get("ports").map(|v| self.ports(v, &name)).unwrap_or_default();
         let volumes = t.get("volumes").map(|v| self.volumes(v, &name)).unwrap_or_default();
-        let (depends_on, dep_spans) = t.get("depends_on").map(|v| self.depends_on(v, &name)).unwrap_or_default();
+        let deps = t.get("depends_on").map(|v| self.depends_on(v, &name)).unwrap_or_default();
         let job = t.get("job").is_some_and(|v| self.job_flag(v, &name));
+        let compose = self.compose_keys(t, &name, job);
+        // `env` wins over the env files.
+        for (k, v) in compose.file_env {
+            env.entry(k).or_insert(v);
+        }
         let ready = self.service_ready(t, &name, job, &ports);
         let working_dir = t.get("working_dir").and_then(|v| self.plain_string(v, &field("working_dir")));
         let user = t.get("user").and_then(|v| self.plain_string(v, &field("user")));
@@ -117,13 +138,27 @@ impl Cx<'_> {
             env,
             ports: ports.mappings,
             volumes,
-            depends_on,
+            depends_on: deps.names,
             job,
             ready,
             working_dir,
             user,
+            env_files: compose.env_files,
+            labels: compose.labels,
+            tmpfs: compose.tmpfs,
+            ulimits: compose.ulimits,
+            shm_size: compose.shm_size,
+            cap_add: compose.cap_add,
+            cap_drop: compose.cap_drop,
+            extra_hosts: compose.extra_hosts,
+            init: compose.init,
+            stop_grace_period: compose.stop_grace_period,
+            profiles: compose.profiles,
+            conditions: deps.conditions,
+            restart: compose.restart,
         };
-        Some((service, ServiceSpans { depends_on: dep_spans, ports: ports.spans }))
+        let spans = ServiceSpans { depends_on: deps.spans, ports: ports.spans, conditions: deps.condition_spans };
+        Some((service, spans))
     }
 
     fn check_image(&mut self, image: &str, span: Span) -> Option<String> {
@@ -291,22 +326,52 @@ impl Cx<'_> {
         volumes
     }
 
-    /// `depends_on` without duplicates, with the span of each entry. Whether the names exist is
-    /// checked across services, once all are read.
-    fn depends_on(&mut self, v: &Value<'_>, service: &str) -> (Vec<String>, Vec<Span>) {
+    /// `depends_on` without duplicates, with the span of each entry: a list of names (each
+    /// waited for `ready`), or a table name → condition. Whether the names exist is checked
+    /// across services, once all are read.
+    fn depends_on(&mut self, v: &Value<'_>, service: &str) -> Dependencies {
         let field = format!("`services.{service}.depends_on`");
-        let mut depends_on = Vec::new();
-        let mut spans = Vec::new();
+        let mut deps = Dependencies::default();
+        if let DeValue::Table(t) = v.get_ref() {
+            for (k, val) in t.iter() {
+                let dep = k.get_ref().to_string();
+                let what = format!("`services.{service}.depends_on.{dep}`");
+                let Some(text) = self.raw_string(val, &what).map(str::to_string) else {
+                    self.help_last(format!("write {dep} = \"ready\", \"started\" or \"completed\""));
+                    continue;
+                };
+                let condition = match text.as_str() {
+                    "ready" | "service_healthy" => Condition::Ready,
+                    "started" | "service_started" => Condition::Started,
+                    "completed" | "service_completed_successfully" => Condition::Completed,
+                    _ => {
+                        let help = match did_you_mean(&text, CONDITIONS) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => "use \"ready\" (probed ready, the default), \"started\" (container started) or \"completed\" (a job that exited 0)".to_string(),
+                        };
+                        self.diags.push(Diagnostic::new(val.span(), format!("unknown condition `{text}` in {what}")).help(help));
+                        continue;
+                    }
+                };
+                if condition != Condition::Ready {
+                    deps.conditions.insert(dep.clone(), condition);
+                }
+                deps.condition_spans.insert(dep.clone(), val.span());
+                deps.names.push(dep);
+                deps.spans.push(k.span());
+            }
+            return deps;
+        }
         let mut seen = std::collections::HashSet::new();
         for (dep, span) in self.string_array(v, &field).unwrap_or_default() {
             if !seen.insert(dep.clone()) {
                 self.diags.push(Diagnostic::new(span, format!("`{dep}` is listed twice in {field}")).help("remove the second entry"));
                 continue;
             }
-            depends_on.push(dep);
-            spans.push(span);
+            deps.names.push(dep);
+            deps.spans.push(span);
         }
-        (depends_on, spans)
+        deps
     }
 
     fn job_flag(&mut self, v: &Value<'_>, service: &str) -> bool {

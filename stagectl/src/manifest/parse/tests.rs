@@ -111,9 +111,10 @@ fn mask_keys_are_table_dot_column() {
 #[test]
 fn the_json_schema_has_exactly_the_keys_each_section_reader_accepts() {
     use crate::manifest::schema::SECTIONS;
+    let service_keys: Vec<&str> = [super::service::OWN_KEYS, super::compose::COMPOSE_KEYS].concat();
     let parser: &[(&str, &[&str])] = &[
         ("stack", super::stack::STACK_KEYS),
-        ("service", super::service::SERVICE_KEYS),
+        ("service", &service_keys),
         ("build", super::service::BUILD_KEYS),
         ("ready", super::ready::READY_KEYS),
         ("fixtures", super::fixtures::FIXTURE_KEYS),
