@@ -65,6 +65,8 @@ fn phase_word(p: Phase) -> &'static str {
         Phase::Failed => "FAILED",
         Phase::Skipped => "skipped",
         Phase::Removed => "removed",
+        Phase::Stopping => "stopping",
+        Phase::Stopped => "stopped",
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::checks::{CheckOutcome, CheckResult};
 use crate::docker::ContainerEngine;
 use crate::manifest::Manifest;
-use crate::orchestrator::{DownReport, Orchestrator, UpReport};
+use crate::orchestrator::{DownReport, LifecycleReport, Orchestrator, UpReport};
 pub use lock::{LockError, StackLock};
 pub use run::{check_line, record, run_recorded, Recording, RecordingReporter};
 
@@ -50,6 +50,13 @@ pub enum Operation {
     Rebuild,
     Check(CheckSet),
     Verify,
+    /// `up SERVICE...`: up the services of the manifest given (a `plan::subset`), leaving the
+    /// stack's other containers alone.
+    UpOnly,
+    /// Stop the containers of the manifest's services (kept).
+    Stop,
+    /// Restart them and wait until they are ready again.
+    Restart,
 }
 
 impl Operation {
@@ -61,6 +68,9 @@ impl Operation {
             Operation::Rebuild => "rebuild",
             Operation::Check(_) => "check",
             Operation::Verify => "verify",
+            Operation::UpOnly => "up",
+            Operation::Stop => "stop",
+            Operation::Restart => "restart",
         }
     }
 }
@@ -77,6 +87,8 @@ pub enum OpOutcome {
         up: UpReport,
         checks: Vec<CheckResult>,
     },
+    /// `stop` and `restart`.
+    Lifecycle(LifecycleReport),
 }
 
 fn all_passed(checks: &[CheckResult]) -> bool {
@@ -90,6 +102,7 @@ impl OpOutcome {
             OpOutcome::Down(_) => true,
             OpOutcome::Checks(checks) => all_passed(checks),
             OpOutcome::Verify { up, checks } => up.ok && all_passed(checks),
+            OpOutcome::Lifecycle(report) => report.ok,
         }
     }
 
@@ -97,14 +110,14 @@ impl OpOutcome {
     pub fn up_report(&self) -> Option<&UpReport> {
         match self {
             OpOutcome::Up(up) | OpOutcome::Verify { up, .. } => Some(up),
-            OpOutcome::Down(_) | OpOutcome::Checks(_) => None,
+            OpOutcome::Down(_) | OpOutcome::Checks(_) | OpOutcome::Lifecycle(_) => None,
         }
     }
 
     pub fn checks(&self) -> &[CheckResult] {
         match self {
             OpOutcome::Checks(checks) | OpOutcome::Verify { checks, .. } => checks,
-            OpOutcome::Up(_) | OpOutcome::Down(_) => &[],
+            OpOutcome::Up(_) | OpOutcome::Down(_) | OpOutcome::Lifecycle(_) => &[],
         }
     }
 }
@@ -121,6 +134,9 @@ pub async fn execute<E: ContainerEngine + ?Sized>(
     Ok(match op {
         Operation::Down { volumes } => OpOutcome::Down(orchestrator.down(stack, volumes).await?),
         Operation::Up => OpOutcome::Up(orchestrator.up(need()?).await?),
+        Operation::UpOnly => OpOutcome::Up(orchestrator.up_only(need()?).await?),
+        Operation::Stop => OpOutcome::Lifecycle(orchestrator.stop(need()?).await?),
+        Operation::Restart => OpOutcome::Lifecycle(orchestrator.restart(need()?).await?),
         Operation::Rebuild => {
             let m = need()?;
             orchestrator.down(&m.stack, true).await?;
