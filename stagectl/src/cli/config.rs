@@ -120,7 +120,7 @@ fn service(sv: &Service) -> Table {
         ("ports", (!sv.ports.is_empty()).then(|| Value::Array(sv.ports.iter().map(|p| s(port(p))).collect()))),
         ("volumes", (!sv.volumes.is_empty()).then(|| Value::Array(sv.volumes.iter().map(|v| s(volume(v))).collect()))),
         ("depends_on", (!sv.depends_on.is_empty()).then(|| strings(&sv.depends_on))),
-        ("job", Some(Value::Boolean(sv.job))),
+        ("job", sv.job.then_some(Value::Boolean(true))),
         ("ready", ready),
         ("working_dir", sv.working_dir.as_ref().map(|w| s(w.as_str()))),
         ("user", sv.user.as_ref().map(|u| s(u.as_str()))),

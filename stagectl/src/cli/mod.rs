@@ -278,11 +278,11 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
         Command::Config => verbs::config(cli),
         Command::Diff => verbs::diff(cli, console).await,
         Command::Completions { shell } => {
-            shell::completions(*shell, &mut std::io::stdout());
+            output::raw(&shell::completions(*shell));
             Ok(exit::OK)
         }
         Command::Man => {
-            shell::man(&mut std::io::stdout())?;
+            output::raw(&shell::man());
             Ok(exit::OK)
         }
         Command::Rebuild => operate(cli, console, Operation::Rebuild, None, vec![]).await,

@@ -6,7 +6,6 @@ use std::io::Write;
 use clap::CommandFactory;
 
 use super::Cli;
-use crate::error::{Error, Result};
 
 /// The shells `stagectl completions` writes a script for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -16,33 +15,36 @@ pub enum Shell {
     Fish,
 }
 
-/// Writes the completion script for `shell` to `out`.
-pub fn completions(shell: Shell, out: &mut dyn Write) {
+/// The completion script for `shell`.
+pub fn completions(shell: Shell) -> Vec<u8> {
     let mut cmd = Cli::command();
     let generator = match shell {
         Shell::Bash => clap_complete::Shell::Bash,
         Shell::Zsh => clap_complete::Shell::Zsh,
         Shell::Fish => clap_complete::Shell::Fish,
     };
-    clap_complete::generate(generator, &mut cmd, "stagectl", out);
+    // Into memory: the generator panics on a failed write (a closed pipe); the caller's
+    // writer does not.
+    let mut buf = Vec::new();
+    clap_complete::generate(generator, &mut cmd, "stagectl", &mut buf);
+    buf
 }
 
-/// Writes the man page (roff, section 1) to `out`: the top-level page with every subcommand.
-pub fn man(out: &mut dyn Write) -> Result<()> {
+/// The man page (roff, section 1): the top-level page, then a section per subcommand with
+/// its synopsis, description and options.
+pub fn man() -> Vec<u8> {
     let cmd = Cli::command();
-    let page = clap_mangen::Man::new(cmd.clone());
-    let failed = |e: std::io::Error| Error::Usage(format!("cannot write the man page: {e}"));
-    page.render(out).map_err(failed)?;
-    // One section per subcommand, so `man stagectl` documents every verb and its options.
+    let mut buf = Vec::new();
+    // Writes into a Vec cannot fail.
+    let _ = clap_mangen::Man::new(cmd.clone()).render(&mut buf);
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let name = sub.get_name().to_uppercase();
-        writeln!(out, ".SH \"STAGECTL {name}\"").map_err(failed)?;
-        let sub_page = clap_mangen::Man::new(sub.clone().bin_name(format!("stagectl {}", sub.get_name())));
-        sub_page.render_synopsis_section(out).map_err(failed)?;
-        sub_page.render_description_section(out).map_err(failed)?;
+        let _ = writeln!(buf, ".SH \"STAGECTL {}\"", sub.get_name().to_uppercase());
+        let page = clap_mangen::Man::new(sub.clone().bin_name(format!("stagectl {}", sub.get_name())));
+        let _ = page.render_synopsis_section(&mut buf);
+        let _ = page.render_description_section(&mut buf);
         if sub.get_arguments().any(|a| !a.is_hide_set()) {
-            sub_page.render_options_section(out).map_err(failed)?;
+            let _ = page.render_options_section(&mut buf);
         }
     }
-    Ok(())
+    buf
 }
