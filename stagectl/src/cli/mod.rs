@@ -544,7 +544,7 @@ async fn operate_on(
 ) -> Result<i32> {
     use crate::history::{History, Trigger};
     let stack = stack.or_else(|| manifest.as_ref().map(|m| m.stack.clone())).unwrap_or_default();
-    let local_only = matches!(op, Operation::UpOnly | Operation::Stop | Operation::Restart);
+    let local_only = matches!(op, Operation::UpOnly | Operation::Stop | Operation::Restart { .. });
     // Reports and JSON need the full results in this process.
     if !cli.local && targets.is_empty() && !cli.json && !local_only {
         if let Some(daemon) = daemon_client::discover(&stack).await {

@@ -1,5 +1,6 @@
 //! The verbs compose users reach for: `up SERVICE...`, `restart`, `stop`, `config`, `diff`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::output::{json, out, Console, Mode};
@@ -28,30 +29,39 @@ pub async fn up_services(cli: &Cli, console: Arc<Console>, names: &[String]) -> 
 }
 
 /// The named services, or every long-running one (`restart`) / every one (`stop`).
-fn selection(m: &Manifest, names: &[String], long_running_only: bool) -> Result<Manifest> {
+fn selection(m: &Manifest, names: &[String], long_running_only: bool) -> Result<BTreeSet<String>> {
     plan::check_names(m, names).map_err(usage)?;
     if long_running_only {
         if let Some(job) = names.iter().find(|n| m.service(n).is_some_and(|s| s.job)) {
-            return Err(Error::Usage(format!("`{job}` is a job (it runs to completion); `stagectl up {job}` runs it again when its inputs changed")));
+            return Err(Error::Usage(format!(
+                "`{job}` is a job (it runs to completion); `stagectl up {job}` runs it again when its inputs changed"
+            )));
         }
     }
-    let keep = m
-        .services
+    Ok(m.services
         .iter()
         .filter(|s| if names.is_empty() { !(long_running_only && s.job) } else { names.contains(&s.name) })
         .map(|s| s.name.clone())
-        .collect();
-    Ok(plan::subset(m, &keep))
+        .collect())
 }
 
+/// `restart`: the manifest handed on holds the services and what they need, since a data
+/// service is recreated through `up`.
 pub async fn restart(cli: &Cli, console: Arc<Console>, names: &[String]) -> Result<i32> {
-    let m = selection(&load(cli)?, names, true)?;
-    operate_on(cli, console, Operation::Restart, None, vec![], Some(m)).await
+    let m = load(cli)?;
+    let set = selection(&m, names, true)?;
+    // In manifest order.
+    let selected: Vec<String> = m.services.iter().filter(|s| set.contains(&s.name)).map(|s| s.name.clone()).collect();
+    let closed = plan::subset(&m, &plan::with_dependencies(&m, &selected).map_err(usage)?);
+    // One small list for the life of the process keeps `Operation` a `Copy` value.
+    let services: &'static [String] = Box::leak(selected.into_boxed_slice());
+    operate_on(cli, console, Operation::Restart { services }, None, vec![], Some(closed)).await
 }
 
 pub async fn stop(cli: &Cli, console: Arc<Console>, names: &[String]) -> Result<i32> {
-    let m = selection(&load(cli)?, names, false)?;
-    operate_on(cli, console, Operation::Stop, None, vec![], Some(m)).await
+    let m = load(cli)?;
+    let keep = selection(&m, names, false)?;
+    operate_on(cli, console, Operation::Stop, None, vec![], Some(plan::subset(&m, &keep))).await
 }
 
 pub fn print_lifecycle(report: &LifecycleReport, mode: Mode) -> i32 {

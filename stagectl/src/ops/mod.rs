@@ -55,8 +55,11 @@ pub enum Operation {
     UpOnly,
     /// Stop the containers of the manifest's services (kept).
     Stop,
-    /// Restart them and wait until they are ready again.
-    Restart,
+    /// Restart these services and wait until they are ready again; the manifest given holds
+    /// them and what they need (`plan::with_dependencies`), as a data service is recreated
+    /// through `up` (its fixtures may live in memory only). The names live as long as the
+    /// process (the CLI leaks its one list), which keeps `Operation` a plain `Copy` value.
+    Restart { services: &'static [String] },
 }
 
 impl Operation {
@@ -70,7 +73,7 @@ impl Operation {
             Operation::Verify => "verify",
             Operation::UpOnly => "up",
             Operation::Stop => "stop",
-            Operation::Restart => "restart",
+            Operation::Restart { .. } => "restart",
         }
     }
 }
@@ -136,7 +139,7 @@ pub async fn execute<E: ContainerEngine + ?Sized>(
         Operation::Up => OpOutcome::Up(orchestrator.up(need()?).await?),
         Operation::UpOnly => OpOutcome::Up(orchestrator.up_only(need()?).await?),
         Operation::Stop => OpOutcome::Lifecycle(orchestrator.stop(need()?).await?),
-        Operation::Restart => OpOutcome::Lifecycle(orchestrator.restart(need()?).await?),
+        Operation::Restart { services } => OpOutcome::Lifecycle(orchestrator.restart(need()?, services).await?),
         Operation::Rebuild => {
             let m = need()?;
             orchestrator.down(&m.stack, true).await?;

@@ -66,19 +66,41 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         Ok(report(&manifest.stack, "stop", started, rows))
     }
 
-    /// Restarts the containers of the manifest's services (stopped ones are started) and waits
-    /// until each is ready again: its probe passes, or without one it keeps running for the
-    /// settle window.
-    pub async fn restart(&self, manifest: &Manifest) -> Result<LifecycleReport> {
+    /// Restarts the containers of `services` (stopped ones are started) and waits until each
+    /// is ready again: its probe passes, or without one it keeps running for the settle
+    /// window. A data service is recreated instead, through `up` (fixtures restored from their
+    /// snapshot or loaded again): a restart could lose data held only in memory (Redis) while
+    /// its load marker stayed, and it would be reported ready without its data. Data services
+    /// go first, so a restarted service finds its data in place. `manifest` holds `services`
+    /// and what they need (`plan::with_dependencies`).
+    pub async fn restart(&self, manifest: &Manifest, services: &[String]) -> Result<LifecycleReport> {
         let started = Instant::now();
         let observed = self.docker.list_containers(&manifest.stack).await?;
         let network = plan::network_name(&manifest.stack);
         let redactor = Redactor::for_manifest(manifest);
-        let rows = manifest.services.iter().map(|s| {
+        let (data, others): (Vec<&String>, Vec<&String>) = services.iter().partition(|s| manifest.fixtures_for(s).is_some());
+        let mut rows = Vec::new();
+        if !data.is_empty() {
+            let data: Vec<String> = data.into_iter().cloned().collect();
+            for name in &data {
+                if let Some(c) = plan::current_container(&manifest.stack, name, &observed) {
+                    self.reporter.phase(name, Phase::Removing, "a data service is recreated: its fixtures are restored or loaded again");
+                    self.docker.remove_container(&c.id, STOP_GRACE_SECS).await?;
+                }
+            }
+            let needed = plan::with_dependencies(manifest, &data).map_err(|e| crate::error::Error::Usage(e.to_string()))?;
+            let up = self.up_only(&plan::subset(manifest, &needed)).await?;
+            for r in up.services.iter().filter(|r| data.contains(&r.service)) {
+                let ok = matches!(r.outcome, super::Outcome::Ready);
+                let message = if ok { Some("recreated, fixtures in place".to_string()) } else { r.message.clone() };
+                rows.push(LifecycleRow::new(&r.service, if ok { "ready" } else { "failed" }, message));
+            }
+        }
+        let restarts = others.into_iter().filter_map(|name| manifest.service(name)).map(|s| {
             let current = plan::current_container(&manifest.stack, &s.name, &observed);
             self.restart_one(s, current, &network, &redactor)
         });
-        let rows = join_all(rows).await;
+        rows.extend(join_all(restarts).await);
         Ok(report(&manifest.stack, "restart", started, rows))
     }
 

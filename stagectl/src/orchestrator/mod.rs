@@ -144,7 +144,7 @@ pub struct DownReport {
 pub struct ServiceStatus {
     pub service: String,
     pub container: Option<String>,
-    /// running, exited (N), created, missing, ...
+    /// running, exited (N) (jobs), stopped (long-running services not running), missing, ...
     pub state: String,
     pub ready: bool,
     pub ports: Vec<String>,

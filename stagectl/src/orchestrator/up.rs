@@ -413,12 +413,14 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
 
     /// Keep, create or recreate (see [`plan::decide`]); a kept data service must also hold a
     /// complete load, else it is replaced. A stopped long-running container whose spec is
-    /// unchanged (`stagectl stop`) is started again and kept (`true`: restarted), with its data.
+    /// unchanged (`stagectl stop`) is started again and kept (`true`: restarted), unless it is
+    /// a data service, which is recreated with its fixtures.
     async fn decide(&self, run: &ServiceRun<'_>, target: &Target<'_>, dependency_changed: bool) -> (Action, bool) {
         let mut action = plan::decide(run.service, &target.hash, run.current.as_ref(), dependency_changed);
         let mut restarted = false;
         if let (Action::Recreate(_), Some(c)) = (&action, &run.current) {
-            if plan::restartable(run.service, &target.hash, c) {
+            // Not a data service: its data may have lived in memory only (see `restart`).
+            if target.data.is_none() && plan::restartable(run.service, &target.hash, c) {
                 self.reporter.phase(&run.service.name, Phase::Starting, "stopped, spec unchanged: starting it again");
                 if self.docker.start_container(&c.id).await.is_ok() {
                     action = Action::Keep;

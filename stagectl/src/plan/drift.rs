@@ -166,7 +166,7 @@ pub fn compare(manifest: &Manifest, desired: &[Desired], observed: &[ObservedCon
     for d in desired {
         let Some(service) = manifest.service(&d.service) else { continue };
         let current = super::current_container(&manifest.stack, &d.service, observed);
-        services.push(one(service, d, current));
+        services.push(one(service, manifest.fixtures_for(&d.service).is_some(), d, current));
     }
     // A job that never ran because its result is in a data service's restored data.
     let unchanged: BTreeSet<String> =
@@ -190,7 +190,7 @@ pub fn compare(manifest: &Manifest, desired: &[Desired], observed: &[ObservedCon
     DriftReport { stack: manifest.stack.clone(), drifted, services }
 }
 
-fn one(service: &Service, d: &Desired, current: Option<&ObservedContainer>) -> ServiceDrift {
+fn one(service: &Service, data_service: bool, d: &Desired, current: Option<&ObservedContainer>) -> ServiceDrift {
     let drift = |state, changes, reason: Option<String>| ServiceDrift { service: d.service.clone(), state, changes, reason };
     let Some(c) = current else { return drift(DriftState::Create, vec![], None) };
     let same_hash = d.hash.as_deref() == Some(c.spec_hash.as_str());
@@ -223,6 +223,8 @@ fn one(service: &Service, d: &Desired, current: Option<&ObservedContainer>) -> S
     }
     match c.state {
         RunState::Running => drift(DriftState::Unchanged, vec![], None),
+        // Its data may have lived in memory only: `up` recreates it with its fixtures.
+        _ if data_service => drift(DriftState::Recreate, vec![], Some("stopped data service: recreated with its fixtures".into())),
         _ => drift(DriftState::Start, vec![], Some("stopped".into())),
     }
 }
