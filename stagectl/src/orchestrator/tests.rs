@@ -16,6 +16,7 @@ use crate::plan::Action;
 
 mod data;
 mod images;
+mod verbs;
 
 /// Every event the orchestrator reported, in order.
 #[derive(Default)]
