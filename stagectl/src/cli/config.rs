@@ -6,8 +6,8 @@
 use toml::{Table, Value};
 
 use crate::manifest::{
-    format_duration, CheckKind, Fixtures, Interpolated, Loader, Manifest, Migrations, PortMapping, Probe, Service, SmokeCheck,
-    VolumeMount, VolumeSource,
+    format_duration, CheckKind, Fixtures, Interpolated, Loader, Manifest, Migrations, PortMapping, Probe, Service, SmokeCheck, VolumeMount,
+    VolumeSource,
 };
 use crate::secrets::Redactor;
 
@@ -72,10 +72,8 @@ fn document(m: &Manifest) -> Table {
             Value::Table(m.migrations.iter().map(|g| (g.service.clone(), Value::Table(migrations(g)))).collect()),
         );
     }
-    let schedule = table([
-        ("rebuild", m.schedule.rebuild.as_ref().map(|c| s(c.as_str()))),
-        ("idle_ttl", m.schedule.idle_ttl.map(duration)),
-    ]);
+    let schedule =
+        table([("rebuild", m.schedule.rebuild.as_ref().map(|c| s(c.as_str()))), ("idle_ttl", m.schedule.idle_ttl.map(duration))]);
     if !schedule.is_empty() {
         doc.insert("schedule".into(), Value::Table(schedule));
     }
@@ -114,8 +112,8 @@ fn service(sv: &Service) -> Table {
     table([
         ("image", sv.image.as_ref().map(|i| s(i.as_str()))),
         ("build", build),
-        ("command", sv.command.as_ref().map(|c| strings(c))),
-        ("entrypoint", sv.entrypoint.as_ref().map(|c| strings(c))),
+        ("command", sv.command.as_ref().map(strings)),
+        ("entrypoint", sv.entrypoint.as_ref().map(strings)),
         ("env", (!sv.env.is_empty()).then(|| Value::Table(sv.env.iter().map(|(k, v)| (k.clone(), masked(v))).collect()))),
         ("ports", (!sv.ports.is_empty()).then(|| Value::Array(sv.ports.iter().map(|p| s(port(p))).collect()))),
         ("volumes", (!sv.volumes.is_empty()).then(|| Value::Array(sv.volumes.iter().map(|v| s(volume(v))).collect()))),
@@ -143,11 +141,9 @@ fn probe(p: &Probe) -> Table {
 
 fn fixtures(f: &Fixtures) -> Table {
     let loader = match &f.loader {
-        Loader::Postgres { database, user } => table([
-            ("loader", Some(s("postgres"))),
-            ("database", Some(s(database.as_str()))),
-            ("user", Some(s(user.as_str()))),
-        ]),
+        Loader::Postgres { database, user } => {
+            table([("loader", Some(s("postgres"))), ("database", Some(s(database.as_str()))), ("user", Some(s(user.as_str())))])
+        }
         Loader::Redis => table([("loader", Some(s("redis")))]),
         Loader::Command { command } => table([("loader", Some(s("command"))), ("command", Some(strings(command)))]),
     };
@@ -173,25 +169,19 @@ fn smoke(c: &SmokeCheck) -> Table {
                 ("port", Some(Value::Integer((*port).into()))),
                 ("method", Some(s(method.as_str()))),
                 ("path", Some(s(path.as_str()))),
-                (
-                    "headers",
-                    (!headers.is_empty()).then(|| Value::Table(headers.iter().map(|(k, v)| (k.clone(), masked(v))).collect())),
-                ),
+                ("headers", (!headers.is_empty()).then(|| Value::Table(headers.iter().map(|(k, v)| (k.clone(), masked(v))).collect()))),
                 ("body", body.as_ref().map(|b| s(b.as_str()))),
                 ("expect_status", Some(Value::Integer((*expect_status).into()))),
                 ("expect_body", expect_body.as_ref().map(|b| s(b.as_str()))),
                 ("expect_body_regex", expect_body_regex.as_ref().map(|b| s(b.as_str()))),
                 (
                     "expect_json",
-                    (!expect_json.is_empty()).then(|| {
-                        Value::Table(expect_json.iter().map(|(k, v)| (k.clone(), s(v.to_string()))).collect())
-                    }),
+                    (!expect_json.is_empty())
+                        .then(|| Value::Table(expect_json.iter().map(|(k, v)| (k.clone(), s(v.to_string()))).collect())),
                 ),
             ])
         }
-        CheckKind::Tcp { service, port } => {
-            table([("service", Some(s(service.as_str()))), ("port", Some(Value::Integer((*port).into())))])
-        }
+        CheckKind::Tcp { service, port } => table([("service", Some(s(service.as_str()))), ("port", Some(Value::Integer((*port).into())))]),
         CheckKind::Exec { service, command, expect_output } => table([
             ("service", Some(s(service.as_str()))),
             ("command", Some(strings(command))),

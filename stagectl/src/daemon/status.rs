@@ -51,7 +51,13 @@ fn drift_summary(state: &State, m: &crate::manifest::Manifest) -> Option<DriftSu
             .services
             .iter()
             .filter(|s| s.state != crate::plan::drift::DriftState::Unchanged)
-            .map(|s| format!("{}: {}", s.service, serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()))
+            .map(|s| {
+                format!(
+                    "{}: {}",
+                    s.service,
+                    serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+                )
+            })
             .collect(),
         checked_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });

@@ -46,7 +46,9 @@ impl CheckSet {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     Up,
-    Down { volumes: bool },
+    Down {
+        volumes: bool,
+    },
     Rebuild,
     Check(CheckSet),
     Verify,
@@ -59,7 +61,9 @@ pub enum Operation {
     /// them and what they need (`plan::with_dependencies`), as a data service is recreated
     /// through `up` (its fixtures may live in memory only). The names live as long as the
     /// process (the CLI leaks its one list), which keeps `Operation` a plain `Copy` value.
-    Restart { services: &'static [String] },
+    Restart {
+        services: &'static [String],
+    },
 }
 
 impl Operation {

@@ -197,7 +197,12 @@ pub fn record(history: &History, run: i64, result: &Result<OpOutcome>, redactor:
     }
     if let OpOutcome::Lifecycle(report) = outcome {
         for r in &report.services {
-            let step = StepRecord { name: r.service.clone(), status: r.outcome.into(), seconds: None, detail: r.message.as_ref().map(|m| redactor.apply(m)) };
+            let step = StepRecord {
+                name: r.service.clone(),
+                status: r.outcome.into(),
+                seconds: None,
+                detail: r.message.as_ref().map(|m| redactor.apply(m)),
+            };
             if let Some(d) = &step.detail {
                 failures.push(format!("{}: {d}", r.service));
             }

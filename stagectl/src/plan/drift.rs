@@ -78,11 +78,15 @@ pub fn spec_fields(stack: &str, service: &Service, image_id: &str, inputs: Optio
         command: list(&service.command),
         entrypoint: list(&service.entrypoint),
         env: service.env.iter().map(|(k, v)| (k.clone(), fingerprint(&[stack, k, &v.value]))).collect(),
-        ports: service.ports.iter().map(|p| {
-            let ip = p.host_ip.as_ref().map(|ip| format!("{ip}:")).unwrap_or_default();
-            let host = p.host_port.map(|h| format!("{h}:")).unwrap_or_default();
-            format!("{ip}{host}{}/{}", p.container_port, p.protocol.as_str())
-        }).collect(),
+        ports: service
+            .ports
+            .iter()
+            .map(|p| {
+                let ip = p.host_ip.as_ref().map(|ip| format!("{ip}:")).unwrap_or_default();
+                let host = p.host_port.map(|h| format!("{h}:")).unwrap_or_default();
+                format!("{ip}{host}{}/{}", p.container_port, p.protocol.as_str())
+            })
+            .collect(),
         volumes: service
             .volumes
             .iter()
@@ -169,8 +173,7 @@ pub fn compare(manifest: &Manifest, desired: &[Desired], observed: &[ObservedCon
         services.push(one(service, manifest.fixtures_for(&d.service).is_some(), d, current));
     }
     // A job that never ran because its result is in a data service's restored data.
-    let unchanged: BTreeSet<String> =
-        services.iter().filter(|s| s.state == DriftState::Unchanged).map(|s| s.service.clone()).collect();
+    let unchanged: BTreeSet<String> = services.iter().filter(|s| s.state == DriftState::Unchanged).map(|s| s.service.clone()).collect();
     for s in services.iter_mut().filter(|s| s.state == DriftState::Create) {
         if let Some(f) = manifest.fixtures.iter().find(|f| f.after.contains(&s.service) && unchanged.contains(&f.service)) {
             s.state = DriftState::Unchanged;
@@ -299,7 +302,8 @@ pub fn changed_fields(old: &SpecFields, new: &SpecFields) -> Vec<FieldChange> {
         push("user", format!("{} → {}", show(&old.user), show(&new.user)));
     }
     if old.inputs != new.inputs {
-        let what = if new.job { "mounted files changed" } else { "fixture inputs changed (files, migrations, or the jobs the load waits for)" };
+        let what =
+            if new.job { "mounted files changed" } else { "fixture inputs changed (files, migrations, or the jobs the load waits for)" };
         push("inputs", what.to_string());
     }
     out
@@ -357,7 +361,8 @@ depends_on = ["db"]
     }
 
     fn running_as_desired(m: &Manifest) -> (Vec<Desired>, Vec<ObservedContainer>) {
-        let desired: Vec<Desired> = ["db", "app", "migrate"].iter().map(|s| desired(m, s, &format!("sha256:{s}0000000000000000"))).collect();
+        let desired: Vec<Desired> =
+            ["db", "app", "migrate"].iter().map(|s| desired(m, s, &format!("sha256:{s}0000000000000000"))).collect();
         let observed = desired
             .iter()
             .map(|d| {
@@ -391,7 +396,10 @@ depends_on = ["db"]
         let report = compare(&changed, &desired, &observed);
         let db = &report.services[0];
         assert_eq!(db.state, DriftState::Recreate);
-        assert_eq!(db.changes, vec![FieldChange { field: "env".into(), detail: "changed: POSTGRES_PASSWORD; added: EXTRA; removed: MODE".into() }]);
+        assert_eq!(
+            db.changes,
+            vec![FieldChange { field: "env".into(), detail: "changed: POSTGRES_PASSWORD; added: EXTRA; removed: MODE".into() }]
+        );
         let json = serde_json::to_string(&report).unwrap();
         assert!(!json.contains("canary-new-value") && !json.contains("\"pw\""), "{json}");
         assert_eq!(report.drifted, 1);

@@ -64,9 +64,10 @@ pub fn subset(manifest: &Manifest, keep: &BTreeSet<String>) -> Manifest {
 /// The service a smoke check runs against (a host script has none).
 fn check_service(kind: &CheckKind) -> Option<&String> {
     match kind {
-        CheckKind::Http { service, .. } | CheckKind::Tcp { service, .. } | CheckKind::Exec { service, .. } | CheckKind::Sql { service, .. } => {
-            Some(service)
-        }
+        CheckKind::Http { service, .. }
+        | CheckKind::Tcp { service, .. }
+        | CheckKind::Exec { service, .. }
+        | CheckKind::Sql { service, .. } => Some(service),
         CheckKind::Script { .. } => None,
     }
 }

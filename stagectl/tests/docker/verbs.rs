@@ -181,5 +181,9 @@ command = ["sleep", "infinity"]
     ]);
     let out = stack.run(&["diff"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("web    would be recreated: changed (details unavailable: created by an older stagectl)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("web    would be recreated: changed (details unavailable: created by an older stagectl)"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -68,7 +68,8 @@ async fn diff_reads_the_spec_label_and_names_what_changed() {
     assert!(label.contains("POSTGRES_DB") && !label.contains("shop"), "env values stay out of labels: {label}");
     assert_eq!(orch.drift(&m).await.unwrap().drifted, 0);
 
-    let changed = parse(&WEB.replace(r#"POSTGRES_DB = "shop""#, r#"POSTGRES_DB = "shop2""#).replace("[services.cache]", "[services.cache2]"));
+    let changed =
+        parse(&WEB.replace(r#"POSTGRES_DB = "shop""#, r#"POSTGRES_DB = "shop2""#).replace("[services.cache]", "[services.cache2]"));
     let report = orch.drift(&changed).await.unwrap();
     let states: Vec<(&str, DriftState)> = report.services.iter().map(|s| (s.service.as_str(), s.state)).collect();
     assert_eq!(
