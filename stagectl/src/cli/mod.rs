@@ -71,7 +71,7 @@ pub enum Command {
     /// --json); secret values are shown as `***`.
     Config,
     /// Compare the running stack with the manifest: which services would be created,
-    /// recreated (and which fields changed) or removed. Exit 0: no drift, 1: drift.
+    /// recreated (and which fields changed) or removed. Exit 0: no drift, 1: drift, 2: trouble.
     Diff,
     /// Print a shell completion script (e.g. `stagectl completions bash > /etc/bash_completion.d/stagectl`).
     Completions {

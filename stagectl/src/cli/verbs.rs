@@ -97,7 +97,11 @@ pub fn config(cli: &Cli) -> Result<i32> {
 pub async fn diff(cli: &Cli, console: Arc<Console>) -> Result<i32> {
     let m = load(cli)?;
     let engine = Orchestrator::new(connect().await?, console);
-    let report = engine.drift(&m).await?;
+    // Like `diff`, trouble is 2, so that 1 always means drift (Docker unreachable stays 3).
+    let report = engine.drift(&m).await.map_err(|e| match e {
+        Error::DockerUnreachable { .. } | Error::Cancelled(_) | Error::Usage(_) => e,
+        other => Error::Usage(other.to_string()),
+    })?;
     let redactor = crate::secrets::Redactor::for_manifest(&m);
     if cli.json {
         out(&redactor.apply(&serde_json::to_string(&report).unwrap_or_default()));
