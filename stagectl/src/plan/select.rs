@@ -71,3 +71,59 @@ fn check_service(kind: &CheckKind) -> Option<&String> {
         CheckKind::Script { .. } => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::tests::parse_ok;
+
+    const STACK: &str = r#"
+[stack]
+name = "s"
+[services.db]
+image = "pg"
+[services.migrate]
+image = "pg"
+job = true
+depends_on = ["db"]
+[services.cache]
+image = "redis"
+[services.app]
+image = "app"
+depends_on = ["cache"]
+[services.other]
+image = "app"
+[fixtures.db]
+files = ["f/*.sql"]
+after = ["migrate"]
+[[checks.smoke]]
+name = "db"
+tcp = { service = "db", port = 5432 }
+[[checks.smoke]]
+name = "other"
+tcp = { service = "other", port = 80 }
+"#;
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_data_service_brings_the_jobs_its_load_waits_for_and_their_dependencies() {
+        let m = parse_ok(STACK);
+        assert_eq!(with_dependencies(&m, &["db".into()]).unwrap(), set(&["db", "migrate"]));
+        assert_eq!(with_dependencies(&m, &["app".into()]).unwrap(), set(&["app", "cache"]));
+        let part = subset(&m, &set(&["db", "migrate"]));
+        let names: Vec<&str> = part.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["db", "migrate"], "in file order");
+        assert_eq!((part.fixtures.len(), part.smoke.len()), (1, 1));
+        assert_eq!(part.secret_values(), m.secret_values(), "secrets stay whole for masking");
+    }
+
+    #[test]
+    fn an_unknown_name_lists_the_known_ones() {
+        let m = parse_ok(STACK);
+        let e = with_dependencies(&m, &["app".into(), "ap".into()]).unwrap_err();
+        assert_eq!(e.to_string(), "no service `ap` in stack `s` (services: db, migrate, cache, app, other)");
+    }
+}
