@@ -88,7 +88,7 @@ pub fn config(cli: &Cli) -> Result<i32> {
     if cli.json {
         out(&render::json_text(&m));
     } else {
-        print!("{}", render::toml_text(&m));
+        super::output::raw(render::toml_text(&m).as_bytes());
     }
     Ok(exit::OK)
 }
