@@ -1,9 +1,12 @@
 //! The command line: argument parsing, dispatch, and the final output of each command.
 //! Thin on purpose: the work happens in `engine`, the decisions in `plan`.
 
+mod config;
 pub mod daemon_client;
 pub mod output;
 mod projects;
+mod shell;
+mod verbs;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,7 +59,37 @@ pub enum Command {
     /// Check the manifest and report every problem; starts nothing.
     Validate,
     /// Build or pull images and start every service, each ready before its dependents start.
-    Up,
+    /// With SERVICE names: only those and what they depend on; other services are left as
+    /// they are.
+    Up {
+        /// Only these services (and their dependencies, and the jobs their fixtures wait for).
+        #[arg(value_name = "SERVICE")]
+        services: Vec<String>,
+    },
+    /// Restart the containers of running services and wait until each is ready again
+    /// (default: every long-running service).
+    Restart {
+        #[arg(value_name = "SERVICE")]
+        services: Vec<String>,
+    },
+    /// Stop services without removing them (default: all); `up` starts them again.
+    Stop {
+        #[arg(value_name = "SERVICE")]
+        services: Vec<String>,
+    },
+    /// The resolved manifest (variables interpolated, defaults applied) as TOML (JSON with
+    /// --json); secret values are shown as `***`.
+    Config,
+    /// Compare the running stack with the manifest: which services would be created,
+    /// recreated (and which fields changed) or removed. Exit 0: no drift, 1: drift, 2: trouble.
+    Diff,
+    /// Print a shell completion script (e.g. `stagectl completions bash > /etc/bash_completion.d/stagectl`).
+    Completions {
+        #[arg(value_enum)]
+        shell: shell::Shell,
+    },
+    /// Print the man page (roff): `stagectl man > stagectl.1; man ./stagectl.1`.
+    Man,
     /// Remove the stack's containers and network (and with --volumes its volumes).
     Down {
         /// Also remove the stack's named volumes (all data).
@@ -68,7 +101,8 @@ pub enum Command {
     },
     /// `down --volumes` then `up`: a fresh environment.
     Rebuild,
-    /// Services, state, readiness, ports, image, uptime.
+    /// Services, state, readiness, ports, image, uptime (alias: `ps`).
+    #[command(visible_alias = "ps")]
     Status,
     /// Run the checks of the manifest: smoke checks against the running stack, and the
     /// migration checks (lint, drift, apply on a copy of the fixture data with a lock probe,
@@ -271,7 +305,20 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             }
             Ok(exit::OK)
         }
-        Command::Up => operate(cli, console, Operation::Up, None, vec![]).await,
+        Command::Up { services } if services.is_empty() => operate(cli, console, Operation::Up, None, vec![]).await,
+        Command::Up { services } => verbs::up_services(cli, console, services).await,
+        Command::Restart { services } => verbs::restart(cli, console, services).await,
+        Command::Stop { services } => verbs::stop(cli, console, services).await,
+        Command::Config => verbs::config(cli),
+        Command::Diff => verbs::diff(cli, console).await,
+        Command::Completions { shell } => {
+            output::raw(&shell::completions(*shell));
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            output::raw(&shell::man());
+            Ok(exit::OK)
+        }
         Command::Rebuild => operate(cli, console, Operation::Rebuild, None, vec![]).await,
         Command::Check { what, reports, lint_only } => {
             let targets = report_targets(reports)?;
@@ -518,16 +565,30 @@ async fn operate(
     stack: Option<String>,
     targets: Vec<(ReportFormat, PathBuf)>,
 ) -> Result<i32> {
-    use crate::history::{History, Trigger};
     // Down by stack name needs no manifest; everything else validates it before touching anything.
     let manifest = match (&op, &stack) {
         (Operation::Down { .. }, Some(_)) => None,
         _ => Some(load(cli)?),
     };
+    operate_on(cli, console, op, stack, targets, manifest).await
+}
+
+/// [`operate`] with the manifest already loaded (or cut down to some services: `up SERVICE`,
+/// `stop`, `restart`, which the daemon's API does not take and so always run here).
+async fn operate_on(
+    cli: &Cli,
+    console: Arc<Console>,
+    op: Operation,
+    stack: Option<String>,
+    targets: Vec<(ReportFormat, PathBuf)>,
+    manifest: Option<Manifest>,
+) -> Result<i32> {
+    use crate::history::{History, Trigger};
     let stack = stack.or_else(|| manifest.as_ref().map(|m| m.stack.clone())).unwrap_or_default();
+    let local_only = matches!(op, Operation::UpOnly | Operation::Stop | Operation::Restart { .. });
     // Reports and JSON need the full results in this process; a profile selection is this
     // command's own (the daemon runs with the selection it was started with).
-    if !cli.local && targets.is_empty() && !cli.json && cli.profiles.is_empty() {
+    if !cli.local && targets.is_empty() && !cli.json && cli.profiles.is_empty() && !local_only {
         if let Some(daemon) = daemon_client::discover(&stack).await {
             return daemon_client::forward(&daemon, op, &console).await;
         }
@@ -574,6 +635,7 @@ async fn operate(
             Ok(exit::OK)
         }
         OpOutcome::Up(report) => Ok(print_up(&report, console.mode())),
+        OpOutcome::Lifecycle(report) => Ok(verbs::print_lifecycle(&report, console.mode())),
         OpOutcome::Checks(checks) => finish_checks(&stack, checks, started, &targets, &console, cli.json),
         OpOutcome::Verify { up, checks } => {
             let code = print_up(&up, console.mode());

@@ -43,6 +43,16 @@ pub fn out(line: &str) {
     }
 }
 
+/// Writes text as it is (no newline added) to stdout; a closed pipe exits 0 at once.
+pub fn raw(text: &[u8]) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text).and_then(|_| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
 pub fn json<T: Serialize>(value: &T) {
     out(&serde_json::to_string(value).expect("reports serialise"));
 }
@@ -65,6 +75,8 @@ fn phase_word(p: Phase) -> &'static str {
         Phase::Failed => "FAILED",
         Phase::Skipped => "skipped",
         Phase::Removed => "removed",
+        Phase::Stopping => "stopping",
+        Phase::Stopped => "stopped",
     }
 }
 

@@ -23,6 +23,8 @@ pub struct MetricsInput {
     pub host: Option<HostMetrics>,
     /// Whether the daemon could reach Docker.
     pub up: bool,
+    /// Services whose container differs from the manifest (`stagectl diff`), when known.
+    pub drifted_services: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -119,6 +121,12 @@ pub fn render(input: &MetricsInput) -> String {
         "stagectl_service_ready_seconds",
         "Time from start until the service was probed ready.",
         input.services.iter().filter_map(|s| s.ready_seconds.map(|t| (service_labels(s), float(t)))).collect(),
+    );
+
+    out.gauge(
+        "stagectl_drifted_services",
+        "Services whose running container differs from the manifest (what `stagectl diff` reports; computed at most every 30 s).",
+        input.drifted_services.map(|n| (only_stack(), n.to_string())).into_iter().collect(),
     );
 
     out.gauge(
@@ -339,6 +347,7 @@ mod tests {
                 load_average_1m: 0.1,
             }),
             up: true,
+            drifted_services: Some(2),
         }
     }
 
@@ -367,6 +376,7 @@ mod tests {
             "stagectl_host_memory_total_bytes",
             "stagectl_host_disk_used_bytes",
             "stagectl_host_disk_total_bytes",
+            "stagectl_drifted_services",
         ] {
             assert!(names.contains(name), "{name} missing in\n{text}");
         }

@@ -78,6 +78,9 @@ struct State {
     host: Mutex<host::HostSampler>,
     /// Long-lived, so what it learns about containers (load markers) is kept between refreshes.
     status_engine: Orchestrator<BollardEngine>,
+    /// The last drift summary (`stagectl diff`) and the Unix ms it was computed at: computed
+    /// at most every `status::DRIFT_INTERVAL_MS` (it hashes build contexts and fixture files).
+    drift: Mutex<Option<(u64, Option<status::DriftSummary>)>>,
     keep_runs: usize,
     keep_days: u32,
 }
@@ -131,6 +134,7 @@ pub async fn run(options: &Options) -> Result<i32> {
         ready_seconds: Mutex::new(BTreeMap::new()),
         host: Mutex::new(host::HostSampler::new()),
         status_engine: Orchestrator::new(docker.clone(), Arc::new(Silent)),
+        drift: Mutex::new(None),
         keep_runs: options.keep_runs,
         keep_days: options.keep_days,
     });

@@ -104,6 +104,7 @@ ul.failed li { overflow-wrap: anywhere; padding: 8px 10px; margin-top: 6px; bord
         <th class="num">Uptime</th><th>Detail</th></tr></thead>
       <tbody id="services"></tbody>
     </table>
+    <p id="drift"></p>
   </section>
   <section class="card">
     <h2>Last runs</h2>
@@ -228,6 +229,16 @@ function renderServices(services) {
   }
 }
 
+// What `stagectl diff` would say, recomputed by the daemon at most every 30 s.
+function renderDrift(drift) {
+  const where = $("drift");
+  if (!drift) { where.replaceChildren(el("span", "muted", "drift: not known yet")); return; }
+  where.replaceChildren(drift.drifted === 0
+    ? badge("no drift from the manifest", "green")
+    : badge(drift.drifted + " drifted: " + drift.services.join(", "), "amber"),
+    el("span", "muted small", " checked " + fmtTime(drift.checked_at)));
+}
+
 function renderChecks(checks) {
   checks = checks || [];
   const failed = checks.filter((c) => c.outcome === "failed");
@@ -336,6 +347,7 @@ async function poll() {
       const st = status.value;
       renderHeader(st);
       renderServices(st.services);
+      renderDrift(st.drift);
       renderChecks(st.checks);
       renderHost(st.host);
     } else {

@@ -10,6 +10,18 @@ use serde::Serialize;
 
 use super::{host, metrics, now_ms, State};
 
+/// Drift of the running stack against the manifest is computed at most this often.
+pub(super) const DRIFT_INTERVAL_MS: u64 = 30_000;
+
+/// What `stagectl diff` would say, in short: the services that drifted.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct DriftSummary {
+    pub drifted: usize,
+    /// `service: state` of each drifted service (`app: recreate`).
+    pub services: Vec<String>,
+    pub checked_at: String,
+}
+
 #[derive(Serialize)]
 struct StatusDoc<'a> {
     stack: &'a str,
@@ -18,18 +30,56 @@ struct StatusDoc<'a> {
     queued: usize,
     manifest_error: Option<String>,
     services: Vec<crate::orchestrator::ServiceStatus>,
+    drift: Option<DriftSummary>,
     checks: Vec<crate::history::CheckRecord>,
     host: host::HostMetrics,
     updated_at: String,
 }
 
+/// The cached drift summary, recomputed when older than [`DRIFT_INTERVAL_MS`]. `None` while
+/// it cannot be known (Docker unreachable, unreadable inputs).
+fn drift_summary(state: &State, m: &crate::manifest::Manifest) -> Option<DriftSummary> {
+    let mut cache = state.drift.lock().unwrap();
+    if let Some((at, summary)) = &*cache {
+        if now_ms().saturating_sub(*at) < DRIFT_INTERVAL_MS {
+            return summary.clone();
+        }
+    }
+    let summary = state.rt.block_on(state.status_engine.drift(m)).ok().map(|r| DriftSummary {
+        drifted: r.drifted,
+        services: r
+            .services
+            .iter()
+            .filter(|s| s.state != crate::plan::drift::DriftState::Unchanged)
+            .map(|s| {
+                format!(
+                    "{}: {}",
+                    s.service,
+                    serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+                )
+            })
+            .collect(),
+        checked_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    *cache = Some((now_ms(), summary.clone()));
+    summary
+}
+
 fn refresh_status(state: &State) {
-    let (services, docker_ok) = match state.load_manifest() {
+    // Mid-run the stack is on its way to the manifest, not drifted: nothing is computed, and
+    // the first refresh after the run computes afresh.
+    if state.queue.lock().unwrap().running.is_some() {
+        *state.drift.lock().unwrap() = None;
+    }
+    let (services, docker_ok, drift) = match state.load_manifest() {
         Ok(m) => match state.rt.block_on(state.status_engine.status(&m)) {
-            Ok(rows) => (rows, true),
-            Err(_) => (vec![], false),
+            Ok(rows) => {
+                let busy = state.queue.lock().unwrap().running.is_some();
+                (rows, true, if busy { None } else { drift_summary(state, &m) })
+            }
+            Err(_) => (vec![], false, None),
         },
-        Err(_) => (vec![], true),
+        Err(_) => (vec![], true, None),
     };
     let (busy, queued) = {
         let q = state.queue.lock().unwrap();
@@ -42,6 +92,7 @@ fn refresh_status(state: &State) {
         queued,
         manifest_error: state.manifest_error.lock().unwrap().clone(),
         services,
+        drift,
         checks: state.history.latest_checks(&state.stack).unwrap_or_default(),
         host: state.host.lock().unwrap().sample(),
         updated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -127,6 +178,7 @@ pub(super) fn metrics_text(state: &State) -> String {
         runs_by_status: data.runs_by_status.pairs().iter().map(|(s, n)| (s.as_str().to_string(), *n)).collect(),
         host,
         up: status["docker"].as_bool().unwrap_or(true),
+        drifted_services: status["drift"]["drifted"].as_u64(),
     };
     metrics::render(&input)
 }

@@ -389,6 +389,19 @@ impl ContainerEngine for FakeEngine {
         })
     }
 
+    fn stop_container<'a>(&'a self, id: &'a str, grace_secs: u32) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.call(format!("stop_container {id} grace={grace_secs}")).await?;
+            if let Some(c) = self.state().containers.get_mut(id) {
+                if c.state == RunState::Running {
+                    c.state = RunState::Exited;
+                    c.exit_code = Some(0);
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn container_status<'a>(&'a self, id: &'a str, network: &'a str) -> BoxFuture<'a, Result<ContainerStatus>> {
         Box::pin(async move {
             self.call(format!("container_status {id}")).await?;

@@ -23,6 +23,8 @@ pub mod labels {
     pub const STACK: &str = "org.stagectl.stack";
     pub const SERVICE: &str = "org.stagectl.service";
     pub const SPEC_HASH: &str = "org.stagectl.spec-hash";
+    /// What the spec hash covers, as JSON without secrets or env values (`plan::drift`).
+    pub const SPEC: &str = "org.stagectl.spec";
     pub const VERSION: &str = "org.stagectl.version";
     pub const JOB: &str = "org.stagectl.job";
     pub const CONTEXT_HASH: &str = "org.stagectl.context-hash";
@@ -164,6 +166,9 @@ pub trait ContainerEngine: Send + Sync + 'static {
     /// Stops with SIGTERM (or the image's stop signal) and a grace period, then removes.
     /// With `grace_secs == 0` the container is killed at once.
     fn remove_container<'a>(&'a self, id: &'a str, grace_secs: u32) -> BoxFuture<'a, Result<()>>;
+    /// Stops the container (SIGTERM or the image's stop signal, killed after `grace_secs`)
+    /// without removing it; a stopped or absent container is fine.
+    fn stop_container<'a>(&'a self, id: &'a str, grace_secs: u32) -> BoxFuture<'a, Result<()>>;
     fn container_status<'a>(&'a self, id: &'a str, network: &'a str) -> BoxFuture<'a, Result<ContainerStatus>>;
     /// Waits for the container to exit and returns its exit code.
     fn wait_exit<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<i64>>;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::checks::{CheckOutcome, CheckResult};
 use crate::docker::ContainerEngine;
 use crate::manifest::Manifest;
-use crate::orchestrator::{DownReport, Orchestrator, UpReport};
+use crate::orchestrator::{DownReport, LifecycleReport, Orchestrator, UpReport};
 pub use lock::{LockError, StackLock};
 pub use run::{check_line, record, run_recorded, Recording, RecordingReporter};
 
@@ -47,10 +47,24 @@ impl CheckSet {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     Up,
-    Down { volumes: bool },
+    Down {
+        volumes: bool,
+    },
     Rebuild,
     Check(CheckSet),
     Verify,
+    /// `up SERVICE...`: up the services of the manifest given (a `plan::subset`), leaving the
+    /// stack's other containers alone.
+    UpOnly,
+    /// Stop the containers of the manifest's services (kept).
+    Stop,
+    /// Restart these services and wait until they are ready again; the manifest given holds
+    /// them and what they need (`plan::with_dependencies`), as a data service is recreated
+    /// through `up` (its fixtures may live in memory only). The names live as long as the
+    /// process (the CLI leaks its one list), which keeps `Operation` a plain `Copy` value.
+    Restart {
+        services: &'static [String],
+    },
 }
 
 impl Operation {
@@ -62,6 +76,9 @@ impl Operation {
             Operation::Rebuild => "rebuild",
             Operation::Check(_) => "check",
             Operation::Verify => "verify",
+            Operation::UpOnly => "up",
+            Operation::Stop => "stop",
+            Operation::Restart { .. } => "restart",
         }
     }
 }
@@ -78,6 +95,8 @@ pub enum OpOutcome {
         up: UpReport,
         checks: Vec<CheckResult>,
     },
+    /// `stop` and `restart`.
+    Lifecycle(LifecycleReport),
 }
 
 fn all_passed(checks: &[CheckResult]) -> bool {
@@ -91,6 +110,7 @@ impl OpOutcome {
             OpOutcome::Down(_) => true,
             OpOutcome::Checks(checks) => all_passed(checks),
             OpOutcome::Verify { up, checks } => up.ok && all_passed(checks),
+            OpOutcome::Lifecycle(report) => report.ok,
         }
     }
 
@@ -98,14 +118,14 @@ impl OpOutcome {
     pub fn up_report(&self) -> Option<&UpReport> {
         match self {
             OpOutcome::Up(up) | OpOutcome::Verify { up, .. } => Some(up),
-            OpOutcome::Down(_) | OpOutcome::Checks(_) => None,
+            OpOutcome::Down(_) | OpOutcome::Checks(_) | OpOutcome::Lifecycle(_) => None,
         }
     }
 
     pub fn checks(&self) -> &[CheckResult] {
         match self {
             OpOutcome::Checks(checks) | OpOutcome::Verify { checks, .. } => checks,
-            OpOutcome::Up(_) | OpOutcome::Down(_) => &[],
+            OpOutcome::Up(_) | OpOutcome::Down(_) | OpOutcome::Lifecycle(_) => &[],
         }
     }
 }
@@ -122,6 +142,9 @@ pub async fn execute<E: ContainerEngine + ?Sized>(
     Ok(match op {
         Operation::Down { volumes } => OpOutcome::Down(orchestrator.down(stack, volumes).await?),
         Operation::Up => OpOutcome::Up(orchestrator.up(need()?).await?),
+        Operation::UpOnly => OpOutcome::Up(orchestrator.up_only(need()?).await?),
+        Operation::Stop => OpOutcome::Lifecycle(orchestrator.stop(need()?).await?),
+        Operation::Restart { services } => OpOutcome::Lifecycle(orchestrator.restart(need()?, services).await?),
         Operation::Rebuild => {
             let m = need()?;
             orchestrator.down(&m.stack, true).await?;

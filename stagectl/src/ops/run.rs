@@ -195,6 +195,20 @@ pub fn record(history: &History, run: i64, result: &Result<OpOutcome>, redactor:
         let _ = history
             .add_step(run, &StepRecord { name: "down".into(), status: "done".into(), seconds: Some(down.seconds), detail: Some(detail) });
     }
+    if let OpOutcome::Lifecycle(report) = outcome {
+        for r in &report.services {
+            let step = StepRecord {
+                name: r.service.clone(),
+                status: r.outcome.into(),
+                seconds: None,
+                detail: r.message.as_ref().map(|m| redactor.apply(m)),
+            };
+            if let Some(d) = &step.detail {
+                failures.push(format!("{}: {d}", r.service));
+            }
+            let _ = history.add_step(run, &step);
+        }
+    }
     for c in outcome.checks() {
         let record = CheckRecord {
             name: c.name.clone(),

@@ -171,6 +171,28 @@ pub async fn ensure_image<E: ContainerEngine + ?Sized>(
     Ok(ResolvedImage { id, reference, how: "pulled", seconds: start.elapsed().as_secs_f64() })
 }
 
+/// The image `up` would run for `service`, found without pulling or building (`stagectl
+/// diff`): the present image of its reference, or the cached build of its context as it is
+/// now (a host build command is not run). `Err(note)` says why it is not known: what `up`
+/// would do instead.
+pub async fn current_image<E: ContainerEngine + ?Sized>(
+    docker: &E,
+    service: &Service,
+) -> Result<std::result::Result<String, String>, ImageError> {
+    let Some(build) = &service.build else {
+        let reference = service.image.clone().unwrap_or_default();
+        return Ok(docker.image_id(&reference).await?.ok_or(format!("would be pulled: {reference} is not present")));
+    };
+    let context = build.context.clone();
+    let ignore = read_dockerignore(&context);
+    let tar = tokio::task::spawn_blocking(move || context_tar(&context, &ignore))
+        .await?
+        .map_err(|source| ImageError::Context { path: build.context.clone(), source })?;
+    let hash = context_hash(&tar, build);
+    let unrun = if build.command.is_some() { " (its host build command was not run)" } else { "" };
+    Ok(docker.image_id(&build_tag(&service.name, &hash)).await?.ok_or(format!("would be rebuilt: the build context changed{unrun}")))
+}
+
 /// `` `a`, `b` `` for every service of `group` but `name`.
 fn others(group: &[String], name: &str) -> String {
     group.iter().filter(|s| *s != name).map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")

@@ -13,6 +13,8 @@
 //! * `failure`: [`ServiceError`], why a service failed (wrapping the error types of
 //!   `images`, `fixtures`, `migrate`), and how that becomes its report;
 //! * `down`, `status`: the other two operations;
+//! * `lifecycle`: `stop` and `restart` of some services' containers (kept, not removed);
+//! * `drift`: `stagectl diff`, what `up` would change (the comparison is `plan::drift`);
 //! * `images`: pull, or host build command + deterministic context tar + build; `Builds`:
 //!   one build per distinct (context, dockerfile, args, host command) per `up`, awaited by
 //!   every service that shares it (one image id, one failure message);
@@ -23,9 +25,11 @@
 //! `data`, `migrations`, `secrets`, `error`.
 
 mod down;
+mod drift;
 mod failure;
 mod fixtures;
 pub mod images;
+mod lifecycle;
 mod migrate;
 pub mod ports;
 pub mod progress;
@@ -47,6 +51,7 @@ use crate::plan::Action;
 pub use failure::ServiceError;
 pub use fixtures::FixtureError;
 pub use images::ImageError;
+pub use lifecycle::{LifecycleReport, LifecycleRow};
 pub use migrate::MigrationError;
 pub use progress::{Phase, Reporter, Silent};
 
@@ -155,7 +160,7 @@ pub struct DownReport {
 pub struct ServiceStatus {
     pub service: String,
     pub container: Option<String>,
-    /// running, exited (N), created, missing, ...
+    /// running, exited (N) (jobs), stopped (long-running services not running), missing, ...
     pub state: String,
     pub ready: bool,
     pub ports: Vec<String>,

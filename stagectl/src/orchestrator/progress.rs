@@ -24,11 +24,14 @@ pub enum Phase {
     Failed,
     Skipped,
     Removed,
+    /// `stagectl stop`: stopping a container (it is kept).
+    Stopping,
+    Stopped,
 }
 
 impl Phase {
     pub fn is_final(self) -> bool {
-        matches!(self, Phase::Ready | Phase::Completed | Phase::Kept | Phase::Failed | Phase::Skipped | Phase::Removed)
+        matches!(self, Phase::Ready | Phase::Completed | Phase::Kept | Phase::Failed | Phase::Skipped | Phase::Removed | Phase::Stopped)
     }
 }
 

@@ -81,6 +81,10 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             (RunState::Other, _) => "other".to_string(),
         };
         let is_job = service.is_some_and(|s| s.job);
+        // A long-running service that is not running was stopped (`stagectl stop`) or died;
+        // either way `up` starts it again.
+        let stopped = service.is_some() && !is_job && c.state == RunState::Exited;
+        let state = if stopped { "stopped".to_string() } else { state };
         let (ready, detail) = match (c.state, service.and_then(|s| s.ready.as_ref())) {
             (RunState::Exited, _) if is_job => (c.exit_code == Some(0), None),
             (RunState::Running, Some(r)) => match probes::probe_once(self.docker.as_ref(), &c.id, network, &r.probe).await {
@@ -106,6 +110,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 }
             }
             other => (other.0, detail),
+        };
+        let detail = match (stopped, c.exit_code) {
+            (true, Some(code)) => Some(format!("exited {code}; `stagectl up` starts it again")),
+            (true, None) => Some("`stagectl up` starts it again".to_string()),
+            _ => detail,
         };
         let live = match c.state {
             RunState::Running | RunState::Exited => self.docker.container_status(&c.id, network).await.ok(),

@@ -17,6 +17,7 @@ use crate::plan::Action;
 mod compose;
 mod data;
 mod images;
+mod verbs;
 
 /// Every event the orchestrator reported, in order.
 #[derive(Default)]

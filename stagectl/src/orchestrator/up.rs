@@ -94,6 +94,8 @@ struct Target<'a> {
     data: Option<(&'a Fixtures, FixtureInputs)>,
     /// A fixture snapshot to start from, when one exists for the key.
     snapshot_image: Option<String>,
+    /// What the hash covers, for the container's spec label (`plan::drift`).
+    fields: plan::drift::SpecFields,
 }
 
 /// The container this run uses.
@@ -101,6 +103,8 @@ struct Started {
     id: String,
     /// Started from a fixture snapshot (its data is already in place).
     restored: bool,
+    /// A stopped container with an unchanged spec, started again by this run.
+    restarted: bool,
 }
 
 /// How waiting for the dependencies ended.
@@ -125,6 +129,17 @@ enum Dependencies {
 impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// Brings the stack to the state the manifest describes.
     pub async fn up(&self, manifest: &Manifest) -> Result<UpReport> {
+        self.up_with(manifest, true).await
+    }
+
+    /// `up SERVICE...`: brings up the services of `manifest`, a part of the stack's manifest
+    /// (`plan::subset` of the named services and what they need); the stack's other
+    /// containers are left as they are, not removed as orphans.
+    pub async fn up_only(&self, manifest: &Manifest) -> Result<UpReport> {
+        self.up_with(manifest, false).await
+    }
+
+    async fn up_with(&self, manifest: &Manifest, remove_orphans: bool) -> Result<UpReport> {
         let started = Instant::now();
         if let Some(cycle) = plan::wait_cycle(manifest) {
             return Err(Error::Preflight(vec![format!(
@@ -144,7 +159,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         for r in join_all(volume_names.iter().map(|v| self.docker.ensure_volume(v, &labels))).await {
             r?;
         }
-        let orphans = plan::orphans(manifest, &observed);
+        let orphans = if remove_orphans { plan::orphans(manifest, &observed) } else { vec![] };
         let grace =
             |id: &String| observed.iter().find(|c| &c.id == id).map_or(STOP_GRACE_SECS, |c| plan::stop_grace_of(c, STOP_GRACE_SECS));
         for r in join_all(orphans.iter().map(|id| self.docker.remove_container(id, grace(id)))).await {
@@ -274,10 +289,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 return Ok(());
             }
         };
-        let action = self.decide(run, &target, dependency_changed).await;
+        let (action, restarted) = self.decide(run, &target, dependency_changed).await;
         report.action = action.clone();
 
         let mut container = self.replace_or_keep(run, &image, &target, &action).await?;
+        container.restarted = restarted;
         let _ = run.started_signal.send(Some(DepSignal { ok: true, changed: action != Action::Keep, data_present: false }));
         let started = Instant::now();
         if run.service.job {
@@ -337,12 +353,20 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// key, so a container restored from a snapshot and one loaded from files are
     /// interchangeable, and any change to the inputs replaces the container.
     async fn target<'a>(&self, run: &ServiceRun<'a>, image: &ResolvedImage) -> std::result::Result<Target<'a>, Failure> {
-        let mut target = Target { hash: plan::spec_hash(&run.manifest.stack, run.service, &image.id), data: None, snapshot_image: None };
+        let secrets = run.manifest.secret_values();
+        let fields = |inputs: Option<String>| plan::drift::spec_fields(&run.manifest.stack, run.service, &image.id, inputs, &secrets);
+        let mut target = Target {
+            hash: plan::spec_hash(&run.manifest.stack, run.service, &image.id),
+            data: None,
+            snapshot_image: None,
+            fields: fields(None),
+        };
         if run.service.job {
             // What a job leaves behind depends on the content of its inputs too: new migration
             // files in a read-only mount re-run it.
             if let Some(content) = mounted_content(run.service, Mounts::ReadOnly)? {
                 target.hash = plan::combine_hash(&target.hash, &content);
+                target.fields = fields(Some(content));
             }
         }
         let Some(fixtures) = run.manifest.fixtures_for(&run.service.name) else { return Ok(target) };
@@ -351,6 +375,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let snapshot_hash = plan::snapshot_spec_hash(run.manifest, run.service, &image.id);
         let inputs = fixture_inputs(run.manifest, fixtures, &image.id, &snapshot_hash, &job_images)?;
         target.hash = plan::combine_hash(&target.hash, &inputs.key);
+        target.fields = fields(Some(inputs.key.clone()));
         if fixtures.snapshot {
             target.snapshot_image = self.docker.image_id(&inputs.snapshot_ref).await?;
         }
@@ -405,15 +430,28 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     }
 
     /// Keep, create or recreate (see [`plan::decide`]); a kept data service must also hold a
-    /// complete load, else it is replaced.
-    async fn decide(&self, run: &ServiceRun<'_>, target: &Target<'_>, dependency_changed: bool) -> Action {
-        let action = plan::decide(run.service, &target.hash, run.current.as_ref(), dependency_changed);
-        if let (Action::Keep, Some(c), Some(_)) = (&action, &run.current, &target.data) {
-            if !matches!(self.docker.exec(&c.id, &data::load_marker_check()).await, Ok((0, _))) {
-                return Action::Recreate("fixtures were not loaded completely".into());
+    /// complete load, else it is replaced. A stopped long-running container whose spec is
+    /// unchanged (`stagectl stop`) is started again and kept (`true`: restarted), unless it is
+    /// a data service, which is recreated with its fixtures.
+    async fn decide(&self, run: &ServiceRun<'_>, target: &Target<'_>, dependency_changed: bool) -> (Action, bool) {
+        let mut action = plan::decide(run.service, &target.hash, run.current.as_ref(), dependency_changed);
+        let mut restarted = false;
+        if let (Action::Recreate(_), Some(c)) = (&action, &run.current) {
+            // Not a data service: its data may have lived in memory only (see `restart`).
+            if target.data.is_none() && plan::restartable(run.service, &target.hash, c) {
+                self.reporter.phase(&run.service.name, Phase::Starting, "stopped, spec unchanged: starting it again");
+                if self.docker.start_container(&c.id).await.is_ok() {
+                    action = Action::Keep;
+                    restarted = true;
+                }
             }
         }
-        action
+        if let (Action::Keep, Some(c), Some(_)) = (&action, &run.current, &target.data) {
+            if !matches!(self.docker.exec(&c.id, &data::load_marker_check()).await, Ok((0, _))) {
+                return (Action::Recreate("fixtures were not loaded completely".into()), false);
+            }
+        }
+        (action, restarted)
     }
 
     /// The kept container, or a new one (from the fixture snapshot when there is one) after
@@ -426,7 +464,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         action: &Action,
     ) -> std::result::Result<Started, Failure> {
         if let (Action::Keep, Some(c)) = (action, &run.current) {
-            return Ok(Started { id: c.id.clone(), restored: false });
+            return Ok(Started { id: c.id.clone(), restored: false, restarted: false });
         }
         if let Some(old) = &run.current {
             let why = match action {
@@ -440,8 +478,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             Some(snapshot) => (snapshot.as_str(), true),
             None => (image.id.as_str(), false),
         };
-        let id = self.create_and_start(run, run_image, &image.reference, &target.hash, restored).await?;
-        Ok(Started { id, restored })
+        let id = self.create_and_start(run, run_image, &image.reference, target, restored).await?;
+        Ok(Started { id, restored, restarted: false })
     }
 
     async fn create_and_start(
@@ -449,13 +487,14 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         run: &ServiceRun<'_>,
         image_id: &str,
         reference: &str,
-        hash: &str,
+        target: &Target<'_>,
         from_snapshot: bool,
     ) -> std::result::Result<String, Failure> {
         let name = run.service.name.as_str();
         let detail = if from_snapshot { format!("{reference} (from fixture snapshot)") } else { reference.to_string() };
         self.reporter.phase(name, Phase::Creating, &detail);
-        let spec = plan::container_spec(run.manifest, run.service, image_id, reference, hash);
+        let mut spec = plan::container_spec(run.manifest, run.service, image_id, reference, &target.hash);
+        spec.labels.insert(plan::drift::SPEC_LABEL.to_string(), plan::drift::spec_label(&target.fields));
         let id = self.docker.create_container(&spec).await?;
         self.reporter.phase(name, Phase::Starting, "");
         self.docker.start_container(&id).await.map_err(|e| Failure::with_logs(e, &id))?;
@@ -501,7 +540,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         container: &mut Started,
     ) -> std::result::Result<(), Failure> {
         let name = run.service.name.as_str();
-        let Some(readiness) = &run.service.ready else { return self.settle(run, action, &container.id).await };
+        let Some(readiness) = &run.service.ready else {
+            // A container started again by this run must settle like a new one.
+            let action = if container.restarted { &Action::Recreate("started again".into()) } else { action };
+            return self.settle(run, action, &container.id).await;
+        };
         if *action != Action::Keep {
             self.reporter.phase(name, Phase::Probing, &readiness.probe.describe());
         }
@@ -516,7 +559,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             );
             let _ = self.docker.remove_container(&container.id, 0).await;
             container.restored = false;
-            container.id = self.create_and_start(run, &image.id, &image.reference, &target.hash, false).await?;
+            container.id = self.create_and_start(run, &image.id, &image.reference, target, false).await?;
             probe = probes::wait_ready(self.docker.as_ref(), &container.id, run.network, readiness).await;
         }
         probe.map(|_| ()).map_err(|e| Failure::with_logs(e, &container.id))

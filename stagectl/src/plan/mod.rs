@@ -16,8 +16,11 @@ use sha2::{Digest, Sha256};
 use crate::docker::{labels, ContainerSpec, ObservedContainer, RunState};
 use crate::manifest::{Manifest, PortMapping, Restart, Service, VolumeSource};
 
+pub mod drift;
 pub mod ports;
+mod select;
 mod waits;
+pub use select::{check_names, subset, with_dependencies, UnknownService};
 pub use waits::{before_load, dependencies, wait_cycle, waits, Signal, Wait};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -287,6 +290,12 @@ pub fn decide(service: &Service, desired_hash: &str, current: Option<&ObservedCo
         Some(c) if c.state != RunState::Running => Action::Recreate("not running".into()),
         Some(_) => Action::Keep,
     }
+}
+
+/// A stopped long-running container whose spec is unchanged: `up` starts it again (keeping
+/// its data) instead of replacing it.
+pub fn restartable(service: &Service, desired_hash: &str, current: &ObservedContainer) -> bool {
+    !service.job && current.spec_hash == desired_hash && matches!(current.state, RunState::Exited | RunState::Created)
 }
 
 /// The container of `service` among the observed ones, if any.

@@ -420,3 +420,31 @@ fn a_full_state_disk_refuses_runs_with_503_and_the_cli_says_why() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("503") && stderr(&out).contains("cannot be recorded"), "{}", stderr(&out));
 }
+
+/// The daemon's status and `/metrics` show how many services drifted from the manifest
+/// (`stagectl diff`), computed in the background and cached.
+#[test]
+fn status_and_metrics_count_the_services_that_drifted_from_the_manifest() {
+    require_docker!();
+    let stack = Stack::new("daemondrift", WEB);
+    stack.up_ok();
+    // The manifest changes after `up`; the daemon does not watch, so the stack stays as it is.
+    stack.write_manifest(&WEB.replace(r#"command = ["sleep", "infinity"]"#, r#"command = ["sleep", "1000000"]"#));
+    let d = Daemon::start(&stack, &["--no-watch"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let (code, status) = d.json("GET", "/api/v1/status");
+        assert_eq!(code, 200);
+        if !status["drift"].is_null() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no drift in the status document: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status["drift"]["drifted"], 1, "{status}");
+    assert_eq!(status["drift"]["services"][0], "web: recreate", "{status}");
+    let (code, metrics) = d.request("GET", "/metrics", None);
+    assert_eq!(code, 200);
+    assert_prometheus_text(&metrics);
+    assert!(metrics.contains(&format!("stagectl_drifted_services{{stack=\"{}\"}} 1", stack.name)), "{metrics}");
+}

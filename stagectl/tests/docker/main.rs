@@ -12,6 +12,7 @@ mod import;
 mod migrations;
 mod projects;
 mod realapps;
+mod verbs;
 
 use std::collections::BTreeMap;
 
