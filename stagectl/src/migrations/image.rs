@@ -156,12 +156,15 @@ async fn on_copy<E: ContainerEngine + ?Sized>(
             Ok((0, _)) => {
                 return emit(result(pending_name, true, started, format!("nothing pending: `{}` exited 0 on fixture data", words(cmd))));
             }
-            Ok((code, out)) => emit(result(
-                pending_name,
-                true,
-                started,
-                format!("migrations are pending: `{}` exited {code} on fixture data\n{}", words(cmd), tail(&out)),
-            )),
+            Ok((code, out)) => {
+                let shown = if out.trim().is_empty() { String::new() } else { format!("\n{}", tail(&out)) };
+                emit(result(
+                    pending_name,
+                    true,
+                    started,
+                    format!("migrations are pending: `{}` exited {code} on fixture data{shown}", words(cmd)),
+                ))
+            }
             Err(e) => return emit(failed(pending_name, started, e)),
         }
     }

@@ -10,6 +10,7 @@ mod fixtures;
 mod import;
 mod migrations;
 mod realapps;
+mod wagtail;
 
 use std::collections::BTreeMap;
 
