@@ -160,7 +160,7 @@ def render(a, facts, rows, started, load_end):
         "`down` inside `rebuild`, compose's warm number excludes its `down -v` "
         f"(median {m['dc_down']:.1f} s).",
         "",
-        f"Command: `{a.command}` (stagectl {a.revision}).",
+        f"Command: `{a.command}` (stagectl {a.revision}, binary `{os.path.relpath(a.stagectl, ROOT)}`).",
         "",
         "Machine:",
         *machine_lines(facts),

@@ -220,7 +220,7 @@ async fn check_service<E: ContainerEngine + ?Sized>(
         None => on_copy_native(docker, manifest, m, &files, &copy, &dir, emit).await,
         Some(job) => {
             let all_sql: String = files.iter().map(|f| f.up_sql.as_str()).collect::<Vec<_>>().join("\n;\n");
-            on_copy_job(docker, manifest, m, job, &all_sql, &copy, job_image(job), emit).await;
+            image::job_on_copy(docker, manifest, m, job, &all_sql, job_image(job), &copy, emit).await;
         }
     }
     copy.remove(docker).await;

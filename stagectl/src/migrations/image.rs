@@ -12,6 +12,9 @@
 //!    (`check::on_copy_job`);
 //! 4. `pending` again must exit 0: the job applied everything its tool considers pending.
 //!
+//! Steps 1, 3 and 4 are also the command form with `dir` (`job_on_copy`; its files were linted
+//! already, and their SQL names the tables to probe).
+//!
 //! The commands run as the job does (image, env, mounts), on the copy's private network where
 //! the database's service name resolves to the copy, with the image's entrypoint reset so the
 //! argv runs as written. Their containers carry the copy's service label, so a killed check's
@@ -100,7 +103,6 @@ pub(super) async fn check<E: ContainerEngine + ?Sized>(
 ) {
     let started = Instant::now();
     let apply = format!("apply (job `{job}`)");
-    let allow: Vec<&str> = m.allow.iter().map(String::as_str).collect();
     let mut dir_sql = String::new();
     if let Some(MigrationSql::Dir(dir)) = &m.sql {
         match sql_files(dir) {
@@ -126,17 +128,32 @@ pub(super) async fn check<E: ContainerEngine + ?Sized>(
         Ok(c) => c,
         Err(r) => return emit(*r),
     };
-    let Some(service) = manifest.service(job) else {
-        copy.remove(docker).await;
-        return;
-    };
+    job_on_copy(docker, manifest, m, job, &dir_sql, built, &copy, emit).await;
+    copy.remove(docker).await;
+}
+
+/// The command form on a started copy (with or without `dir`; `files_sql` is the SQL of its
+/// files): `pending`, `sql`, the job with the lock probe, `pending` again.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn job_on_copy<E: ContainerEngine + ?Sized>(
+    docker: &E,
+    manifest: &Manifest,
+    m: &Migrations,
+    job: &str,
+    files_sql: &str,
+    built: Option<String>,
+    copy: &Copy,
+    emit: &mut dyn FnMut(CheckResult),
+) {
+    let started = Instant::now();
+    let Some(service) = manifest.service(job) else { return };
     let Some(image) = built.clone().or_else(|| service.image.clone()).or_else(|| copy.job_image.clone()) else {
-        copy.remove(docker).await;
+        let apply = format!("apply (job `{job}`)");
         return emit(result(apply, false, started, format!("`{job}` has no image yet; run `stagectl up` once to build it")));
     };
-    let runner = Runner { docker, manifest, service, image: &image, copy: &copy, redactor: Redactor::for_manifest(manifest) };
-    on_copy(&runner, m, job, &dir_sql, &allow, built, emit).await;
-    copy.remove(docker).await;
+    let allow: Vec<&str> = m.allow.iter().map(String::as_str).collect();
+    let runner = Runner { docker, manifest, service, image: &image, copy, redactor: Redactor::for_manifest(manifest) };
+    on_copy(&runner, m, job, files_sql, &allow, built, emit).await;
 }
 
 /// Steps 1 to 4 of the module doc, on a started copy.
