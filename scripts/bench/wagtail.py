@@ -22,12 +22,12 @@ Needs the images of scripts/build-images.sh and scripts/build-wagtail-image.sh.
 
 import argparse
 import datetime
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import Fail, compose_up_wait, docker_get, label_filter, leftovers, logger, machine_facts, machine_lines, med, run  # noqa: E402
@@ -71,7 +71,7 @@ class Bench:
     def stagectl(self, cmd, snapshot):
         dt, p = run(self.st + ["--json", cmd])
         report = [line for line in p.stdout.splitlines() if line.startswith("{")]
-        got = __import__("json").loads(report[-1])
+        got = json.loads(report[-1])
         db = next(s for s in got["services"] if s["service"] == "db")
         if not got.get("ok") or db.get("fixtures", {}).get("snapshot") != snapshot:
             raise Fail(f"stagectl {cmd}: expected snapshot {snapshot}, got {db.get('fixtures')}")
@@ -217,5 +217,4 @@ def main():
 
 
 if __name__ == "__main__":
-    time.tzset()
     sys.exit(main())
