@@ -215,7 +215,7 @@ fn smoke(c: &SmokeCheck) -> Table {
 
 fn migrations(g: &Migrations) -> Table {
     table([
-        ("dir", Some(s(g.dir.display().to_string()))),
+        ("dir", g.dir.as_ref().map(|d| s(d.display().to_string()))),
         ("allow", (!g.allow.is_empty()).then(|| strings(&g.allow))),
         ("database", Some(s(g.database.as_str()))),
         ("user", Some(s(g.user.as_str()))),
@@ -223,5 +223,20 @@ fn migrations(g: &Migrations) -> Table {
         ("lock_budget", Some(duration(g.lock_budget))),
         ("round_trip", Some(Value::Boolean(g.round_trip))),
         ("job", g.job.as_ref().map(|j| s(j.as_str()))),
+        ("pending", g.pending.as_ref().map(strings)),
+        (
+            "sql",
+            match &g.sql {
+                Some(crate::manifest::MigrationSql::Command(c)) => Some(strings(c)),
+                _ => None,
+            },
+        ),
+        (
+            "sql_dir",
+            match &g.sql {
+                Some(crate::manifest::MigrationSql::Dir(d)) => Some(s(d.display().to_string())),
+                _ => None,
+            },
+        ),
     ])
 }

@@ -49,7 +49,7 @@ impl Targets {
         Targets {
             manifest_files: vec![manifest_file, root.join(".env"), root.join("secrets.env")],
             fixtures,
-            migrations: m.migrations.iter().map(|x| x.dir.clone()).collect(),
+            migrations: m.migrations.iter().filter_map(|x| x.dir.clone()).collect(),
             contexts: m.services.iter().filter_map(|s| s.build.as_ref().map(|b| b.context.clone())).collect(),
             root,
         }

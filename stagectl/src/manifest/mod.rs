@@ -73,12 +73,15 @@ pub struct Schedule {
     pub idle_ttl: Option<Duration>,
 }
 
-/// A directory of `NNN_name.up.sql` / `NNN_name.down.sql` files for one database service.
+/// The migrations of one database service: a directory of `NNN_name.up.sql` /
+/// `NNN_name.down.sql` files (applied by stagectl, or by a job), or migrations that live inside
+/// a job's image (the command form without `dir`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Migrations {
     pub service: String,
-    /// Absolute path of the directory.
-    pub dir: PathBuf,
+    /// Absolute path of the directory of `NNN_name.up.sql` files. Always set in the native form
+    /// (no `job`); `None` when the migrations live inside the job's image.
+    pub dir: Option<PathBuf>,
     /// Lint rule ids allowed for every migration of this service.
     pub allow: Vec<String>,
     pub database: String,
@@ -93,6 +96,21 @@ pub struct Migrations {
     /// Without it (the native form) stagectl applies the `.up.sql` files itself during `up`,
     /// recording them in `stagectl_migrations` with checksums.
     pub job: Option<String>,
+    /// Command form: run in the job's image against a copy of the database; exit 0 means
+    /// nothing is pending, non-zero that migrations are pending (`manage.py migrate --check`).
+    pub pending: Option<Vec<String>>,
+    /// Command form without `dir`: where the lint finds the SQL of the migrations.
+    pub sql: Option<MigrationSql>,
+}
+
+/// Where the lint of migrations that live inside an image finds their SQL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MigrationSql {
+    /// `sql_dir`: every `*.sql` file of this directory (absolute path).
+    Dir(PathBuf),
+    /// `sql`: a command run in the job's image against a copy of the database that prints the
+    /// SQL of the pending migrations (`manage.py sqlmigrate APP NNNN`, or a script).
+    Command(Vec<String>),
 }
 
 /// A smoke check run against the running stack by `stagectl check`.

@@ -234,7 +234,10 @@ pub const MIGRATIONS: &[Key] = &[
     key("port", port, "PostgreSQL port in the container (default 5432)."),
     key("lock_budget", duration, "Longest lock a migration may hold on fixture data (`check migrations`)."),
     key("round_trip", boolean, "Check up → down → up (default true)."),
-    key("job", string, "A job that applies the migrations instead of stagectl."),
+    key("job", string, "A job that applies the migrations instead of stagectl (then `dir` is optional)."),
+    key("pending", argv, "Command form: exits 0 when no migration is pending (e.g. manage.py migrate --check)."),
+    key("sql", argv, "Command form: prints the SQL of the pending migrations, for the lint."),
+    key("sql_dir", string, "Command form: a directory of *.sql files to lint."),
 ];
 
 pub const SCHEDULE: &[Key] = &[

@@ -364,3 +364,48 @@ fn profiles_select_services_and_a_dependency_left_out_is_an_error_naming_both() 
     let e = broken.select_profiles(&[]).unwrap_err().to_string();
     assert!(e.contains("service `app` depends on `admin`") && e.contains("`debug` or `tools`") && e.contains("--profile debug"), "{e}");
 }
+
+const IN_IMAGE: &str = r#"[stack]
+name = "a"
+[services.db]
+image = "stagectl/postgres:15"
+[services.migrate]
+build = "app"
+job = true
+depends_on = ["db"]
+"#;
+
+#[test]
+fn migrations_inside_a_job_image_need_no_dir_and_take_pending_and_an_sql_source() {
+    let m = result(&format!(
+        "{IN_IMAGE}[migrations.db]\njob = \"migrate\"\npending = [\"python\", \"manage.py\", \"migrate\", \"--check\"]\nsql = [\"pending-sql\"]\n"
+    ))
+    .unwrap();
+    let mig = &m.migrations[0];
+    assert_eq!((mig.dir.as_ref(), mig.job.as_deref()), (None, Some("migrate")));
+    assert_eq!(mig.pending.as_deref(), Some(&["python".to_string(), "manage.py".into(), "migrate".into(), "--check".into()][..]));
+    assert_eq!(mig.sql, Some(MigrationSql::Command(vec!["pending-sql".into()])));
+    let m = result(&format!("{IN_IMAGE}[migrations.db]\njob = \"migrate\"\nsql_dir = \"sql\"\n")).unwrap();
+    assert_eq!(m.migrations[0].sql, Some(MigrationSql::Dir(Path::new("/proj/sql").to_path_buf())));
+    // The dir forms are unchanged; `pending` goes with a dir too.
+    let m = result(&format!("{IN_IMAGE}[migrations.db]\ndir = \"m\"\njob = \"migrate\"\npending = [\"x\"]\n")).unwrap();
+    assert_eq!((m.migrations[0].dir.as_deref(), m.migrations[0].sql.as_ref()), (Some(Path::new("/proj/m")), None));
+    assert_eq!(result(&format!("{IN_IMAGE}[migrations.db]\ndir = \"m\"\n")).unwrap().migrations[0].pending, None);
+}
+
+#[test]
+fn command_form_keys_are_checked_where_they_are_written() {
+    let err = |body: &str| result(&format!("{IN_IMAGE}[migrations.db]\n{body}\n")).unwrap_err();
+    let e = err("dir = \"m\"\npending = [\"x\"]");
+    assert!(e.contains("stack.toml:11:1: `migrations.db.pending` needs `job`"), "{e}");
+    let e = err("dir = \"m\"\njob = \"migrate\"\nsql_dir = \"s\"");
+    assert!(e.contains("stack.toml:12:1: `migrations.db.sql_dir` and `dir` cannot be used together"), "{e}");
+    let e = err("job = \"migrate\"\nsql = [\"a\"]\nsql_dir = \"s\"");
+    assert!(e.contains("stack.toml:12:1: `migrations.db.sql_dir` and `migrations.db.sql` cannot be used together"), "{e}");
+    let e = err("job = \"migrate\"\nsql = \"manage.py sqlmigrate staff 0002\"");
+    assert!(e.contains("stack.toml:11:7: `migrations.db.sql` must be an array of strings, found a string"), "{e}");
+    let e = err("job = \"migrate\"\npending = []");
+    assert!(e.contains("stack.toml:11:11: `migrations.db.pending` must not be empty"), "{e}");
+    let e = err("pending = [\"x\"]");
+    assert!(e.contains("missing `migrations.db.dir`") && e.contains("or job = \"<job service>\""), "{e}");
+}

@@ -3,33 +3,39 @@
 //! lock probe, and run the up → down → up round trip there. The running stack's data is never
 //! touched: the copy is a separate container without host ports or volumes.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::checks::CheckResult;
 use crate::docker::{ContainerEngine, ContainerSpec};
-use crate::manifest::{Manifest, Migrations, Probe, Readiness};
+use crate::manifest::{Manifest, MigrationSql, Migrations, Probe, Readiness};
 use crate::plan;
 
 use super::pg::{self, LockProbe, Target};
-use super::{discover, drift, lint, pending, MigrationError, MigrationFile};
+use super::{discover, drift, image, lint, pending, MigrationError, MigrationFile};
 
-fn result(name: String, passed: bool, started: Instant, message: String) -> CheckResult {
+pub(super) fn result(name: String, passed: bool, started: Instant, message: String) -> CheckResult {
     CheckResult::new(name, "migration", passed, started, message)
 }
 
 /// A failed result that says why.
-fn failed(name: String, started: Instant, e: MigrationError) -> CheckResult {
+pub(super) fn failed(name: String, started: Instant, e: MigrationError) -> CheckResult {
     result(name, false, started, e.to_string())
 }
 
-/// Lints every `*.up.sql` of each `[migrations.<service>]`: one result per file. Needs no
-/// Docker (`stagectl check migrations --lint-only`).
+/// Lints every `*.up.sql` of each `[migrations.<service>]` (every `*.sql` of an `sql_dir`):
+/// one result per file. Needs no Docker (`stagectl check migrations --lint-only`), so the SQL
+/// an `sql` command prints is not linted here.
 pub fn lint_migrations(manifest: &Manifest) -> Result<Vec<CheckResult>, MigrationError> {
     let mut results = Vec::new();
     for m in &manifest.migrations {
-        let files = discover(&m.dir)?;
-        results.extend(lint_files(manifest, m, files.into_iter().map(|f| f.up).collect()));
+        let files = match (&m.dir, &m.sql) {
+            (Some(dir), _) => discover(dir)?.into_iter().map(|f| f.up).collect(),
+            (None, Some(MigrationSql::Dir(dir))) => image::sql_files(dir)?,
+            (None, _) => continue,
+        };
+        results.extend(lint_files(manifest, m, files));
     }
     Ok(results)
 }
@@ -41,32 +47,39 @@ pub fn lint_files(manifest: &Manifest, m: &Migrations, files: Vec<PathBuf>) -> V
     for f in files {
         let started = Instant::now();
         let name = crate::data::display(&manifest.dir, &f);
-        let findings = match std::fs::read_to_string(&f) {
-            Ok(sql) => lint::lint(&name, &sql, &allow),
+        match std::fs::read_to_string(&f) {
+            Ok(sql) => results.push(lint_text(&name, &sql, &allow, started)),
             Err(source) => {
                 let e = MigrationError::Read { path: name.clone().into(), source };
                 results.push(CheckResult::new(format!("lint {name}"), "lint", false, started, e.to_string()));
-                continue;
             }
-        };
-        let message = if findings.is_empty() {
-            "no locking or destructive changes found".to_string()
-        } else {
-            findings
-                .iter()
-                .map(|f| format!("{}:{}: [{}] {}\n  statement: {}\n  instead: {}", f.file, f.line, f.rule, f.why, f.statement, f.instead))
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        results.push(CheckResult::new(format!("lint {name}"), "lint", findings.is_empty(), started, message));
+        }
     }
     results
 }
 
-/// All migration checks of the manifest; `lint_only` skips everything that needs Docker.
+/// The lint result of one migration's SQL, `name` naming it in the result and its findings.
+pub(super) fn lint_text(name: &str, sql: &str, allow: &[&str], started: Instant) -> CheckResult {
+    let findings = lint::lint(name, sql, allow);
+    let message = if findings.is_empty() {
+        "no locking or destructive changes found".to_string()
+    } else {
+        findings
+            .iter()
+            .map(|f| format!("{}:{}: [{}] {}\n  statement: {}\n  instead: {}", f.file, f.line, f.rule, f.why, f.statement, f.instead))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    CheckResult::new(format!("lint {name}"), "lint", findings.is_empty(), started, message)
+}
+
+/// All migration checks of the manifest. `job_images` maps a migration job to the image built
+/// for it just before (its build context may hold new migrations); a job not in it runs its
+/// `image`, or the image of its last container.
 pub async fn run<E: ContainerEngine + ?Sized>(
     docker: &E,
     manifest: &Manifest,
+    job_images: &BTreeMap<String, String>,
     on_done: &(dyn Fn(&CheckResult) + Send + Sync),
 ) -> crate::error::Result<Vec<CheckResult>> {
     let mut observed = docker.list_containers(&manifest.stack).await?;
@@ -82,13 +95,21 @@ pub async fn run<E: ContainerEngine + ?Sized>(
             on_done(&r);
             results.push(r);
         };
-        check_service(docker, manifest, m, &observed, &mut emit).await;
+        check_service(docker, manifest, m, job_images, &observed, &mut emit).await;
     }
     Ok(results)
 }
 
+/// The name of the `apply` result: by directory, or by job for migrations inside its image.
+fn apply_name(manifest: &Manifest, m: &Migrations) -> String {
+    match (&m.dir, &m.job) {
+        (Some(dir), _) => format!("apply {}", crate::data::display(&manifest.dir, dir)),
+        (None, job) => format!("apply (job `{}`)", job.as_deref().unwrap_or_default()),
+    }
+}
+
 /// The copy container's service label: `<service>.mcheck`.
-const COPY_SERVICE_SUFFIX: &str = ".mcheck";
+pub(super) const COPY_SERVICE_SUFFIX: &str = ".mcheck";
 /// Images committed for a copy when the database has no fixture snapshot.
 const COPY_IMAGE_PREFIX: &str = "stagectl-mcheck/";
 
@@ -112,7 +133,7 @@ pub async fn remove_leftover_images<E: ContainerEngine + ?Sized>(docker: &E, sta
 }
 
 /// Address of the service's PostgreSQL for a container on `network`.
-async fn target<E: ContainerEngine + ?Sized>(
+pub(super) async fn target<E: ContainerEngine + ?Sized>(
     docker: &E,
     manifest: &Manifest,
     m: &Migrations,
@@ -129,12 +150,19 @@ async fn check_service<E: ContainerEngine + ?Sized>(
     docker: &E,
     manifest: &Manifest,
     m: &Migrations,
+    job_images: &BTreeMap<String, String>,
     observed: &[crate::docker::ObservedContainer],
     emit: &mut dyn FnMut(CheckResult),
 ) {
     let started = Instant::now();
-    let dir = crate::data::display(&manifest.dir, &m.dir);
-    let files = match discover(&m.dir) {
+    let job_image = |job: &str| job_images.get(job).cloned();
+    let (Some(mdir), job) = (&m.dir, &m.job) else {
+        // Migrations that live inside the job's image.
+        let job = m.job.as_deref().unwrap_or_default();
+        return image::check(docker, manifest, m, job, job_image(job), observed, emit).await;
+    };
+    let dir = crate::data::display(&manifest.dir, mdir);
+    let files = match discover(mdir) {
         Ok(f) => f,
         Err(e) => return emit(failed(format!("migrations {dir}"), started, e)),
     };
@@ -184,20 +212,16 @@ async fn check_service<E: ContainerEngine + ?Sized>(
         emit(r);
     }
 
-    let copy_started = Instant::now();
-    let copy = match Copy::start(docker, manifest, m, &live.id).await {
-        Ok(mut c) => {
-            c.job_image = m.job.as_deref().and_then(|j| plan::current_container(&manifest.stack, j, observed)).map(|c| c.image.clone());
-            c
-        }
-        Err(e) => {
-            return emit(result(format!("apply {dir}"), false, copy_started, format!("could not start a copy of `{}`: {e}", m.service)))
-        }
+    let copy = match Copy::start_for(docker, manifest, m, &live.id, observed).await {
+        Ok(c) => c,
+        Err(r) => return emit(*r),
     };
-    tracing::debug!("copy of {} ready in {:.2}s", m.service, copy_started.elapsed().as_secs_f64());
-    match &m.job {
+    match job {
         None => on_copy_native(docker, manifest, m, &files, &copy, &dir, emit).await,
-        Some(job) => on_copy_job(docker, manifest, m, job, &files, &copy, emit).await,
+        Some(job) => {
+            let all_sql: String = files.iter().map(|f| f.up_sql.as_str()).collect::<Vec<_>>().join("\n;\n");
+            image::job_on_copy(docker, manifest, m, job, &all_sql, job_image(job), &copy, emit).await;
+        }
     }
     copy.remove(docker).await;
 }
@@ -341,18 +365,26 @@ async fn schema<E: ContainerEngine + ?Sized>(docker: &E, m: &Migrations, id: &st
     }
 }
 
-async fn on_copy_job<E: ContainerEngine + ?Sized>(
+/// Runs the migration job on the copy with a lock probe on the tables `all_sql` touches.
+/// Returns whether the job ran and exited 0 (within the lock budget or not).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn on_copy_job<E: ContainerEngine + ?Sized>(
     docker: &E,
     manifest: &Manifest,
     m: &Migrations,
     job: &str,
-    files: &[MigrationFile],
+    all_sql: &str,
     copy: &Copy,
+    built: Option<String>,
     emit: &mut dyn FnMut(CheckResult),
-) {
+) -> bool {
     let started = Instant::now();
     let name = format!("apply (job `{job}`)");
-    let Some(service) = manifest.service(job) else { return };
+    let Some(service) = manifest.service(job) else { return false };
+    let mut emit = |r: CheckResult| {
+        emit(r);
+        false
+    };
     let target = match target(docker, manifest, m, &copy.id, &copy.network).await {
         Ok(t) => t,
         Err(e) => return emit(failed(name, started, e)),
@@ -361,14 +393,14 @@ async fn on_copy_job<E: ContainerEngine + ?Sized>(
         Ok(c) => c,
         Err(e) => return emit(failed(name, started, e)),
     };
-    let all_sql: String = files.iter().map(|f| f.up_sql.as_str()).collect::<Vec<_>>().join("\n;\n");
-    let tables = pg::touched_tables(&client, &all_sql).await.unwrap_or_default();
+    let tables = pg::touched_tables(&client, all_sql).await.unwrap_or_default();
     let probe = match LockProbe::start(&target, tables).await {
         Ok(p) => p,
         Err(e) => return emit(failed(name, started, e)),
     };
-    // A built job image has a content-hash tag: take it from the job's last container.
-    let image = match service.image.clone().or_else(|| copy.job_image.clone()) {
+    // A job image built for this check first; else the user's tag, else (a built job image
+    // has a content-hash tag) the image of the job's last container.
+    let image = match built.or_else(|| service.image.clone()).or_else(|| copy.job_image.clone()) {
         Some(i) => i,
         None => return emit(result(name, false, started, format!("`{job}` has no image yet; run `stagectl up` once to build it"))),
     };
@@ -389,6 +421,7 @@ async fn on_copy_job<E: ContainerEngine + ?Sized>(
                 stats.table.as_deref().unwrap_or("-")
             );
             emit(result(name, !blocked, started, msg));
+            true
         }
         Err(e) => emit(failed(name, started, e)),
     }
@@ -413,19 +446,41 @@ async fn run_job<E: ContainerEngine + ?Sized>(docker: &E, spec: &ContainerSpec) 
 
 /// A throwaway copy of a database service, started from its fixture snapshot (or a commit
 /// of the running container when it has none).
-struct Copy {
-    id: String,
-    name: String,
-    network: String,
+pub(super) struct Copy {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) network: String,
     /// Image committed for this copy, removed with it.
     temp_image: Option<String>,
     /// Private network of a job-form copy, removed with it.
     temp_network: bool,
     /// Image of the job's last container (job form).
-    job_image: Option<String>,
+    pub(super) job_image: Option<String>,
 }
 
 impl Copy {
+    /// A copy of `m`'s database with the image of the job's last container noted, or the
+    /// failed `apply` result that says why there is none.
+    pub(super) async fn start_for<E: ContainerEngine + ?Sized>(
+        docker: &E,
+        manifest: &Manifest,
+        m: &Migrations,
+        live_id: &str,
+        observed: &[crate::docker::ObservedContainer],
+    ) -> Result<Copy, Box<CheckResult>> {
+        let started = Instant::now();
+        match Copy::start(docker, manifest, m, live_id).await {
+            Ok(mut c) => {
+                c.job_image = m.job.as_deref().and_then(|j| plan::current_container(&manifest.stack, j, observed)).map(|c| c.image.clone());
+                tracing::debug!("copy of {} ready in {:.2}s", m.service, started.elapsed().as_secs_f64());
+                Ok(c)
+            }
+            Err(e) => {
+                Err(Box::new(result(apply_name(manifest, m), false, started, format!("could not start a copy of `{}`: {e}", m.service))))
+            }
+        }
+    }
+
     async fn start<E: ContainerEngine + ?Sized>(
         docker: &E,
         manifest: &Manifest,
@@ -500,7 +555,7 @@ impl Copy {
         }
     }
 
-    async fn remove<E: ContainerEngine + ?Sized>(&self, docker: &E) {
+    pub(super) async fn remove<E: ContainerEngine + ?Sized>(&self, docker: &E) {
         if !self.id.is_empty() {
             let _ = docker.remove_container(&self.id, 0).await;
         }

@@ -95,6 +95,10 @@ pub enum MigrationError {
 
     #[error("the migration job exited with {code}:\n{logs}")]
     JobFailed { code: i64, logs: String },
+
+    /// A `pending` or `sql` command of `[migrations.<service>]` did not exit in time.
+    #[error("`{command}` did not exit within {secs}s (its container was removed)")]
+    CommandTimedOut { command: String, secs: u64 },
 }
 
 /// PostgreSQL rejected a statement of a migration file.

@@ -5,10 +5,12 @@
 //! This module is the pure part: finding and ordering the files, pending and drift decisions,
 //! mapping an error position to a line. `lint` finds locking and destructive changes in a file's
 //! text, `pg` talks to PostgreSQL, `check` runs `stagectl check migrations` (the lint, and the
-//! files applied to a throwaway copy of the database).
+//! files applied to a throwaway copy of the database); `image` is that check for migrations
+//! that live inside a job's image (the command form without `dir`).
 
 pub mod check;
 mod error;
+mod image;
 pub mod lint;
 pub mod pg;
 

@@ -172,7 +172,44 @@ pub async fn run_checks<E: ContainerEngine + ?Sized>(
         results.extend(crate::checks::run_all(docker, m, on_check).await?);
     }
     if set != CheckSet::Smoke {
-        results.extend(crate::migrations::check::run(docker, m, on_check).await?);
+        let job_images = build_migration_jobs(docker, m, &mut |r| {
+            on_check(&r);
+            results.push(r);
+        })
+        .await;
+        results.extend(crate::migrations::check::run(docker, m, &job_images, on_check).await?);
     }
     Ok(results)
+}
+
+/// Builds the image of each migration job that has a `build` (cached when its context is
+/// unchanged), so `check migrations` runs the migrations the context holds now, not those of
+/// the last `up`. Returns job → image id; a failed build is a failed check result, and the
+/// job then runs the image it ran last.
+async fn build_migration_jobs<E: ContainerEngine + ?Sized>(
+    docker: &E,
+    m: &Manifest,
+    emit: &mut dyn FnMut(CheckResult),
+) -> std::collections::BTreeMap<String, String> {
+    use crate::orchestrator::images;
+    let builds = images::Builds::new(m);
+    let redactor = crate::secrets::Redactor::for_manifest(m);
+    let mut out = std::collections::BTreeMap::new();
+    for job in m.migrations.iter().filter_map(|x| x.job.as_deref()) {
+        let Some(service) = m.service(job).filter(|s| s.build.is_some()) else { continue };
+        if out.contains_key(job) {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let name = format!("image (job `{job}`)");
+        match images::ensure_image(docker, m, service, &builds, &crate::orchestrator::Silent, &redactor).await {
+            Ok(image) => {
+                let how = if image.how == "cached" { "cached: build context unchanged" } else { image.how };
+                emit(CheckResult::new(name, "migration", true, started, format!("{} ({how})", image.reference)));
+                out.insert(job.to_string(), image.id);
+            }
+            Err(e) => emit(CheckResult::new(name, "migration", false, started, redactor.apply(&e.to_string()))),
+        }
+    }
+    out
 }

@@ -89,7 +89,7 @@ pub(super) fn fixture_inputs(
     }
     // Natively applied migrations are part of the loaded state, like a migrate job's mounts.
     for m in manifest.migrations.iter().filter(|m| m.service == fixtures.service && m.job.is_none()) {
-        jobs.push(("stagectl-migrations".to_string(), data::paths_hash(std::slice::from_ref(&m.dir))?));
+        jobs.push(("stagectl-migrations".to_string(), data::paths_hash(m.dir.as_slice())?));
     }
     data::save_hash_cache();
     let key = data::snapshot::key(image_id, spec_hash, &fx_hash, &jobs);

@@ -34,10 +34,12 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         network: &str,
     ) -> Result<Vec<(String, f64)>, MigrationError> {
         let name = m.service.as_str();
-        let dir = data::display(&manifest.dir, &m.dir);
+        // The native form always has a directory; migrations inside an image are a job's.
+        let Some(dir_path) = &m.dir else { return Ok(vec![]) };
+        let dir = data::display(&manifest.dir, dir_path);
         // Announced at once: the probe has passed, and the time from here is migration work.
         self.reporter.phase(name, Phase::Migrating, &format!("checking {dir}"));
-        let files = migrations::discover(&m.dir)?;
+        let files = migrations::discover(dir_path)?;
         let status = self.docker.container_status(id, network).await?;
         let host = status.ip.ok_or_else(|| MigrationError::NoAddress { service: name.to_string(), network: network.to_string() })?;
         let password = manifest.service(name).and_then(|s| s.env.get("POSTGRES_PASSWORD")).map(|v| v.value.clone());

@@ -13,6 +13,7 @@ mod migrations;
 mod projects;
 mod realapps;
 mod verbs;
+mod wagtail;
 
 use std::collections::BTreeMap;
 
