@@ -7,6 +7,7 @@ mod csv_check;
 mod error;
 mod files;
 pub mod mask;
+mod mysql;
 mod psql_output;
 pub mod snapshot;
 
@@ -214,11 +215,22 @@ async fn load_file<E: ContainerEngine + ?Sized>(
                 }
                 other => Err(FixtureError::UnsupportedFile {
                     file: name.to_string(),
+                    loader: "postgres",
                     extension: other.to_string(),
                     origin: files::origin(&manifest.dir, fixtures, file),
                 }),
             }
         }
+        Loader::Mysql { database, user } => match ext.as_str() {
+            "sql" => mysql::load_sql(docker, id, (user, database), file, name).await,
+            "csv" => mysql::load_csv(docker, id, (user, database), masker, (file, name, &table_name(file))).await,
+            other => Err(FixtureError::UnsupportedFile {
+                file: name.to_string(),
+                loader: "mysql",
+                extension: other.to_string(),
+                origin: files::origin(&manifest.dir, fixtures, file),
+            }),
+        },
         Loader::Redis => {
             let cmd: Vec<String> = vec!["redis-cli".into(), "--pipe".into()];
             let input = redis_protocol(file, name)?;
@@ -351,31 +363,36 @@ pub struct ScanFinding {
     pub total: u64,
 }
 
-/// Checks every `sensitive` column of a PostgreSQL fixture set in the running container.
-/// Values are compared on the spot and never returned, so a leak is not leaked again.
+/// Checks every `sensitive` column of a PostgreSQL or MySQL fixture set in the running
+/// container. Values are compared on the spot and never returned, so a leak is not leaked again.
 pub async fn scan<E: ContainerEngine + ?Sized>(docker: &E, id: &str, fixtures: &Fixtures) -> Result<Vec<ScanFinding>, FixtureError> {
-    let Loader::Postgres { database, user } = &fixtures.loader else {
+    if !matches!(fixtures.loader, Loader::Postgres { .. } | Loader::Mysql { .. }) {
         return Ok(vec![]);
-    };
+    }
     let mut findings = Vec::new();
     for column in &fixtures.sensitive {
         let Some((table, col)) = column.split_once('.') else { continue };
         let Some(rule) = fixtures.mask.get(column) else { continue };
-        let sql = format!("COPY (SELECT {} FROM {}) TO STDOUT WITH (FORMAT csv)", quote_ident(col), quote_ident(table));
-        let (code, out) = docker.exec(id, &psql_command(user, database, &["-c", &sql])).await?;
-        if code != 0 {
-            return Err(FixtureError::ScanQuery { column: column.clone(), output: psql_output::squash(&out) });
-        }
-        let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(out.as_bytes());
-        let (mut total, mut unmasked) = (0u64, 0u64);
-        for rec in reader.records() {
-            let rec = rec.map_err(|source| FixtureError::ScanCsv { column: column.clone(), source })?;
-            let value = rec.get(0).filter(|v| !v.is_empty());
-            total += 1;
-            if !Masker::looks_masked(rule, value) {
-                unmasked += 1;
+        let values = match &fixtures.loader {
+            Loader::Mysql { database, user } => mysql::column_values(docker, id, (user, database), column).await?,
+            Loader::Postgres { database, user } => {
+                let sql = format!("COPY (SELECT {} FROM {}) TO STDOUT WITH (FORMAT csv)", quote_ident(col), quote_ident(table));
+                let (code, out) = docker.exec(id, &psql_command(user, database, &["-c", &sql])).await?;
+                if code != 0 {
+                    return Err(FixtureError::ScanQuery { column: column.clone(), output: psql_output::squash(&out) });
+                }
+                let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(out.as_bytes());
+                let mut values = Vec::new();
+                for rec in reader.records() {
+                    let rec = rec.map_err(|source| FixtureError::ScanCsv { column: column.clone(), source })?;
+                    values.push(rec.get(0).filter(|v| !v.is_empty()).map(str::to_string));
+                }
+                values
             }
-        }
+            _ => continue,
+        };
+        let total = values.len() as u64;
+        let unmasked = values.iter().filter(|v| !Masker::looks_masked(rule, v.as_deref())).count() as u64;
         findings.push(ScanFinding { service: fixtures.service.clone(), column: column.clone(), rule: rule.as_string(), unmasked, total });
     }
     Ok(findings)

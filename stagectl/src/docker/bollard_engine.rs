@@ -412,6 +412,17 @@ impl ContainerEngine for BollardEngine {
         })
     }
 
+    fn stop_container<'a>(&'a self, id: &'a str, grace_secs: u32) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let opts = StopContainerOptionsBuilder::new().t(grace_secs as i32).build();
+            match self.docker.stop_container(id, Some(opts)).await {
+                // 304: already stopped.
+                Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+                Err(e) => Err(lost_or(&self.host, format!("stopping container {id}"), e)),
+            }
+        })
+    }
+
     fn container_status<'a>(&'a self, id: &'a str, network: &'a str) -> BoxFuture<'a, Result<ContainerStatus>> {
         Box::pin(async move {
             let info = self

@@ -380,6 +380,20 @@ impl ContainerEngine for FakeEngine {
         })
     }
 
+    fn stop_container<'a>(&'a self, id: &'a str, grace_secs: u32) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.call(format!("stop_container {id} grace={grace_secs}")).await?;
+            let mut state = self.state();
+            state.container(id)?;
+            let container = state.containers.get_mut(id).expect("looked up above");
+            if container.state == RunState::Running {
+                container.state = RunState::Exited;
+                container.exit_code = Some(0);
+            }
+            Ok(())
+        })
+    }
+
     fn container_status<'a>(&'a self, id: &'a str, network: &'a str) -> BoxFuture<'a, Result<ContainerStatus>> {
         Box::pin(async move {
             self.call(format!("container_status {id}")).await?;

@@ -140,6 +140,9 @@ pub trait ContainerEngine: Send + Sync + 'static {
     /// Stops with SIGTERM (or the image's stop signal) and a grace period, then removes.
     /// With `grace_secs == 0` the container is killed at once.
     fn remove_container<'a>(&'a self, id: &'a str, grace_secs: u32) -> BoxFuture<'a, Result<()>>;
+    /// Stops with the image's stop signal and a grace period (then SIGKILL), keeping the
+    /// container; a stopped container is left as it is.
+    fn stop_container<'a>(&'a self, id: &'a str, grace_secs: u32) -> BoxFuture<'a, Result<()>>;
     fn container_status<'a>(&'a self, id: &'a str, network: &'a str) -> BoxFuture<'a, Result<ContainerStatus>>;
     /// Waits for the container to exit and returns its exit code.
     fn wait_exit<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<i64>>;

@@ -9,6 +9,7 @@ mod faults;
 mod fixtures;
 mod import;
 mod migrations;
+mod mysql;
 mod realapps;
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! `[services.NAME.ready]`: exactly one probe (tcp, postgres, http, exec, log, healthcheck)
+//! `[services.NAME.ready]`: exactly one probe (tcp, postgres, mysql, http, exec, log, healthcheck)
 //! plus its timing.
 
 use toml::de::{DeTable, DeValue};
@@ -7,8 +7,8 @@ use super::cx::{http_status, Cx, Value};
 use crate::manifest::diag::Diagnostic;
 use crate::manifest::{PortMapping, Probe, Readiness, DEFAULT_READY_INTERVAL, DEFAULT_READY_TIMEOUT};
 
-const READY_KEYS: &[&str] = &["tcp", "postgres", "http", "exec", "log", "healthcheck", "port", "status", "timeout", "interval"];
-const PROBE_KINDS: &[&str] = &["tcp", "postgres", "http", "exec", "log", "healthcheck"];
+const READY_KEYS: &[&str] = &["tcp", "postgres", "mysql", "http", "exec", "log", "healthcheck", "port", "status", "timeout", "interval"];
+const PROBE_KINDS: &[&str] = &["tcp", "postgres", "mysql", "http", "exec", "log", "healthcheck"];
 /// Keys that only an http probe uses.
 const HTTP_ONLY_KEYS: [&str; 2] = ["port", "status"];
 
@@ -34,6 +34,7 @@ impl Cx<'_> {
         let probe = match kind {
             "tcp" => self.port_number(pv, &field("tcp")).map(|port| Probe::Tcp { port }),
             "postgres" => self.port_number(pv, "postgres probe port").map(|port| Probe::Postgres { port }),
+            "mysql" => self.port_number(pv, "mysql probe port").map(|port| Probe::Mysql { port }),
             "http" => self.http_probe(pv, t, ServicePorts { service, mappings: ports, complete: ports_complete }),
             "exec" => self.command(pv, &field("exec")).map(|command| Probe::Exec { command }),
             "log" => self.log_probe(pv, service),
@@ -64,7 +65,7 @@ impl Cx<'_> {
         };
         self.diags.push(
             Diagnostic::new(v.span(), msg).help(
-                "use exactly one of: tcp = PORT, postgres = PORT, http = \"/path\", exec = [..], log = \"regex\", healthcheck = true",
+                "use exactly one of: tcp = PORT, postgres = PORT, mysql = PORT, http = \"/path\", exec = [..], log = \"regex\", healthcheck = true",
             ),
         );
         None
@@ -77,7 +78,7 @@ impl Cx<'_> {
         }
         for key in HTTP_ONLY_KEYS {
             let Some(x) = t.get(key) else { continue };
-            let help = if key == "port" && matches!(kind, "tcp" | "postgres") {
+            let help = if key == "port" && matches!(kind, "tcp" | "postgres" | "mysql") {
                 format!("remove it: a {kind} probe connects to the port given as `{kind} = PORT`")
             } else {
                 format!("remove it: a {kind} probe does not use `{key}`")
