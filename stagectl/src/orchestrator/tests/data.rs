@@ -284,3 +284,51 @@ async fn a_service_without_a_probe_that_exits_within_the_settle_window_fails() {
     assert_eq!(results(&again)["app"], (Action::Keep, Outcome::Ready));
     assert_eq!(fake.calls_to("wait_exit s-app"), Vec::<String>::new());
 }
+
+/// A MariaDB with the mysql loader: its snapshot goes through the generic path.
+const MARIADB: &str = r#"
+[stack]
+name = "s"
+[services.db]
+image = "mariadb"
+env = { MARIADB_DATABASE = "app" }
+ready = { healthcheck = true, timeout = "5s", interval = "10ms" }
+[fixtures.db]
+loader = "mysql"
+files = ["data/*.sql"]
+"#;
+
+#[tokio::test]
+async fn a_mysql_snapshot_stops_the_service_commits_it_and_brings_it_back_ready() {
+    let (fake, orch, _) = setup();
+    fake.image("mariadb");
+    fake.health("s-db", "healthy");
+    let project = Project::new(&[("data/01_users.sql", "CREATE TABLE users (id int);\n")]);
+    let first = orch.up(&project.parse(MARIADB)).await.unwrap();
+    assert!(first.ok, "{first:#?}");
+    assert_eq!(snapshot(&first, "db"), "miss");
+    let db = fake.container("s-db").unwrap().id;
+    let calls = fake.calls();
+    let at = |prefix: &str| calls.iter().rposition(|c| c.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in {calls:#?}"));
+    let (stop, commit, start) = (at(&format!("stop_container {db}")), at(&format!("commit {db}")), at(&format!("start_container {db}")));
+    assert!(marker_written(&fake).unwrap() < stop && stop < commit && commit < start, "{calls:#?}");
+    // Probed again after the restart, before the service is reported ready.
+    assert!(calls[start..].iter().any(|c| c.starts_with(&format!("container_status {db}"))), "{calls:#?}");
+    assert!(matches!(fake.container("s-db").unwrap().state, crate::docker::RunState::Running));
+
+    orch.down("s", true).await.unwrap();
+    let rebuilt = orch.up(&project.parse(MARIADB)).await.unwrap();
+    assert!(rebuilt.ok);
+    assert_eq!(snapshot(&rebuilt, "db"), "hit");
+    assert_eq!(fake.container("s-db").unwrap().spec.image, format!("sha256:commit-{db}"));
+}
+
+#[tokio::test]
+async fn a_postgres_snapshot_is_committed_running_after_a_checkpoint() {
+    let (fake, orch, _) = setup();
+    fake.health("s-db", "healthy");
+    let project = app_project();
+    assert!(orch.up(&project.parse(APP)).await.unwrap().ok);
+    assert!(fake.calls_to("stop_container").is_empty(), "{:#?}", fake.calls());
+    assert!(fake.calls().iter().any(|c| c.contains("CHECKPOINT")));
+}
