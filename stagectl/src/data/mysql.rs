@@ -297,7 +297,8 @@ fn insert_rows(
 }
 
 /// The values of `table.column`, hex-encoded by the server so that no value can break the
-/// line format; `None` for NULL.
+/// line format; `None` for NULL and for an empty value (as the PostgreSQL scan reads them:
+/// nothing there to leak).
 pub(super) async fn column_values<E: ContainerEngine + ?Sized>(
     docker: &E,
     id: &str,
@@ -313,7 +314,11 @@ pub(super) async fn column_values<E: ContainerEngine + ?Sized>(
     }
     Ok(out
         .lines()
-        .map(|l| if l == "NULL" { None } else { Some(String::from_utf8_lossy(&hex::decode(l.trim()).unwrap_or_default()).into_owned()) })
+        .map(str::trim)
+        .map(|l| match l {
+            "NULL" | "" => None,
+            hex => Some(String::from_utf8_lossy(&hex::decode(hex).unwrap_or_default()).into_owned()),
+        })
         .collect())
 }
 

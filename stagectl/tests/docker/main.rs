@@ -8,6 +8,7 @@ mod daemon;
 mod faults;
 mod fixtures;
 mod import;
+mod mediawiki;
 mod migrations;
 mod mysql;
 mod realapps;
