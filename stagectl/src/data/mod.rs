@@ -14,6 +14,7 @@ pub mod snapshot;
 pub use error::FixtureError;
 pub use files::expand_files;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -49,6 +50,28 @@ pub fn fixtures_hash(dir: &Path, fixtures: &Fixtures, files: &[PathBuf]) -> Resu
     }
     h.update(format!("{:?}|{:?}|{}", fixtures.loader, fixtures.mask, fixtures.seed).as_bytes());
     Ok(hex::encode(h.finalize()))
+}
+
+/// Each fixture file (as displayed) with the first 16 hex digits of its content hash: kept on
+/// the data service's container, so a later run can say which file changed.
+pub fn file_digests(dir: &Path, files: &[PathBuf]) -> Result<BTreeMap<String, String>, FixtureError> {
+    files.iter().map(|f| Ok((display(dir, f), file_digest(f)?.chars().take(16).collect()))).collect()
+}
+
+/// What differs between the fixture files of the last load (`before`) and now (`now`), in
+/// file order: `data/10_users.sql changed`, `... added`, `... removed`. Empty when the files
+/// are the same (another input of the snapshot key changed).
+pub fn changed_files(before: &BTreeMap<String, String>, now: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out: Vec<String> = now
+        .iter()
+        .filter_map(|(f, d)| match before.get(f) {
+            None => Some(format!("{f} added")),
+            Some(old) if old != d => Some(format!("{f} changed")),
+            Some(_) => None,
+        })
+        .collect();
+    out.extend(before.keys().filter(|f| !now.contains_key(*f)).map(|f| format!("{f} removed")));
+    out
 }
 
 /// Hash of the contents of host paths (files or directories, recursively, sorted).
@@ -421,6 +444,15 @@ mod tests {
             psql_error("fixtures/c.sql", "psql: error: connection refused\n").to_string(),
             "fixtures/c.sql: psql: error: connection refused"
         );
+    }
+
+    #[test]
+    fn changed_files_name_what_changed_was_added_or_removed() {
+        let m = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+        let before = m(&[("f/01_a.sql", "1"), ("f/02_b.csv", "2"), ("f/03_c.sql", "3")]);
+        assert!(changed_files(&before, &before).is_empty());
+        let now = m(&[("f/01_a.sql", "1"), ("f/02_b.csv", "9"), ("f/04_d.sql", "4")]);
+        assert_eq!(changed_files(&before, &now), ["f/02_b.csv changed", "f/04_d.sql added", "f/03_c.sql removed"]);
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub mod labels {
     pub const CONTEXT_HASH: &str = "org.stagectl.context-hash";
     /// The image reference as the user knows it (containers are created from the image ID).
     pub const IMAGE: &str = "org.stagectl.image";
+    /// On a data service: its fixture files and their content digests (JSON), as loaded.
+    pub const FIXTURE_FILES: &str = "org.stagectl.fixture-files";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

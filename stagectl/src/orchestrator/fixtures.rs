@@ -43,6 +43,24 @@ pub(super) struct FixtureInputs {
     /// one's spec with its resolved image ID, and the content it mounts).
     pub(super) key: String,
     pub(super) snapshot_ref: String,
+    /// Each fixture file with its content digest, as loaded (kept as a container label).
+    pub(super) file_digests: BTreeMap<String, String>,
+}
+
+impl FixtureInputs {
+    /// Why the data is replaced, naming the fixture files that changed since the load of the
+    /// container `current` (from its label); `None` when no file differs or it is unknown.
+    pub(super) fn files_changed(&self, service: &str, current: &crate::docker::ObservedContainer) -> Option<String> {
+        let label = current.labels.get(crate::docker::labels::FIXTURE_FILES)?;
+        let before: BTreeMap<String, String> = serde_json::from_str(label).ok()?;
+        let changed = data::changed_files(&before, &self.file_digests);
+        (!changed.is_empty()).then(|| format!("{} → reloading {service}", changed.join(", ")))
+    }
+
+    /// The label value for [`Self::file_digests`].
+    pub(super) fn files_label(&self) -> String {
+        serde_json::to_string(&self.file_digests).unwrap_or_default()
+    }
 }
 
 /// Which of a job's bind mounts [`mounted_content`] covers.
@@ -87,6 +105,7 @@ pub(super) fn fixture_inputs(
 ) -> Result<FixtureInputs, FixtureError> {
     let files = data::expand_files(&manifest.dir, fixtures)?;
     let fx_hash = data::fixtures_hash(&manifest.dir, fixtures, &files)?;
+    let file_digests = data::file_digests(&manifest.dir, &files)?;
     let mut jobs = Vec::new();
     for job in &fixtures.after {
         let Some(j) = manifest.service(job) else { continue };
@@ -100,7 +119,7 @@ pub(super) fn fixture_inputs(
     data::save_hash_cache();
     let key = data::snapshot::key(image_id, spec_hash, &fx_hash, &jobs);
     let snapshot_ref = data::snapshot::reference(&fixtures.service, &key);
-    Ok(FixtureInputs { base_image: image_id.to_string(), files, key, snapshot_ref })
+    Ok(FixtureInputs { base_image: image_id.to_string(), files, key, snapshot_ref, file_digests })
 }
 
 impl<E: ContainerEngine + ?Sized> Orchestrator<E> {

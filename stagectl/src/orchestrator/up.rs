@@ -390,6 +390,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// complete load, else it is replaced.
     async fn decide(&self, run: &ServiceRun<'_>, target: &Target<'_>, dependency_changed: bool) -> Action {
         let action = plan::decide(run.service, &target.hash, run.current.as_ref(), dependency_changed);
+        if let (Action::Recreate(_), Some(c), Some((_, inputs))) = (&action, &run.current, &target.data) {
+            if let Some(why) = inputs.files_changed(&run.service.name, c) {
+                return Action::Recreate(why);
+            }
+        }
         if let (Action::Keep, Some(c), Some(_)) = (&action, &run.current, &target.data) {
             if !matches!(self.docker.exec(&c.id, &data::load_marker_check()).await, Ok((0, _))) {
                 return Action::Recreate("fixtures were not loaded completely".into());
@@ -422,7 +427,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             Some(snapshot) => (snapshot.as_str(), true),
             None => (image.id.as_str(), false),
         };
-        let id = self.create_and_start(run, run_image, &image.reference, &target.hash, restored).await?;
+        let id = self.create_and_start(run, run_image, &image.reference, target, restored).await?;
         Ok(Started { id, restored })
     }
 
@@ -431,13 +436,16 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         run: &ServiceRun<'_>,
         image_id: &str,
         reference: &str,
-        hash: &str,
+        target: &Target<'_>,
         from_snapshot: bool,
     ) -> std::result::Result<String, Failure> {
         let name = run.service.name.as_str();
         let detail = if from_snapshot { format!("{reference} (from fixture snapshot)") } else { reference.to_string() };
         self.reporter.phase(name, Phase::Creating, &detail);
-        let spec = plan::container_spec(run.manifest, run.service, image_id, reference, hash);
+        let mut spec = plan::container_spec(run.manifest, run.service, image_id, reference, &target.hash);
+        if let Some((_, inputs)) = &target.data {
+            spec.labels.insert(crate::docker::labels::FIXTURE_FILES.to_string(), inputs.files_label());
+        }
         let id = self.docker.create_container(&spec).await?;
         self.reporter.phase(name, Phase::Starting, "");
         self.docker.start_container(&id).await.map_err(|e| Failure::with_logs(e, &id))?;
@@ -498,7 +506,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             );
             let _ = self.docker.remove_container(&container.id, 0).await;
             container.restored = false;
-            container.id = self.create_and_start(run, &image.id, &image.reference, &target.hash, false).await?;
+            container.id = self.create_and_start(run, &image.id, &image.reference, target, false).await?;
             probe = probes::wait_ready(self.docker.as_ref(), &container.id, run.network, readiness).await;
         }
         probe.map(|_| ()).map_err(|e| Failure::with_logs(e, &container.id))

@@ -116,6 +116,14 @@ fn mariadb_loads_sql_and_masked_csv_is_probed_natively_and_restores_from_its_sna
     let out = stack.run(&["fixtures", "scan"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 
+    // A changed fixture file is named as the reason to reload, and its new row arrives.
+    std::fs::write(stack.path("data/02_users.csv"), format!("{USERS}4,dave@corp.example,Dave,40\n")).unwrap();
+    let changed = stack.up_ok();
+    let d = db(&changed);
+    assert_eq!(d["action"]["reason"], "data/02_users.csv changed → reloading db", "{d}");
+    assert_eq!(d["fixtures"]["snapshot"], "miss");
+    assert_eq!(mysql(&stack, "SELECT COUNT(*) FROM users").trim(), "4");
+
     assert!(stack.run(&["down", "--volumes"]).status.success());
     assert_eq!(stack.owned_resources(), (0, 0, 0));
 }

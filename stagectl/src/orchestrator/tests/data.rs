@@ -332,3 +332,19 @@ async fn a_postgres_snapshot_is_committed_running_after_a_checkpoint() {
     assert!(fake.calls_to("stop_container").is_empty(), "{:#?}", fake.calls());
     assert!(fake.calls().iter().any(|c| c.contains("CHECKPOINT")));
 }
+
+#[tokio::test]
+async fn a_changed_fixture_file_is_named_as_the_reason_to_reload() {
+    let (fake, orch, _) = setup();
+    fake.health("s-db", "healthy");
+    let project = app_project();
+    assert!(orch.up(&project.parse(APP)).await.unwrap().ok);
+    project.write("data/01_users.sql", "INSERT INTO users VALUES (2);\n");
+    project.write("data/02_more.sql", "INSERT INTO users VALUES (3);\n");
+    let report = orch.up(&project.parse(APP)).await.unwrap();
+    assert_eq!(results(&report)["db"].0, Action::Recreate("data/01_users.sql changed, data/02_more.sql added → reloading db".into()));
+    // Another input of the key (the masking seed) changed, no file: the general reason.
+    let reseeded = APP.replace(r#"files = ["data/*.sql"]"#, "files = [\"data/*.sql\"]\nseed = \"other\"");
+    let report = orch.up(&project.parse(&reseeded)).await.unwrap();
+    assert_eq!(results(&report)["db"].0, Action::Recreate("spec changed".into()));
+}
