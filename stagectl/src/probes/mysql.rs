@@ -166,6 +166,37 @@ mod tests {
         }
     }
 
+    /// A server on loopback that sends `first` to each connection, then reads what comes back.
+    async fn server(first: &'static [u8]) -> (String, tokio::task::JoinHandle<Vec<u8>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(first).await.unwrap();
+            let mut got = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut got)).await;
+            got
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn the_probe_is_ready_on_a_greeting_and_answers_it_with_a_login() {
+        let (addr, task) = server(MARIADB_GREETING).await;
+        mysql_accepting(&addr).await.unwrap();
+        assert_eq!(task.await.unwrap(), courtesy_login(), "the server saw a completed handshake");
+    }
+
+    #[tokio::test]
+    async fn the_probe_is_not_ready_on_an_error_packet_and_says_why() {
+        let (addr, _task) = server(MARIADB_TOO_MANY).await;
+        let err = mysql_accepting(&addr).await.unwrap_err();
+        assert_eq!(err.to_string(), format!("mysql {addr}: error 1040: Too many connections"));
+        let (addr, _task) = server(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        let err = mysql_accepting(&addr).await.unwrap_err();
+        assert!(err.to_string().starts_with(&format!("mysql {addr}: not a MySQL greeting")), "{err}");
+    }
+
     #[test]
     fn the_courtesy_login_is_one_well_formed_packet() {
         let p = courtesy_login();
