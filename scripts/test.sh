@@ -7,6 +7,8 @@ cd "$root"
 scripts/build-images.sh
 # The demo app binary is built once here so parallel tests share it instead of racing for it.
 scripts/build-shop.sh
+# The MediaWiki example's image (apt in a docker build; skipped when the tag exists).
+examples/mediawiki/build-image.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
