@@ -152,4 +152,18 @@ fn a_mariadb_sql_error_names_the_fixture_file_and_line() {
     let message = db(&last_json(&out))["message"].as_str().unwrap_or_default().to_string();
     assert!(message.starts_with("data/02_users.csv:3: ERROR 1366: Incorrect integer value: 'old'"), "{message}");
     assert_eq!(mysql(&stack, "SELECT COUNT(*) FROM users").trim(), "0", "the file's rows were rolled back as a whole");
+
+    // A malformed row is found on the host, at its line; nothing of the file is committed,
+    // not even the INSERT batches already sent before it (1000 rows each).
+    let mut csv = String::from("id,email,name,age\n");
+    for i in 1..=1500 {
+        csv.push_str(&format!("{i},u{i}@corp.example,U{i},{}\n", i % 90));
+    }
+    csv.push_str("1501,b@corp.example,B,2,extra\n");
+    std::fs::write(stack.path("data/02_users.csv"), csv).unwrap();
+    let out = stack.run(&["--json", "up"]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = db(&last_json(&out))["message"].as_str().unwrap_or_default().to_string();
+    assert_eq!(message, "data/02_users.csv:1502: malformed CSV: row has 5 fields, the header has 4");
+    assert_eq!(mysql(&stack, "SELECT COUNT(*) FROM users").trim(), "0");
 }

@@ -348,3 +348,18 @@ async fn a_changed_fixture_file_is_named_as_the_reason_to_reload() {
     let report = orch.up(&project.parse(&reseeded)).await.unwrap();
     assert_eq!(results(&report)["db"].0, Action::Recreate("spec changed".into()));
 }
+
+#[tokio::test]
+async fn the_command_loader_may_snapshot_through_the_generic_path() {
+    let (fake, orch, _) = setup();
+    fake.image("mariadb");
+    fake.health("s-db", "healthy");
+    let project = Project::new(&[("data/01_users.sql", "CREATE TABLE users (id int);\n")]);
+    let toml = MARIADB.replace(r#"loader = "mysql""#, "loader = \"command\"\ncommand = [\"mariadb\", \"app\"]\nsnapshot = true");
+    let first = orch.up(&project.parse(&toml)).await.unwrap();
+    assert!(first.ok, "{first:#?}");
+    assert_eq!(snapshot(&first, "db"), "miss");
+    assert_eq!(fake.calls_to("stop_container").len(), 1, "{:#?}", fake.calls());
+    orch.down("s", true).await.unwrap();
+    assert_eq!(snapshot(&orch.up(&project.parse(&toml)).await.unwrap(), "db"), "hit");
+}
