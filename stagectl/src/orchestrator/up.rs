@@ -255,7 +255,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 // E.g. migrations whose result is already in the restored data.
                 report.action = Action::Keep;
                 report.outcome = Outcome::Completed;
-                self.reporter.phase(&run.service.name, Phase::Kept, &format!("contained in `{data_service}`'s loaded data"));
+                let kept = kept_volumes_note(run.service);
+                self.reporter.phase(&run.service.name, Phase::Kept, &format!("contained in `{data_service}`'s loaded data{kept}"));
                 return Ok(());
             }
         };
@@ -574,5 +575,28 @@ fn preflight_ports(manifest: &Manifest, observed: &[ObservedContainer]) -> Resul
         Ok(())
     } else {
         Err(Error::Preflight(problems))
+    }
+}
+
+/// A job whose result is taken from a data service's snapshot is not run, but what it wrote
+/// into the stack's named volumes (an installer's config) is not in the snapshot: say so
+/// (the volume holds whatever the job's last run left, nothing after `down --volumes`).
+fn kept_volumes_note(job: &crate::manifest::Service) -> String {
+    let names: Vec<String> = job
+        .volumes
+        .iter()
+        .filter(|v| !v.read_only)
+        .filter_map(|v| match &v.source {
+            crate::manifest::VolumeSource::Named(n) => Some(format!("`{n}`")),
+            crate::manifest::VolumeSource::Bind(_) => None,
+        })
+        .collect();
+    match names.as_slice() {
+        [] => String::new(),
+        [one] => format!("; volume {one} it writes is not in the snapshot: it keeps what the job's last run left there, if anything"),
+        many => format!(
+            "; volumes {} it writes are not in the snapshot: they keep what the job's last run left there, if anything",
+            many.join(", ")
+        ),
     }
 }

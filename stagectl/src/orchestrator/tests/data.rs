@@ -363,3 +363,21 @@ async fn the_command_loader_may_snapshot_through_the_generic_path() {
     orch.down("s", true).await.unwrap();
     assert_eq!(snapshot(&orch.up(&project.parse(&toml)).await.unwrap(), "db"), "hit");
 }
+
+#[tokio::test]
+async fn a_job_kept_in_the_snapshot_says_the_volume_it_writes_was_kept() {
+    let (fake, orch, events) = setup();
+    fake.health("s-db", "healthy");
+    let project = app_project();
+    let toml = APP.replace("[services.install]\nimage = \"pg\"", "[services.install]\nimage = \"pg\"\nvolumes = [\"config:/config\"]");
+    assert!(orch.up(&project.parse(&toml)).await.unwrap().ok);
+    orch.down("s", false).await.unwrap();
+    let rebuilt = orch.up(&project.parse(&toml)).await.unwrap();
+    assert_eq!(snapshot(&rebuilt, "db"), "hit");
+    let kept: Vec<String> =
+        events.0.lock().unwrap().iter().filter(|(s, p, _)| s == "install" && *p == Phase::Kept).map(|(_, _, d)| d.clone()).collect();
+    assert_eq!(
+        kept.last().map(String::as_str),
+        Some("contained in `db`'s loaded data; volume `config` it writes is not in the snapshot: it keeps what the job's last run left there, if anything")
+    );
+}
