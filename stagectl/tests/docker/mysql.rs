@@ -167,3 +167,49 @@ fn a_mariadb_sql_error_names_the_fixture_file_and_line() {
     assert_eq!(message, "data/02_users.csv:1502: malformed CSV: row has 5 fields, the header has 4");
     assert_eq!(mysql(&stack, "SELECT COUNT(*) FROM users").trim(), "0");
 }
+
+#[test]
+fn the_mysql_loader_logs_in_with_a_secret_from_the_container_env_that_shows_nowhere() {
+    require_docker!();
+    let stack = Stack::new(
+        "mysqlsecret",
+        r#"
+[stack]
+name = "{stack}"
+[services.db]
+image = "stagectl/mariadb:10.11"
+env = { MARIADB_DATABASE = "app", MARIADB_USER = "app", MARIADB_PASSWORD = "${secret:app_pw}", MARIADB_ROOT_PASSWORD = "${secret:root_pw}" }
+ready = { mysql = 3306, timeout = "60s" }
+[fixtures.db]
+loader = "mysql"
+user = "app"
+files = ["data/*.sql", "data/*.csv"]
+mask = { "users.email" = "email" }
+"#,
+    );
+    std::fs::create_dir_all(stack.path("data")).unwrap();
+    std::fs::write(stack.path("data/01_schema.sql"), SCHEMA).unwrap();
+    std::fs::write(stack.path("data/02_users.csv"), USERS).unwrap();
+    let (app_pw, root_pw) = ("canary-app-Hq7", "canary-root-Xw2");
+    let secrets = [("STAGECTL_SECRET_app_pw", app_pw), ("STAGECTL_SECRET_root_pw", root_pw)];
+    // Loaded as `app`: only possible with its password, which the client read in the container.
+    let out = stack.run_env(&["--json", "up"], &secrets);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(db(&last_json(&out))["fixtures"]["rows"], 3);
+    let up_printed = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!up_printed.contains(app_pw) && !up_printed.contains(root_pw));
+    let out = stack.run_env(&["fixtures", "scan"], &secrets);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let printed = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!printed.contains(app_pw) && !printed.contains(root_pw));
+    let images =
+        docker(&["images", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--format", "{{.Repository}}:{{.Tag}}"]);
+    let snapshots: Vec<&str> = images.lines().filter(|l| l.starts_with("stagectl-snapshot/")).collect();
+    assert_eq!(snapshots.len(), 1, "{images}");
+    let config = docker(&["image", "inspect", snapshots[0]]);
+    assert!(!config.contains(app_pw) && !config.contains(root_pw), "the snapshot keeps a secret: {config}");
+    // Restored from the snapshot, with the secrets from the manifest again.
+    let out = stack.run_env(&["--json", "rebuild"], &secrets);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(db(&last_json(&out))["fixtures"]["snapshot"], "hit");
+}
