@@ -1,5 +1,5 @@
 //! Fixture data: expanding file patterns, the snapshot key, and loading files into a running
-//! data service through its own client (psql, redis-cli, or a command), streamed over
+//! data service through its own client (psql, the mariadb/mysql client, redis-cli, or a command), streamed over
 //! `docker exec` stdin — never whole files in memory, and masked on the way for CSV.
 
 mod copy;
