@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Build stagectl's base Docker images from Debian packages, with no registry.
 #
-#   scripts/build-images.sh [--force] [debian|postgres|redis ...]
+#   scripts/build-images.sh [--force] [debian|postgres|redis|mariadb ...]
 #
 # Tags built (all labelled org.stagectl.base=1):
 #   stagectl/debian:bookworm  minbase bookworm + libssl3 (runtime for Rust binaries)
 #   stagectl/postgres:15      PostgreSQL 15, trust auth, fsync off (staging only)
 #   stagectl/redis:7          Redis 7.0, no persistence, no protected mode
+#   stagectl/mariadb:10.11    MariaDB 10.11, no durability, users/database from env
 #
 # Nothing can be pulled on the machines this runs on, so each image starts as a
 # `debootstrap --variant=minbase` tree made from the apt mirror this machine
 # already uses, trimmed (apt caches and lists, docs, man pages, translations),
 # brought in with `docker import`, and finished by `docker build` with the
 # Dockerfile in images/NAME/ (FROM the imported tree, passed as ROOTFS).
-# The three trees are built at the same time, in a scratch dir under /tmp (a
+# The trees are built at the same time, in a scratch dir under /tmp (a
 # tmpfs when memory allows: dpkg's fsyncs cost nothing there), removed on exit.
 #
 # Idempotent: an image whose tag already exists is skipped, unless --force.
@@ -27,16 +28,18 @@
 set -euo pipefail
 
 SUITE=bookworm
-ALL_IMAGES=(debian postgres redis)
+ALL_IMAGES=(debian postgres redis mariadb)
 declare -A TAG=(
 	[debian]=stagectl/debian:bookworm
 	[postgres]=stagectl/postgres:15
 	[redis]=stagectl/redis:7
+	[mariadb]=stagectl/mariadb:10.11
 )
 declare -A INCLUDE=(
 	[debian]=libssl3
 	[postgres]=postgresql-15
 	[redis]=redis-server
+	[mariadb]=mariadb-server
 )
 LABEL=org.stagectl.base=1
 ROOTFS_REPO=stagectl/rootfs   # temporary tags, removed when the build is done
@@ -249,6 +252,13 @@ trim_postgres() {
 		"${root:?}"/usr/lib/postgresql/15/lib/llvmjit* "${root:?}"/usr/lib/postgresql/15/lib/bitcode
 }
 
+trim_mariadb() {
+	local root=$1
+	# The package's postinst made a datadir; the image bakes its own (with
+	# the staging settings, e.g. the small redo log).
+	rm -rf "${root:?}"/var/lib/mysql/*
+}
+
 # One image, start to end: debootstrap, trim, import, build. Runs as a
 # background job; its detailed output goes to $WORK/NAME.log.
 build_one() {
@@ -267,6 +277,7 @@ build_one() {
 
 	trim_rootfs "$root"
 	[[ $name != postgres ]] || trim_postgres "$root"
+	[[ $name != mariadb ]] || trim_mariadb "$root"
 	size=$(du -sm "$root" | cut -f1)
 
 	log "[$name] importing rootfs (${size} MB) after $((SECONDS - t0))s"

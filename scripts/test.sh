@@ -12,6 +12,8 @@ scripts/build-wagtail-image.sh ||
 	echo "test.sh: warning: stagectl/wagtail:7.0 could not be built; the wagtail example's test will be skipped" >&2
 # The demo app binary is built once here so parallel tests share it instead of racing for it.
 scripts/build-shop.sh
+# The MediaWiki example's image (apt in a docker build; skipped when the tag exists).
+examples/mediawiki/build-image.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

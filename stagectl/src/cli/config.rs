@@ -130,6 +130,7 @@ fn probe(p: &Probe) -> Table {
     match p {
         Probe::Tcp { port: n } => table([("tcp", port(*n))]),
         Probe::Postgres { port: n } => table([("postgres", port(*n))]),
+        Probe::Mysql { port: n } => table([("mysql", port(*n))]),
         Probe::Http { port: n, path, status } => {
             table([("http", Some(s(path.as_str()))), ("port", port(*n)), ("status", Some(Value::Integer((*status).into())))])
         }
@@ -143,6 +144,9 @@ fn fixtures(f: &Fixtures) -> Table {
     let loader = match &f.loader {
         Loader::Postgres { database, user } => {
             table([("loader", Some(s("postgres"))), ("database", Some(s(database.as_str()))), ("user", Some(s(user.as_str())))])
+        }
+        Loader::Mysql { database, user } => {
+            table([("loader", Some(s("mysql"))), ("database", Some(s(database.as_str()))), ("user", Some(s(user.as_str())))])
         }
         Loader::Redis => table([("loader", Some(s("redis")))]),
         Loader::Command { command } => table([("loader", Some(s("command"))), ("command", Some(strings(command)))]),

@@ -34,6 +34,10 @@ pub enum FixtureError {
     #[error("{file}{}: {message}{}", at_line(*line), help_line(help))]
     Psql { file: String, line: Option<u64>, message: String, help: Option<String> },
 
+    /// The MySQL client failed on a file; `line` is the file's line when it is known.
+    #[error("{file}{}: {message}{}", at_line(*line), help_line(help))]
+    Mysql { file: String, line: Option<u64>, message: String, help: Option<String> },
+
     /// The table a CSV file loads into (named after the file) does not exist.
     /// `origin`: the `files` pattern that matched the file and where it is written.
     #[error("{file}:1: table \"{table}\" does not exist: a CSV file loads into the table named after it ({file_name} → {table})\n  = help: {help}")]
@@ -47,8 +51,8 @@ pub enum FixtureError {
     )]
     MissingColumn { file: String, column: String, table: String, columns: Vec<String> },
 
-    #[error("{file}: the postgres loader takes .sql and .csv files, not .{extension} (matched by {origin})")]
-    UnsupportedFile { file: String, extension: String, origin: String },
+    #[error("{file}: the {loader} loader takes .sql and .csv files, not .{extension} (matched by {origin})")]
+    UnsupportedFile { file: String, loader: &'static str, extension: String, origin: String },
 
     /// The CSV file cannot be opened or its header read (`line` 1).
     #[error("{file}{}: {source}", at_line(*line))]

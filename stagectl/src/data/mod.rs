@@ -1,5 +1,5 @@
 //! Fixture data: expanding file patterns, the snapshot key, and loading files into a running
-//! data service through its own client (psql, redis-cli, or a command), streamed over
+//! data service through its own client (psql, the mariadb/mysql client, redis-cli, or a command), streamed over
 //! `docker exec` stdin — never whole files in memory, and masked on the way for CSV.
 
 mod copy;
@@ -7,12 +7,14 @@ mod csv_check;
 mod error;
 mod files;
 pub mod mask;
+mod mysql;
 mod psql_output;
 pub mod snapshot;
 
 pub use error::FixtureError;
 pub use files::expand_files;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -48,6 +50,28 @@ pub fn fixtures_hash(dir: &Path, fixtures: &Fixtures, files: &[PathBuf]) -> Resu
     }
     h.update(format!("{:?}|{:?}|{}", fixtures.loader, fixtures.mask, fixtures.seed).as_bytes());
     Ok(hex::encode(h.finalize()))
+}
+
+/// Each fixture file (as displayed) with the first 16 hex digits of its content hash: kept on
+/// the data service's container, so a later run can say which file changed.
+pub fn file_digests(dir: &Path, files: &[PathBuf]) -> Result<BTreeMap<String, String>, FixtureError> {
+    files.iter().map(|f| Ok((display(dir, f), file_digest(f)?.chars().take(16).collect()))).collect()
+}
+
+/// What differs between the fixture files of the last load (`before`) and now (`now`), in
+/// file order: `data/10_users.sql changed`, `... added`, `... removed`. Empty when the files
+/// are the same (another input of the snapshot key changed).
+pub fn changed_files(before: &BTreeMap<String, String>, now: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out: Vec<String> = now
+        .iter()
+        .filter_map(|(f, d)| match before.get(f) {
+            None => Some(format!("{f} added")),
+            Some(old) if old != d => Some(format!("{f} changed")),
+            Some(_) => None,
+        })
+        .collect();
+    out.extend(before.keys().filter(|f| !now.contains_key(*f)).map(|f| format!("{f} removed")));
+    out
 }
 
 /// Hash of the contents of host paths (files or directories, recursively, sorted).
@@ -214,11 +238,22 @@ async fn load_file<E: ContainerEngine + ?Sized>(
                 }
                 other => Err(FixtureError::UnsupportedFile {
                     file: name.to_string(),
+                    loader: "postgres",
                     extension: other.to_string(),
                     origin: files::origin(&manifest.dir, fixtures, file),
                 }),
             }
         }
+        Loader::Mysql { database, user } => match ext.as_str() {
+            "sql" => mysql::load_sql(docker, id, (user, database), file, name).await,
+            "csv" => mysql::load_csv(docker, id, (user, database), masker, (file, name, &table_name(file))).await,
+            other => Err(FixtureError::UnsupportedFile {
+                file: name.to_string(),
+                loader: "mysql",
+                extension: other.to_string(),
+                origin: files::origin(&manifest.dir, fixtures, file),
+            }),
+        },
         Loader::Redis => {
             let cmd: Vec<String> = vec!["redis-cli".into(), "--pipe".into()];
             let input = redis_protocol(file, name)?;
@@ -351,31 +386,36 @@ pub struct ScanFinding {
     pub total: u64,
 }
 
-/// Checks every `sensitive` column of a PostgreSQL fixture set in the running container.
-/// Values are compared on the spot and never returned, so a leak is not leaked again.
+/// Checks every `sensitive` column of a PostgreSQL or MySQL fixture set in the running
+/// container. Values are compared on the spot and never returned, so a leak is not leaked again.
 pub async fn scan<E: ContainerEngine + ?Sized>(docker: &E, id: &str, fixtures: &Fixtures) -> Result<Vec<ScanFinding>, FixtureError> {
-    let Loader::Postgres { database, user } = &fixtures.loader else {
+    if !matches!(fixtures.loader, Loader::Postgres { .. } | Loader::Mysql { .. }) {
         return Ok(vec![]);
-    };
+    }
     let mut findings = Vec::new();
     for column in &fixtures.sensitive {
         let Some((table, col)) = column.split_once('.') else { continue };
         let Some(rule) = fixtures.mask.get(column) else { continue };
-        let sql = format!("COPY (SELECT {} FROM {}) TO STDOUT WITH (FORMAT csv)", quote_ident(col), quote_ident(table));
-        let (code, out) = docker.exec(id, &psql_command(user, database, &["-c", &sql])).await?;
-        if code != 0 {
-            return Err(FixtureError::ScanQuery { column: column.clone(), output: psql_output::squash(&out) });
-        }
-        let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(out.as_bytes());
-        let (mut total, mut unmasked) = (0u64, 0u64);
-        for rec in reader.records() {
-            let rec = rec.map_err(|source| FixtureError::ScanCsv { column: column.clone(), source })?;
-            let value = rec.get(0).filter(|v| !v.is_empty());
-            total += 1;
-            if !Masker::looks_masked(rule, value) {
-                unmasked += 1;
+        let values = match &fixtures.loader {
+            Loader::Mysql { database, user } => mysql::column_values(docker, id, (user, database), column).await?,
+            Loader::Postgres { database, user } => {
+                let sql = format!("COPY (SELECT {} FROM {}) TO STDOUT WITH (FORMAT csv)", quote_ident(col), quote_ident(table));
+                let (code, out) = docker.exec(id, &psql_command(user, database, &["-c", &sql])).await?;
+                if code != 0 {
+                    return Err(FixtureError::ScanQuery { column: column.clone(), output: psql_output::squash(&out) });
+                }
+                let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(out.as_bytes());
+                let mut values = Vec::new();
+                for rec in reader.records() {
+                    let rec = rec.map_err(|source| FixtureError::ScanCsv { column: column.clone(), source })?;
+                    values.push(rec.get(0).filter(|v| !v.is_empty()).map(str::to_string));
+                }
+                values
             }
-        }
+            _ => continue,
+        };
+        let total = values.len() as u64;
+        let unmasked = values.iter().filter(|v| !Masker::looks_masked(rule, v.as_deref())).count() as u64;
         findings.push(ScanFinding { service: fixtures.service.clone(), column: column.clone(), rule: rule.as_string(), unmasked, total });
     }
     Ok(findings)
@@ -404,6 +444,15 @@ mod tests {
             psql_error("fixtures/c.sql", "psql: error: connection refused\n").to_string(),
             "fixtures/c.sql: psql: error: connection refused"
         );
+    }
+
+    #[test]
+    fn changed_files_name_what_changed_was_added_or_removed() {
+        let m = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+        let before = m(&[("f/01_a.sql", "1"), ("f/02_b.csv", "2"), ("f/03_c.sql", "3")]);
+        assert!(changed_files(&before, &before).is_empty());
+        let now = m(&[("f/01_a.sql", "1"), ("f/02_b.csv", "9"), ("f/04_d.sql", "4")]);
+        assert_eq!(changed_files(&before, &now), ["f/02_b.csv changed", "f/04_d.sql added", "f/03_c.sql removed"]);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub mod labels {
     pub const MANIFEST: &str = "org.stagectl.manifest";
     /// Seconds between SIGTERM and SIGKILL when stopping (the service's `stop_grace_period`).
     pub const STOP_GRACE: &str = "org.stagectl.stop-grace";
+    /// On a data service: its fixture files and their content digests (JSON), as loaded.
+    pub const FIXTURE_FILES: &str = "org.stagectl.fixture-files";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

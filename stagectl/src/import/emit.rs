@@ -71,6 +71,7 @@ pub(super) struct ReadyOut {
 pub(super) enum Probe {
     Tcp(u16),
     Postgres(u16),
+    Mysql(u16),
     Http { port: u16, path: String },
     Exec(Vec<String>),
     Healthcheck,
@@ -202,6 +203,7 @@ fn ready(r: &ReadyOut) -> String {
     let probe = match &r.probe {
         Probe::Tcp(port) => format!("tcp = {port}"),
         Probe::Postgres(port) => format!("postgres = {port}"),
+        Probe::Mysql(port) => format!("mysql = {port}"),
         Probe::Http { port, path } => format!("http = {}, port = {port}", toml_string(path)),
         Probe::Exec(args) => format!("exec = {}", toml_array(args)),
         Probe::Healthcheck => "healthcheck = true".to_string(),

@@ -190,6 +190,13 @@ fn recognise(test: &Test) -> Option<(Probe, String)> {
             (Probe::Http { port, path }, ": the probe expects status 200 (wget accepts any status below 400)".to_string())
         }),
         "nc" if rest.is_empty() => nc(args).map(|p| (Probe::Tcp(p), String::new())),
+        "mysqladmin" | "mariadb-admin" if rest.is_empty() => mysqladmin_ping(args).map(|p| (Probe::Mysql(p), String::new())),
+        // The official MariaDB image's script; its other checks (e.g. --innodb_initialized)
+        // come down to a server that answers.
+        "healthcheck.sh" if rest.is_empty() && args.contains(&"--connect") => Some((
+            Probe::Mysql(3306),
+            ": the server's greeting on 3306 (what `healthcheck.sh --connect` waits for; its other checks are not run)".to_string(),
+        )),
         _ => None,
     }
 }
@@ -279,6 +286,28 @@ fn pg_isready(args: &[&str]) -> Option<u16> {
             "-p" | "--port" => port = port_number(value)?,
             "-h" | "--host" if !is_local(value) => return None,
             "-h" | "--host" | "-U" | "--username" | "-d" | "--dbname" | "-t" | "--timeout" | "-q" | "--quiet" => {}
+            _ => return None,
+        }
+    }
+    Some(port)
+}
+
+/// `mysqladmin ping` (or `mariadb-admin ping`) against this container: passes once the server
+/// answers, as the mysql probe does. A password (`-pSECRET`, `--password=...`) is ignored.
+fn mysqladmin_ping(args: &[&str]) -> Option<u16> {
+    let args: Vec<&str> = args.iter().copied().filter(|a| !(a.starts_with("-p") || a.starts_with("--password"))).collect();
+    let with_value = ["-h", "--host", "-P", "--port", "-u", "--user", "--protocol", "--connect-timeout"];
+    let (opts, positional) = options(&args, &with_value)?;
+    if !matches!(positional.as_slice(), [cmd] if cmd.eq_ignore_ascii_case("ping")) {
+        return None;
+    }
+    let mut port = 3306;
+    for (name, value) in opts {
+        match name.as_str() {
+            "-P" | "--port" => port = port_number(value)?,
+            "-h" | "--host" if !is_local(value) => return None,
+            "--protocol" if !value.eq_ignore_ascii_case("tcp") => return None,
+            "-h" | "--host" | "-u" | "--user" | "--protocol" | "--connect-timeout" | "-s" | "--silent" => {}
             _ => return None,
         }
     }

@@ -159,6 +159,11 @@ fn healthchecks_are_recognised_only_when_a_native_probe_means_the_same() {
     assert_eq!(p("test: curl -f http://api.example.com/"), exec(&["sh", "-c", "curl -f http://api.example.com/"]));
     assert_eq!(p("test: wget -qO- http://localhost:8081/ready"), Some(Probe::Http { port: 8081, path: "/ready".into() }));
     assert_eq!(p("test: [CMD, nc, -z, localhost, '9000']"), Some(Probe::Tcp(9000)));
+    assert_eq!(p("test: mysqladmin ping -h localhost -u root -p$$MYSQL_ROOT_PASSWORD"), Some(Probe::Mysql(3306)));
+    assert_eq!(p("test: [CMD, mariadb-admin, ping, --silent, -P, '3307']"), Some(Probe::Mysql(3307)));
+    assert_eq!(p("test: [CMD, healthcheck.sh, --connect, --innodb_initialized]"), Some(Probe::Mysql(3306)));
+    assert_eq!(p("test: mysqladmin ping -h db"), exec(&["sh", "-c", "mysqladmin ping -h db"]), "another host");
+    assert_eq!(p("test: mysqladmin status"), exec(&["sh", "-c", "mysqladmin status"]));
     assert_eq!(p("test: [CMD, test, -f, /ok]"), exec(&["test", "-f", "/ok"]));
     assert_eq!(p("test: echo $$HOME"), exec(&["sh", "-c", "echo $$HOME"]), "`$$` stays a literal dollar");
     assert_eq!(p("interval: 5s"), Some(Probe::Healthcheck));

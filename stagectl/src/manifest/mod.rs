@@ -211,6 +211,11 @@ pub struct Fixtures {
 pub enum Loader {
     /// `*.sql` through psql, `*.csv` through `COPY ... FROM STDIN` (file stem = table).
     Postgres { database: String, user: String },
+    /// MySQL/MariaDB: `*.sql` through the `mariadb`/`mysql` client, `*.csv` as multi-row
+    /// INSERTs (file stem = table, masked on the way). The password comes from the container's
+    /// own environment (`MARIADB_ROOT_PASSWORD`, `MYSQL_ROOT_PASSWORD`, or for another user
+    /// `MARIADB_PASSWORD`, `MYSQL_PASSWORD`), read inside the container: stagectl never holds it.
+    Mysql { database: String, user: String },
     /// `*.redis` files of Redis commands, one per line, through `redis-cli --pipe`.
     Redis,
     /// Each file is streamed to the stdin of this command, run inside the service.
@@ -462,6 +467,11 @@ pub enum Probe {
     Postgres {
         port: u16,
     },
+    /// MySQL/MariaDB's own protocol: the server's initial handshake (protocol 10), not an
+    /// error packet such as "too many connections", without a `docker exec` per attempt.
+    Mysql {
+        port: u16,
+    },
     Http {
         port: u16,
         path: String,
@@ -482,6 +492,7 @@ impl Probe {
         match self {
             Probe::Tcp { port } => format!("tcp :{port}"),
             Probe::Postgres { port } => format!("postgres :{port}"),
+            Probe::Mysql { port } => format!("mysql :{port}"),
             Probe::Http { port, path, status } => format!("http :{port}{path} → {status}"),
             Probe::Exec { command } => format!("exec {}", command.join(" ")),
             Probe::Log { pattern } => format!("log /{pattern}/"),

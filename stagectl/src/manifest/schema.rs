@@ -65,7 +65,11 @@ fn stack_name() -> Value {
 
 pub const SERVICE: &[Key] = &[
     key("image", string, "Image reference; with `build`, the tag given to the built image."),
-    key("build", || object(BUILD, &[]), "Build the image from a context directory."),
+    key(
+        "build",
+        || json!({ "anyOf": [{ "type": "string" }, object(BUILD, &[])] }),
+        "Build the image from a context directory (a path, or a table).",
+    ),
     key("command", argv, "The container's command (argv array)."),
     key("entrypoint", argv, "The container's entrypoint (argv array)."),
     key("env", env_table, "Environment variables; values may use ${VAR}, ${VAR:-default} and ${secret:NAME}."),
@@ -144,6 +148,7 @@ pub const BUILD: &[Key] = &[
 pub const READY: &[Key] = &[
     key("tcp", port, "Ready when the port accepts a connection."),
     key("postgres", port, "Ready when PostgreSQL answers its startup handshake on this port."),
+    key("mysql", port, "Ready when MariaDB/MySQL sends its greeting on this port."),
     key(
         "http",
         || json!({ "type": "string", "pattern": "^/" }),
@@ -166,9 +171,13 @@ pub const READY: &[Key] = &[
 ];
 
 pub const FIXTURES: &[Key] = &[
-    key("loader", || json!({ "enum": ["postgres", "redis", "command"] }), "How files are loaded (default postgres)."),
-    key("database", string, "postgres loader: the database (default: POSTGRES_DB of the service)."),
-    key("user", string, "postgres loader: the user (default postgres)."),
+    key("loader", || json!({ "enum": ["postgres", "mysql", "redis", "command"] }), "How files are loaded (default postgres)."),
+    key(
+        "database",
+        string,
+        "postgres/mysql loader: the database (default: POSTGRES_DB, MARIADB_DATABASE or MYSQL_DATABASE of the service).",
+    ),
+    key("user", string, "postgres/mysql loader: the user (default postgres / root)."),
     key("command", argv, "command loader: the command each file is piped into."),
     key("files", strings, "Files or glob patterns, loaded in order (relative to the manifest)."),
     key("after", strings, "Jobs that must complete before the load (default: the jobs that depend on the service)."),

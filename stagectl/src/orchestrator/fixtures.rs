@@ -25,9 +25,15 @@ pub enum FixtureError {
     /// PostgreSQL refused to flush its data files before a snapshot.
     #[error("CHECKPOINT failed: {output}")]
     Checkpoint { output: String },
+    /// The data service, stopped for a snapshot, did not come back: the stack cannot go on.
+    #[error("{service} did not come back after its snapshot was taken: {reason}")]
+    RestartAfterSnapshot { service: String, reason: String },
     #[error(transparent)]
     Docker(#[from] Error),
 }
+
+/// How long a data service other than PostgreSQL gets to shut down cleanly for a snapshot.
+const SNAPSHOT_STOP_GRACE_SECS: u32 = 60;
 
 /// Everything about a data service's fixtures that is known before it starts.
 pub(super) struct FixtureInputs {
@@ -37,6 +43,24 @@ pub(super) struct FixtureInputs {
     /// one's spec with its resolved image ID, and the content it mounts).
     pub(super) key: String,
     pub(super) snapshot_ref: String,
+    /// Each fixture file with its content digest, as loaded (kept as a container label).
+    pub(super) file_digests: BTreeMap<String, String>,
+}
+
+impl FixtureInputs {
+    /// Why the data is replaced, naming the fixture files that changed since the load of the
+    /// container `current` (from its label); `None` when no file differs or it is unknown.
+    pub(super) fn files_changed(&self, service: &str, current: &crate::docker::ObservedContainer) -> Option<String> {
+        let label = current.labels.get(crate::docker::labels::FIXTURE_FILES)?;
+        let before: BTreeMap<String, String> = serde_json::from_str(label).ok()?;
+        let changed = data::changed_files(&before, &self.file_digests);
+        (!changed.is_empty()).then(|| format!("{} → reloading {service}", changed.join(", ")))
+    }
+
+    /// The label value for [`Self::file_digests`].
+    pub(super) fn files_label(&self) -> String {
+        serde_json::to_string(&self.file_digests).unwrap_or_default()
+    }
 }
 
 /// Which of a job's bind mounts [`mounted_content`] covers.
@@ -81,6 +105,7 @@ pub(super) fn fixture_inputs(
 ) -> Result<FixtureInputs, FixtureError> {
     let files = data::expand_files(&manifest.dir, fixtures)?;
     let fx_hash = data::fixtures_hash(&manifest.dir, fixtures, &files)?;
+    let file_digests = data::file_digests(&manifest.dir, &files)?;
     let mut jobs = Vec::new();
     for job in &fixtures.after {
         let Some(j) = manifest.service(job) else { continue };
@@ -94,7 +119,7 @@ pub(super) fn fixture_inputs(
     data::save_hash_cache();
     let key = data::snapshot::key(image_id, spec_hash, &fx_hash, &jobs);
     let snapshot_ref = data::snapshot::reference(&fixtures.service, &key);
-    Ok(FixtureInputs { base_image: image_id.to_string(), files, key, snapshot_ref })
+    Ok(FixtureInputs { base_image: image_id.to_string(), files, key, snapshot_ref, file_digests })
 }
 
 impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
@@ -135,6 +160,9 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         if fixtures.snapshot {
             snapshot = "miss".into();
             if let Err(e) = self.take_snapshot(manifest, fixtures, inputs, id, &load).await {
+                if let FixtureError::RestartAfterSnapshot { .. } = e {
+                    return Err(e);
+                }
                 // An engine that went away meanwhile is the run's failure (exit 3), whatever
                 // error the cut call gave; the run must not go on to report the stack ready.
                 if let Err(lost @ Error::DockerUnreachable { .. }) = self.docker.list_containers(&manifest.stack).await {
@@ -157,19 +185,55 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         id: &str,
         load: &data::LoadReport,
     ) -> Result<(), FixtureError> {
+        let labels =
+            data::snapshot::image_labels(&manifest.stack, &fixtures.service, &inputs.key, &inputs.base_image, load.rows, load.seconds);
+        let secret_env = manifest.service(&fixtures.service).map(crate::secrets::secret_env_names).unwrap_or_default();
         if let Loader::Postgres { user, database } = &fixtures.loader {
             // Flush everything to the data files so the restored server needs no recovery.
             match self.docker.exec(id, &data::psql_command(user, database, &["-c", "CHECKPOINT"])).await? {
                 (0, _) => {}
                 (_, output) => return Err(FixtureError::Checkpoint { output: output.trim().to_string() }),
             }
+            self.docker.commit(id, &inputs.snapshot_ref, &labels, &secret_env).await?;
+        } else {
+            self.stopped_commit(manifest, &fixtures.service, id, &inputs.snapshot_ref, (&labels, &secret_env)).await?;
         }
-        let labels =
-            data::snapshot::image_labels(&manifest.stack, &fixtures.service, &inputs.key, &inputs.base_image, load.rows, load.seconds);
-        let secret_env = manifest.service(&fixtures.service).map(crate::secrets::secret_env_names).unwrap_or_default();
-        self.docker.commit(id, &inputs.snapshot_ref, &labels, &secret_env).await?;
         self.reporter.phase(&fixtures.service, Phase::Loading, &format!("snapshot saved as {}", inputs.snapshot_ref));
         data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref), Some(&manifest.stack)).await?;
+        Ok(())
+    }
+
+    /// The generic snapshot of a data service: stopped cleanly (its stop signal, e.g. a
+    /// MariaDB shutdown that flushes InnoDB), committed, started again and probed until ready,
+    /// so the image holds files no server is writing and a restore needs no crash recovery.
+    /// A service that does not come back is [`FixtureError::RestartAfterSnapshot`]; a failed
+    /// commit alone is returned after the restart.
+    async fn stopped_commit(
+        &self,
+        manifest: &Manifest,
+        service: &str,
+        id: &str,
+        reference: &str,
+        (labels, secret_env): (&BTreeMap<String, String>, &[String]),
+    ) -> Result<(), FixtureError> {
+        self.reporter.phase(service, Phase::Loading, "stopping for the snapshot");
+        self.docker.stop_container(id, SNAPSHOT_STOP_GRACE_SECS).await?;
+        let committed = self.docker.commit(id, reference, labels, secret_env).await;
+        let restart = |reason: String| FixtureError::RestartAfterSnapshot { service: service.to_string(), reason };
+        self.docker.start_container(id).await.map_err(|e| restart(e.to_string()))?;
+        let network = plan::network_name(&manifest.stack);
+        match manifest.service(service).and_then(|s| s.ready.as_ref()) {
+            Some(readiness) => {
+                crate::probes::wait_ready(self.docker.as_ref(), id, &network, readiness).await.map_err(|e| restart(e.to_string()))?;
+            }
+            None => {
+                let status = self.docker.container_status(id, &network).await.map_err(|e| restart(e.to_string()))?;
+                if !status.running {
+                    return Err(restart(format!("exited with {}", status.exit_code.unwrap_or(-1))));
+                }
+            }
+        }
+        committed?;
         Ok(())
     }
 }

@@ -285,7 +285,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 // E.g. migrations whose result is already in the restored data.
                 report.action = Action::Keep;
                 report.outcome = Outcome::Completed;
-                self.reporter.phase(&run.service.name, Phase::Kept, &format!("contained in `{data_service}`'s loaded data"));
+                let kept = kept_volumes_note(run.service);
+                self.reporter.phase(&run.service.name, Phase::Kept, &format!("contained in `{data_service}`'s loaded data{kept}"));
                 return Ok(());
             }
         };
@@ -436,6 +437,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     async fn decide(&self, run: &ServiceRun<'_>, target: &Target<'_>, dependency_changed: bool) -> (Action, bool) {
         let mut action = plan::decide(run.service, &target.hash, run.current.as_ref(), dependency_changed);
         let mut restarted = false;
+        if let (Action::Recreate(_), Some(c), Some((_, inputs))) = (&action, &run.current, &target.data) {
+            if let Some(why) = inputs.files_changed(&run.service.name, c) {
+                return (Action::Recreate(why), false);
+            }
+        }
         if let (Action::Recreate(_), Some(c)) = (&action, &run.current) {
             // Not a data service: its data may have lived in memory only (see `restart`).
             if target.data.is_none() && plan::restartable(run.service, &target.hash, c) {
@@ -495,6 +501,9 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         self.reporter.phase(name, Phase::Creating, &detail);
         let mut spec = plan::container_spec(run.manifest, run.service, image_id, reference, &target.hash);
         spec.labels.insert(plan::drift::SPEC_LABEL.to_string(), plan::drift::spec_label(&target.fields));
+        if let Some((_, inputs)) = &target.data {
+            spec.labels.insert(crate::docker::labels::FIXTURE_FILES.to_string(), inputs.files_label());
+        }
         let id = self.docker.create_container(&spec).await?;
         self.reporter.phase(name, Phase::Starting, "");
         self.docker.start_container(&id).await.map_err(|e| Failure::with_logs(e, &id))?;
@@ -646,5 +655,28 @@ fn preflight_ports(manifest: &Manifest, observed: &[ObservedContainer]) -> Resul
         Ok(())
     } else {
         Err(Error::Preflight(problems))
+    }
+}
+
+/// A job whose result is taken from a data service's snapshot is not run, but what it wrote
+/// into the stack's named volumes (an installer's config) is not in the snapshot: say so
+/// (the volume holds whatever the job's last run left, nothing after `down --volumes`).
+fn kept_volumes_note(job: &crate::manifest::Service) -> String {
+    let names: Vec<String> = job
+        .volumes
+        .iter()
+        .filter(|v| !v.read_only)
+        .filter_map(|v| match &v.source {
+            crate::manifest::VolumeSource::Named(n) => Some(format!("`{n}`")),
+            crate::manifest::VolumeSource::Bind(_) => None,
+        })
+        .collect();
+    match names.as_slice() {
+        [] => String::new(),
+        [one] => format!("; volume {one} it writes is not in the snapshot: it keeps what the job's last run left there, if anything"),
+        many => format!(
+            "; volumes {} it writes are not in the snapshot: they keep what the job's last run left there, if anything",
+            many.join(", ")
+        ),
     }
 }

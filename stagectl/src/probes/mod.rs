@@ -2,6 +2,8 @@
 //! sleep. TCP and HTTP probes go to the container's address on the stack network, not to a
 //! published port: Docker's port proxy accepts connections before the service inside does.
 
+mod mysql;
+
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -56,6 +58,16 @@ pub enum ProbeError {
     PostgresNotAccepting { addr: String, message: String },
     #[error("postgres {addr}: unexpected reply {reply:?}")]
     PostgresUnexpected { addr: String, reply: char },
+    #[error("mysql {addr}: {source}")]
+    MysqlIo { addr: String, source: std::io::Error },
+    #[error("mysql {addr}: no greeting: {source}")]
+    MysqlNoAnswer { addr: String, source: std::io::Error },
+    /// The server sent an error packet instead of its handshake (too many connections, host
+    /// blocked, shutting down).
+    #[error("mysql {addr}: error {code}: {message}")]
+    MysqlRefused { addr: String, code: u16, message: String },
+    #[error("mysql {addr}: not a MySQL greeting: {detail}")]
+    MysqlUnexpected { addr: String, detail: String },
     /// The request failed; `detail` is the error with its chain of causes.
     #[error("GET {url}: {detail}")]
     HttpRequest { url: String, detail: String },
@@ -194,6 +206,7 @@ async fn attempt<E: ContainerEngine + ?Sized>(
             }
         }
         Probe::Postgres { port } => postgres_accepting(&format!("{}:{port}", need_ip()?)).await,
+        Probe::Mysql { port } => mysql::mysql_accepting(&format!("{}:{port}", need_ip()?)).await,
         Probe::Http { port, path, status } => {
             let url = format!("http://{}:{port}{path}", need_ip()?);
             let resp = match client.get(&url).send().await {

@@ -10,9 +10,10 @@ use crate::manifest::{Fixtures, Loader, MaskRule, Service};
 
 pub(super) const FIXTURE_KEYS: &[&str] =
     &["loader", "database", "user", "command", "files", "after", "mask", "sensitive", "seed", "snapshot"];
-const LOADERS: &[&str] = &["postgres", "redis", "command"];
-/// Keys that only one loader uses, and that loader.
-const LOADER_ONLY_KEYS: [(&str, &str); 3] = [("database", "postgres"), ("user", "postgres"), ("command", "command")];
+const LOADERS: &[&str] = &["postgres", "mysql", "redis", "command"];
+/// Keys that only some loaders use, and those loaders.
+const LOADER_ONLY_KEYS: [(&str, &[&str]); 3] =
+    [("database", &["postgres", "mysql"]), ("user", &["postgres", "mysql"]), ("command", &["command"])];
 
 /// `table.column`, as mask rules and sensitive columns are keyed.
 pub(super) fn is_table_column(s: &str) -> bool {
@@ -42,7 +43,15 @@ impl Cx<'_> {
             return None;
         }
         let loader = self.loader(body, t, service)?;
-        self.masking_needs_the_postgres_loader(t, &loader, &service_name);
+        if matches!(&loader, Loader::Mysql { database, .. } if database.is_empty()) {
+            self.diags.push(
+                Diagnostic::new(body.span(), format!("the mysql loader of [fixtures.{service_name}] needs a database")).help(format!(
+                    "add `database = \"app\"`, or set MARIADB_DATABASE (or MYSQL_DATABASE) in `services.{service_name}.env`"
+                )),
+            );
+            return None;
+        }
+        self.masking_needs_a_sql_loader(t, &loader, &service_name);
         let (files, files_lines) = self.fixture_files(body, t, &service_name)?;
         let after = self.after(t, services, &service_name)?;
         let mask = match t.get("mask") {
@@ -76,8 +85,8 @@ impl Cx<'_> {
             None => "postgres".to_string(),
         };
         for (key, only) in LOADER_ONLY_KEYS {
-            if let Some(v) = t.get(key).filter(|_| loader_name != only) {
-                self.diags.push(Diagnostic::new(v.span(), format!("`{key}` only applies to the {only} loader")));
+            if let Some(v) = t.get(key).filter(|_| !only.contains(&loader_name.as_str())) {
+                self.diags.push(Diagnostic::new(v.span(), format!("`{key}` only applies to the {} loader", only.join(" and "))));
             }
         }
         Some(match loader_name.as_str() {
@@ -89,6 +98,21 @@ impl Cx<'_> {
                 user: match t.get("user") {
                     Some(v) => self.plain_string(v, &field("user"))?,
                     None => env_or(service, "POSTGRES_USER", "postgres"),
+                },
+            },
+            "mysql" => Loader::Mysql {
+                database: match t.get("database") {
+                    Some(v) => self.plain_string(v, &field("database"))?,
+                    None => match env_or(service, "MARIADB_DATABASE", "") {
+                        d if d.is_empty() => env_or(service, "MYSQL_DATABASE", ""),
+                        d => d,
+                    },
+                }
+                .trim()
+                .to_string(),
+                user: match t.get("user") {
+                    Some(v) => self.plain_string(v, &field("user"))?,
+                    None => "root".to_string(),
                 },
             },
             "redis" => Loader::Redis,
@@ -146,10 +170,11 @@ impl Cx<'_> {
         Some(items.into_iter().map(|(a, _)| a).collect())
     }
 
-    /// Only the postgres loader reads the rows it loads (CSV), so only it can mask them: a rule
-    /// another loader would ignore is an error, never a silent pass-through of raw values.
-    fn masking_needs_the_postgres_loader(&mut self, t: &DeTable<'_>, loader: &Loader, service: &str) {
-        if matches!(loader, Loader::Postgres { .. }) {
+    /// Only the postgres and mysql loaders read the rows they load (CSV), so only they can mask
+    /// them: a rule another loader would ignore is an error, never a silent pass-through of raw
+    /// values.
+    fn masking_needs_a_sql_loader(&mut self, t: &DeTable<'_>, loader: &Loader, service: &str) {
+        if matches!(loader, Loader::Postgres { .. } | Loader::Mysql { .. }) {
             return;
         }
         let name = match loader {
@@ -163,7 +188,7 @@ impl Cx<'_> {
                         v.span(),
                         format!("`fixtures.{service}.{key}` cannot be applied by the {name} loader: it streams files unchanged"),
                     )
-                    .help("mask the data before it goes into the fixture files, or load CSV files with loader = \"postgres\""),
+                    .help("mask the data before it goes into the fixture files, or load CSV files with loader = \"postgres\" or \"mysql\""),
                 );
             }
         }
@@ -211,15 +236,17 @@ impl Cx<'_> {
         sensitive
     }
 
-    /// `snapshot`: on by default for the postgres loader, which is the only one that supports it.
+    /// `snapshot`: on by default for the postgres and mysql loaders; the command loader may
+    /// opt in (the service is stopped cleanly for the commit, so its data must be on disk by
+    /// then). Not for Redis: the staging image keeps nothing on disk, a stop loses the data.
     fn snapshot_flag(&mut self, t: &DeTable<'_>, loader: &Loader, service: &str) -> Option<bool> {
-        let postgres = matches!(loader, Loader::Postgres { .. });
-        let Some(v) = t.get("snapshot") else { return Some(postgres) };
+        let by_default = matches!(loader, Loader::Postgres { .. } | Loader::Mysql { .. });
+        let Some(v) = t.get("snapshot") else { return Some(by_default) };
         let snapshot = self.boolean(v, &format!("`fixtures.{service}.snapshot`"))?;
-        if snapshot && !postgres {
+        if snapshot && matches!(loader, Loader::Redis) {
             self.diags.push(
-                Diagnostic::new(v.span(), "snapshots are supported for the postgres loader only")
-                    .help("remove `snapshot = true`; reloading small Redis or command fixtures is fast"),
+                Diagnostic::new(v.span(), "snapshots are not supported for the redis loader")
+                    .help("remove `snapshot = true`; reloading small Redis fixtures is fast"),
             );
         }
         Some(snapshot)

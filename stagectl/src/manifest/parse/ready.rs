@@ -1,4 +1,4 @@
-//! `[services.NAME.ready]`: exactly one probe (tcp, postgres, http, exec, log, healthcheck)
+//! `[services.NAME.ready]`: exactly one probe (tcp, postgres, mysql, http, exec, log, healthcheck)
 //! plus its timing: `timeout` (the deadline for being ready), `interval` (between attempts),
 //! and, as compose users know them from `healthcheck`, `attempt_timeout` (compose's
 //! `timeout`: one attempt), `retries` and `start_period`.
@@ -14,6 +14,7 @@ use crate::manifest::{PortMapping, Probe, Readiness, DEFAULT_ATTEMPT_TIMEOUT, DE
 pub(super) const READY_KEYS: &[&str] = &[
     "tcp",
     "postgres",
+    "mysql",
     "http",
     "exec",
     "log",
@@ -28,7 +29,7 @@ pub(super) const READY_KEYS: &[&str] = &[
 ];
 /// Most `retries` accepted.
 const MAX_RETRIES: i64 = 1_000_000;
-const PROBE_KINDS: &[&str] = &["tcp", "postgres", "http", "exec", "log", "healthcheck"];
+const PROBE_KINDS: &[&str] = &["tcp", "postgres", "mysql", "http", "exec", "log", "healthcheck"];
 /// Keys that only an http probe uses.
 const HTTP_ONLY_KEYS: [&str; 2] = ["port", "status"];
 
@@ -54,6 +55,7 @@ impl Cx<'_> {
         let probe = match kind {
             "tcp" => self.port_number(pv, &field("tcp")).map(|port| Probe::Tcp { port }),
             "postgres" => self.port_number(pv, "postgres probe port").map(|port| Probe::Postgres { port }),
+            "mysql" => self.port_number(pv, "mysql probe port").map(|port| Probe::Mysql { port }),
             "http" => self.http_probe(pv, t, ServicePorts { service, mappings: ports, complete: ports_complete }),
             "exec" => self.command(pv, &field("exec")).map(|command| Probe::Exec { command }),
             "log" => self.log_probe(pv, service),
@@ -112,7 +114,7 @@ impl Cx<'_> {
         };
         self.diags.push(
             Diagnostic::new(v.span(), msg).help(
-                "use exactly one of: tcp = PORT, postgres = PORT, http = \"/path\", exec = [..], log = \"regex\", healthcheck = true",
+                "use exactly one of: tcp = PORT, postgres = PORT, mysql = PORT, http = \"/path\", exec = [..], log = \"regex\", healthcheck = true",
             ),
         );
         None
@@ -125,7 +127,7 @@ impl Cx<'_> {
         }
         for key in HTTP_ONLY_KEYS {
             let Some(x) = t.get(key) else { continue };
-            let help = if key == "port" && matches!(kind, "tcp" | "postgres") {
+            let help = if key == "port" && matches!(kind, "tcp" | "postgres" | "mysql") {
                 format!("remove it: a {kind} probe connects to the port given as `{kind} = PORT`")
             } else {
                 format!("remove it: a {kind} probe does not use `{key}`")

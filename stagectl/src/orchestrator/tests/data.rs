@@ -284,3 +284,100 @@ async fn a_service_without_a_probe_that_exits_within_the_settle_window_fails() {
     assert_eq!(results(&again)["app"], (Action::Keep, Outcome::Ready));
     assert_eq!(fake.calls_to("wait_exit s-app"), Vec::<String>::new());
 }
+
+/// A MariaDB with the mysql loader: its snapshot goes through the generic path.
+const MARIADB: &str = r#"
+[stack]
+name = "s"
+[services.db]
+image = "mariadb"
+env = { MARIADB_DATABASE = "app" }
+ready = { healthcheck = true, timeout = "5s", interval = "10ms" }
+[fixtures.db]
+loader = "mysql"
+files = ["data/*.sql"]
+"#;
+
+#[tokio::test]
+async fn a_mysql_snapshot_stops_the_service_commits_it_and_brings_it_back_ready() {
+    let (fake, orch, _) = setup();
+    fake.image("mariadb");
+    fake.health("s-db", "healthy");
+    let project = Project::new(&[("data/01_users.sql", "CREATE TABLE users (id int);\n")]);
+    let first = orch.up(&project.parse(MARIADB)).await.unwrap();
+    assert!(first.ok, "{first:#?}");
+    assert_eq!(snapshot(&first, "db"), "miss");
+    let db = fake.container("s-db").unwrap().id;
+    let calls = fake.calls();
+    let at = |prefix: &str| calls.iter().rposition(|c| c.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in {calls:#?}"));
+    let (stop, commit, start) = (at(&format!("stop_container {db}")), at(&format!("commit {db}")), at(&format!("start_container {db}")));
+    assert!(marker_written(&fake).unwrap() < stop && stop < commit && commit < start, "{calls:#?}");
+    // Probed again after the restart, before the service is reported ready.
+    assert!(calls[start..].iter().any(|c| c.starts_with(&format!("container_status {db}"))), "{calls:#?}");
+    assert!(matches!(fake.container("s-db").unwrap().state, crate::docker::RunState::Running));
+
+    orch.down("s", true).await.unwrap();
+    let rebuilt = orch.up(&project.parse(MARIADB)).await.unwrap();
+    assert!(rebuilt.ok);
+    assert_eq!(snapshot(&rebuilt, "db"), "hit");
+    assert_eq!(fake.container("s-db").unwrap().spec.image, format!("sha256:commit-{db}"));
+}
+
+#[tokio::test]
+async fn a_postgres_snapshot_is_committed_running_after_a_checkpoint() {
+    let (fake, orch, _) = setup();
+    fake.health("s-db", "healthy");
+    let project = app_project();
+    assert!(orch.up(&project.parse(APP)).await.unwrap().ok);
+    assert!(fake.calls_to("stop_container").is_empty(), "{:#?}", fake.calls());
+    assert!(fake.calls().iter().any(|c| c.contains("CHECKPOINT")));
+}
+
+#[tokio::test]
+async fn a_changed_fixture_file_is_named_as_the_reason_to_reload() {
+    let (fake, orch, _) = setup();
+    fake.health("s-db", "healthy");
+    let project = app_project();
+    assert!(orch.up(&project.parse(APP)).await.unwrap().ok);
+    project.write("data/01_users.sql", "INSERT INTO users VALUES (2);\n");
+    project.write("data/02_more.sql", "INSERT INTO users VALUES (3);\n");
+    let report = orch.up(&project.parse(APP)).await.unwrap();
+    assert_eq!(results(&report)["db"].0, Action::Recreate("data/01_users.sql changed, data/02_more.sql added → reloading db".into()));
+    // Another input of the key (the masking seed) changed, no file: the general reason.
+    let reseeded = APP.replace(r#"files = ["data/*.sql"]"#, "files = [\"data/*.sql\"]\nseed = \"other\"");
+    let report = orch.up(&project.parse(&reseeded)).await.unwrap();
+    assert_eq!(results(&report)["db"].0, Action::Recreate("spec changed".into()));
+}
+
+#[tokio::test]
+async fn the_command_loader_may_snapshot_through_the_generic_path() {
+    let (fake, orch, _) = setup();
+    fake.image("mariadb");
+    fake.health("s-db", "healthy");
+    let project = Project::new(&[("data/01_users.sql", "CREATE TABLE users (id int);\n")]);
+    let toml = MARIADB.replace(r#"loader = "mysql""#, "loader = \"command\"\ncommand = [\"mariadb\", \"app\"]\nsnapshot = true");
+    let first = orch.up(&project.parse(&toml)).await.unwrap();
+    assert!(first.ok, "{first:#?}");
+    assert_eq!(snapshot(&first, "db"), "miss");
+    assert_eq!(fake.calls_to("stop_container").len(), 1, "{:#?}", fake.calls());
+    orch.down("s", true).await.unwrap();
+    assert_eq!(snapshot(&orch.up(&project.parse(&toml)).await.unwrap(), "db"), "hit");
+}
+
+#[tokio::test]
+async fn a_job_kept_in_the_snapshot_says_the_volume_it_writes_was_kept() {
+    let (fake, orch, events) = setup();
+    fake.health("s-db", "healthy");
+    let project = app_project();
+    let toml = APP.replace("[services.install]\nimage = \"pg\"", "[services.install]\nimage = \"pg\"\nvolumes = [\"config:/config\"]");
+    assert!(orch.up(&project.parse(&toml)).await.unwrap().ok);
+    orch.down("s", false).await.unwrap();
+    let rebuilt = orch.up(&project.parse(&toml)).await.unwrap();
+    assert_eq!(snapshot(&rebuilt, "db"), "hit");
+    let kept: Vec<String> =
+        events.0.lock().unwrap().iter().filter(|(s, p, _)| s == "install" && *p == Phase::Kept).map(|(_, _, d)| d.clone()).collect();
+    assert_eq!(
+        kept.last().map(String::as_str),
+        Some("contained in `db`'s loaded data; volume `config` it writes is not in the snapshot: it keeps what the job's last run left there, if anything")
+    );
+}
