@@ -6,8 +6,9 @@ pub enum CheckError {
     #[error("no network target")]
     NoNetworkTarget,
 
-    #[error("service `{service}` is not running")]
-    NotRunning { service: String },
+    /// Not retried: the containers are listed once per check run, so it cannot change.
+    #[error("service `{service}` is not running ({state}); not retried")]
+    NotRunning { service: String, state: String },
 
     #[error("service `{service}` has no address on {network}")]
     NoAddress { service: String, network: String },

@@ -68,7 +68,9 @@ pub async fn run_all<E: ContainerEngine + ?Sized>(
         let outcome = loop {
             attempts += 1;
             let outcome = attempt(docker, manifest, check, &containers).await;
-            if outcome.is_ok() {
+            // A service that is down stays down for this run: fail at once, with the reason,
+            // instead of retrying for the whole timeout.
+            if outcome.is_ok() || matches!(outcome, Err(CheckError::NotRunning { .. })) {
                 break outcome;
             }
             tokio::time::sleep(RETRY_INTERVAL.min(deadline.saturating_duration_since(Instant::now()))).await;
@@ -143,9 +145,19 @@ async fn target<E: ContainerEngine + ?Sized>(
 }
 
 fn running(stack: &str, service: &str, containers: &[crate::docker::ObservedContainer]) -> Result<String, CheckError> {
-    plan::running_container(stack, service, containers)
-        .map(|c| c.id.clone())
-        .ok_or_else(|| CheckError::NotRunning { service: service.to_string() })
+    if let Some(c) = plan::running_container(stack, service, containers) {
+        return Ok(c.id.clone());
+    }
+    let state = match plan::current_container(stack, service, containers) {
+        None => "no container: `stagectl up` creates it".to_string(),
+        Some(c) => match (c.state, c.exit_code) {
+            (crate::docker::RunState::Exited, Some(code)) => format!("exited with code {code}; `stagectl logs {service}` shows why"),
+            (crate::docker::RunState::Exited, None) => "stopped".to_string(),
+            (crate::docker::RunState::Created, _) => "created, never started".to_string(),
+            _ => "restarting or paused".to_string(),
+        },
+    };
+    Err(CheckError::NotRunning { service: service.to_string(), state })
 }
 
 /// A whole request (connect, send, answer, body) gets this long.

@@ -372,3 +372,28 @@ async fn a_cancelled_up_reports_nothing_ready_and_the_next_up_probes_what_it_lef
     assert_eq!(results(&report)["db"], (Action::Keep, Outcome::Ready));
     assert!(fake.first_call("exec s-db#").unwrap() < fake.first_call("create_container s-app").unwrap());
 }
+
+#[tokio::test]
+async fn a_check_against_a_service_that_is_down_fails_at_once_with_the_reason() {
+    let (fake, orch, _) = setup();
+    let m = parse(
+        r#"
+[stack]
+name = "s"
+[services.web]
+image = "web"
+[[checks.smoke]]
+name = "web answers"
+tcp = { service = "web", port = 80 }
+timeout = "60s"
+"#,
+    );
+    assert!(orch.up(&m).await.unwrap().ok);
+    fake.exit_now("s-web", 3);
+    let results = crate::checks::run_all(fake.as_ref(), &m, &|_| {}).await.unwrap();
+    let r = &results[0];
+    assert_eq!(r.outcome, crate::checks::CheckOutcome::Failed);
+    // One attempt, not 60 s of retries against a container that cannot come back by itself.
+    assert_eq!(r.attempts, 1, "{r:?}");
+    assert!(r.message.contains("service `web` is not running (exited with code 3"), "{}", r.message);
+}
