@@ -40,31 +40,69 @@ fn to_hash_map(m: &BTreeMap<String, String>) -> HashMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-/// Whether the engine itself went away — its socket gone, the connection refused or cut — as
-/// opposed to the engine refusing a request: the former is "Docker unreachable" (exit 3) also
-/// in the middle of a run.
+/// Whether the engine itself went away — its socket gone, the connection refused, cut, or
+/// accepted and closed without an answer — as opposed to the engine refusing a request: the
+/// former is "Docker unreachable" (exit 3) also in the middle of a run. The rule is "no HTTP
+/// answer at all, or an answer cut short": a transport failure, told by the error's type (the
+/// hyper client's connect and send errors, hyper's connection errors, I/O errors on the
+/// connection), never by its text. An answer from the engine (any status) is not a loss.
 fn engine_lost(e: &bollard::errors::Error) -> bool {
     use bollard::errors::Error as B;
-    let by_variant = match e {
-        B::HyperLegacyError { err } => err.is_connect(),
-        B::HyperResponseError { err } => err.is_closed() || err.is_incomplete_message() || err.is_canceled(),
+    match e {
+        // Connecting failed, or the request could not be sent / its answer was not received.
+        B::HyperLegacyError { err } => err.is_connect() || chain_is_transport(err),
+        B::HyperResponseError { err } => hyper_transport(err) || chain_is_transport(err),
+        // Reading an answer's body or an attached stream from the connection failed. bollard
+        // hands hyper's body errors on as `io::Error::other(text)` (the type is lost there),
+        // so this variant is the type information left: it only comes from the connection.
+        B::IOError { .. } => true,
         B::SocketNotFoundError(_) => true,
-        _ => false,
-    };
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            if matches!(
-                io.kind(),
-                K::ConnectionRefused | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotFound | K::UnexpectedEof
-            ) {
-                return true;
-            }
-        }
-        source = err.source();
+        _ => chain_is_transport(e),
     }
-    by_variant
+}
+
+/// A hyper error that means the connection failed, not the message: closed, cut before the
+/// answer was complete, a body that could not be read or written to its end.
+fn hyper_transport(err: &hyper::Error) -> bool {
+    err.is_closed() || err.is_incomplete_message() || err.is_canceled() || err.is_body_write_aborted() || err.is_shutdown()
+}
+
+/// An I/O error of a broken connection (bollard wraps a body stream's hyper error in an
+/// `io::Error` of kind `Other`: look inside it).
+fn io_transport(io: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    if matches!(io.kind(), K::ConnectionRefused | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotFound | K::UnexpectedEof)
+    {
+        return true;
+    }
+    match io.get_ref() {
+        Some(inner) => dyn_transport(inner) || chain_is_transport(inner),
+        None => false,
+    }
+}
+
+fn dyn_transport(err: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(h) = err.downcast_ref::<hyper::Error>() {
+        // hyper's body and I/O errors ("error reading a body from connection") carry the
+        // connection's I/O error as their cause; its kind is checked by the caller's walk.
+        return hyper_transport(h);
+    }
+    if let Some(io) = err.downcast_ref::<std::io::Error>() {
+        return io_transport(io);
+    }
+    false
+}
+
+/// Whether any error in `err`'s source chain is a transport failure.
+fn chain_is_transport(err: &dyn std::error::Error) -> bool {
+    let mut source = err.source();
+    while let Some(e) = source {
+        if dyn_transport(e) {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The error for a failed Docker API call: unreachable when the engine went away, else the
@@ -248,7 +286,13 @@ impl ContainerEngine for BollardEngine {
             let mut image_id = None;
             let mut tail: Vec<String> = Vec::new();
             while let Some(item) = stream.next().await {
-                let info = item.map_err(|e| Error::docker(format!("building {first}"), format!("{e}\n{}", tail.join("\n"))))?;
+                let info = item.map_err(|e| {
+                    if engine_lost(&e) {
+                        lost_or(&self.host, format!("building {first}"), e)
+                    } else {
+                        Error::docker(format!("building {first}"), format!("{e}\n{}", tail.join("\n")))
+                    }
+                })?;
                 if let Some(err) = info.error_detail.and_then(|d| d.message) {
                     return Err(Error::docker(format!("building {first}"), format!("{err}\n{}", tail.join("\n"))));
                 }
@@ -661,7 +705,72 @@ pub fn split_reference(reference: &str) -> (&str, &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::split_reference;
+    use super::*;
+
+    /// An engine socket that answers each connection with `answer` (after reading the request
+    /// head; `None`: closes at once, unread) and closes it.
+    fn fake_engine(answer: Option<&'static [u8]>) -> (tempfile::TempDir, BollardEngine) {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().map_while(std::result::Result::ok) {
+                let Some(answer) = answer else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                let _ = conn.write_all(answer);
+            }
+        });
+        let docker = Docker::connect_with_unix(path.to_str().unwrap(), 10, bollard::API_DEFAULT_VERSION).unwrap();
+        let host = format!("unix://{}", path.display());
+        (dir, BollardEngine { docker, host })
+    }
+
+    fn lost<T: std::fmt::Debug>(r: Result<T>) -> bool {
+        match r {
+            Err(Error::DockerUnreachable { .. }) => true,
+            other => {
+                eprintln!("not lost: {other:?}");
+                false
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_socket_that_accepts_and_closes_is_a_lost_engine() {
+        let (_dir, engine) = fake_engine(None);
+        assert!(lost(engine.list_containers("s").await));
+        assert!(lost(engine.start_container("c").await));
+    }
+
+    #[tokio::test]
+    async fn an_answer_cut_short_is_a_lost_engine() {
+        // Headers, then the connection ends inside the body ("error reading a body").
+        let (_dir, engine) = fake_engine(Some(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n[{\"Id\":"));
+        assert!(lost(engine.list_containers("s").await));
+        // A streamed answer (chunked) cut inside a chunk.
+        let (_dir, engine) =
+            fake_engine(Some(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n{\"Sta"));
+        assert!(lost(engine.wait_exit("c").await));
+        // Half a status line.
+        let (_dir, engine) = fake_engine(Some(b"HTTP/1.1 2"));
+        assert!(lost(engine.list_networks("s").await));
+    }
+
+    #[tokio::test]
+    async fn an_engine_that_answers_an_error_is_not_lost() {
+        let (_dir, engine) = fake_engine(Some(
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{\"message\":\"boom\"}",
+        ));
+        match engine.list_containers("s").await {
+            Err(Error::Docker { .. }) => {}
+            other => panic!("an answer is not a lost engine: {other:?}"),
+        }
+    }
 
     #[test]
     fn references_split_at_the_tag_not_the_registry_port() {

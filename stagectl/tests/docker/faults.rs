@@ -197,13 +197,20 @@ fn a_request_head_trickled_one_byte_a_second_is_closed_by_the_stall_limit() {
 
 /// A relay in front of the Docker socket that passes half-closes on (so `docker exec` with
 /// stdin works through it) and cuts everything, like an engine dying, when a request whose
-/// head contains `trigger` goes by (that request never reaches the engine).
+/// head contains `trigger` goes by (that request never reaches the engine). After the cut its
+/// socket is gone, or, with `accept_after_cut`, it still accepts connections and closes them
+/// at once unanswered (systemd's `docker.socket` while `docker.service` fails to start, a
+/// socket proxy whose engine is gone).
 struct CutAt {
     path: PathBuf,
 }
 
 impl CutAt {
     fn start(path: PathBuf, trigger: &'static [u8]) -> CutAt {
+        Self::start_with(path, trigger, false)
+    }
+
+    fn start_with(path: PathBuf, trigger: &'static [u8], accept_after_cut: bool) -> CutAt {
         use std::os::unix::net::{UnixListener, UnixStream};
         use std::sync::{Arc, Mutex};
         let real = std::env::var("DOCKER_HOST")
@@ -215,6 +222,10 @@ impl CutAt {
         let socket = path.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
+                if accept_after_cut && open.lock().unwrap().is_none() {
+                    drop(client);
+                    continue;
+                }
                 let (Ok(client), Ok(engine)) = (client, UnixStream::connect(&real)) else { return };
                 {
                     let mut guard = open.lock().unwrap();
@@ -234,7 +245,9 @@ impl CutAt {
                         }
                         if buf[..n].windows(trigger.len()).any(|w| w == trigger) {
                             // The engine "dies": no new connections, every open one cut.
-                            let _ = std::fs::remove_file(&socket);
+                            if !accept_after_cut {
+                                let _ = std::fs::remove_file(&socket);
+                            }
                             for s in open.lock().unwrap().take().unwrap_or_default() {
                                 let _ = s.shutdown(std::net::Shutdown::Both);
                             }
@@ -285,6 +298,36 @@ files = ["seed.sql"]
     let out = stack.run_env(&["up"], &[("DOCKER_HOST", &relay.host()), ("STAGECTL_LOCAL", "true")]);
     let err = stderr(&out);
     assert!(err.contains("t.sql loading") || err.contains("seed.sql"), "the load did not happen through the relay: {err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains(&format!("cannot reach the Docker engine at {}", relay.host())), "{err}");
+}
+
+/// The engine goes away during the snapshot, but its socket still accepts connections and
+/// closes them unanswered: every later call fails with a transport error ("client error
+/// (SendRequest)"), not a refused connection. That is a lost engine too: exit 3, not a
+/// warning and exit 0 (the re-check after the failed snapshot used to call it a Docker error).
+#[test]
+fn an_engine_socket_that_accepts_and_closes_after_a_cut_gives_exit_code_3() {
+    require_docker!();
+    let stack = Stack::new(
+        "f-acceptclose",
+        r#"
+[stack]
+name = "{stack}"
+
+[services.db]
+image = "stagectl/postgres:15"
+ready = { postgres = 5432, timeout = "60s" }
+
+[fixtures.db]
+files = ["seed.sql"]
+"#,
+    );
+    std::fs::write(stack.path("seed.sql"), format!("CREATE TABLE t (id int); INSERT INTO t VALUES (1); -- {}\n", stack.name)).unwrap();
+    let relay = CutAt::start_with(stack.path("docker.sock"), b"/commit?", true);
+    let out = stack.run_env(&["up"], &[("DOCKER_HOST", &relay.host()), ("STAGECTL_LOCAL", "true")]);
+    let err = stderr(&out);
+    assert!(err.contains("seed.sql"), "the load did not happen through the relay: {err}");
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains(&format!("cannot reach the Docker engine at {}", relay.host())), "{err}");
 }
