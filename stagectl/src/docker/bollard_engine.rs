@@ -146,7 +146,28 @@ impl BollardEngine {
     }
 }
 
+/// How long past its stop grace a container being removed by someone else may take to go.
+const REMOVAL_MARGIN_SECS: u64 = 30;
+
 impl BollardEngine {
+    /// Polls until container `id` no longer exists, for at most `limit`.
+    async fn wait_gone(&self, id: &str, limit: Duration, conflict: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match self.docker.inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>).await {
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(e) => return Err(lost_or(&self.host, format!("waiting for the removal of container {id}"), e)),
+                Ok(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(Error::docker(
+                        format!("removing container {id}"),
+                        format!("{conflict}; still there after {}s", limit.as_secs()),
+                    ));
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     /// `FROM raw` + `labels`, tagged `reference`: the same layers, a fresh image config.
     async fn rebuild_without_container_config(&self, raw: &str, reference: &str, labels: &BTreeMap<String, String>) -> Result<String> {
         let dockerfile = format!("FROM {raw}\n");
@@ -449,8 +470,13 @@ impl ContainerEngine for BollardEngine {
             match self.docker.remove_container(id, Some(opts)).await {
                 Ok(()) => Ok(()),
                 Err(e) if is_not_found(&e) => Ok(()),
-                // 409: removal already in progress (another `down`).
-                Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+                // 409: removal already in progress — another `down`, or one whose process was
+                // killed: the engine carries on without it. The container is not gone yet, and a
+                // same-named one cannot be created until it is: wait for it (bounded).
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, message }) => {
+                    let limit = Duration::from_secs(u64::from(grace_secs) + REMOVAL_MARGIN_SECS);
+                    self.wait_gone(id, limit, &message).await
+                }
                 Err(e) => Err(lost_or(&self.host, format!("removing container {id}"), e)),
             }
         })
@@ -704,79 +730,5 @@ pub fn split_reference(reference: &str) -> (&str, &str) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An engine socket that answers each connection with `answer` (after reading the request
-    /// head; `None`: closes at once, unread) and closes it.
-    fn fake_engine(answer: Option<&'static [u8]>) -> (tempfile::TempDir, BollardEngine) {
-        use std::io::{Read, Write};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("docker.sock");
-        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        std::thread::spawn(move || {
-            for mut conn in listener.incoming().map_while(std::result::Result::ok) {
-                let Some(answer) = answer else { continue };
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
-                    head.push(byte[0]);
-                }
-                let _ = conn.write_all(answer);
-            }
-        });
-        let docker = Docker::connect_with_unix(path.to_str().unwrap(), 10, bollard::API_DEFAULT_VERSION).unwrap();
-        let host = format!("unix://{}", path.display());
-        (dir, BollardEngine { docker, host })
-    }
-
-    fn lost<T: std::fmt::Debug>(r: Result<T>) -> bool {
-        match r {
-            Err(Error::DockerUnreachable { .. }) => true,
-            other => {
-                eprintln!("not lost: {other:?}");
-                false
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn a_socket_that_accepts_and_closes_is_a_lost_engine() {
-        let (_dir, engine) = fake_engine(None);
-        assert!(lost(engine.list_containers("s").await));
-        assert!(lost(engine.start_container("c").await));
-    }
-
-    #[tokio::test]
-    async fn an_answer_cut_short_is_a_lost_engine() {
-        // Headers, then the connection ends inside the body ("error reading a body").
-        let (_dir, engine) = fake_engine(Some(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n[{\"Id\":"));
-        assert!(lost(engine.list_containers("s").await));
-        // A streamed answer (chunked) cut inside a chunk.
-        let (_dir, engine) =
-            fake_engine(Some(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n{\"Sta"));
-        assert!(lost(engine.wait_exit("c").await));
-        // Half a status line.
-        let (_dir, engine) = fake_engine(Some(b"HTTP/1.1 2"));
-        assert!(lost(engine.list_networks("s").await));
-    }
-
-    #[tokio::test]
-    async fn an_engine_that_answers_an_error_is_not_lost() {
-        let (_dir, engine) = fake_engine(Some(
-            b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{\"message\":\"boom\"}",
-        ));
-        match engine.list_containers("s").await {
-            Err(Error::Docker { .. }) => {}
-            other => panic!("an answer is not a lost engine: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn references_split_at_the_tag_not_the_registry_port() {
-        assert_eq!(split_reference("postgres:15"), ("postgres", "15"));
-        assert_eq!(split_reference("postgres"), ("postgres", "latest"));
-        assert_eq!(split_reference("localhost:5000/app"), ("localhost:5000/app", "latest"));
-        assert_eq!(split_reference("localhost:5000/app:v2"), ("localhost:5000/app", "v2"));
-    }
-}
+#[path = "bollard_tests.rs"]
+mod tests;
