@@ -331,3 +331,54 @@ files = ["seed.sql"]
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains(&format!("cannot reach the Docker engine at {}", relay.host())), "{err}");
 }
+
+/// Debris of an interrupted snapshot, as a kill or a lost engine in the snapshot phase leaves
+/// it (labelled with the stack): a `<snapshot>-raw` commit and an untagged child of it (the
+/// build that never got its tag). Returns the untagged image's ID.
+fn snapshot_debris(stack: &Stack, container: &str, raw_tag: &str) -> String {
+    let label = format!("LABEL org.stagectl.snapshot=1 org.stagectl.stack={} org.stagectl.service=db org.stagectl.snapshot-base=stagectl/debian:bookworm", stack.name);
+    docker(&["commit", "-c", &label, container, raw_tag]);
+    let child = docker(&["create", raw_tag, "true"]).trim().to_string();
+    let untagged = docker(&["commit", "-c", &label, &child]).trim().to_string();
+    docker(&["rm", &child]);
+    assert!(untagged.starts_with("sha256:"), "no untagged image: {untagged:?}");
+    untagged
+}
+
+/// The stack's labelled images, intermediate ones included (`docker images -a`), as IDs.
+fn stack_images(stack: &Stack) -> Vec<String> {
+    let filter = format!("label=org.stagectl.stack={}", stack.name);
+    let mut ids: Vec<String> = docker(&["images", "-aq", "--no-trunc", "--filter", &filter]).lines().map(str::to_string).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Snapshot debris is no snapshot: `snapshots ls` does not list it, `snapshots prune` and
+/// `down` remove it (the raw commit too, not only its tag), and the usable snapshot stays.
+#[test]
+fn snapshot_debris_is_not_listed_and_prune_and_down_remove_it() {
+    require_docker!();
+    let stack = Stack::new("f-debris", WEB);
+    stack.up_ok();
+    let web = stack.container_ids()["web"].clone();
+    let label = format!("LABEL org.stagectl.snapshot=1 org.stagectl.stack={} org.stagectl.service=db org.stagectl.snapshot-base=stagectl/debian:bookworm", stack.name);
+    let usable_tag = format!("stagectl-snapshot/db:{}", stack.name);
+    let usable = docker(&["commit", "-c", &label, &web, &usable_tag]).trim().to_string();
+
+    snapshot_debris(&stack, &web, &format!("{usable_tag}-raw"));
+    assert_eq!(stack_images(&stack).len(), 3, "{:?}", stack_images(&stack));
+    let ls = stdout(&stack.run(&["snapshots", "ls"]));
+    let ours: Vec<&str> = ls.lines().filter(|l| l.contains(&stack.name)).collect();
+    assert_eq!(ours.len(), 1, "debris listed as snapshots: {ours:?}");
+    assert!(ours[0].starts_with(&usable_tag) && !ours[0].contains("-raw"), "{ours:?}");
+
+    let out = stack.run(&["snapshots", "prune", "--budget", "1000GB"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stack_images(&stack), vec![usable.clone()], "prune left debris");
+
+    snapshot_debris(&stack, &web, &format!("{usable_tag}-raw"));
+    let out = stack.run(&["down"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stack_images(&stack), vec![usable], "down left debris, or removed the usable snapshot");
+}
