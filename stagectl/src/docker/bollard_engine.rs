@@ -168,17 +168,49 @@ impl BollardEngine {
         }
     }
 
-    /// `FROM raw` + `labels`, tagged `reference`: the same layers, a fresh image config.
-    async fn rebuild_without_container_config(&self, raw: &str, reference: &str, labels: &BTreeMap<String, String>) -> Result<String> {
-        let dockerfile = format!("FROM {raw}\n");
+    /// The image `raw` again, tagged `reference`, with a fresh config and no parent: the
+    /// same layers (nothing is copied), the same runtime config (`Config`: environment with the
+    /// secrets already emptied, labels, command, volumes…), and no `ContainerConfig` — that
+    /// copy of the committing container's config, secrets included, is what engines before API
+    /// 1.44 keep in a commit. The engine loads it from a tar holding only `manifest.json` and
+    /// the config: `docker load` skips layers it already has (raw's), so no layer is sent.
+    async fn reissue_without_container_config(&self, raw: &str, reference: &str) -> Result<String> {
+        let ctx = || format!("snapshot {reference}");
+        let info = self.docker.inspect_image(raw).await.map_err(|e| lost_or(&self.host, ctx(), e))?;
+        let diff_ids = info.root_fs.and_then(|r| r.layers).unwrap_or_default();
+        let layers: Vec<String> = (0..diff_ids.len()).map(|n| format!("{n}/layer.tar")).collect();
+        let mut config = serde_json::json!({
+            "architecture": info.architecture.unwrap_or_else(|| "amd64".into()),
+            "os": info.os.unwrap_or_else(|| "linux".into()),
+            "created": info.created,
+            "config": info.config.unwrap_or_default(),
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        });
+        if let Some(variant) = info.variant {
+            config["variant"] = variant.into();
+        }
+        let config = serde_json::to_vec(&config).map_err(|e| Error::docker(ctx(), e))?;
+        let config_name = format!("{}.json", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&config)));
+        let manifest = serde_json::to_vec(&serde_json::json!([{ "Config": config_name, "RepoTags": [reference], "Layers": layers }]))
+            .map_err(|e| Error::docker(ctx(), e))?;
         let mut tar = tar::Builder::new(Vec::new());
-        let mut header = tar::Header::new_gnu();
-        header.set_size(dockerfile.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes()).map_err(|e| Error::docker(format!("snapshot {reference}"), e))?;
-        let context = tar.into_inner().map_err(|e| Error::docker(format!("snapshot {reference}"), e))?;
-        self.build_image(context, "Dockerfile", &[reference.to_string()], &BTreeMap::new(), labels, &|_| {}).await
+        for (name, data) in [(config_name.as_str(), &config), ("manifest.json", &manifest)] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, name, data.as_slice()).map_err(|e| Error::docker(ctx(), e))?;
+        }
+        let tar = tar.into_inner().map_err(|e| Error::docker(ctx(), e))?;
+        let opts = bollard::query_parameters::ImportImageOptionsBuilder::new().quiet(true).build();
+        let mut stream = self.docker.import_image(opts, bollard::body_full(tar.into()), None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| lost_or(&self.host, ctx(), e))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(Error::docker(ctx(), err));
+            }
+        }
+        self.image_id(reference).await?.ok_or_else(|| Error::docker(ctx(), "the engine loaded no image"))
     }
 }
 
@@ -570,9 +602,10 @@ impl ContainerEngine for BollardEngine {
             }
             // Engines before API 1.44 also store the committing container's whole config in the
             // image ("ContainerConfig"), secrets included, and no change can edit it. With secrets
-            // to clear, the commit gets a temporary tag and the snapshot is a metadata-only build
-            // on top of it: that image's ContainerConfig is the build step's, made from the
-            // cleared environment. No layer is copied.
+            // to clear, the commit gets a temporary tag and the snapshot is the same layers under
+            // a config without it, loaded as a new image with no parent; the commit is then
+            // deleted. No layer is copied. (A build `FROM` the commit, as before, kept the
+            // commit as the snapshot's parent, secret and all.)
             let stores_container_config = {
                 let v = self.docker.client_version();
                 (v.major_version, v.minor_version) < (1, 44)
@@ -595,9 +628,9 @@ impl ContainerEngine for BollardEngine {
                 return Ok(r.id);
             }
             let raw = format!("{repo}:{raw_tag}");
-            let built = self.rebuild_without_container_config(&raw, reference, labels).await;
+            let reissued = self.reissue_without_container_config(&raw, reference).await;
             let _ = self.docker.remove_image(&raw, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
-            built
+            reissued
         })
     }
 

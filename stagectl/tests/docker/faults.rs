@@ -382,3 +382,53 @@ fn snapshot_debris_is_not_listed_and_prune_and_down_remove_it() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(stack_images(&stack), vec![usable], "down left debris, or removed the usable snapshot");
 }
+
+/// No image of a snapshot's chain holds a secret: every image labelled with the stack
+/// (intermediate ones included), each snapshot's parents, their `docker image inspect` and
+/// `docker history`. On engines before API 1.44 a commit keeps the committing container's
+/// config, secrets included; the snapshot used to be built `FROM` that commit, which then
+/// stayed behind as its parent. The snapshot still restores, with its data.
+#[test]
+fn no_image_in_a_snapshot_chain_holds_a_secret() {
+    require_docker!();
+    let stack = Stack::new(
+        "f-snapchain",
+        r#"
+[stack]
+name = "{stack}"
+
+[services.db]
+image = "stagectl/postgres:15"
+env = { POSTGRES_DB = "app", APP_PASSWORD = "${secret:pw}" }
+ready = { postgres = 5432, timeout = "60s" }
+
+[fixtures.db]
+files = ["seed.sql"]
+"#,
+    );
+    std::fs::write(stack.path("seed.sql"), format!("CREATE TABLE t (id int); INSERT INTO t VALUES (7); -- {}\n", stack.name)).unwrap();
+    let canary = "chain-canary-4Kp9wQ";
+    let out = stack.run_env(&["up"], &[("STAGECTL_SECRET_pw", canary)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let labelled = stack_images(&stack);
+    assert!(!labelled.is_empty(), "no snapshot was taken");
+    let mut chain = Vec::new();
+    for id in &labelled {
+        let mut at = id.clone();
+        while !at.is_empty() && !chain.contains(&at) {
+            chain.push(at.clone());
+            at = docker(&["image", "inspect", "--format", "{{.Parent}}", &at]).trim().to_string();
+        }
+    }
+    for image in &chain {
+        let inspect = docker(&["image", "inspect", image]);
+        assert!(!inspect.is_empty(), "cannot inspect {image}");
+        assert!(!inspect.contains(canary), "{image} holds the secret: {inspect}");
+        let history = docker(&["history", "--no-trunc", image]);
+        assert!(!history.contains(canary), "the history of {image} holds the secret: {history}");
+    }
+    let out = stack.run_env(&["rebuild"], &[("STAGECTL_SECRET_pw", canary)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("restored from snapshot"), "{}", stderr(&out));
+    assert_eq!(sql(&stack, "app", "SELECT id FROM t").trim(), "7");
+}
