@@ -432,3 +432,33 @@ files = ["seed.sql"]
     assert!(stderr(&out).contains("restored from snapshot"), "{}", stderr(&out));
     assert_eq!(sql(&stack, "app", "SELECT id FROM t").trim(), "7");
 }
+
+/// Over the connection cap the daemon refuses with 503 — and the client reads the 503, not a
+/// reset: the guard reads the refused request before answering and closing (closing with the
+/// request unread made the kernel send a reset, which reached the client first 49 times of 50).
+#[test]
+fn a_client_over_the_connection_cap_reads_the_503() {
+    require_docker!();
+    let stack = Stack::new("f-overcap", WEB);
+    let daemon = Daemon::start(&stack);
+    // Fill the cap (256) with idle connections; the guard accepts in order.
+    let held: Vec<TcpStream> = (0..256).map(|_| TcpStream::connect(("127.0.0.1", daemon.port)).unwrap()).collect();
+    let mut answers = std::collections::BTreeMap::<String, usize>::new();
+    // The reset came when the request arrived about when the guard closed: clients that send
+    // 0 to 2 ms after connecting, and read 100 ms later.
+    for i in 0..60 {
+        let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        std::thread::sleep(Duration::from_micros(100 * (i % 21)));
+        let _ = s.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(100));
+        let mut answer = Vec::new();
+        let outcome = match s.read_to_end(&mut answer) {
+            Ok(_) => String::from_utf8_lossy(&answer).lines().next().unwrap_or("(nothing)").to_string(),
+            Err(e) => format!("error: {:?}", e.kind()),
+        };
+        *answers.entry(outcome).or_default() += 1;
+    }
+    drop(held);
+    assert_eq!(answers.get("HTTP/1.1 503 Service Unavailable"), Some(&60), "{answers:?}");
+}
