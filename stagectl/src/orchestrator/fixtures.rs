@@ -137,6 +137,9 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             if let Err(e) = self.take_snapshot(manifest, fixtures, inputs, id, &load).await {
                 // An engine that went away meanwhile is the run's failure (exit 3), whatever
                 // error the cut call gave; the run must not go on to report the stack ready.
+                if let FixtureError::Docker(lost @ Error::DockerUnreachable { .. }) = e {
+                    return Err(FixtureError::Docker(lost));
+                }
                 if let Err(lost @ Error::DockerUnreachable { .. }) = self.docker.list_containers(&manifest.stack).await {
                     return Err(FixtureError::Docker(lost));
                 }
@@ -169,7 +172,13 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let secret_env = manifest.service(&fixtures.service).map(crate::secrets::secret_env_names).unwrap_or_default();
         self.docker.commit(id, &inputs.snapshot_ref, &labels, &secret_env).await?;
         self.reporter.phase(&fixtures.service, Phase::Loading, &format!("snapshot saved as {}", inputs.snapshot_ref));
-        data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref), Some(&manifest.stack)).await?;
+        // The snapshot is taken; a failed prune of older ones is a warning of its own (an engine
+        // gone meanwhile still fails the run).
+        match data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref), Some(&manifest.stack)).await {
+            Err(lost @ Error::DockerUnreachable { .. }) => return Err(lost.into()),
+            Err(e) => self.reporter.phase(&fixtures.service, Phase::Loading, &format!("warning: older snapshots not pruned: {e}")),
+            Ok(_) => {}
+        }
         Ok(())
     }
 }
