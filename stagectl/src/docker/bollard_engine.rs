@@ -146,6 +146,8 @@ impl BollardEngine {
     }
 }
 
+/// How long after an exec's output ends its command may take to be seen exited.
+const EXEC_EXIT_WAIT: Duration = Duration::from_secs(3);
 /// How long past its stop grace a container being removed by someone else may take to go.
 const REMOVAL_MARGIN_SECS: u64 = 30;
 
@@ -740,8 +742,28 @@ impl BollardEngine {
             fed?;
             drained?;
         }
-        let inspect = self.docker.inspect_exec(&created.id).await.map_err(|e| lost_or(&self.host, ctx(), e))?;
-        Ok((inspect.exit_code.unwrap_or(-1), output))
+        // The output ends when the command closes it, normally as it exits; the engine may
+        // take a moment to record the exit. A stream that ended while the command goes on (a
+        // connection cut short by a proxy) gives no exit code: that is an error, not "-1".
+        let deadline = tokio::time::Instant::now() + EXEC_EXIT_WAIT;
+        loop {
+            let inspect = self.docker.inspect_exec(&created.id).await.map_err(|e| lost_or(&self.host, ctx(), e))?;
+            match (inspect.running, inspect.exit_code) {
+                (Some(false) | None, Some(code)) => return Ok((code, output)),
+                _ if tokio::time::Instant::now() >= deadline => {
+                    let last = output.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+                    return Err(Error::docker(
+                        ctx(),
+                        format!(
+                            "the output of `{}` ended before the command did (exit code unknown){}",
+                            command.first().map(String::as_str).unwrap_or(""),
+                            if last.is_empty() { String::new() } else { format!("; its last line: {last}") }
+                        ),
+                    ));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
     }
 }
 

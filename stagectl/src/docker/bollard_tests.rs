@@ -16,7 +16,14 @@ fn fake_engine(answer: impl Fn(&str) -> Option<Vec<u8>> + Send + 'static) -> (te
             while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
                 head.push(byte[0]);
             }
-            let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
+            let text = String::from_utf8_lossy(&head).to_string();
+            // Read the body too: closing with bytes unread would reset the connection.
+            let length = text
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                .unwrap_or(0);
+            let _ = conn.read_exact(&mut vec![0u8; length]);
+            let line = text.lines().next().unwrap_or_default().to_string();
             if let Some(bytes) = answer(&line) {
                 let _ = conn.write_all(&bytes);
             }
@@ -113,4 +120,21 @@ async fn a_removal_already_in_progress_is_waited_for() {
     let (_dir, engine) = fake_engine(|_| json("200 OK", r#"{"Id":"c","State":{"Status":"removing"}}"#));
     let err = engine.wait_gone("c", Duration::from_millis(300), "removal in progress").await.unwrap_err();
     assert!(err.to_string().contains("still there"), "{err}");
+}
+
+/// An exec whose output stream ends while the command still runs (a proxy that cut the
+/// attached connection) is an error saying so, not exit code -1 with an empty message.
+#[tokio::test]
+async fn an_exec_stream_that_ends_before_the_command_is_an_error() {
+    let (_dir, engine) = fake_engine(|line| {
+        if line.starts_with("POST /containers/c/exec") || line.contains("/containers/c/exec ") {
+            json("201 Created", r#"{"Id":"e1"}"#)
+        } else if line.contains("/exec/e1/start") {
+            Some(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n".to_vec())
+        } else {
+            json("200 OK", r#"{"ID":"e1","Running":true,"ExitCode":null}"#)
+        }
+    });
+    let err = engine.exec("c", &["psql".to_string()]).await.unwrap_err();
+    assert!(err.to_string().contains("ended before the command did (exit code unknown)"), "{err}");
 }
