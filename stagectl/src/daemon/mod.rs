@@ -75,6 +75,9 @@ struct State {
     status_engine: Orchestrator<BollardEngine>,
     keep_runs: usize,
     keep_days: u32,
+    /// Outcomes of finished runs the history could not take (a full disk): shown by the API
+    /// and the page instead of the "running" the history still says, written when it can.
+    unrecorded: queue::Unrecorded,
 }
 
 fn now_ms() -> u64 {
@@ -126,6 +129,7 @@ pub async fn run(options: &Options) -> Result<i32> {
         status_engine: Orchestrator::new(docker.clone(), Arc::new(Silent)),
         keep_runs: options.keep_runs,
         keep_days: options.keep_days,
+        unrecorded: queue::Unrecorded::default(),
     });
     let _ = state.history.prune(state.keep_runs, state.keep_days);
 

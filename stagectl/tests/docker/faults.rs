@@ -117,10 +117,12 @@ ready = { exec = ["test", "-f", "/tmp/ok"], timeout = "60s", interval = "100ms" 
     assert!(seen.contains("warning: the outcome of run") && seen.contains("could not be recorded"), "nothing said: {seen}");
 }
 
-/// A daemon serving `stack` on a free loopback port; killed on drop.
+/// A daemon serving `stack` on a free loopback port; killed on drop. `stderr`: what it wrote
+/// there after its first line.
 struct Daemon {
     child: Child,
     port: u16,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Daemon {
@@ -144,11 +146,16 @@ impl Daemon {
             .and_then(|r| r.split_whitespace().next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no address in daemon output: {line:?}"));
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = text.clone();
         std::thread::spawn(move || {
-            let mut sink = String::new();
-            let _ = stderr.read_to_string(&mut sink);
+            let mut line = String::new();
+            while stderr.read_line(&mut line).is_ok_and(|n| n > 0) {
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
         });
-        Daemon { child, port }
+        Daemon { child, port, stderr: text }
     }
 }
 
@@ -461,4 +468,67 @@ fn a_client_over_the_connection_cap_reads_the_503() {
     }
     drop(held);
     assert_eq!(answers.get("HTTP/1.1 503 Service Unavailable"), Some(&60), "{answers:?}");
+}
+
+/// One HTTP request to the daemon (token included): (status, body).
+fn daemon_request(port: u16, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer faults-token-0123456789abcdef\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+fn run_status(port: u16, run: i64) -> String {
+    let (_, body) = daemon_request(port, "GET", &format!("/api/v1/runs/{run}"));
+    serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| v["run"]["status"].as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// In the daemon, a run whose outcome cannot be written (the state disk fills during it) does
+/// not stay "running" until the daemon restarts: the API (and the page, which reads it) shows
+/// its outcome, kept in memory, and the daemon's stderr says that it could not be recorded.
+#[test]
+fn a_daemon_run_whose_outcome_cannot_be_recorded_does_not_stay_running() {
+    require_docker!();
+    let stack = Stack::new(
+        "f-dmfull",
+        r#"
+[stack]
+name = "{stack}"
+
+[services.web]
+image = "stagectl/debian:bookworm"
+command = ["sh", "-c", "sleep 4; touch /tmp/ok; exec sleep infinity"]
+ready = { exec = ["test", "-f", "/tmp/ok"], timeout = "60s", interval = "100ms" }
+"#,
+    );
+    let Some(disk) = Tmpfs::mount(stack.path("state")) else { return };
+    let daemon = Daemon::start(&stack);
+    let (code, body) = daemon_request(daemon.port, "POST", "/api/v1/up");
+    assert_eq!(code, 202, "{body}");
+    let run = serde_json::from_str::<serde_json::Value>(&body).unwrap()["run_id"].as_i64().unwrap();
+    let started = Instant::now();
+    while run_status(daemon.port, run) != "running" {
+        assert!(started.elapsed() < Duration::from_secs(30), "run {run} never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    disk.fill();
+    let status = loop {
+        let status = run_status(daemon.port, run);
+        if status != "running" || started.elapsed() > Duration::from_secs(90) {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stderr = daemon.stderr.lock().unwrap().clone();
+    assert_eq!(status, "succeeded", "daemon stderr: {stderr}");
+    let (_, runs) = daemon_request(daemon.port, "GET", "/api/v1/runs");
+    assert!(runs.contains("\"status\":\"succeeded\""), "{runs}");
+    assert!(stderr.contains(&format!("run {run} (up) succeeded")) && stderr.contains("cannot record it"), "{stderr}");
 }
