@@ -71,8 +71,10 @@ fn hyper_transport(err: &hyper::Error) -> bool {
 /// `io::Error` of kind `Other`: look inside it).
 fn io_transport(io: &std::io::Error) -> bool {
     use std::io::ErrorKind as K;
-    if matches!(io.kind(), K::ConnectionRefused | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotFound | K::UnexpectedEof)
-    {
+    if matches!(
+        io.kind(),
+        K::ConnectionRefused | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotFound | K::UnexpectedEof
+    ) {
         return true;
     }
     match io.get_ref() {

@@ -130,7 +130,10 @@ async fn an_exec_stream_that_ends_before_the_command_is_an_error() {
         if line.starts_with("POST /containers/c/exec") || line.contains("/containers/c/exec ") {
             json("201 Created", r#"{"Id":"e1"}"#)
         } else if line.contains("/exec/e1/start") {
-            Some(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n".to_vec())
+            Some(
+                b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+                    .to_vec(),
+            )
         } else {
             json("200 OK", r#"{"ID":"e1","Running":true,"ExitCode":null}"#)
         }

@@ -161,7 +161,9 @@ pub fn summary(result: &Result<OpOutcome>, manifest: Option<&Manifest>) -> RunOu
             let ok = o.ok();
             let mut failures: Vec<String> = o
                 .up_report()
-                .map(|up| up.services.iter().filter_map(|s| Some(format!("{}: {}", s.service, redactor.apply(s.message.as_ref()?)))).collect())
+                .map(|up| {
+                    up.services.iter().filter_map(|s| Some(format!("{}: {}", s.service, redactor.apply(s.message.as_ref()?)))).collect()
+                })
                 .unwrap_or_default();
             failures.extend(o.checks().iter().filter(|c| c.outcome != CheckOutcome::Passed).map(|c| format!("check `{}` failed", c.name)));
             let error = (!ok).then(|| if failures.is_empty() { "failed".to_string() } else { failures.join("; ") });

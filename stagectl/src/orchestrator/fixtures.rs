@@ -174,7 +174,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         self.reporter.phase(&fixtures.service, Phase::Loading, &format!("snapshot saved as {}", inputs.snapshot_ref));
         // The snapshot is taken; a failed prune of older ones is a warning of its own (an engine
         // gone meanwhile still fails the run).
-        match data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref), Some(&manifest.stack)).await {
+        match data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref), Some(&manifest.stack)).await
+        {
             Err(lost @ Error::DockerUnreachable { .. }) => return Err(lost.into()),
             Err(e) => self.reporter.phase(&fixtures.service, Phase::Loading, &format!("warning: older snapshots not pruned: {e}")),
             Ok(_) => {}

@@ -343,7 +343,10 @@ files = ["seed.sql"]
 /// it (labelled with the stack): a `<snapshot>-raw` commit and an untagged child of it (the
 /// build that never got its tag). Returns the untagged image's ID.
 fn snapshot_debris(stack: &Stack, container: &str, raw_tag: &str) -> String {
-    let label = format!("LABEL org.stagectl.snapshot=1 org.stagectl.stack={} org.stagectl.service=db org.stagectl.snapshot-base=stagectl/debian:bookworm", stack.name);
+    let label = format!(
+        "LABEL org.stagectl.snapshot=1 org.stagectl.stack={} org.stagectl.service=db org.stagectl.snapshot-base=stagectl/debian:bookworm",
+        stack.name
+    );
     docker(&["commit", "-c", &label, container, raw_tag]);
     let child = docker(&["create", raw_tag, "true"]).trim().to_string();
     let untagged = docker(&["commit", "-c", &label, &child]).trim().to_string();
@@ -369,7 +372,10 @@ fn snapshot_debris_is_not_listed_and_prune_and_down_remove_it() {
     let stack = Stack::new("f-debris", WEB);
     stack.up_ok();
     let web = stack.container_ids()["web"].clone();
-    let label = format!("LABEL org.stagectl.snapshot=1 org.stagectl.stack={} org.stagectl.service=db org.stagectl.snapshot-base=stagectl/debian:bookworm", stack.name);
+    let label = format!(
+        "LABEL org.stagectl.snapshot=1 org.stagectl.stack={} org.stagectl.service=db org.stagectl.snapshot-base=stagectl/debian:bookworm",
+        stack.name
+    );
     let usable_tag = format!("stagectl-snapshot/db:{}", stack.name);
     let usable = docker(&["commit", "-c", &label, &web, &usable_tag]).trim().to_string();
 
