@@ -1,6 +1,9 @@
 //! Regression tests for what `scripts/fault-suite.sh` found (RELIABILITY.md): a run the history
-//! could not record is said so on the terminal, and a request head trickled byte by byte is
-//! closed by the daemon's stall limit like a head that stops.
+//! could not record is said so on the terminal (and in the daemon, not left `running`), a
+//! request head trickled byte by byte is closed by the daemon's stall limit like a head that
+//! stops, a client over the connection cap reads its 503, an engine lost or half-gone during a
+//! snapshot is exit 3, snapshot debris is no snapshot, and no image of a snapshot's chain
+//! holds a secret.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
