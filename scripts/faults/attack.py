@@ -300,8 +300,9 @@ def main():
     )
     checks["status during a 50 MB header: all 200, p99 < 1 s"] = fast(r["header"])
     checks["50 MB header refused before 16 MiB, RSS +< 32 MiB"] = r["header_bytes_sent_mib"] < 16 and r["header_rss_growth_mib"] < 32
-    # Refused over the cap: a 503, or a reset when the guard closed before reading the request.
-    checks["over the cap: status answered or refused (200, 503 or reset), p99 < 1 s"] = fast(r["over_cap_status"], want=(200, 503, 0))
+    # Refused over the cap: a 503 the client can read (the guard reads the request before it
+    # answers and closes; a reset here was finding 8 of RELIABILITY.md).
+    checks["over the cap: status answered or refused (200 or 503), p99 < 1 s"] = fast(r["over_cap_status"], want=(200, 503))
     checks["over the cap: recovers within 2 s of release"] = r["over_cap_recovered_s"] is not None and r["over_cap_recovered_s"] <= 2
     checks["300 parallel requests: all answered (200 or 503)"] = r["parallel_300"]["answered"] == 300 and all(c in (200, 503) for c in r["parallel_300"]["codes"])
     checks["trickled heads closed within 30 s"] = any(t <= 30 and n == 0 for t, n in r["trickle"]["open_over_time"])

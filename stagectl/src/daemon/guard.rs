@@ -10,7 +10,11 @@
 //!   one that trickles a byte at a time alike),
 //! - or has been silent in both directions for `IDLE`;
 //!
-//! and refusing connections beyond `MAX_CONNECTIONS` (503).
+//! and refusing connections beyond `MAX_CONNECTIONS` (503). A refused connection's request head
+//! is read first (bounded: `REFUSE_READ` bytes, `REFUSE_WAIT`), then the 503 is written, the
+//! sending side shut, and what the client still sends drained until it closes (bounded): closing
+//! a socket with unread bytes makes the kernel answer with a reset, which can reach the client
+//! before the 503 does. One thread does this for every refused connection, without blocking.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -26,6 +30,13 @@ pub const IDLE: Duration = Duration::from_secs(120);
 pub const MAX_CONNECTIONS: usize = 256;
 /// How often a waiting relay looks at its deadlines.
 const TICK: Duration = Duration::from_millis(500);
+/// A refused connection: how much of its request is read before the 503, how long it may take
+/// to send its head, and then to close after the 503.
+const REFUSE_READ: usize = 16 * 1024;
+const REFUSE_WAIT: Duration = Duration::from_millis(1000);
+/// Refused connections being read or drained at once; past that, refused at once (as before).
+const REFUSE_PENDING: usize = 1024;
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
 
 /// The listening TCP socket (TCP_NODELAY, handed on to accepted connections: tiny_http writes
 /// responses in 1 KiB pieces, and with Nagle on every piece after the first waits for the
@@ -56,10 +67,16 @@ impl Guard {
     /// Accepts and relays connections until the process ends.
     pub fn run(self) {
         let open = Arc::new(AtomicUsize::new(0));
+        let refuser = Refuser::start();
         for client in self.tcp.incoming() {
             let Ok(mut client) = client else { continue };
             if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-                let _ = client.write_all(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+                match &refuser {
+                    Some(r) => r.refuse(client),
+                    None => {
+                        let _ = client.write_all(REFUSED);
+                    }
+                }
                 continue;
             }
             let Ok(server) = UnixStream::connect_addr(&self.inner) else { continue };
@@ -74,6 +91,112 @@ impl Guard {
                 continue;
             }
         }
+    }
+}
+
+/// The thread that answers refused connections with 503 after reading their request head.
+struct Refuser {
+    queue: std::sync::mpsc::SyncSender<TcpStream>,
+}
+
+/// A refused connection in progress: reading its head, then (after the 503) draining.
+struct Refusal {
+    stream: TcpStream,
+    meter: HeadMeter,
+    read: usize,
+    answered: bool,
+    deadline: Instant,
+}
+
+impl Refuser {
+    fn start() -> Option<Refuser> {
+        let (queue, incoming) = std::sync::mpsc::sync_channel::<TcpStream>(REFUSE_PENDING);
+        std::thread::Builder::new().name("guard-refuse".into()).spawn(move || refuse_loop(&incoming)).ok()?;
+        Some(Refuser { queue })
+    }
+
+    /// Hands `client` to the refusing thread, or (its queue full, or gone) refuses it at once.
+    fn refuse(&self, client: TcpStream) {
+        if let Err(std::sync::mpsc::TrySendError::Full(mut c) | std::sync::mpsc::TrySendError::Disconnected(mut c)) =
+            self.queue.try_send(client)
+        {
+            let _ = c.write_all(REFUSED);
+        }
+    }
+}
+
+fn refuse_loop(incoming: &std::sync::mpsc::Receiver<TcpStream>) {
+    let mut pending: Vec<Refusal> = Vec::new();
+    loop {
+        let next = if pending.is_empty() {
+            incoming.recv().map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected)
+        } else {
+            incoming.recv_timeout(Duration::from_millis(5))
+        };
+        match next {
+            Ok(stream) => {
+                if pending.len() >= REFUSE_PENDING || stream.set_nonblocking(true).is_err() {
+                    let mut stream = stream;
+                    let _ = stream.set_nonblocking(false);
+                    let _ = stream.write_all(REFUSED);
+                } else {
+                    let deadline = Instant::now() + REFUSE_WAIT;
+                    pending.push(Refusal { stream, meter: HeadMeter::default(), read: 0, answered: false, deadline });
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if pending.is_empty() => return,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+        pending.retain_mut(Refusal::step);
+    }
+}
+
+impl Refusal {
+    /// Reads what the client sent; answers once its head is complete (or too long, or late, or
+    /// the client stopped sending); then drains until it closes. False when done (dropped).
+    fn step(&mut self) -> bool {
+        let mut buf = [0u8; 4096];
+        loop {
+            match (&self.stream).read(&mut buf) {
+                Ok(0) => {
+                    if !self.answered {
+                        let _ = (&self.stream).write_all(REFUSED);
+                    }
+                    return false;
+                }
+                Ok(n) => {
+                    self.read += n;
+                    if !self.answered {
+                        let within = self.meter.feed(&buf[..n]);
+                        if !within || !self.meter.mid_request() || self.read >= REFUSE_READ {
+                            self.answer();
+                        }
+                    } else if self.read >= 4 * REFUSE_READ {
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        if Instant::now() < self.deadline {
+            return true;
+        }
+        if self.answered {
+            return false;
+        }
+        self.answer();
+        true
+    }
+
+    fn answer(&mut self) {
+        // 81 bytes into an empty send buffer: a non-blocking write takes them whole.
+        let _ = (&self.stream).write_all(REFUSED);
+        let _ = self.stream.shutdown(Shutdown::Write);
+        self.answered = true;
+        self.deadline = Instant::now() + REFUSE_WAIT;
     }
 }
 

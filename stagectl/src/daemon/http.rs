@@ -87,12 +87,18 @@ fn handle(state: &State, req: Request) {
         (Method::Get, ["api", "v1", "runs"]) => {
             let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).min(1000);
             match state.history.runs(Some(&state.stack), limit) {
-                Ok(runs) => json_response(200, &serde_json::json!({ "runs": runs })),
+                Ok(runs) => {
+                    let runs: Vec<_> = runs.into_iter().map(|r| state.unrecorded.overlay(r)).collect();
+                    json_response(200, &serde_json::json!({ "runs": runs }))
+                }
                 Err(e) => error(500, &e.to_string()),
             }
         }
         (Method::Get, ["api", "v1", "runs", id]) => match id.parse::<i64>().ok().map(|id| state.history.run(id)) {
-            Some(Ok(Some(detail))) => json_response(200, &detail),
+            Some(Ok(Some(mut detail))) => {
+                detail.run = state.unrecorded.overlay(detail.run);
+                json_response(200, &detail)
+            }
             Some(Ok(None)) | None => error(404, &format!("no run {id}")),
             Some(Err(e)) => error(500, &e.to_string()),
         },
@@ -103,7 +109,14 @@ fn handle(state: &State, req: Request) {
                 let Ok(id) = id.parse::<i64>() else { return respond(req, error(404, "no such run")) };
                 let after = q.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
                 if q.get("follow").is_some_and(|f| f == "1" || f == "true") {
-                    let follower = LogFollower { history: state.history.clone(), run: id, after, buf: Vec::new(), pos: 0 };
+                    let follower = LogFollower {
+                        history: state.history.clone(),
+                        unrecorded: state.unrecorded.clone(),
+                        run: id,
+                        after,
+                        buf: Vec::new(),
+                        pos: 0,
+                    };
                     // A follower lasts as long as the run: it gets a thread of its own so the
                     // four serving threads stay free for status and API calls.
                     let _ = std::thread::Builder::new().name("follow".into()).spawn(move || {
@@ -170,6 +183,7 @@ fn respond(req: Request, resp: Resp) {
 /// A run's log as a stream that ends when the run does (`?follow=1`, e.g. `curl -N`).
 struct LogFollower {
     history: Arc<History>,
+    unrecorded: super::queue::Unrecorded,
     run: i64,
     after: i64,
     buf: Vec<u8>,
@@ -200,7 +214,11 @@ impl Read for LogFollower {
             if self.fill(500)? {
                 continue;
             }
-            match self.history.run(self.run).map_err(std::io::Error::other)? {
+            let detail = self.history.run(self.run).map_err(std::io::Error::other)?;
+            match detail.map(|mut d| {
+                d.run = self.unrecorded.overlay(d.run);
+                d
+            }) {
                 Some(d) if d.run.status.is_active() => std::thread::sleep(Duration::from_millis(100)),
                 Some(d) => {
                     // Drain lines written just before the status changed, then the verdict.

@@ -83,6 +83,9 @@ struct State {
     drift: Mutex<Option<(u64, Option<status::DriftSummary>)>>,
     keep_runs: usize,
     keep_days: u32,
+    /// Outcomes of finished runs the history could not take (a full disk): shown by the API
+    /// and the page instead of the "running" the history still says, written when it can.
+    unrecorded: queue::Unrecorded,
 }
 
 fn now_ms() -> u64 {
@@ -137,6 +140,7 @@ pub async fn run(options: &Options) -> Result<i32> {
         drift: Mutex::new(None),
         keep_runs: options.keep_runs,
         keep_days: options.keep_days,
+        unrecorded: queue::Unrecorded::default(),
     });
     let _ = state.history.prune(state.keep_runs, state.keep_days);
 

@@ -2,13 +2,13 @@
 //! stack's lock and recorded (`ops::run_recorded`). Watch and schedule triggers already waiting
 //! absorb new ones instead of queueing twice.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::State;
-use crate::history::{HistoryError, RunOutcome, Trigger};
+use crate::history::{History, HistoryError, RunOutcome, RunRow, RunStatus, Trigger};
 use crate::ops::{OpOutcome, Operation, Recording};
 use crate::orchestrator::Silent;
 
@@ -88,6 +88,52 @@ fn merge_detail(old: &str, new: &str) -> String {
     }
 }
 
+/// Outcomes the history could not take, by run: kept until the history takes them (retried
+/// after each run) or the daemon ends (the next start marks those runs interrupted).
+#[derive(Default, Clone)]
+pub(super) struct Unrecorded(Arc<Mutex<BTreeMap<i64, (RunOutcome, String)>>>);
+
+impl Unrecorded {
+    /// `row` with the outcome kept in memory, when the history still shows it unfinished.
+    pub(super) fn overlay(&self, mut row: RunRow) -> RunRow {
+        if row.status.is_active() {
+            if let Some((outcome, finished_at)) = self.0.lock().unwrap().get(&row.id) {
+                row.status = if outcome.ok { RunStatus::Succeeded } else { RunStatus::Failed };
+                row.error = outcome.error.clone();
+                row.finished_at = Some(finished_at.clone());
+            }
+        }
+        row
+    }
+
+    /// Writes the kept outcomes the history now takes, and forgets them.
+    fn retry(&self, history: &History) {
+        self.0.lock().unwrap().retain(|run, (outcome, _)| history.finish_run(*run, outcome).is_err());
+    }
+}
+
+/// After a run: if the history does not show it finished (its final write failed, e.g. a full
+/// disk), one more try; if that fails too, the outcome is kept in memory for the API and the
+/// page, and the daemon's stderr says so — the run must not show "running" until a restart.
+fn keep_if_unrecorded(state: &State, job: &Job, result: &crate::error::Result<OpOutcome>, manifest: &crate::manifest::Manifest) {
+    let h = &state.history;
+    let finished = matches!(h.run(job.run), Ok(Some(d)) if !d.run.status.is_active());
+    if finished {
+        return;
+    }
+    let outcome = crate::ops::summary(result, Some(manifest));
+    let Err(e) = h.finish_run(job.run, &outcome) else { return };
+    let verdict = if outcome.ok { "succeeded" } else { "failed" };
+    eprintln!(
+        "stagectl daemon: run {} ({}) {verdict}{}, but the run history cannot record it ({e}); the API and the page show it until the daemon restarts",
+        job.run,
+        job.op.name(),
+        outcome.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+    );
+    let finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    state.unrecorded.0.lock().unwrap().insert(job.run, (outcome, finished_at));
+}
+
 pub(super) fn worker(state: &State) {
     loop {
         let job = {
@@ -106,6 +152,7 @@ pub(super) fn worker(state: &State) {
             let error = Some("internal error: the daemon's worker panicked while running this; see the daemon's stderr".to_string());
             let _ = state.history.finish_run(job.run, &RunOutcome { ok: false, error, snapshot: None, refresh_seconds: None });
         }
+        state.unrecorded.retry(&state.history);
         state.queue.lock().unwrap().running = None;
         *state.last_activity.lock().unwrap() = Instant::now();
         state.refresh_now.store(true, Ordering::Relaxed);
@@ -133,7 +180,9 @@ fn execute(state: &State, job: &Job) {
     let never_cancelled = std::future::pending();
     let run =
         crate::ops::run_recorded(connect, &state.stack, Some(&manifest), job.op, job.trigger, recording, Arc::new(Silent), never_cancelled);
-    if let Ok(outcome) = state.rt.block_on(run) {
+    let result = state.rt.block_on(run);
+    keep_if_unrecorded(state, job, &result, &manifest);
+    if let Ok(outcome) = result {
         remember_ready_seconds(state, &outcome);
     }
 }

@@ -58,11 +58,27 @@ pub struct SnapshotInfo {
     pub last_used: String,
 }
 
+/// Whether an image with the snapshot label is a usable snapshot: it carries a snapshot tag.
+/// Without one it is debris of a snapshot that was interrupted (a kill or a lost engine while
+/// it was committed): the `<snapshot>-raw` commit of an engine that stores the container's
+/// config in the image, or the untagged result of a build that never got its tag. No run can
+/// find it (runs look snapshots up by tag), so it only takes space.
+fn usable(tags: &[String]) -> bool {
+    tags.iter().any(|t| t.starts_with("stagectl-snapshot/") && !t.ends_with(RAW_SUFFIX))
+}
+
+/// The tag suffix of a snapshot's temporary commit (see the engine's `commit`).
+pub const RAW_SUFFIX: &str = "-raw";
+
+/// The usable snapshots (debris is not listed, see [`remove_debris`]), most recently used first.
 pub async fn list<E: ContainerEngine + ?Sized>(docker: &E) -> Result<Vec<SnapshotInfo>> {
     let mut out = Vec::new();
-    for i in docker.list_images(LABEL).await? {
+    for i in docker.list_images(LABEL).await?.into_iter().filter(|i| usable(&i.tags)) {
         let l = |k: &str| i.labels.get(k).cloned().unwrap_or_default();
-        let base = docker.image_size(&l(BASE_LABEL)).await?.unwrap_or(0);
+        let base = match l(BASE_LABEL) {
+            b if b.is_empty() => 0,
+            b => docker.image_size(&b).await?.unwrap_or(0),
+        };
         out.push(SnapshotInfo {
             reference: i.tags.iter().find(|t| t.starts_with("stagectl-snapshot/")).cloned().unwrap_or_else(|| i.id.clone()),
             id: i.id.clone(),
@@ -82,13 +98,15 @@ pub async fn list<E: ContainerEngine + ?Sized>(docker: &E) -> Result<Vec<Snapsho
 
 /// Evicts least recently used snapshots until their total is within `budget` bytes; `keep` is
 /// never evicted. With `stack`, only that stack's snapshots are considered (one stack's budget
-/// never evicts another's). Returns what was removed.
+/// never evicts another's). The stack's snapshot debris is removed first, whatever the budget.
+/// Returns the snapshots removed.
 pub async fn prune<E: ContainerEngine + ?Sized>(
     docker: &E,
     budget: u64,
     keep: Option<&str>,
     stack: Option<&str>,
 ) -> Result<Vec<SnapshotInfo>> {
+    remove_debris(docker, stack).await?;
     let all: Vec<SnapshotInfo> = list(docker).await?.into_iter().filter(|s| stack.is_none_or(|st| s.stack == st)).collect();
     let mut total: u64 = 0;
     let mut removed = Vec::new();
@@ -105,6 +123,40 @@ pub async fn prune<E: ContainerEngine + ?Sized>(
                 tracing::info!("keeping snapshot {} in use: {e}", s.reference);
                 total += s.bytes;
             }
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes the snapshot debris of one stack (or of every stack with `None`): images with the
+/// snapshot label and no usable tag (see [`usable`]). Untagged images go first, so a raw commit
+/// whose half-built child was among them can go too; an image still in use stays. Returns how
+/// many were removed. A snapshot being committed by another process at this very moment can
+/// lose its raw commit: that snapshot is then not taken (a warning), nothing else.
+pub async fn remove_debris<E: ContainerEngine + ?Sized>(docker: &E, stack: Option<&str>) -> Result<usize> {
+    let mut debris: Vec<_> = docker
+        .list_images(LABEL)
+        .await?
+        .into_iter()
+        .filter(|i| !usable(&i.tags) && stack.is_none_or(|st| i.labels.get(labels::STACK).is_some_and(|l| l == st)))
+        .collect();
+    let tagged = |i: &crate::docker::ImageInfo| i.tags.iter().any(|t| t.ends_with(RAW_SUFFIX));
+    debris.sort_by_key(tagged);
+    let mut removed = 0;
+    for image in debris {
+        let raw_tags: Vec<&String> = image.tags.iter().filter(|t| t.ends_with(RAW_SUFFIX)).collect();
+        let result = if raw_tags.is_empty() {
+            docker.remove_image(&image.id).await
+        } else {
+            let mut r = Ok(());
+            for tag in raw_tags {
+                r = r.and(docker.remove_image(tag).await);
+            }
+            r
+        };
+        match result {
+            Ok(()) => removed += 1,
+            Err(e) => tracing::info!("keeping snapshot debris {}: {e}", image.id),
         }
     }
     Ok(removed)

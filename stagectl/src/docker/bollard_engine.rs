@@ -40,31 +40,71 @@ fn to_hash_map(m: &BTreeMap<String, String>) -> HashMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-/// Whether the engine itself went away — its socket gone, the connection refused or cut — as
-/// opposed to the engine refusing a request: the former is "Docker unreachable" (exit 3) also
-/// in the middle of a run.
+/// Whether the engine itself went away — its socket gone, the connection refused, cut, or
+/// accepted and closed without an answer — as opposed to the engine refusing a request: the
+/// former is "Docker unreachable" (exit 3) also in the middle of a run. The rule is "no HTTP
+/// answer at all, or an answer cut short": a transport failure, told by the error's type (the
+/// hyper client's connect and send errors, hyper's connection errors, I/O errors on the
+/// connection), never by its text. An answer from the engine (any status) is not a loss.
 fn engine_lost(e: &bollard::errors::Error) -> bool {
     use bollard::errors::Error as B;
-    let by_variant = match e {
-        B::HyperLegacyError { err } => err.is_connect(),
-        B::HyperResponseError { err } => err.is_closed() || err.is_incomplete_message() || err.is_canceled(),
+    match e {
+        // Connecting failed, or the request could not be sent / its answer was not received.
+        B::HyperLegacyError { err } => err.is_connect() || chain_is_transport(err),
+        B::HyperResponseError { err } => hyper_transport(err) || chain_is_transport(err),
+        // Reading an answer's body or an attached stream from the connection failed. bollard
+        // hands hyper's body errors on as `io::Error::other(text)` (the type is lost there),
+        // so this variant is the type information left: it only comes from the connection.
+        B::IOError { .. } => true,
         B::SocketNotFoundError(_) => true,
-        _ => false,
-    };
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            if matches!(
-                io.kind(),
-                K::ConnectionRefused | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotFound | K::UnexpectedEof
-            ) {
-                return true;
-            }
-        }
-        source = err.source();
+        _ => chain_is_transport(e),
     }
-    by_variant
+}
+
+/// A hyper error that means the connection failed, not the message: closed, cut before the
+/// answer was complete, a body that could not be read or written to its end.
+fn hyper_transport(err: &hyper::Error) -> bool {
+    err.is_closed() || err.is_incomplete_message() || err.is_canceled() || err.is_body_write_aborted() || err.is_shutdown()
+}
+
+/// An I/O error of a broken connection (bollard wraps a body stream's hyper error in an
+/// `io::Error` of kind `Other`: look inside it).
+fn io_transport(io: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    if matches!(
+        io.kind(),
+        K::ConnectionRefused | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotFound | K::UnexpectedEof
+    ) {
+        return true;
+    }
+    match io.get_ref() {
+        Some(inner) => dyn_transport(inner) || chain_is_transport(inner),
+        None => false,
+    }
+}
+
+fn dyn_transport(err: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(h) = err.downcast_ref::<hyper::Error>() {
+        // hyper's body and I/O errors ("error reading a body from connection") carry the
+        // connection's I/O error as their cause; its kind is checked by the caller's walk.
+        return hyper_transport(h);
+    }
+    if let Some(io) = err.downcast_ref::<std::io::Error>() {
+        return io_transport(io);
+    }
+    false
+}
+
+/// Whether any error in `err`'s source chain is a transport failure.
+fn chain_is_transport(err: &dyn std::error::Error) -> bool {
+    let mut source = err.source();
+    while let Some(e) = source {
+        if dyn_transport(e) {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The error for a failed Docker API call: unreachable when the engine went away, else the
@@ -108,18 +148,73 @@ impl BollardEngine {
     }
 }
 
+/// How long after an exec's output ends its command may take to be seen exited.
+const EXEC_EXIT_WAIT: Duration = Duration::from_secs(3);
+/// How long past its stop grace a container being removed by someone else may take to go.
+const REMOVAL_MARGIN_SECS: u64 = 30;
+
 impl BollardEngine {
-    /// `FROM raw` + `labels`, tagged `reference`: the same layers, a fresh image config.
-    async fn rebuild_without_container_config(&self, raw: &str, reference: &str, labels: &BTreeMap<String, String>) -> Result<String> {
-        let dockerfile = format!("FROM {raw}\n");
+    /// Polls until container `id` no longer exists, for at most `limit`.
+    async fn wait_gone(&self, id: &str, limit: Duration, conflict: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match self.docker.inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>).await {
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(e) => return Err(lost_or(&self.host, format!("waiting for the removal of container {id}"), e)),
+                Ok(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(Error::docker(
+                        format!("removing container {id}"),
+                        format!("{conflict}; still there after {}s", limit.as_secs()),
+                    ));
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// The image `raw` again, tagged `reference`, with a fresh config and no parent: the
+    /// same layers (nothing is copied), the same runtime config (`Config`: environment with the
+    /// secrets already emptied, labels, command, volumes…), and no `ContainerConfig` — that
+    /// copy of the committing container's config, secrets included, is what engines before API
+    /// 1.44 keep in a commit. The engine loads it from a tar holding only `manifest.json` and
+    /// the config: `docker load` skips layers it already has (raw's), so no layer is sent.
+    async fn reissue_without_container_config(&self, raw: &str, reference: &str) -> Result<String> {
+        let ctx = || format!("snapshot {reference}");
+        let info = self.docker.inspect_image(raw).await.map_err(|e| lost_or(&self.host, ctx(), e))?;
+        let diff_ids = info.root_fs.and_then(|r| r.layers).unwrap_or_default();
+        let layers: Vec<String> = (0..diff_ids.len()).map(|n| format!("{n}/layer.tar")).collect();
+        let mut config = serde_json::json!({
+            "architecture": info.architecture.unwrap_or_else(|| "amd64".into()),
+            "os": info.os.unwrap_or_else(|| "linux".into()),
+            "created": info.created,
+            "config": info.config.unwrap_or_default(),
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        });
+        if let Some(variant) = info.variant {
+            config["variant"] = variant.into();
+        }
+        let config = serde_json::to_vec(&config).map_err(|e| Error::docker(ctx(), e))?;
+        let config_name = format!("{}.json", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&config)));
+        let manifest = serde_json::to_vec(&serde_json::json!([{ "Config": config_name, "RepoTags": [reference], "Layers": layers }]))
+            .map_err(|e| Error::docker(ctx(), e))?;
         let mut tar = tar::Builder::new(Vec::new());
-        let mut header = tar::Header::new_gnu();
-        header.set_size(dockerfile.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes()).map_err(|e| Error::docker(format!("snapshot {reference}"), e))?;
-        let context = tar.into_inner().map_err(|e| Error::docker(format!("snapshot {reference}"), e))?;
-        self.build_image(context, "Dockerfile", &[reference.to_string()], &BTreeMap::new(), labels, &|_| {}).await
+        for (name, data) in [(config_name.as_str(), &config), ("manifest.json", &manifest)] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, name, data.as_slice()).map_err(|e| Error::docker(ctx(), e))?;
+        }
+        let tar = tar.into_inner().map_err(|e| Error::docker(ctx(), e))?;
+        let opts = bollard::query_parameters::ImportImageOptionsBuilder::new().quiet(true).build();
+        let mut stream = self.docker.import_image(opts, bollard::body_full(tar.into()), None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| lost_or(&self.host, ctx(), e))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(Error::docker(ctx(), err));
+            }
+        }
+        self.image_id(reference).await?.ok_or_else(|| Error::docker(ctx(), "the engine loaded no image"))
     }
 }
 
@@ -215,7 +310,13 @@ impl ContainerEngine for BollardEngine {
             let mut image_id = None;
             let mut tail: Vec<String> = Vec::new();
             while let Some(item) = stream.next().await {
-                let info = item.map_err(|e| Error::docker(format!("building {first}"), format!("{e}\n{}", tail.join("\n"))))?;
+                let info = item.map_err(|e| {
+                    if engine_lost(&e) {
+                        lost_or(&self.host, format!("building {first}"), e)
+                    } else {
+                        Error::docker(format!("building {first}"), format!("{e}\n{}", tail.join("\n")))
+                    }
+                })?;
                 if let Some(err) = info.error_detail.and_then(|d| d.message) {
                     return Err(Error::docker(format!("building {first}"), format!("{err}\n{}", tail.join("\n"))));
                 }
@@ -392,8 +493,13 @@ impl ContainerEngine for BollardEngine {
             match self.docker.remove_container(id, Some(opts)).await {
                 Ok(()) => Ok(()),
                 Err(e) if is_not_found(&e) => Ok(()),
-                // 409: removal already in progress (another `down`).
-                Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+                // 409: removal already in progress — another `down`, or one whose process was
+                // killed: the engine carries on without it. The container is not gone yet, and a
+                // same-named one cannot be created until it is: wait for it (bounded).
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, message }) => {
+                    let limit = Duration::from_secs(u64::from(grace_secs) + REMOVAL_MARGIN_SECS);
+                    self.wait_gone(id, limit, &message).await
+                }
                 Err(e) => Err(lost_or(&self.host, format!("removing container {id}"), e)),
             }
         })
@@ -502,9 +608,10 @@ impl ContainerEngine for BollardEngine {
             }
             // Engines before API 1.44 also store the committing container's whole config in the
             // image ("ContainerConfig"), secrets included, and no change can edit it. With secrets
-            // to clear, the commit gets a temporary tag and the snapshot is a metadata-only build
-            // on top of it: that image's ContainerConfig is the build step's, made from the
-            // cleared environment. No layer is copied.
+            // to clear, the commit gets a temporary tag and the snapshot is the same layers under
+            // a config without it, loaded as a new image with no parent; the commit is then
+            // deleted. No layer is copied. (A build `FROM` the commit, as before, kept the
+            // commit as the snapshot's parent, secret and all.)
             let stores_container_config = {
                 let v = self.docker.client_version();
                 (v.major_version, v.minor_version) < (1, 44)
@@ -527,9 +634,9 @@ impl ContainerEngine for BollardEngine {
                 return Ok(r.id);
             }
             let raw = format!("{repo}:{raw_tag}");
-            let built = self.rebuild_without_container_config(&raw, reference, labels).await;
+            let reissued = self.reissue_without_container_config(&raw, reference).await;
             let _ = self.docker.remove_image(&raw, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
-            built
+            reissued
         })
     }
 
@@ -639,8 +746,28 @@ impl BollardEngine {
             fed?;
             drained?;
         }
-        let inspect = self.docker.inspect_exec(&created.id).await.map_err(|e| lost_or(&self.host, ctx(), e))?;
-        Ok((inspect.exit_code.unwrap_or(-1), output))
+        // The output ends when the command closes it, normally as it exits; the engine may
+        // take a moment to record the exit. A stream that ended while the command goes on (a
+        // connection cut short by a proxy) gives no exit code: that is an error, not "-1".
+        let deadline = tokio::time::Instant::now() + EXEC_EXIT_WAIT;
+        loop {
+            let inspect = self.docker.inspect_exec(&created.id).await.map_err(|e| lost_or(&self.host, ctx(), e))?;
+            match (inspect.running, inspect.exit_code) {
+                (Some(false) | None, Some(code)) => return Ok((code, output)),
+                _ if tokio::time::Instant::now() >= deadline => {
+                    let last = output.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+                    return Err(Error::docker(
+                        ctx(),
+                        format!(
+                            "the output of `{}` ended before the command did (exit code unknown){}",
+                            command.first().map(String::as_str).unwrap_or(""),
+                            if last.is_empty() { String::new() } else { format!("; its last line: {last}") }
+                        ),
+                    ));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
     }
 }
 
@@ -706,14 +833,5 @@ pub fn split_reference(reference: &str) -> (&str, &str) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::split_reference;
-
-    #[test]
-    fn references_split_at_the_tag_not_the_registry_port() {
-        assert_eq!(split_reference("postgres:15"), ("postgres", "15"));
-        assert_eq!(split_reference("postgres"), ("postgres", "latest"));
-        assert_eq!(split_reference("localhost:5000/app"), ("localhost:5000/app", "latest"));
-        assert_eq!(split_reference("localhost:5000/app:v2"), ("localhost:5000/app", "v2"));
-    }
-}
+#[path = "bollard_tests.rs"]
+mod tests;

@@ -13,7 +13,7 @@ use crate::docker::ContainerEngine;
 use crate::manifest::Manifest;
 use crate::orchestrator::{DownReport, LifecycleReport, Orchestrator, UpReport};
 pub use lock::{LockError, StackLock};
-pub use run::{check_line, record, run_recorded, Recording, RecordingReporter};
+pub use run::{check_line, record, run_recorded, summary, Recording, RecordingReporter};
 
 #[cfg(test)]
 mod tests;

@@ -152,6 +152,27 @@ async fn cancelled_state<E: ContainerEngine + ?Sized>(docker: &E, stack: &str, o
     )
 }
 
+/// An outcome as the history's summary of it, secrets masked: for a caller that must say or
+/// keep what happened when [`record`] could not write it (the daemon keeps it in memory).
+pub fn summary(result: &Result<OpOutcome>, manifest: Option<&Manifest>) -> RunOutcome {
+    let redactor = manifest.map(Redactor::for_manifest).unwrap_or_default();
+    match result {
+        Ok(o) => {
+            let ok = o.ok();
+            let mut failures: Vec<String> = o
+                .up_report()
+                .map(|up| {
+                    up.services.iter().filter_map(|s| Some(format!("{}: {}", s.service, redactor.apply(s.message.as_ref()?)))).collect()
+                })
+                .unwrap_or_default();
+            failures.extend(o.checks().iter().filter(|c| c.outcome != CheckOutcome::Passed).map(|c| format!("check `{}` failed", c.name)));
+            let error = (!ok).then(|| if failures.is_empty() { "failed".to_string() } else { failures.join("; ") });
+            RunOutcome { ok, error, snapshot: None, refresh_seconds: None }
+        }
+        Err(e) => RunOutcome { ok: false, error: Some(redactor.apply(&e.to_string())), snapshot: None, refresh_seconds: None },
+    }
+}
+
 /// Writes an outcome's steps (one per service), check results and summary to the history.
 /// The error is that of the final write, which is what marks the run finished.
 pub fn record(history: &History, run: i64, result: &Result<OpOutcome>, redactor: &Redactor) -> Result<(), HistoryError> {

@@ -32,6 +32,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         }
         // Images of copies a killed `check migrations` left behind.
         crate::migrations::check::remove_leftover_images(self.docker.as_ref(), Some(stack)).await?;
+        // Debris of a snapshot interrupted by a kill or a lost engine (usable snapshots stay).
+        crate::data::snapshot::remove_debris(self.docker.as_ref(), Some(stack)).await?;
         let networks = self.docker.list_networks(stack).await?;
         for n in &networks {
             self.docker.remove_network(&n.name).await?;

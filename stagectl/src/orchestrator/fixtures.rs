@@ -165,6 +165,9 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 }
                 // An engine that went away meanwhile is the run's failure (exit 3), whatever
                 // error the cut call gave; the run must not go on to report the stack ready.
+                if let FixtureError::Docker(lost @ Error::DockerUnreachable { .. }) = e {
+                    return Err(FixtureError::Docker(lost));
+                }
                 if let Err(lost @ Error::DockerUnreachable { .. }) = self.docker.list_containers(&manifest.stack).await {
                     return Err(FixtureError::Docker(lost));
                 }
@@ -199,7 +202,14 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             self.stopped_commit(manifest, &fixtures.service, id, &inputs.snapshot_ref, (&labels, &secret_env)).await?;
         }
         self.reporter.phase(&fixtures.service, Phase::Loading, &format!("snapshot saved as {}", inputs.snapshot_ref));
-        data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref), Some(&manifest.stack)).await?;
+        // The snapshot is taken; a failed prune of older ones is a warning of its own (an engine
+        // gone meanwhile still fails the run).
+        match data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref), Some(&manifest.stack)).await
+        {
+            Err(lost @ Error::DockerUnreachable { .. }) => return Err(lost.into()),
+            Err(e) => self.reporter.phase(&fixtures.service, Phase::Loading, &format!("warning: older snapshots not pruned: {e}")),
+            Ok(_) => {}
+        }
         Ok(())
     }
 

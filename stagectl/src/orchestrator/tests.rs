@@ -397,3 +397,32 @@ timeout = "60s"
     assert_eq!(r.attempts, 1, "{r:?}");
     assert!(r.message.contains("service `web` is not running (exited with code 3"), "{}", r.message);
 }
+
+/// A kept container that stops while it is probed (a removal the engine carried on with after
+/// a killed `rebuild`'s `down`) is recreated once, not reported failed (RELIABILITY finding 7).
+#[tokio::test]
+async fn a_kept_container_that_stops_while_probed_is_recreated() {
+    let (fake, orch, _) = setup();
+    let manifest = parse(WEB);
+    assert!(orch.up(&manifest).await.unwrap().ok);
+    let first_db = fake.container("s-db").unwrap().id;
+    let before = fake.calls().len();
+    fake.exec_results("s-db", &[(1, "no response")]);
+    let killer = {
+        let fake = fake.clone();
+        tokio::spawn(async move {
+            while !fake.calls()[before..].iter().any(|c| c.starts_with("exec s-db")) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            fake.exit_now("s-db", 137);
+            fake.exec_results("s-db", &[(0, "accepting connections")]);
+        })
+    };
+    let report = orch.up(&manifest).await.unwrap();
+    killer.await.unwrap();
+    assert!(report.ok, "{report:#?}");
+    let db = service(&report, "db");
+    assert!(matches!(&db.action, Action::Recreate(why) if why.contains("another process")), "{:?}", db.action);
+    assert_ne!(fake.container("s-db").unwrap().id, first_db, "not recreated");
+    assert!(fake.calls()[before..].iter().any(|c| c.starts_with(&format!("remove_container {first_db}"))), "{:#?}", fake.calls());
+}

@@ -300,7 +300,21 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         if run.service.job {
             return self.complete_job(run, report, &container.id, &action, started).await;
         }
-        self.wait_until_ready(run, &image, &target, &action, &mut container).await?;
+        let action = match self.wait_until_ready(run, &image, &target, &action, &mut container).await {
+            Ok(()) => action,
+            // A kept container that stopped or vanished while probed was taken by another
+            // process: a removal the engine carried on with after its `down` was killed (it
+            // lists a container being force-removed as running). What it held is gone: start
+            // anew, once.
+            Err(_) if action == Action::Keep && self.stopped(&container.id, run.network).await => {
+                let action = Action::Recreate("the kept container was stopped or removed by another process".into());
+                report.action = action.clone();
+                container = self.replace_or_keep(run, &image, &target, &action).await?;
+                self.wait_until_ready(run, &image, &target, &action, &mut container).await?;
+                action
+            }
+            Err(failure) => return Err(failure),
+        };
         if let Some(m) = run.manifest.migrations.iter().find(|m| m.service == run.service.name && m.job.is_none()) {
             report.migrations_applied = self
                 .apply_migrations(run.manifest, m, &container.id, run.network)
@@ -576,6 +590,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
 }
 
 impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
+    /// Whether container `id` no longer runs (exited, or gone).
+    async fn stopped(&self, id: &str, network: &str) -> bool {
+        self.docker.container_status(id, network).await.map_or(true, |s| !s.running)
+    }
+
     /// Without a probe, running is all we can know, and right after the start a process that
     /// fails at once may not have exited yet: a started service is ready when it is still
     /// running, not restarted, [`super::SETTLE_WINDOW`] after its start. An exit within the

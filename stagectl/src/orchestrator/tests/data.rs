@@ -381,3 +381,18 @@ async fn a_job_kept_in_the_snapshot_says_the_volume_it_writes_was_kept() {
         Some("contained in `db`'s loaded data; volume `config` it writes is not in the snapshot: it keeps what the job's last run left there, if anything")
     );
 }
+
+/// The LRU prune runs after the snapshot is saved: its failure is a warning about the prune,
+/// not "snapshot not taken" (RELIABILITY finding 10).
+#[tokio::test]
+async fn a_failed_prune_after_a_snapshot_is_not_reported_as_a_snapshot_not_taken() {
+    let (fake, orch, events) = setup();
+    fake.health("s-db", "healthy");
+    fake.fail_on("list_images org.stagectl.snapshot", "database disk image is malformed");
+    let report = orch.up(&app_project().parse(APP)).await.unwrap();
+    assert!(report.ok, "{report:#?}");
+    let db: Vec<String> = events.0.lock().unwrap().iter().filter(|(s, _, _)| s == "db").map(|(_, _, d)| d.clone()).collect();
+    assert!(db.iter().any(|d| d.starts_with("snapshot saved as")), "{db:?}");
+    assert!(!db.iter().any(|d| d.contains("snapshot not taken")), "{db:?}");
+    assert!(db.iter().any(|d| d.starts_with("warning: older snapshots not pruned") && d.contains("malformed")), "{db:?}");
+}
