@@ -43,6 +43,8 @@ pub struct ServiceMetric {
     pub name: String,
     pub ready: bool,
     pub ready_seconds: Option<f64>,
+    /// Docker's restart count of the service's current container (its `restart` policy at work).
+    pub restarts: u64,
 }
 
 /// Renders the whole exposition. Families without samples are left out.
@@ -121,6 +123,11 @@ pub fn render(input: &MetricsInput) -> String {
         "stagectl_service_ready_seconds",
         "Time from start until the service was probed ready.",
         input.services.iter().filter_map(|s| s.ready_seconds.map(|t| (service_labels(s), float(t)))).collect(),
+    );
+    out.gauge(
+        "stagectl_service_restarts",
+        "Times Docker restarted the service's current container (its `restart` policy); reset when the container is recreated.",
+        input.services.iter().map(|s| (service_labels(s), s.restarts.to_string())).collect(),
     );
 
     out.gauge(
@@ -332,8 +339,8 @@ mod tests {
                 },
             ],
             services: vec![
-                ServiceMetric { name: "db".into(), ready: true, ready_seconds: Some(3.25) },
-                ServiceMetric { name: "web".into(), ready: false, ready_seconds: None },
+                ServiceMetric { name: "db".into(), ready: true, ready_seconds: Some(3.25), restarts: 0 },
+                ServiceMetric { name: "web".into(), ready: false, ready_seconds: None, restarts: 2 },
             ],
             runs_by_status: vec![("succeeded".into(), 6), ("failed".into(), 2), ("queued".into(), 1)],
             host: Some(HostMetrics {
@@ -370,6 +377,7 @@ mod tests {
             "stagectl_check_error_ratio",
             "stagectl_service_ready",
             "stagectl_service_ready_seconds",
+            "stagectl_service_restarts",
             "stagectl_runs",
             "stagectl_host_cpu_percent",
             "stagectl_host_memory_used_bytes",
@@ -394,6 +402,7 @@ mod tests {
         assert_eq!(get(&samples, "stagectl_service_ready", ("service", "web"))[0].value, 0.0);
         assert_eq!(get(&samples, "stagectl_service_ready", ("service", "db"))[0].value, 1.0);
         assert!(get(&samples, "stagectl_service_ready_seconds", ("service", "web")).is_empty());
+        assert_eq!(get(&samples, "stagectl_service_restarts", ("service", "web"))[0].value, 2.0);
         assert_eq!(get(&samples, "stagectl_runs", ("status", "failed"))[0].value, 2.0);
         assert_eq!(get(&samples, "stagectl_host_disk_total_bytes", ("path", "/var/lib/docker"))[0].value, 250e9);
     }

@@ -150,7 +150,12 @@ pub(super) fn metrics_text(state: &State) -> String {
             rows.iter()
                 .map(|r| {
                     let name = r["service"].as_str().unwrap_or("").to_string();
-                    metrics::ServiceMetric { ready_seconds: ready.get(&name).copied(), ready: r["ready"].as_bool().unwrap_or(false), name }
+                    metrics::ServiceMetric {
+                        ready_seconds: ready.get(&name).copied(),
+                        ready: r["ready"].as_bool().unwrap_or(false),
+                        restarts: r["restarts"].as_u64().unwrap_or(0),
+                        name,
+                    }
                 })
                 .collect()
         })
