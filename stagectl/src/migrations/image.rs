@@ -76,18 +76,18 @@ pub fn split_migrations(output: &str, fallback: &str) -> Vec<(String, String)> {
 
 /// `python manage.py migrate --check`, quoted as a shell would.
 fn words(argv: &[String]) -> String {
-    shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "))
+    crate::checks::shell_words(argv)
 }
 
 /// The last [`SHOWN_LINES`] non-empty lines, indented; `(no output)` when there are none.
 fn tail(output: &str) -> String {
-    let lines: Vec<&str> = output.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
-    if lines.is_empty() {
-        return "  (no output)".to_string();
+    match crate::checks::final_lines(output, SHOWN_LINES) {
+        (_, lines) if lines.is_empty() => "  (no output)".to_string(),
+        (more, lines) => {
+            let more = if more > 0 { format!("  … {more} more line(s)\n") } else { String::new() };
+            format!("{more}{}", lines.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n"))
+        }
     }
-    let from = lines.len().saturating_sub(SHOWN_LINES);
-    let more = if from > 0 { format!("  … {from} more line(s)\n") } else { String::new() };
-    format!("{more}{}", lines[from..].iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n"))
 }
 
 /// The check of one `[migrations.<service>]` whose migrations live inside `job`'s image;

@@ -183,14 +183,20 @@ pub async fn current_image<E: ContainerEngine + ?Sized>(
         let reference = service.image.clone().unwrap_or_default();
         return Ok(docker.image_id(&reference).await?.ok_or(format!("would be pulled: {reference} is not present")));
     };
+    let (_, hash) = context_tar_and_hash(build).await?;
+    let unrun = if build.command.is_some() { " (its host build command was not run)" } else { "" };
+    Ok(docker.image_id(&build_tag(&service.name, &hash)).await?.ok_or(format!("would be rebuilt: the build context changed{unrun}")))
+}
+
+/// The build context as a tar (what `.dockerignore` leaves), and its content hash.
+async fn context_tar_and_hash(build: &Build) -> Result<(Vec<u8>, String), ImageError> {
     let context = build.context.clone();
     let ignore = read_dockerignore(&context);
     let tar = tokio::task::spawn_blocking(move || context_tar(&context, &ignore))
         .await?
         .map_err(|source| ImageError::Context { path: build.context.clone(), source })?;
     let hash = context_hash(&tar, build);
-    let unrun = if build.command.is_some() { " (its host build command was not run)" } else { "" };
-    Ok(docker.image_id(&build_tag(&service.name, &hash)).await?.ok_or(format!("would be rebuilt: the build context changed{unrun}")))
+    Ok((tar, hash))
 }
 
 /// `` `a`, `b` `` for every service of `group` but `name`.
@@ -214,12 +220,7 @@ async fn build_once<E: ContainerEngine + ?Sized>(
         reporter.phase(name, Phase::Building, &format!("host command: {cmd}"));
         run_host_command(cmd, &manifest.dir, name, build, reporter, redactor).await?;
     }
-    let context = build.context.clone();
-    let ignore = read_dockerignore(&context);
-    let tar = tokio::task::spawn_blocking(move || context_tar(&context, &ignore))
-        .await?
-        .map_err(|source| ImageError::Context { path: build.context.clone(), source })?;
-    let hash = context_hash(&tar, build);
+    let (tar, hash) = context_tar_and_hash(build).await?;
     for s in group {
         if let Some(id) = docker.image_id(&build_tag(s, &hash)).await? {
             reporter.phase(name, Phase::ImageReady, "build cached (context unchanged)");
