@@ -101,7 +101,7 @@ pub enum Command {
     },
     /// `down --volumes` then `up`: a fresh environment.
     Rebuild,
-    /// Services, state, readiness, ports, image, uptime (alias: `ps`).
+    /// Services, state, readiness, ports, image, uptime.
     #[command(visible_alias = "ps")]
     Status,
     /// Run the checks of the manifest: smoke checks against the running stack, and the
