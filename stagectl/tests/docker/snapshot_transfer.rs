@@ -93,6 +93,30 @@ fn exported_snapshots_imported_where_they_are_missing_make_up_a_hit_without_the_
     assert!(std::fs::metadata(&file).unwrap().len() > 1_000_000);
     assert_eq!(report["bytes"].as_u64(), Some(std::fs::metadata(&file).unwrap().len()));
 
+    // Which snapshot is exported: changed fixtures have none yet (refused, nothing written)...
+    let other = stack.path("other.tar");
+    std::fs::write(stack.path("data/users.csv"), "email\na@example.org\n").unwrap();
+    let out = stack.run(&["snapshots", "export", other.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("service `db`: no snapshot to export"), "{}", stderr(&out));
+    assert!(!other.exists());
+    // ...`--all` takes the stack's snapshots whatever the manifest keys now...
+    let out = stack.run(&["--json", "snapshots", "export", "--all", other.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let all = last_json(&out);
+    assert_eq!(all["snapshots"].as_array().unwrap().len(), 1, "{all}");
+    assert_eq!(all["snapshots"][0]["how"], "all");
+    // ...and a key that needs a pull falls back to the most recently used one, saying so.
+    std::fs::write(stack.path("data/users.csv"), "email\na@example.org\nb@example.org\nc@example.org\n").unwrap();
+    stack.write_manifest(&STACK.replacen("stagectl/postgres:15", "stagectl/postgres:no-such-tag", 1));
+    let out = stack.run(&["--json", "snapshots", "export", other.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let latest = last_json(&out);
+    assert_eq!(latest["snapshots"][0]["how"], "latest", "{latest}");
+    assert!(latest["notes"][0].as_str().unwrap().contains("would be pulled"), "{latest}");
+    stack.write_manifest(STACK);
+    std::fs::remove_file(&other).unwrap();
+
     // A runner without them: no containers, no snapshots.
     assert_eq!(stack.run(&["down", "--volumes"]).status.code(), Some(0));
     for r in &taken {
