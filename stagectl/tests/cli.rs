@@ -187,6 +187,10 @@ fn snapshots_export_and_import_refuse_bad_files_before_reaching_docker() {
     let (code, stderr) = run(&["export", "snaps.tar.gz"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("compressed archives are not written"), "{stderr}");
+    let nowhere = dir.path().join("no/such/dir/snaps.tar");
+    let (code, stderr) = run(&["export", nowhere.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("snaps.tar: its directory does not exist"), "{stderr}");
     let missing = dir.path().join("missing.tar");
     let (code, stderr) = run(&["import", missing.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{stderr}");

@@ -43,6 +43,8 @@ pub enum TransferError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{}: compressed archives are not written; export to a `.tar` (CI artifact uploads compress it)", path.display())]
     Compressed { path: PathBuf },
+    #[error("{}: its directory does not exist", path.display())]
+    NoDirectory { path: PathBuf },
 }
 
 impl From<TransferError> for Error {
@@ -115,6 +117,10 @@ pub fn check_export_path(path: &Path) -> std::result::Result<(), TransferError> 
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     if [".gz", ".tgz", ".zst", ".xz", ".bz2"].iter().any(|ext| name.ends_with(ext)) {
         return Err(TransferError::Compressed { path: path.to_path_buf() });
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(TransferError::NoDirectory { path: path.to_path_buf() });
     }
     Ok(())
 }
