@@ -164,3 +164,40 @@ fn usage_errors_of_the_new_verbs_exit_2_and_say_what_is_known() {
     let out = stagectl(&["ps", "--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: stagectl status"));
 }
+
+#[test]
+fn snapshots_export_and_import_refuse_bad_files_before_reaching_docker() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = secret_manifest(dir.path());
+    let f = file.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_stagectl"))
+            .args(["-f", f, "snapshots"])
+            .args(args)
+            .env("STAGECTL_SECRET_db_password", "x")
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (code, _) = run(&["export"]);
+    assert_eq!(code, Some(2), "FILE is required");
+    let (code, _) = run(&["import"]);
+    assert_eq!(code, Some(2), "FILE is required");
+    let (code, stderr) = run(&["export", "snaps.tar.gz"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("compressed archives are not written"), "{stderr}");
+    let nowhere = dir.path().join("no/such/dir/snaps.tar");
+    let (code, stderr) = run(&["export", nowhere.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("snaps.tar: its directory does not exist"), "{stderr}");
+    let missing = dir.path().join("missing.tar");
+    let (code, stderr) = run(&["import", missing.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("missing.tar: cannot read"), "{stderr}");
+    let text = dir.path().join("notes.tar");
+    std::fs::write(&text, "just text\n").unwrap();
+    let (code, stderr) = run(&["import", text.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("notes.tar: not a stagectl snapshot archive"), "{stderr}");
+}

@@ -6,6 +6,7 @@ pub mod daemon_client;
 pub mod output;
 mod projects;
 mod shell;
+mod snapshots;
 mod verbs;
 
 use std::path::PathBuf;
@@ -245,6 +246,19 @@ pub enum SnapshotsCommand {
         #[arg(long)]
         every_stack: bool,
     },
+    /// Save the snapshots `up` would use now (one per data service) into FILE, a plain tar.
+    Export {
+        /// The archive to write (a `docker save` tar).
+        file: std::path::PathBuf,
+        /// Every snapshot of this stack instead.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Load snapshots exported on another machine; a following `up` restores from them.
+    Import {
+        /// An archive written by `snapshots export`.
+        file: std::path::PathBuf,
+    },
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -455,6 +469,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             Ok(if leaks.is_empty() { exit::OK } else { exit::STACK_FAILED })
         }
         Command::Snapshots(cmd) => {
+            snapshots::check_usage(cmd)?;
             let docker = connect().await?;
             match cmd {
                 SnapshotsCommand::Ls => {
@@ -501,6 +516,8 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                         out(&format!("removed {} snapshots ({})", removed.len(), indicatif::HumanBytes(bytes)));
                     }
                 }
+                SnapshotsCommand::Export { file, all } => snapshots::export(cli, docker.as_ref(), file, *all).await?,
+                SnapshotsCommand::Import { file } => snapshots::import(cli, docker.as_ref(), file).await?,
             }
             Ok(exit::OK)
         }

@@ -156,6 +156,11 @@ impl FakeEngine {
         self.record(call)
     }
 
+    /// Adds an image with labels (e.g. a snapshot) under `reference`.
+    pub fn labelled_image(&self, id: &str, reference: &str, labels: BTreeMap<String, String>) {
+        self.state().add_image(id.to_string(), &[reference.to_string()], labels);
+    }
+
     /// Makes `reference` present locally (as if pulled earlier); returns its id.
     pub fn image(&self, reference: &str) -> String {
         let id = format!("sha256:{reference}");
@@ -549,6 +554,47 @@ impl ContainerEngine for FakeEngine {
                 .ok_or_else(|| Error::docker(format!("tagging {reference}"), format!("No such image: {id}")))?;
             state.add_image(image_id, &[reference.to_string()], BTreeMap::new());
             Ok(())
+        })
+    }
+
+    /// The "archive" is JSON: each image's ID, the requested tags and labels.
+    fn export_images<'a>(&'a self, references: &'a [String], path: &'a std::path::Path) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            self.call(format!("export_images {}", references.join(" "))).await?;
+            let images: Vec<serde_json::Value> = {
+                let state = self.state();
+                let mut out = Vec::new();
+                for r in references {
+                    let i = state.image(r).ok_or_else(|| Error::docker("saving images", format!("No such image: {r}")))?;
+                    out.push(serde_json::json!({ "id": i.id, "tags": [r], "labels": i.labels }));
+                }
+                out
+            };
+            let text = serde_json::to_vec(&images).unwrap_or_default();
+            std::fs::write(path, &text).map_err(|e| Error::docker("saving images", e))?;
+            Ok(text.len() as u64)
+        })
+    }
+
+    fn import_images<'a>(&'a self, path: &'a std::path::Path) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            self.call(format!("import_images {}", path.display())).await?;
+            let text = std::fs::read(path).map_err(|e| Error::docker("loading images", e))?;
+            let images: Vec<serde_json::Value> =
+                serde_json::from_slice(&text).map_err(|e| Error::docker("loading images", format!("invalid tar header: {e}")))?;
+            let mut loaded = Vec::new();
+            let mut state = self.state();
+            for i in images {
+                let id = i["id"].as_str().unwrap_or_default().to_string();
+                let tags: Vec<String> = i["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(String::from)).collect();
+                let labels: BTreeMap<String, String> = serde_json::from_value(i["labels"].clone()).unwrap_or_default();
+                state.add_image(id.clone(), &tags, labels);
+                if tags.is_empty() {
+                    loaded.push(id);
+                }
+                loaded.extend(tags);
+            }
+            Ok(loaded)
         })
     }
 }

@@ -200,6 +200,13 @@ pub trait ContainerEngine: Send + Sync + 'static {
     fn image_size<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<u64>>>;
     /// Points `reference` at `id`; re-tagging refreshes the image's last-tag time (our LRU clock).
     fn tag_image<'a>(&'a self, id: &'a str, reference: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// `docker save` of `references` into the file `path` (a plain tar), streamed: the archive
+    /// is never held in memory. Written beside `path` and renamed, so a failed export leaves
+    /// no partial file under `path`. Returns the bytes written.
+    fn export_images<'a>(&'a self, references: &'a [String], path: &'a std::path::Path) -> BoxFuture<'a, Result<u64>>;
+    /// `docker load` of the archive in the file `path`, streamed. Returns what it loaded: the
+    /// references (`name:tag`) it tagged, or the bare image IDs of untagged images.
+    fn import_images<'a>(&'a self, path: &'a std::path::Path) -> BoxFuture<'a, Result<Vec<String>>>;
 }
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<bytes::Bytes>> + Send>>;

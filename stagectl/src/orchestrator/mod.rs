@@ -19,7 +19,9 @@
 //!   one build per distinct (context, dockerfile, args, host command) per `up`, awaited by
 //!   every service that shares it (one image id, one failure message);
 //! * `ports`: `"auto:PORT"` host ports, allocated and reserved before `up` creates anything;
-//! * `progress`: the [`Reporter`] events.
+//! * `progress`: the [`Reporter`] events;
+//! * `snapshots`: `snapshots export` / `import`, a stack's fixture snapshots as one
+//!   `docker save` archive (the current keys resolved as `drift` does; uses `fixtures`, `images`).
 //!
 //! Outside this module they use `docker` (the trait only), `plan`, `manifest`, `probes`,
 //! `data`, `migrations`, `secrets`, `error`.
@@ -33,6 +35,7 @@ mod lifecycle;
 mod migrate;
 pub mod ports;
 pub mod progress;
+pub mod snapshots;
 mod status;
 mod up;
 

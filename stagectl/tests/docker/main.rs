@@ -14,6 +14,7 @@ mod migrations;
 mod mysql;
 mod projects;
 mod realapps;
+mod snapshot_transfer;
 mod verbs;
 mod wagtail;
 
