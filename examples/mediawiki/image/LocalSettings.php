@@ -40,3 +40,10 @@ wfLoadSkin( 'Vector' );
 $wgDefaultSkin = 'vector';
 
 $wgShowExceptionDetails = true;
+
+# Settings an image built FROM this one adds (an extension, a schema hook):
+# every settings.d/*.php, in name order. update.php (wiki-setup) applies the
+# schema changes they declare.
+foreach ( glob( '/usr/local/share/stagectl-mediawiki/settings.d/*.php' ) ?: [] as $file ) {
+	require $file;
+}
