@@ -69,9 +69,7 @@ pub(super) async fn copy_csv<E: ContainerEngine + ?Sized>(
         if let Some(statements) = fast::statements(&csv.table, &copy_statement(&csv.table, &header, true)) {
             let slot = Slot::default();
             let input = input_stream(masker, csv, &header, &slot).await?;
-            let args: Vec<&str> = statements.iter().flat_map(|s| ["-c", s.as_str()]).collect();
-            let mut args = args;
-            args.insert(0, "-1");
+            let args: Vec<&str> = std::iter::once("-1").chain(statements.iter().flat_map(|s| ["-c", s.as_str()])).collect();
             let (code, out) = docker.exec_with_input(id, &psql_command(user, database, &args), input).await?;
             if code == 0 && lock(&slot).failure.is_none() {
                 return Ok(copied_rows(&out));
