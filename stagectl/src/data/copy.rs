@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::csv_check::{CsvProblem, CsvScanner, Dialect, LineMap};
+use super::fast;
 use super::mask::Masker;
 use super::psql_output::{self, PsqlFailure};
 use super::{display, last_lines, psql_command, quote_ident, FixtureError};
@@ -54,7 +55,8 @@ pub(super) struct CsvFile<'a> {
     pub later: &'a [PathBuf],
 }
 
-/// Loads `csv` with `COPY`; the number of rows.
+/// Loads `csv` with `COPY`; the number of rows. An empty table is bulk-loaded first
+/// ([`fast`]); when that is not possible or fails, the plain `COPY` runs, and names the error.
 pub(super) async fn copy_csv<E: ContainerEngine + ?Sized>(
     docker: &E,
     id: &str,
@@ -62,18 +64,22 @@ pub(super) async fn copy_csv<E: ContainerEngine + ?Sized>(
     masker: &Masker,
     csv: &CsvFile<'_>,
 ) -> Result<u64, FixtureError> {
-    let slot = Slot::default();
     let header = csv_header(csv.path, csv.name)?;
-    let input = if masker.has_rules_for(&csv.table) {
-        masked_stream(csv.path.to_path_buf(), csv.name.to_string(), header.clone(), csv.table.clone(), masker.clone(), slot.clone())
-    } else {
-        checked_stream(csv.path, csv.name, header.clone(), slot.clone()).await?
-    };
-    let copy = format!(
-        "COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)",
-        quote_ident(&csv.table),
-        header.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
-    );
+    if fast::enabled() {
+        if let Some(statements) = fast::statements(&csv.table, &copy_statement(&csv.table, &header, true)) {
+            let slot = Slot::default();
+            let input = input_stream(masker, csv, &header, &slot).await?;
+            let args: Vec<&str> = std::iter::once("-1").chain(statements.iter().flat_map(|s| ["-c", s.as_str()])).collect();
+            let (code, out) = docker.exec_with_input(id, &psql_command(user, database, &args), input).await?;
+            if code == 0 && lock(&slot).failure.is_none() {
+                return Ok(copied_rows(&out));
+            }
+            // Rolled back as a whole: the plain COPY below says what is wrong, at its line.
+        }
+    }
+    let slot = Slot::default();
+    let input = input_stream(masker, csv, &header, &slot).await?;
+    let copy = copy_statement(&csv.table, &header, false);
     let result = docker.exec_with_input(id, &psql_command(user, database, &["-c", &copy]), input).await;
     let checked = std::mem::take(&mut *lock(&slot));
     let failure = match &result {
@@ -95,7 +101,32 @@ pub(super) async fn copy_csv<E: ContainerEngine + ?Sized>(
             None => FixtureError::Psql { file: csv.name.to_string(), line: None, message: last_lines(&out, 10), help: None },
         });
     }
-    Ok(out.lines().filter_map(|l| l.strip_prefix("COPY ")).filter_map(|n| n.trim().parse::<u64>().ok()).sum())
+    Ok(copied_rows(&out))
+}
+
+fn copied_rows(out: &str) -> u64 {
+    out.lines().filter_map(|l| l.strip_prefix("COPY ")).filter_map(|n| n.trim().parse::<u64>().ok()).sum()
+}
+
+/// `COPY table (header columns) FROM STDIN ...`, with `FREEZE` for a table emptied in the
+/// same transaction.
+fn copy_statement(table: &str, header: &[String], freeze: bool) -> String {
+    format!(
+        "COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true{})",
+        quote_ident(table),
+        header.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", "),
+        if freeze { ", FREEZE true" } else { "" }
+    )
+}
+
+/// The file's rows as they go to PostgreSQL: masked when the table has rules, else as they are;
+/// checked on the way either way, findings into `slot`.
+async fn input_stream(masker: &Masker, csv: &CsvFile<'_>, header: &[String], slot: &Slot) -> Result<ByteStream, FixtureError> {
+    Ok(if masker.has_rules_for(&csv.table) {
+        masked_stream(csv.path.to_path_buf(), csv.name.to_string(), header.to_vec(), csv.table.clone(), masker.clone(), slot.clone())
+    } else {
+        checked_stream(csv.path, csv.name, header.to_vec(), slot.clone()).await?
+    })
 }
 
 /// A failed COPY, named by the fixture's file and line, with a hint where the cause is known.

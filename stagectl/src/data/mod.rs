@@ -5,6 +5,7 @@
 mod copy;
 mod csv_check;
 mod error;
+mod fast;
 mod files;
 pub mod mask;
 mod mysql;

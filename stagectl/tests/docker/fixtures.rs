@@ -427,3 +427,80 @@ fn postgres_errors_on_a_csv_name_the_file_line_and_column() {
     std::fs::write(stack.path("data/users.csv"), "email,name,age\n\nann@corp.example,Ann,30\n\nbob@corp.example,Bob,old\n").unwrap();
     assert_eq!(load_fails(&stack), "data/users.csv:5: ERROR: invalid input syntax for type integer: \"old\" (column \"age\")");
 }
+
+const BULK_STACK: &str = r#"
+[stack]
+name = "{stack}"
+
+[services.db]
+image = "stagectl/postgres:15"
+env = { POSTGRES_DB = "app" }
+ready = { exec = ["pg_isready", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "app"], timeout = "30s" }
+
+[fixtures.db]
+files = ["data/*.sql", "data/*.csv"]
+mask = { "users.email" = "email" }
+"#;
+
+const BULK_SCHEMA: &str = "CREATE TABLE countries (code text PRIMARY KEY, name text);\n\
+INSERT INTO countries VALUES ('XX', 'seeded by the schema');\n\
+CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, name text, country text REFERENCES countries (code));\n\
+CREATE INDEX users_email_idx ON users (email);\n\
+CREATE INDEX users_name_idx ON users (name);\n\
+COMMENT ON INDEX users_name_idx IS 'kept in place: it has a comment';\n\
+CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE, total int CHECK (total > 0));\n\
+CREATE INDEX orders_user_idx ON orders (user_id);\n\
+CREATE UNIQUE INDEX orders_total_per_user ON orders (user_id, total);\n";
+
+/// `pg_dump -s` of a database, without the per-dump `\restrict` key.
+fn schema_dump(stack: &Stack, database: &str) -> String {
+    let dump = docker(&["exec", &format!("{}-db", stack.name), "pg_dump", "-s", "-U", "postgres", database]);
+    dump.lines().filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn a_bulk_load_gives_the_rows_and_schema_of_a_plain_copy_and_a_broken_key_is_still_named() {
+    require_docker!();
+    let stack = Stack::new("fxbulk", BULK_STACK);
+    std::fs::create_dir_all(stack.path("data")).unwrap();
+    std::fs::write(stack.path("data/00_schema.sql"), BULK_SCHEMA).unwrap();
+    std::fs::write(stack.path("data/01_countries.csv"), "code,name\nNL,Netherlands\nDE,Germany\n").unwrap();
+    std::fs::write(
+        stack.path("data/02_users.csv"),
+        "id,email,name,country\n1,a@corp.example,Ann,NL\n2,b@corp.example,Bob,DE\n3,c@corp.example,Cy,XX\n",
+    )
+    .unwrap();
+    std::fs::write(stack.path("data/03_orders.csv"), "id,user_id,total\n1,1,10\n2,1,20\n3,2,5\n4,3,7\n").unwrap();
+    let fx = db_fixtures(&stack.up_ok());
+    assert_eq!(fx["rows"], 10, "the seed row, 2 countries, 3 users, 4 orders: {fx}");
+
+    // Empty tables were bulk-loaded (truncated: a new relfilenode); the seeded one was not, and
+    // keeps its row.
+    let truncated = "SELECT string_agg(relname || '=' || (relfilenode <> oid), ',' ORDER BY relname) FROM pg_class \
+                     WHERE relname IN ('countries', 'users', 'orders')";
+    assert_eq!(sql(&stack, "app", truncated).trim(), "countries=false,orders=true,users=true");
+    assert_eq!(sql(&stack, "app", "SELECT string_agg(code, ',' ORDER BY code) FROM countries").trim(), "DE,NL,XX");
+    assert_eq!(sql(&stack, "app", "SELECT count(*) FROM orders o JOIN users u ON u.id = o.user_id").trim(), "4");
+    assert_eq!(sql(&stack, "app", "SELECT count(*) FROM users WHERE email LIKE '%@corp.example'").trim(), "0", "masked");
+
+    // The same schema as the schema file alone gives: indexes and keys rebuilt as they were.
+    sql(&stack, "app", "CREATE DATABASE reference");
+    sql(&stack, "reference", BULK_SCHEMA);
+    let (loaded, reference) = (schema_dump(&stack, "app"), schema_dump(&stack, "reference"));
+    assert!(loaded.contains("orders_user_id_fkey") && loaded.contains("kept in place"), "{loaded}");
+    assert_eq!(loaded, reference);
+
+    // A row breaking a foreign key: the bulk load rolls back, the plain COPY names the error.
+    std::fs::write(stack.path("data/03_orders.csv"), "id,user_id,total\n1,1,10\n2,99,20\n").unwrap();
+    let out = stack.run(&["--json", "up"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = last_json(&out);
+    let db = report["services"].as_array().unwrap().iter().find(|s| s["service"] == "db").unwrap().clone();
+    let message = db["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("data/03_orders.csv") && message.contains("violates foreign key constraint \"orders_user_id_fkey\""),
+        "{message}"
+    );
+    assert_eq!(sql(&stack, "app", "SELECT count(*) FROM orders").trim(), "0");
+    assert_eq!(sql(&stack, "app", "SELECT count(*) FROM pg_constraint WHERE conname = 'orders_user_id_fkey'").trim(), "1");
+}
