@@ -51,6 +51,8 @@ struct Script {
     exec_results: VecDeque<(i64, String)>,
     health: Option<String>,
     logs: Vec<String>,
+    /// Docker's restart count reported for the container.
+    restarts: u64,
 }
 
 #[derive(Default)]
@@ -190,6 +192,11 @@ impl FakeEngine {
     /// The Docker healthcheck status (`healthy`, `unhealthy`, `starting`) of containers named `name`.
     pub fn health(&self, name: &str, status: &str) {
         self.script_mut(name, |s| s.health = Some(status.to_string()));
+    }
+
+    /// Docker's restart count of containers named `name` (their restart policy at work).
+    pub fn restarts(&self, name: &str, count: u64) {
+        self.script_mut(name, |s| s.restarts = count);
     }
 
     /// The output of containers named `name`.
@@ -426,7 +433,7 @@ impl ContainerEngine for FakeEngine {
                     .map(|p| (format!("{}/{}", p.2, p.3), p.1))
                     .collect(),
                 started_at: (c.state != RunState::Created).then(|| "2024-01-01T00:00:00Z".to_string()),
-                restart_count: 0,
+                restart_count: state.script(c).restarts,
             })
         })
     }

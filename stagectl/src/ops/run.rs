@@ -195,6 +195,8 @@ pub fn record(history: &History, run: i64, result: &Result<OpOutcome>, redactor:
             if let Some(d) = &detail {
                 failures.push(format!("{}: {d}", s.service));
             }
+            // Restarts are a fact about the service, not a failure of this run.
+            let detail = detail.or_else(|| (s.restarts > 0).then(|| format!("restarted {}× by its restart policy", s.restarts)));
             let _ = history.add_step(run, &StepRecord { name: s.service.clone(), status, seconds: s.ready_seconds, detail });
             if let Some(f) = &s.fixtures {
                 snapshot = Some(f.snapshot.clone());

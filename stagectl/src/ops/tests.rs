@@ -172,3 +172,21 @@ async fn a_run_on_a_busy_stack_waits_for_the_lock_and_says_so() {
     let notes = display.notes.lock().unwrap().clone();
     assert!(notes.iter().any(|n| n.contains("waiting for another stagectl operation")), "{notes:?}");
 }
+
+#[tokio::test]
+async fn a_services_restarts_are_in_its_history_step_and_do_not_fail_the_run() {
+    let s = setup("restarts");
+    let m = manifest(&s.stack, "5s");
+    let toml_app = m.services.iter().position(|x| x.name == "app").unwrap();
+    let mut m = m;
+    m.services[toml_app].restart = crate::manifest::Restart::Always;
+    s.fake.exec_results(&format!("{}-db", s.stack), &[(0, "accepting connections")]);
+    s.fake.restarts(&format!("{}-app", s.stack), 3);
+    let (result, detail) = s.run(&m, Operation::Up, Arc::default(), std::future::pending()).await;
+
+    assert!(result.unwrap().ok());
+    assert_eq!(detail.run.status, RunStatus::Succeeded);
+    let app = detail.steps.iter().find(|st| st.name == "app").unwrap();
+    assert_eq!(app.detail.as_deref(), Some("restarted 3× by its restart policy"));
+    assert_eq!(detail.run.error, None, "restarts are not a failure");
+}

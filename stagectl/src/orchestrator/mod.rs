@@ -114,6 +114,9 @@ pub struct ServiceReport {
     /// Database services with native migrations: those applied in this run, with ms each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub migrations_applied: Vec<(String, f64)>,
+    /// Times Docker restarted the service's container (its `restart` policy), as of this run.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub restarts: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -136,6 +139,10 @@ pub struct UpReport {
     pub services: Vec<ServiceReport>,
     /// The host ports the manifest publishes, `auto` ones as allocated.
     pub ports: Vec<PublishedPort>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One host port a service publishes.

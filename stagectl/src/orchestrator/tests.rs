@@ -426,3 +426,18 @@ async fn a_kept_container_that_stops_while_probed_is_recreated() {
     assert_ne!(fake.container("s-db").unwrap().id, first_db, "not recreated");
     assert!(fake.calls()[before..].iter().any(|c| c.starts_with(&format!("remove_container {first_db}"))), "{:#?}", fake.calls());
 }
+
+#[tokio::test]
+async fn the_restarts_of_a_service_with_a_restart_policy_are_in_the_up_report() {
+    let (fake, orch, _) = setup();
+    let m = parse("[stack]\nname = \"s\"\n[services.worker]\nimage = \"w\"\nrestart = \"always\"\n[services.web]\nimage = \"web\"\n");
+    orch.up(&m).await.unwrap();
+    fake.restarts("s-worker", 4);
+    fake.restarts("s-web", 9);
+    let report = orch.up(&m).await.unwrap();
+    assert_eq!(service(&report, "worker").restarts, 4);
+    // Without a policy Docker restarts nothing: the count is not even asked for.
+    assert_eq!(service(&report, "web").restarts, 0);
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["services"][0]["restarts"], 4, "{json}");
+}

@@ -253,6 +253,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             logs: vec![],
             fixtures: None,
             migrations_applied: vec![],
+            restarts: 0,
         };
         match self.pipeline(run, &mut report).await {
             Ok(()) => report,
@@ -326,6 +327,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         }
 
         let secs = started.elapsed().as_secs_f64();
+        // A kept container may have been restarted by its `restart` policy since it was made:
+        // the run (and so the history) says how often. Only a policy restarts containers.
+        if run.service.restart != crate::manifest::Restart::No {
+            report.restarts = self.docker.container_status(&container.id, run.network).await.map_or(0, |s| s.restart_count);
+        }
         report.outcome = Outcome::Ready;
         if action == Action::Keep {
             self.reporter.phase(&run.service.name, Phase::Kept, "unchanged, ready");
