@@ -366,41 +366,6 @@ fn slow_and_oversized_clients_cannot_starve_the_api_or_its_memory() {
     drop(idle);
 }
 
-/// A small tmpfs mounted for one test and unmounted on drop (also when the test panics).
-struct SmallDisk {
-    dir: std::path::PathBuf,
-}
-
-impl SmallDisk {
-    /// `None` (with a loud message) where mounting is not permitted (not root).
-    fn mount(dir: std::path::PathBuf, size: &str) -> Option<SmallDisk> {
-        std::fs::create_dir_all(&dir).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("\n!!!!! SKIPPED: cannot mount a tmpfs here (needs root); the full-disk test did not run !!!!!\n");
-        }
-        ok.then_some(SmallDisk { dir })
-    }
-
-    /// Writes zeros until the disk is full.
-    fn fill(&self) {
-        let mut f = std::fs::File::create(self.dir.join("filler")).unwrap();
-        let block = vec![0u8; 64 * 1024];
-        while f.write_all(&block).is_ok() {}
-        let _ = f.sync_all();
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
-}
-
 #[test]
 fn a_full_state_disk_refuses_runs_with_503_and_the_cli_says_why() {
     require_docker!();

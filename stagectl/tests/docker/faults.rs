@@ -24,37 +24,6 @@ command = ["sleep", "infinity"]
 ready = { exec = ["true"] }
 "#;
 
-/// A small tmpfs on a test's state directory, unmounted on drop (also when the test panics).
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    /// `None` (with a loud message) where mounting is not permitted (not root).
-    fn mount(dir: PathBuf) -> Option<Tmpfs> {
-        std::fs::create_dir_all(&dir).unwrap();
-        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"]).arg(&dir).status().is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("\n!!!!! SKIPPED: cannot mount a tmpfs here (needs root); this full-disk test did not run !!!!!\n");
-        }
-        ok.then_some(Tmpfs { dir })
-    }
-
-    /// Writes zeros until the disk is full.
-    fn fill(&self) {
-        let mut f = std::fs::File::create(self.dir.join("filler")).unwrap();
-        let block = vec![0u8; 64 * 1024];
-        while f.write_all(&block).is_ok() {}
-        let _ = f.sync_all();
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
-}
-
 /// The history can be opened (another process has it open, so its WAL files exist: the daemon,
 /// or a process killed with -9) but not written: the operation runs, and the CLI says that it
 /// is not recorded instead of leaving it out of the history silently.
@@ -63,7 +32,7 @@ fn a_run_the_full_history_cannot_record_still_runs_and_says_so() {
     require_docker!();
     let stack = Stack::new("f-norec", WEB);
     let state = stack.path("state");
-    let Some(disk) = Tmpfs::mount(state.clone()) else { return };
+    let Some(disk) = SmallDisk::mount(state.clone(), "4m") else { return };
     let held = stagectl::history::History::open(&state.join("history.db")).expect("history");
     disk.fill();
     let out = stack.run_env(&["up"], &[("STAGECTL_STATE_DIR", state.to_str().unwrap()), ("STAGECTL_LOCAL", "true")]);
@@ -92,7 +61,7 @@ ready = { exec = ["test", "-f", "/tmp/ok"], timeout = "60s", interval = "100ms" 
 "#,
     );
     let state = stack.path("state");
-    let Some(disk) = Tmpfs::mount(state.clone()) else { return };
+    let Some(disk) = SmallDisk::mount(state.clone(), "4m") else { return };
     let mut child = Command::new(BIN)
         .arg("-f")
         .arg(stack.path("stack.toml"))
@@ -517,7 +486,7 @@ command = ["sh", "-c", "sleep 4; touch /tmp/ok; exec sleep infinity"]
 ready = { exec = ["test", "-f", "/tmp/ok"], timeout = "60s", interval = "100ms" }
 "#,
     );
-    let Some(disk) = Tmpfs::mount(stack.path("state")) else { return };
+    let Some(disk) = SmallDisk::mount(stack.path("state"), "4m") else { return };
     let daemon = Daemon::start(&stack);
     let (code, body) = daemon_request(daemon.port, "POST", "/api/v1/up");
     assert_eq!(code, 202, "{body}");

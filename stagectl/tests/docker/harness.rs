@@ -179,3 +179,39 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
 pub fn sql(stack: &Stack, database: &str, query: &str) -> String {
     docker(&["exec", &format!("{}-db", stack.name), "psql", "-X", "-U", "postgres", "-d", database, "-tA", "-c", query])
 }
+
+/// A small tmpfs (e.g. a test's state directory, to fill it) mounted for one test and
+/// unmounted on drop (also when the test panics). The full-disk tests share it.
+pub struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    /// `None` (with a loud message) where mounting is not permitted (not root).
+    pub fn mount(dir: PathBuf, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("\n!!!!! SKIPPED: cannot mount a tmpfs here (needs root); this full-disk test did not run !!!!!\n");
+        }
+        ok.then_some(SmallDisk { dir })
+    }
+
+    /// Writes zeros until the disk is full.
+    pub fn fill(&self) {
+        let mut f = std::fs::File::create(self.dir.join("filler")).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
