@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Build stagectl's base Docker images from Debian packages, with no registry.
 #
-#   scripts/build-images.sh [--force] [debian|postgres|redis|mariadb ...]
+#   scripts/build-images.sh [--force] [debian|postgres|redis|mariadb|postgres-firststart ...]
 #
 # Tags built (all labelled org.stagectl.base=1):
 #   stagectl/debian:bookworm  minbase bookworm + libssl3 (runtime for Rust binaries)
 #   stagectl/postgres:15      PostgreSQL 15, trust auth, fsync off (staging only)
 #   stagectl/redis:7          Redis 7.0, no persistence, no protected mode
 #   stagectl/mariadb:10.11    MariaDB 10.11, no durability, users/database from env
+#   stagectl/postgres-firststart:15
+#                             PostgreSQL 15 as the official image behaves: initdb
+#                             on first start into a VOLUME, default settings
+#                             (benchmarks and tests "as users have it")
 #
 # Nothing can be pulled on the machines this runs on, so each image starts as a
 # `debootstrap --variant=minbase` tree made from the apt mirror this machine
 # already uses, trimmed (apt caches and lists, docs, man pages, translations),
 # brought in with `docker import`, and finished by `docker build` with the
 # Dockerfile in images/NAME/ (FROM the imported tree, passed as ROOTFS).
+# A derived image (postgres-firststart) needs no tree of its own: it is a
+# plain `docker build` FROM its parent's tag, once the parent exists.
 # The trees are built at the same time, in a scratch dir under /tmp (a
 # tmpfs when memory allows: dpkg's fsyncs cost nothing there), removed on exit.
 #
@@ -28,12 +34,17 @@
 set -euo pipefail
 
 SUITE=bookworm
-ALL_IMAGES=(debian postgres redis mariadb)
+ALL_IMAGES=(debian postgres redis mariadb postgres-firststart)
 declare -A TAG=(
 	[debian]=stagectl/debian:bookworm
 	[postgres]=stagectl/postgres:15
 	[redis]=stagectl/redis:7
 	[mariadb]=stagectl/mariadb:10.11
+	[postgres-firststart]=stagectl/postgres-firststart:15
+)
+# Derived images: built FROM the parent's tag (their Dockerfile says so).
+declare -A PARENT=(
+	[postgres-firststart]=postgres
 )
 declare -A INCLUDE=(
 	[debian]=libssl3
@@ -77,16 +88,58 @@ command -v docker >/dev/null || die "docker CLI not found"
 docker version --format '{{.Server.Version}}' >/dev/null 2>&1 ||
 	die "cannot reach the Docker daemon (is it running? are you allowed to use it?)"
 
-TODO=()
+TODO=()         # debootstrapped
+TODO_DERIVED=() # built FROM a parent tag, after the others
 for name in "${WANTED[@]}"; do
 	if ((!FORCE)) && docker image inspect "${TAG[$name]}" >/dev/null 2>&1; then
 		log "${TAG[$name]} exists, skipping (use --force to rebuild)"
+	elif [[ -n ${PARENT[$name]+x} ]]; then
+		TODO_DERIVED+=("$name")
 	else
 		TODO+=("$name")
 	fi
 done
+# A derived image whose parent is missing needs the parent built first.
+for name in "${TODO_DERIVED[@]}"; do
+	parent=${PARENT[$name]}
+	if ! docker image inspect "${TAG[$parent]}" >/dev/null 2>&1 && [[ " ${TODO[*]} " != *" $parent "* ]]; then
+		log "${TAG[$name]} needs ${TAG[$parent]}: building that too"
+		TODO+=("$parent")
+	fi
+done
+
+# Derived images: a `docker build` FROM the parent's tag (no debootstrap, no root).
+build_derived() {
+	local name=$1 t0=$SECONDS tag=${TAG[$1]} old_id out
+	[[ -f $IMAGES_DIR/$name/Dockerfile ]] || die "missing $IMAGES_DIR/$name/Dockerfile"
+	[[ -n ${DOCKER_BUILDKIT:-} ]] || docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
+	old_id=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+	log "[$name] docker build $tag (FROM ${TAG[${PARENT[$name]}]})"
+	if ! out=$(docker build --label "$LABEL" --force-rm -t "$tag" "$IMAGES_DIR/$name" 2>&1); then
+		printf '%s\n' "$out" | tail -n 20 | sed "s/^/[$name] /" >&2
+		log "[$name] docker build failed"
+		return 1
+	fi
+	if [[ -n $old_id && $old_id != "$(docker image inspect --format '{{.Id}}' "$tag")" ]]; then
+		docker rmi "$old_id" >/dev/null 2>&1 || true
+	fi
+	log "[$name] built $tag in $((SECONDS - t0))s"
+}
+build_all_derived() {
+	local name failed=()
+	for name in "${TODO_DERIVED[@]}"; do
+		build_derived "$name" || failed+=("$name")
+	done
+	((${#failed[@]} == 0)) || die "failed to build: ${failed[*]} (after $(elapsed))"
+}
+
 if ((${#TODO[@]} == 0)); then
-	log "nothing to do"
+	if ((${#TODO_DERIVED[@]} == 0)); then
+		log "nothing to do"
+		exit 0
+	fi
+	build_all_derived
+	log "done in $(elapsed)"
 	exit 0
 fi
 
@@ -324,4 +377,5 @@ for name in "${TODO[@]}"; do
 	log "$(printf '%-28s %4d MB' "${TAG[$name]}" "$((size / 1000000))")"
 done
 ((${#FAILED[@]} == 0)) || die "failed to build: ${FAILED[*]} (after $(elapsed))"
+build_all_derived
 log "done in $(elapsed)"
