@@ -28,7 +28,7 @@ pub const MARKER_PATH: &str = "/tmp/.stagectl-fixtures-loaded";
 pub fn key(base_image_id: &str, service_spec_hash: &str, fixtures_hash: &str, jobs: &[(String, String)]) -> String {
     let mut h = Sha256::new();
     // Bumped whenever what a snapshot contains changes shape (e.g. the marker's location).
-    h.update(b"stagectl-snapshot-v1\0");
+    h.update(b"stagectl-snapshot-v2\0");
     for part in [base_image_id, service_spec_hash, fixtures_hash] {
         h.update(part.as_bytes());
         h.update(b"\0");

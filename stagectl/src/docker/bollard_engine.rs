@@ -24,8 +24,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: u64 = 3600;
 
 pub struct BollardEngine {
-    docker: Docker,
-    host: String,
+    pub(super) docker: Docker,
+    pub(super) host: String,
 }
 
 fn docker_host() -> String {
@@ -109,7 +109,7 @@ fn chain_is_transport(err: &dyn std::error::Error) -> bool {
 
 /// The error for a failed Docker API call: unreachable when the engine went away, else the
 /// engine's own refusal with what was being done.
-fn lost_or(host: &str, context: impl Into<String>, e: bollard::errors::Error) -> Error {
+pub(super) fn lost_or(host: &str, context: impl Into<String>, e: bollard::errors::Error) -> Error {
     let context = context.into();
     if engine_lost(&e) {
         Error::DockerUnreachable { host: host.to_string(), detail: format!("lost while {context}: {e}") }
@@ -118,7 +118,7 @@ fn lost_or(host: &str, context: impl Into<String>, e: bollard::errors::Error) ->
     }
 }
 
-fn is_not_found(e: &bollard::errors::Error) -> bool {
+pub(super) fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
 
@@ -582,11 +582,33 @@ impl ContainerEngine for BollardEngine {
     }
 
     fn exec<'a>(&'a self, id: &'a str, command: &'a [String]) -> BoxFuture<'a, Result<(i64, String)>> {
-        Box::pin(self.run_exec(id, command, None))
+        Box::pin(self.run_exec(id, None, command, None))
+    }
+
+    fn exec_as<'a>(&'a self, id: &'a str, user: &'a str, command: &'a [String]) -> BoxFuture<'a, Result<(i64, String)>> {
+        Box::pin(self.run_exec(id, Some(user), command, None))
     }
 
     fn exec_with_input<'a>(&'a self, id: &'a str, command: &'a [String], input: ByteStream) -> BoxFuture<'a, Result<(i64, String)>> {
-        Box::pin(self.run_exec(id, command, Some(input)))
+        Box::pin(self.run_exec(id, None, command, Some(input)))
+    }
+
+    fn exec_into<'a>(
+        &'a self,
+        from: ExecAs<'a>,
+        command: &'a [String],
+        to: &'a str,
+        to_dir: &'a str,
+    ) -> BoxFuture<'a, Result<(i64, String)>> {
+        Box::pin(self.exec_into_container(from, command, to, to_dir))
+    }
+
+    fn upload_tar<'a>(&'a self, to: &'a str, to_dir: &'a str, tar: Vec<u8>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.upload(to, to_dir, tar))
+    }
+
+    fn image_volumes<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(self.declared_volumes(reference))
     }
 
     fn commit<'a>(
@@ -703,9 +725,10 @@ impl ContainerEngine for BollardEngine {
 }
 
 impl BollardEngine {
-    async fn run_exec(&self, id: &str, command: &[String], input: Option<ByteStream>) -> Result<(i64, String)> {
+    async fn run_exec(&self, id: &str, user: Option<&str>, command: &[String], input: Option<ByteStream>) -> Result<(i64, String)> {
         use tokio::io::AsyncWriteExt;
         let cfg = bollard::models::ExecConfig {
+            user: user.map(str::to_string),
             attach_stdin: Some(input.is_some()),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
@@ -754,12 +777,18 @@ impl BollardEngine {
             fed?;
             drained?;
         }
-        // The output ends when the command closes it, normally as it exits; the engine may
-        // take a moment to record the exit. A stream that ended while the command goes on (a
-        // connection cut short by a proxy) gives no exit code: that is an error, not "-1".
+        self.exec_exit_code(id, &created.id, command, output).await
+    }
+
+    /// The exit code of exec `exec_id` in container `id` once its output ended. The output
+    /// ends when the command closes it, normally as it exits; the engine may take a moment to
+    /// record the exit. A stream that ended while the command goes on (a connection cut short
+    /// by a proxy) gives no exit code: that is an error, not "-1".
+    pub(super) async fn exec_exit_code(&self, id: &str, exec_id: &str, command: &[String], output: String) -> Result<(i64, String)> {
+        let ctx = || format!("exec in {id}");
         let deadline = tokio::time::Instant::now() + EXEC_EXIT_WAIT;
         loop {
-            let inspect = self.docker.inspect_exec(&created.id).await.map_err(|e| lost_or(&self.host, ctx(), e))?;
+            let inspect = self.docker.inspect_exec(exec_id).await.map_err(|e| lost_or(&self.host, ctx(), e))?;
             match (inspect.running, inspect.exit_code) {
                 (Some(false) | None, Some(code)) => return Ok((code, output)),
                 _ if tokio::time::Instant::now() >= deadline => {

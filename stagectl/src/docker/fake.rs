@@ -490,6 +490,42 @@ impl ContainerEngine for FakeEngine {
         })
     }
 
+    fn exec_as<'a>(&'a self, id: &'a str, user: &'a str, command: &'a [String]) -> BoxFuture<'a, Result<(i64, String)>> {
+        Box::pin(async move {
+            self.call(format!("exec_as {id} {user} {}", command.join(" "))).await?;
+            self.next_exec_result(id)
+        })
+    }
+
+    fn exec_into<'a>(
+        &'a self,
+        from: ExecAs<'a>,
+        command: &'a [String],
+        to: &'a str,
+        to_dir: &'a str,
+    ) -> BoxFuture<'a, Result<(i64, String)>> {
+        Box::pin(async move {
+            self.call(format!("exec_into {}:{} {} -> {to}:{to_dir}", from.container, from.user, command.join(" "))).await?;
+            self.state().container(to)?;
+            self.next_exec_result(from.container)
+        })
+    }
+
+    fn upload_tar<'a>(&'a self, to: &'a str, to_dir: &'a str, _tar: Vec<u8>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.call(format!("upload_tar {to}:{to_dir}")).await?;
+            self.state().container(to)?;
+            Ok(())
+        })
+    }
+
+    fn image_volumes<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            self.call(format!("image_volumes {reference}")).await?;
+            Ok(vec![])
+        })
+    }
+
     fn exec_with_input<'a>(&'a self, id: &'a str, command: &'a [String], mut input: ByteStream) -> BoxFuture<'a, Result<(i64, String)>> {
         Box::pin(async move {
             self.call(format!("exec_with_input {id} {}", command.join(" "))).await?;

@@ -3,6 +3,7 @@
 //! in-memory one for unit tests). Failures are [`crate::error::Error::Docker`] (what was being
 //! done, and Docker's answer) or, when connecting, [`crate::error::Error::DockerUnreachable`].
 
+mod bollard_archive;
 mod bollard_engine;
 /// An in-memory engine for unit tests (see its module docs).
 #[cfg(test)]
@@ -180,6 +181,25 @@ pub trait ContainerEngine: Send + Sync + 'static {
     fn stream_logs(&self, id: &str, follow: bool, tail: Option<usize>) -> LineStream;
     /// Runs a command in the container, returns its exit code and combined output.
     fn exec<'a>(&'a self, id: &'a str, command: &'a [String]) -> BoxFuture<'a, Result<(i64, String)>>;
+    /// Like `exec`, as `user` (a name or `uid:gid`; Docker's exec `User`).
+    fn exec_as<'a>(&'a self, id: &'a str, user: &'a str, command: &'a [String]) -> BoxFuture<'a, Result<(i64, String)>>;
+    /// Runs `command` in `from` and extracts what it writes to stdout, a tar, into the
+    /// directory `to_dir` of container `to` (which need not be started), streamed through
+    /// Docker's archive API: nothing is held in memory, owners and modes are the tar's.
+    /// Returns the command's exit code and its stderr; a failed command may have left part of
+    /// the tar extracted.
+    fn exec_into<'a>(
+        &'a self,
+        from: ExecAs<'a>,
+        command: &'a [String],
+        to: &'a str,
+        to_dir: &'a str,
+    ) -> BoxFuture<'a, Result<(i64, String)>>;
+    /// Extracts the tar `tar` into the directory `to_dir` of container `to`.
+    fn upload_tar<'a>(&'a self, to: &'a str, to_dir: &'a str, tar: Vec<u8>) -> BoxFuture<'a, Result<()>>;
+    /// The paths an image declares as volumes (`VOLUME` in its Dockerfile): a container gets a
+    /// fresh anonymous volume there, which a commit does not hold.
+    fn image_volumes<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Vec<String>>>;
     /// Like `exec`, streaming `input` to the command's stdin (closed at the end of the stream).
     fn exec_with_input<'a>(&'a self, id: &'a str, command: &'a [String], input: ByteStream) -> BoxFuture<'a, Result<(i64, String)>>;
 
@@ -207,6 +227,13 @@ pub trait ContainerEngine: Send + Sync + 'static {
     /// `docker load` of the archive in the file `path`, streamed. Returns what it loaded: the
     /// references (`name:tag`) it tagged, or the bare image IDs of untagged images.
     fn import_images<'a>(&'a self, path: &'a std::path::Path) -> BoxFuture<'a, Result<Vec<String>>>;
+}
+
+/// A container and the user (a name or `uid:gid`) a command runs as there.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecAs<'a> {
+    pub container: &'a str,
+    pub user: &'a str,
 }
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<bytes::Bytes>> + Send>>;

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use super::pg_snapshot;
 use super::{FixtureReport, Orchestrator, Phase};
 use crate::data;
-use crate::docker::ContainerEngine;
+use crate::docker::{BoxFuture, ContainerEngine};
 use crate::error::Error;
 use crate::manifest::{Fixtures, Loader, Manifest, Service, VolumeSource};
 use crate::plan::{self, Action};
@@ -28,6 +29,9 @@ pub enum FixtureError {
     /// The data service, stopped for a snapshot, did not come back: the stack cannot go on.
     #[error("{service} did not come back after its snapshot was taken: {reason}")]
     RestartAfterSnapshot { service: String, reason: String },
+    /// A snapshot could not be saved (the data stays loaded; the next run loads again).
+    #[error("{why}")]
+    Snapshot { why: String },
     #[error(transparent)]
     Docker(#[from] Error),
 }
@@ -122,9 +126,98 @@ pub(super) fn fixture_inputs(
     Ok(FixtureInputs { base_image: image_id.to_string(), files, key, snapshot_ref, file_digests })
 }
 
+/// A PostgreSQL snapshot being saved off the critical path (see [`pg_snapshot`]); `up` runs
+/// these while the dependents start, and waits for them before it returns.
+pub(super) type PendingSnapshot<'a> = BoxFuture<'a, SnapshotDone>;
+pub(super) type SnapshotQueue<'a> = tokio::sync::mpsc::UnboundedSender<PendingSnapshot<'a>>;
+
+/// How a snapshot saved in the background ended.
+pub(super) struct SnapshotDone {
+    pub(super) service: String,
+    pub(super) result: Result<String, FixtureError>,
+    pub(super) seconds: f64,
+}
+
+/// What identifies a snapshot to be saved: its reference, key and labels.
+#[derive(Clone)]
+struct SnapshotPlan {
+    service: String,
+    reference: String,
+    key: String,
+    labels: BTreeMap<String, String>,
+    secret_env: Vec<String>,
+}
+
+/// The throwaway container a PostgreSQL snapshot is replayed in: the service's image and
+/// spec, but not the service: never reached by its name, never mistaken for its container
+/// (the next `up` removes one left behind as an orphan), never holding its ports.
+fn throwaway_spec(manifest: &Manifest, service: &Service, image: &str, at: &pg_snapshot::Located) -> crate::docker::ContainerSpec {
+    let mut spec = plan::container_spec(manifest, service, image, image, "snapshot");
+    spec.name = format!("{}.snapshot", spec.name);
+    spec.labels.insert(crate::docker::labels::SERVICE.into(), format!("{}.snapshot", service.name));
+    spec.aliases.clear();
+    spec.ports.clear();
+    spec.restart = None;
+    spec.hostname = format!("{}-snapshot", service.name);
+    if at.relocated() {
+        spec.env.retain(|e| !e.starts_with("PGDATA="));
+        spec.env.push(format!("PGDATA={}", at.data_dir));
+    }
+    spec
+}
+
 impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
-    /// Loads fixtures (unless the container already holds them), marks the container loaded,
-    /// and snapshots the result.
+    /// Step 1 of a PostgreSQL snapshot saved off the critical path (see [`pg_snapshot`]), run
+    /// while the jobs the load waits for and the load itself run: `None` when the data service
+    /// has no PostgreSQL snapshot to take, `Err` when it cannot be taken this way.
+    pub(super) async fn stage_snapshot(
+        &self,
+        manifest: &Manifest,
+        fixtures: &Fixtures,
+        inputs: &FixtureInputs,
+        id: &str,
+    ) -> Option<Result<pg_snapshot::BaseBackup, pg_snapshot::NoBaseBackup>> {
+        let Loader::Postgres { user, database } = &fixtures.loader else { return None };
+        if !fixtures.snapshot {
+            return None;
+        }
+        Some(self.stage_base_backup(manifest, &fixtures.service, inputs, id, (user, database)).await)
+    }
+
+    async fn stage_base_backup(
+        &self,
+        manifest: &Manifest,
+        service: &str,
+        inputs: &FixtureInputs,
+        id: &str,
+        login: (&str, &str),
+    ) -> Result<pg_snapshot::BaseBackup, pg_snapshot::NoBaseBackup> {
+        let declared = self.docker.image_volumes(&inputs.base_image).await.map_err(|e| e.to_string())?;
+        let svc = manifest.service(service).ok_or_else(|| format!("no service `{service}`"))?;
+        let at = pg_snapshot::locate(self.docker.as_ref(), id, login, &declared, &pg_snapshot::service_mounts(svc)).await?;
+        let spec = throwaway_spec(manifest, svc, &inputs.base_image, &at);
+        let throwaway = self
+            .docker
+            .create_container(&spec)
+            .await
+            .map_err(|e| pg_snapshot::NoBaseBackup { why: e.to_string(), data_in_mount: at.relocated() })?;
+        let staged = pg_snapshot::stage(self.docker.as_ref(), at, id, &throwaway, &inputs.key).await;
+        if staged.is_err() {
+            let _ = self.docker.remove_container(&throwaway, 0).await;
+        }
+        staged
+    }
+
+    /// Undoes a staged base backup whose load did not complete.
+    pub(super) async fn discard_staged(&self, staged: Option<Result<pg_snapshot::BaseBackup, pg_snapshot::NoBaseBackup>>) {
+        if let Some(Ok(base)) = staged {
+            pg_snapshot::drop_slot(self.docker.as_ref(), &base).await;
+            let _ = self.docker.remove_container(&base.throwaway, 0).await;
+        }
+    }
+
+    /// Loads fixtures (unless the container already holds them: `Ok(Err(report))`), marks the
+    /// container loaded.
     pub(super) async fn load_fixtures(
         &self,
         manifest: &Manifest,
@@ -133,19 +226,19 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         id: &str,
         action: &Action,
         restored: bool,
-    ) -> Result<FixtureReport, FixtureError> {
+    ) -> Result<Result<data::LoadReport, FixtureReport>, FixtureError> {
         let name = fixtures.service.as_str();
         let started = Instant::now();
         if *action == Action::Keep {
             self.reporter.phase(name, Phase::Loading, "already loaded");
-            return Ok(FixtureReport { snapshot: "kept".into(), rows: 0, files: vec![], refresh_seconds: 0.0 });
+            return Ok(Err(FixtureReport::new("kept", 0, vec![], 0.0)));
         }
         if restored {
             // Refresh the snapshot's place in the LRU order.
             let _ = self.docker.tag_image(&inputs.snapshot_ref, &inputs.snapshot_ref).await;
             let secs = started.elapsed().as_secs_f64();
             self.reporter.phase(name, Phase::Loading, &format!("restored from snapshot {}", inputs.snapshot_ref));
-            return Ok(FixtureReport { snapshot: "hit".into(), rows: 0, files: vec![], refresh_seconds: secs });
+            return Ok(Err(FixtureReport::new("hit", 0, vec![], secs)));
         }
         let reporter = self.reporter.clone();
         let on_file = move |f: &data::FileLoad| reporter.phase(&f.file, Phase::Loading, &format!("{} rows in {:.2}s", f.rows, f.seconds));
@@ -153,64 +246,181 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let load = data::load(self.docker.as_ref(), id, manifest, fixtures, &inputs.files, &on_file).await?;
         let marker = vec!["sh".to_string(), "-c".to_string(), format!("echo {} > {}", inputs.key, data::snapshot::MARKER_PATH)];
         match self.docker.exec(id, &marker).await? {
-            (0, _) => {}
-            (code, output) => return Err(FixtureError::Marker { code, output }),
+            (0, _) => Ok(Ok(load)),
+            (code, output) => Err(FixtureError::Marker { code, output }),
         }
-        let mut snapshot = "off".to_string();
-        if fixtures.snapshot {
-            snapshot = "miss".into();
-            if let Err(e) = self.take_snapshot(manifest, fixtures, inputs, id, &load).await {
-                if let FixtureError::RestartAfterSnapshot { .. } = e {
-                    return Err(e);
-                }
-                // An engine that went away meanwhile is the run's failure (exit 3), whatever
-                // error the cut call gave; the run must not go on to report the stack ready.
-                if let FixtureError::Docker(lost @ Error::DockerUnreachable { .. }) = e {
-                    return Err(FixtureError::Docker(lost));
-                }
-                if let Err(lost @ Error::DockerUnreachable { .. }) = self.docker.list_containers(&manifest.stack).await {
-                    return Err(FixtureError::Docker(lost));
-                }
-                // A failed snapshot costs speed next time, not correctness now.
-                self.reporter.phase(name, Phase::Loading, &format!("warning: snapshot not taken: {e}"));
-            }
-        }
-        let secs = started.elapsed().as_secs_f64();
-        self.reporter.phase(name, Phase::Loading, &format!("{} rows loaded in {secs:.2}s", load.rows));
-        Ok(FixtureReport { snapshot, rows: load.rows, files: load.files, refresh_seconds: secs })
     }
 
+    /// After a complete load: the snapshot. A staged PostgreSQL one gets its restore point and
+    /// is saved in the background (pushed to `queue`: the data service is ready at once); any
+    /// other is committed here, on the critical path.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn snapshot_after_load<'a>(
+        &'a self,
+        manifest: &'a Manifest,
+        fixtures: &Fixtures,
+        inputs: &FixtureInputs,
+        id: &str,
+        load: data::LoadReport,
+        staged: Option<Result<pg_snapshot::BaseBackup, pg_snapshot::NoBaseBackup>>,
+        queue: &SnapshotQueue<'a>,
+    ) -> Result<FixtureReport, FixtureError> {
+        let name = fixtures.service.as_str();
+        let mut snapshot = "off";
+        if fixtures.snapshot {
+            snapshot = "miss";
+            let plan = self.snapshot_plan(manifest, fixtures, inputs, &load);
+            let mut in_layer = true;
+            match staged {
+                Some(Ok(base)) => match pg_snapshot::mark(self.docker.as_ref(), &base).await {
+                    Ok(()) => {
+                        self.reporter.phase(name, Phase::Loading, "restore point set; the snapshot is saved in the background");
+                        let _ = queue.send(Box::pin(self.save_in_background(manifest, base, plan.clone())));
+                        snapshot = "saving";
+                    }
+                    Err(why) => {
+                        in_layer = !base.at.relocated();
+                        self.discard_staged(Some(Ok(base))).await;
+                        self.reporter.phase(name, Phase::Loading, &format!("snapshot on the critical path: {why}"));
+                    }
+                },
+                Some(Err(no)) => {
+                    self.reporter.phase(name, Phase::Loading, &format!("snapshot on the critical path: {}", no.why));
+                    in_layer = !no.data_in_mount;
+                }
+                None => {}
+            }
+            if snapshot == "miss" {
+                if !in_layer {
+                    self.reporter.phase(name, Phase::Loading, "warning: snapshot not taken: the data is on a mount no commit holds");
+                    snapshot = "off";
+                } else if let Err(e) = self.take_snapshot(manifest, fixtures, inputs, id, &plan).await {
+                    if let FixtureError::RestartAfterSnapshot { .. } = e {
+                        return Err(e);
+                    }
+                    // An engine that went away meanwhile is the run's failure (exit 3), whatever
+                    // error the cut call gave; the run must not go on to report the stack ready.
+                    if let FixtureError::Docker(lost @ Error::DockerUnreachable { .. }) = e {
+                        return Err(FixtureError::Docker(lost));
+                    }
+                    if let Err(lost @ Error::DockerUnreachable { .. }) = self.docker.list_containers(&manifest.stack).await {
+                        return Err(FixtureError::Docker(lost));
+                    }
+                    // A failed snapshot costs speed next time, not correctness now.
+                    self.reporter.phase(name, Phase::Loading, &format!("warning: snapshot not taken: {e}"));
+                }
+            }
+        }
+        let secs = load.seconds;
+        self.reporter.phase(name, Phase::Loading, &format!("{} rows loaded in {secs:.2}s", load.rows));
+        Ok(FixtureReport::new(snapshot, load.rows, load.files, secs))
+    }
+
+    fn snapshot_plan(&self, manifest: &Manifest, fixtures: &Fixtures, inputs: &FixtureInputs, load: &data::LoadReport) -> SnapshotPlan {
+        let service = fixtures.service.clone();
+        SnapshotPlan {
+            labels: data::snapshot::image_labels(&manifest.stack, &service, &inputs.key, &inputs.base_image, load.rows, load.seconds),
+            secret_env: manifest.service(&service).map(crate::secrets::secret_env_names).unwrap_or_default(),
+            reference: inputs.snapshot_ref.clone(),
+            key: inputs.key.clone(),
+            service,
+        }
+    }
+
+    /// Step 3 of [`pg_snapshot`]: the throwaway server replays to the restore point, is stopped
+    /// cleanly and committed; whatever happens, it is removed and the slot dropped.
+    async fn save_in_background(&self, manifest: &Manifest, base: pg_snapshot::BaseBackup, plan: SnapshotPlan) -> SnapshotDone {
+        let started = Instant::now();
+        let service = plan.service.clone();
+        let result = self.replay_and_commit(manifest, &base, &plan).await;
+        let _ = self.docker.remove_container(&base.throwaway, 0).await;
+        if result.is_ok() {
+            self.reporter.phase(&service, Phase::Loading, &format!("snapshot saved as {}", plan.reference));
+            self.prune_snapshots(manifest, &service, &plan.reference).await;
+        }
+        SnapshotDone { service, result, seconds: started.elapsed().as_secs_f64() }
+    }
+
+    async fn replay_and_commit(
+        &self,
+        manifest: &Manifest,
+        base: &pg_snapshot::BaseBackup,
+        plan: &SnapshotPlan,
+    ) -> Result<String, FixtureError> {
+        let failed = |why: String| FixtureError::Snapshot { why };
+        pg_snapshot::collect_wal(self.docker.as_ref(), base).await.map_err(failed)?;
+        let network = plan::network_name(&manifest.stack);
+        self.docker.start_container(&base.throwaway).await?;
+        pg_snapshot::settle_replica(self.docker.as_ref(), &network, base, &plan.key).await.map_err(failed)?;
+        self.docker.stop_container(&base.throwaway, SNAPSHOT_STOP_GRACE_SECS).await?;
+        let status = self.docker.container_status(&base.throwaway, &network).await?;
+        if status.exit_code != Some(0) {
+            return Err(failed(format!("the throwaway server did not shut down cleanly (exit {})", status.exit_code.unwrap_or(-1))));
+        }
+        let mut labels = plan.labels.clone();
+        if base.at.relocated() {
+            labels.insert(pg_snapshot::PGDATA_LABEL.into(), base.at.data_dir.clone());
+        }
+        self.docker.commit(&base.throwaway, &plan.reference, &labels, &plan.secret_env).await?;
+        Ok(plan.reference.clone())
+    }
+
+    /// Evicts older snapshots past the budget; a failure is a warning of its own.
+    async fn prune_snapshots(&self, manifest: &Manifest, service: &str, keep: &str) {
+        if let Err(e) = data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(keep), Some(&manifest.stack)).await {
+            self.reporter.phase(service, Phase::Loading, &format!("warning: older snapshots not pruned: {e}"));
+        }
+    }
+
+    /// The snapshot on the critical path: PostgreSQL committed running after a CHECKPOINT
+    /// (restored through crash recovery), any other data service stopped cleanly first.
     async fn take_snapshot(
         &self,
         manifest: &Manifest,
         fixtures: &Fixtures,
         inputs: &FixtureInputs,
         id: &str,
-        load: &data::LoadReport,
+        plan: &SnapshotPlan,
     ) -> Result<(), FixtureError> {
-        let labels =
-            data::snapshot::image_labels(&manifest.stack, &fixtures.service, &inputs.key, &inputs.base_image, load.rows, load.seconds);
-        let secret_env = manifest.service(&fixtures.service).map(crate::secrets::secret_env_names).unwrap_or_default();
+        let (labels, secret_env) = (&plan.labels, &plan.secret_env);
+        if let Some(why) = self.data_on_mount(manifest, &fixtures.service, &inputs.base_image).await? {
+            return Err(FixtureError::Snapshot { why });
+        }
         if let Loader::Postgres { user, database } = &fixtures.loader {
             // Flush everything to the data files so the restored server needs no recovery.
             match self.docker.exec(id, &data::psql_command(user, database, &["-c", "CHECKPOINT"])).await? {
                 (0, _) => {}
                 (_, output) => return Err(FixtureError::Checkpoint { output: output.trim().to_string() }),
             }
-            self.docker.commit(id, &inputs.snapshot_ref, &labels, &secret_env).await?;
+            self.docker.commit(id, &inputs.snapshot_ref, labels, secret_env).await?;
         } else {
-            self.stopped_commit(manifest, &fixtures.service, id, &inputs.snapshot_ref, (&labels, &secret_env)).await?;
+            self.stopped_commit(manifest, &fixtures.service, id, &inputs.snapshot_ref, (labels, secret_env)).await?;
         }
         self.reporter.phase(&fixtures.service, Phase::Loading, &format!("snapshot saved as {}", inputs.snapshot_ref));
-        // The snapshot is taken; a failed prune of older ones is a warning of its own (an engine
-        // gone meanwhile still fails the run).
-        match data::snapshot::prune(self.docker.as_ref(), manifest.snapshot_budget, Some(&inputs.snapshot_ref), Some(&manifest.stack)).await
-        {
-            Err(lost @ Error::DockerUnreachable { .. }) => return Err(lost.into()),
-            Err(e) => self.reporter.phase(&fixtures.service, Phase::Loading, &format!("warning: older snapshots not pruned: {e}")),
-            Ok(_) => {}
-        }
+        self.prune_snapshots(manifest, &fixtures.service, &inputs.snapshot_ref).await;
         Ok(())
+    }
+
+    /// Why a commit of `service` would not hold its data, for a data service other than
+    /// PostgreSQL (whose data directory [`pg_snapshot::prepare`] checks): the image declares
+    /// volumes, or the service mounts writable volumes or tmpfs. Its data is likely there.
+    async fn data_on_mount(&self, manifest: &Manifest, service: &str, base_image: &str) -> Result<Option<String>, FixtureError> {
+        let Some(svc) = manifest.service(service) else { return Ok(None) };
+        if manifest.fixtures_for(service).is_some_and(|f| matches!(f.loader, Loader::Postgres { .. })) {
+            return Ok(None);
+        }
+        let declared = self.docker.image_volumes(base_image).await?;
+        let mounts: Vec<String> =
+            svc.volumes.iter().filter(|v| !v.read_only).map(|v| v.target.clone()).chain(svc.tmpfs.keys().cloned()).collect();
+        Ok(match (declared.first(), mounts.first()) {
+            (Some(v), _) => Some(format!(
+                "the image declares the volume {v} (a commit holds only the container's own layer, and the data is likely there)"
+            )),
+            (None, Some(m)) => {
+                Some(format!("the service mounts {m} (a commit holds only the container's own layer, and the data may be there)"))
+            }
+            (None, None) => None,
+        })
     }
 
     /// The generic snapshot of a data service: stopped cleanly (its stop signal, e.g. a

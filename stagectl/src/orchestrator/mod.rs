@@ -33,6 +33,7 @@ mod fixtures;
 pub mod images;
 mod lifecycle;
 mod migrate;
+mod pg_snapshot;
 pub mod ports;
 pub mod progress;
 pub mod snapshots;
@@ -121,20 +122,46 @@ pub struct ServiceReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FixtureReport {
-    /// hit (restored from a snapshot), miss (loaded, snapshot taken), off (loaded, snapshots
-    /// disabled), kept (container unchanged, data already there).
+    /// hit (restored from a snapshot), miss (loaded, snapshot taken), off (loaded, no snapshot:
+    /// disabled, or the data is on a mount), kept (container unchanged, data already there),
+    /// failed (loaded, the snapshot could not be saved: `snapshot_error` says why).
     pub snapshot: String,
     pub rows: u64,
     pub files: Vec<data::FileLoad>,
     /// Time to get the data in place (seed metric M6, data refresh time).
     pub refresh_seconds: f64,
+    /// Restored from a snapshot: from creating the container to its probe passing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_to_ready_seconds: Option<f64>,
+    /// A snapshot saved in the background, after the service was ready: how long it took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_error: Option<String>,
+}
+
+impl FixtureReport {
+    pub(crate) fn new(snapshot: &str, rows: u64, files: Vec<data::FileLoad>, refresh_seconds: f64) -> Self {
+        FixtureReport {
+            snapshot: snapshot.to_string(),
+            rows,
+            files,
+            refresh_seconds,
+            restore_to_ready_seconds: None,
+            snapshot_seconds: None,
+            snapshot_error: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct UpReport {
     pub stack: String,
     pub ok: bool,
+    /// Until `up` returned: the stack ready and every snapshot saved.
     pub seconds: f64,
+    /// Until every service was ready (or had failed); snapshots may be saved after that.
+    pub ready_seconds: f64,
     pub changed: bool,
     pub services: Vec<ServiceReport>,
     /// The host ports the manifest publishes, `auto` ones as allocated.

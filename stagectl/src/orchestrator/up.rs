@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use tokio::sync::watch;
 
 use super::failure::Failure;
-use super::fixtures::{fixture_inputs, mounted_content, FixtureInputs, Mounts};
+use super::fixtures::{fixture_inputs, mounted_content, FixtureInputs, Mounts, SnapshotDone, SnapshotQueue};
 use super::images::{self, Builds, ResolvedImage};
 use super::{FixtureReport, Orchestrator, Outcome, Phase, ServiceError, ServiceReport, UpReport, STOP_GRACE_SECS};
 use crate::data;
@@ -84,6 +84,8 @@ struct ServiceRun<'a> {
     started_signal: SignalTx,
     /// Sent as soon as the service's image is resolved.
     image_signal: ImageTx,
+    /// Where a data service hands the snapshot it saves in the background.
+    snapshots: SnapshotQueue<'a>,
 }
 
 /// What the service's container must be.
@@ -94,6 +96,9 @@ struct Target<'a> {
     data: Option<(&'a Fixtures, FixtureInputs)>,
     /// A fixture snapshot to start from, when one exists for the key.
     snapshot_image: Option<String>,
+    /// The data directory of that snapshot's PostgreSQL when it is not the image's own
+    /// (`PGDATA` of the restored container; see `pg_snapshot`).
+    snapshot_pgdata: Option<String>,
     /// What the hash covers, for the container's spec label (`plan::drift`).
     fields: plan::drift::SpecFields,
 }
@@ -101,6 +106,8 @@ struct Target<'a> {
 /// The container this run uses.
 struct Started {
     id: String,
+    /// When its creation began (restore → ready is measured from here).
+    created_at: Instant,
     /// Started from a fixture snapshot (its data is already in place).
     restored: bool,
     /// A stopped container with an unchanged spec, started again by this run.
@@ -179,68 +186,118 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         // `started`: the container runs (for dependents with the condition `started`).
         let mut started_signals: BTreeMap<&str, (SignalTx, SignalRx)> = BTreeMap::new();
         let builds = Builds::new(manifest);
+        let (snapshot_queue, snapshots_pending) = tokio::sync::mpsc::unbounded_channel();
         for s in &manifest.services {
             started_signals.insert(&s.name, watch::channel(None));
             ready.insert(&s.name, watch::channel(None));
             done.insert(&s.name, watch::channel(None));
             images.insert(&s.name, watch::channel(None));
         }
-        let runs = manifest.services.iter().map(|service| {
-            let (mut deps, mut data_deps) = (vec![], vec![]);
-            for w in plan::waits(manifest, service) {
-                let signal = match w.signal {
-                    plan::Signal::Started => &started_signals[w.service.as_str()],
-                    plan::Signal::Ready => &ready[w.service.as_str()],
-                    plan::Signal::Done => &done[w.service.as_str()],
+        let runs = manifest
+            .services
+            .iter()
+            .map(|service| {
+                let (mut deps, mut data_deps) = (vec![], vec![]);
+                for w in plan::waits(manifest, service) {
+                    let signal = match w.signal {
+                        plan::Signal::Started => &started_signals[w.service.as_str()],
+                        plan::Signal::Ready => &ready[w.service.as_str()],
+                        plan::Signal::Done => &done[w.service.as_str()],
+                    };
+                    let to = if w.direct { &mut deps } else { &mut data_deps };
+                    to.push((w.service, signal.1.clone()));
+                }
+                let after = manifest.fixtures_for(&service.name).map(|f| f.after.as_slice()).unwrap_or_default();
+                let run = ServiceRun {
+                    manifest,
+                    service,
+                    current: plan::current_container(&manifest.stack, &service.name, &observed).cloned(),
+                    network: &network,
+                    redactor: &redactor,
+                    builds: &builds,
+                    deps,
+                    data_deps,
+                    after_jobs: after.iter().map(|j| (j.clone(), done[j.as_str()].1.clone())).collect(),
+                    after_images: after.iter().map(|j| (j.clone(), images[j.as_str()].1.clone())).collect(),
+                    ready_signal: ready[service.name.as_str()].0.clone(),
+                    started_signal: started_signals[service.name.as_str()].0.clone(),
+                    image_signal: images[service.name.as_str()].0.clone(),
+                    snapshots: snapshot_queue.clone(),
                 };
-                let to = if w.direct { &mut deps } else { &mut data_deps };
-                to.push((w.service, signal.1.clone()));
-            }
-            let after = manifest.fixtures_for(&service.name).map(|f| f.after.as_slice()).unwrap_or_default();
-            let run = ServiceRun {
-                manifest,
-                service,
-                current: plan::current_container(&manifest.stack, &service.name, &observed).cloned(),
-                network: &network,
-                redactor: &redactor,
-                builds: &builds,
-                deps,
-                data_deps,
-                after_jobs: after.iter().map(|j| (j.clone(), done[j.as_str()].1.clone())).collect(),
-                after_images: after.iter().map(|j| (j.clone(), images[j.as_str()].1.clone())).collect(),
-                ready_signal: ready[service.name.as_str()].0.clone(),
-                started_signal: started_signals[service.name.as_str()].0.clone(),
-                image_signal: images[service.name.as_str()].0.clone(),
-            };
-            let done = done[service.name.as_str()].0.clone();
-            async move {
-                let report = self.run_service(&run).await;
-                let signal = DepSignal {
-                    ok: matches!(report.outcome, Outcome::Ready | Outcome::Completed),
-                    changed: report.action != Action::Keep,
-                    data_present: false,
-                };
-                if run.image_signal.borrow().is_none() {
-                    let _ = run.image_signal.send(Some(None));
+                let done = done[service.name.as_str()].0.clone();
+                async move {
+                    let report = self.run_service(&run).await;
+                    let signal = DepSignal {
+                        ok: matches!(report.outcome, Outcome::Ready | Outcome::Completed),
+                        changed: report.action != Action::Keep,
+                        data_present: false,
+                    };
+                    if run.image_signal.borrow().is_none() {
+                        let _ = run.image_signal.send(Some(None));
+                    }
+                    if run.ready_signal.borrow().is_none() {
+                        let _ = run.ready_signal.send(Some(signal));
+                    }
+                    if run.started_signal.borrow().is_none() {
+                        let _ = run.started_signal.send(Some(signal));
+                    }
+                    let _ = done.send(Some(signal));
+                    report
                 }
-                if run.ready_signal.borrow().is_none() {
-                    let _ = run.ready_signal.send(Some(signal));
-                }
-                if run.started_signal.borrow().is_none() {
-                    let _ = run.started_signal.send(Some(signal));
-                }
-                let _ = done.send(Some(signal));
-                report
-            }
-        });
-        let services = join_all(runs).await;
+            })
+            .collect::<Vec<_>>();
+        drop(snapshot_queue);
+        let pipelines = async {
+            let services = join_all(runs).await;
+            (services, started.elapsed().as_secs_f64())
+        };
+        let ((mut services, ready_seconds), saved) = tokio::join!(pipelines, self.background_snapshots(snapshots_pending));
+        for done in saved {
+            record_snapshot(&mut services, done)?;
+        }
         let ok = services.iter().all(|r| matches!(r.outcome, Outcome::Ready | Outcome::Completed));
         let changed = !orphans.is_empty() || services.iter().any(|r| r.action != Action::Keep);
         let ports = published_ports(manifest);
-        Ok(UpReport { stack: manifest.stack.clone(), ok, seconds: started.elapsed().as_secs_f64(), changed, services, ports })
+        Ok(UpReport {
+            stack: manifest.stack.clone(),
+            ok,
+            seconds: started.elapsed().as_secs_f64(),
+            ready_seconds,
+            changed,
+            services,
+            ports,
+        })
     }
 
-    async fn run_service(&self, run: &ServiceRun<'_>) -> ServiceReport {
+    /// Runs the snapshots the data services hand over, concurrently with the pipelines, until
+    /// every pipeline is done (the queue closes) and every snapshot has ended.
+    async fn background_snapshots<'a>(
+        &self,
+        mut queue: tokio::sync::mpsc::UnboundedReceiver<super::fixtures::PendingSnapshot<'a>>,
+    ) -> Vec<SnapshotDone> {
+        use futures_util::stream::{FuturesUnordered, StreamExt};
+        let mut running = FuturesUnordered::new();
+        let mut done = Vec::new();
+        let mut open = true;
+        loop {
+            tokio::select! {
+                next = queue.recv(), if open => match next {
+                    Some(snapshot) => running.push(snapshot),
+                    None => {
+                        open = false;
+                        if !running.is_empty() {
+                            self.reporter.note(&format!("stack ready; waiting for {} fixture snapshot(s) to be saved", running.len()));
+                        }
+                    }
+                },
+                Some(finished) = running.next(), if !running.is_empty() => done.push(finished),
+                else => break,
+            }
+        }
+        done
+    }
+
+    async fn run_service<'a>(&'a self, run: &ServiceRun<'a>) -> ServiceReport {
         let mut report = ServiceReport {
             service: run.service.name.clone(),
             action: Action::Create,
@@ -263,7 +320,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
 
     /// The phases in order. A phase hands its result to the next, or ends the pipeline early:
     /// with `Ok` when the report already holds the result (skipped, kept), or with a failure.
-    async fn pipeline(&self, run: &ServiceRun<'_>, report: &mut ServiceReport) -> std::result::Result<(), Failure> {
+    async fn pipeline<'a>(&'a self, run: &ServiceRun<'a>, report: &mut ServiceReport) -> std::result::Result<(), Failure> {
         let image =
             images::ensure_image(self.docker.as_ref(), run.manifest, run.service, run.builds, self.reporter.as_ref(), run.redactor).await?;
         report.image = image.reference.clone();
@@ -323,7 +380,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 .map_err(|e| Failure::with_logs(e, &container.id))?;
         }
         if let Some((fixtures, inputs)) = &target.data {
-            report.fixtures = Some(self.fixtures_in_place(run, fixtures, inputs, &container, &action).await?);
+            let mut fixtures = self.fixtures_in_place(run, fixtures, inputs, &container, &action).await?;
+            if container.restored {
+                fixtures.restore_to_ready_seconds = Some(container.created_at.elapsed().as_secs_f64());
+            }
+            report.fixtures = Some(fixtures);
         }
 
         let secs = started.elapsed().as_secs_f64();
@@ -350,9 +411,9 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
 
     /// A data service's data: tells the jobs its load waits for (migrations) that it is ready,
     /// waits for them, then loads its fixtures (or finds them restored or kept).
-    async fn fixtures_in_place(
-        &self,
-        run: &ServiceRun<'_>,
+    async fn fixtures_in_place<'a>(
+        &'a self,
+        run: &ServiceRun<'a>,
         fixtures: &Fixtures,
         inputs: &FixtureInputs,
         container: &Started,
@@ -360,13 +421,36 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     ) -> std::result::Result<FixtureReport, Failure> {
         let data_present = container.restored || *action == Action::Keep;
         let _ = run.ready_signal.send(Some(DepSignal { ok: true, changed: *action != Action::Keep, data_present }));
-        for (job, rx) in &run.after_jobs {
-            if !matches!(wait_signal(rx.clone()).await, Some(DepSignal { ok: true, .. })) {
-                return Err(ServiceError::FixtureJobFailed { job: job.clone() }.into());
+        // A snapshot's base backup is taken while the jobs the load waits for and the load run.
+        let staging = async {
+            match data_present {
+                true => None,
+                false => self.stage_snapshot(run.manifest, fixtures, inputs, &container.id).await,
             }
-        }
-        let loaded = self.load_fixtures(run.manifest, fixtures, inputs, &container.id, action, container.restored).await;
-        loaded.map_err(|e| Failure::with_logs(e, &container.id))
+        };
+        let jobs_then_load = async {
+            for (job, rx) in &run.after_jobs {
+                if !matches!(wait_signal(rx.clone()).await, Some(DepSignal { ok: true, .. })) {
+                    return Err(Failure::from(ServiceError::FixtureJobFailed { job: job.clone() }));
+                }
+            }
+            let loaded = self.load_fixtures(run.manifest, fixtures, inputs, &container.id, action, container.restored).await;
+            loaded.map_err(|e| Failure::with_logs(e, &container.id))
+        };
+        let (staged, loaded) = tokio::join!(staging, jobs_then_load);
+        let load = match loaded {
+            Ok(Ok(load)) => load,
+            Ok(Err(report)) => {
+                self.discard_staged(staged).await;
+                return Ok(report);
+            }
+            Err(failure) => {
+                self.discard_staged(staged).await;
+                return Err(failure);
+            }
+        };
+        let report = self.snapshot_after_load(run.manifest, fixtures, inputs, &container.id, load, staged, &run.snapshots).await;
+        report.map_err(|e| Failure::with_logs(e, &container.id))
     }
 
     /// The spec hash and, for a data service, its fixture inputs and snapshot. A data
@@ -380,6 +464,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             hash: plan::spec_hash(&run.manifest.stack, run.service, &image.id),
             data: None,
             snapshot_image: None,
+            snapshot_pgdata: None,
             fields: fields(None),
         };
         if run.service.job {
@@ -399,6 +484,12 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         target.fields = fields(Some(inputs.key.clone()));
         if fixtures.snapshot {
             target.snapshot_image = self.docker.image_id(&inputs.snapshot_ref).await?;
+            if let Some(id) = &target.snapshot_image {
+                let key_label = format!("{}={}", data::snapshot::KEY_LABEL, inputs.key);
+                let images = self.docker.list_images(&key_label).await?;
+                let labels = images.iter().find(|i| &i.id == id).map(|i| &i.labels);
+                target.snapshot_pgdata = labels.and_then(|l| l.get(super::pg_snapshot::PGDATA_LABEL)).cloned();
+            }
         }
         target.data = Some((fixtures, inputs));
         Ok(target)
@@ -490,7 +581,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         action: &Action,
     ) -> std::result::Result<Started, Failure> {
         if let (Action::Keep, Some(c)) = (action, &run.current) {
-            return Ok(Started { id: c.id.clone(), restored: false, restarted: false });
+            return Ok(Started { id: c.id.clone(), created_at: Instant::now(), restored: false, restarted: false });
         }
         if let Some(old) = &run.current {
             let why = match action {
@@ -504,8 +595,9 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             Some(snapshot) => (snapshot.as_str(), true),
             None => (image.id.as_str(), false),
         };
+        let created_at = Instant::now();
         let id = self.create_and_start(run, run_image, &image.reference, target, restored).await?;
-        Ok(Started { id, restored, restarted: false })
+        Ok(Started { id, created_at, restored, restarted: false })
     }
 
     async fn create_and_start(
@@ -523,6 +615,10 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         spec.labels.insert(plan::drift::SPEC_LABEL.to_string(), plan::drift::spec_label(&target.fields));
         if let Some((_, inputs)) = &target.data {
             spec.labels.insert(crate::docker::labels::FIXTURE_FILES.to_string(), inputs.files_label());
+        }
+        if let (true, Some(dir)) = (from_snapshot, &target.snapshot_pgdata) {
+            spec.env.retain(|e| !e.starts_with("PGDATA="));
+            spec.env.push(format!("PGDATA={dir}"));
         }
         let id = self.docker.create_container(&spec).await?;
         self.reporter.phase(name, Phase::Starting, "");
@@ -630,6 +726,22 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         }
         Ok(())
     }
+}
+
+/// A snapshot saved in the background, into its service's report: an engine lost meanwhile
+/// fails the run (exit 3); any other failure costs speed next time, not correctness now.
+fn record_snapshot(services: &mut [ServiceReport], done: SnapshotDone) -> Result<()> {
+    let Some(fixtures) = services.iter_mut().find(|r| r.service == done.service).and_then(|r| r.fixtures.as_mut()) else { return Ok(()) };
+    fixtures.snapshot_seconds = Some(done.seconds);
+    match done.result {
+        Ok(_) => fixtures.snapshot = "miss".into(),
+        Err(super::fixtures::FixtureError::Docker(lost @ Error::DockerUnreachable { .. })) => return Err(lost),
+        Err(e) => {
+            fixtures.snapshot = "failed".into();
+            fixtures.snapshot_error = Some(e.to_string());
+        }
+    }
+    Ok(())
 }
 
 /// The host ports the manifest publishes where the number is known before Docker picks.

@@ -12,6 +12,7 @@ mod import;
 mod mediawiki;
 mod migrations;
 mod mysql;
+mod pg_snapshots;
 mod projects;
 mod realapps;
 mod snapshot_transfer;
