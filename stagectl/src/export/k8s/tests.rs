@@ -11,7 +11,7 @@ fn doc<'a>(export: &'a Export, kind: &str, name: &str) -> &'a Value {
     &export.documents.iter().find(|d| d.kind == kind && d.name == name).unwrap_or_else(|| panic!("no {kind} {name}")).value
 }
 
-fn container<'a>(workload: &'a Value) -> &'a Value {
+fn container(workload: &Value) -> &Value {
     &workload["spec"]["template"]["spec"]["containers"][0]
 }
 
