@@ -66,6 +66,57 @@ fn required() -> bool {
     std::env::var("STAGECTL_REQUIRE_DOCKER").as_deref() == Ok("1") || std::env::var("CI").is_ok_and(|v| !v.is_empty())
 }
 
+/// A stack that uses every mapped field the demo and examples leave out: named volumes (own and
+/// shared), tmpfs, shm, udp ports, capabilities, user ids, host aliases, init, grace period,
+/// labels, each probe kind, a job with a volume.
+const EVERYTHING: &str = r#"
+[stack]
+name = "everything"
+
+[services.db]
+image = "postgres:15"
+volumes = ["pgdata:/var/lib/postgresql/data", "shared:/shared"]
+env = { POSTGRES_PASSWORD = "${secret:api_key}" }
+ready = { postgres = 5432, timeout = "45s", interval = "500ms", retries = 4 }
+
+[services.maria]
+image = "mariadb:10.11"
+ready = { mysql = 3306 }
+
+[services.dns]
+image = "dns:1"
+ports = ["5353:53/udp", "127.0.0.1:8053:8053"]
+ready = { exec = ["test", "-f", "/ready"] }
+cap_add = ["NET_BIND_SERVICE"]
+cap_drop = ["ALL"]
+user = "1000:1000"
+
+[services.seed]
+image = "seed:1"
+job = true
+depends_on = ["db"]
+volumes = ["scratch:/scratch"]
+
+[services.web]
+image = "web:1"
+ports = ["auto:8000", "9000:9000"]
+depends_on = { db = "started", seed = "completed", maria = "ready" }
+volumes = ["shared:/srv/shared:ro", "./conf:/etc/web:ro"]
+tmpfs = ["/run:size=64m", "/tmp"]
+shm_size = "256m"
+extra_hosts = ["metadata.local:169.254.169.254", "gw:host-gateway"]
+init = true
+stop_grace_period = "20s"
+labels = { "com.example.team" = "core", "tier" = "frontend" }
+ulimits = { nofile = 4096 }
+restart = "on-failure:3"
+ready = { http = "/healthz", port = 8000, status = 204 }
+
+[services.logger]
+image = "logger:1"
+ready = { log = "started" }
+"#;
+
 #[test]
 fn exported_documents_validate_against_two_kubernetes_versions() {
     let Some(tool) = validator() else {
@@ -76,10 +127,17 @@ fn exported_documents_validate_against_two_kubernetes_versions() {
         return;
     };
     let out = tempfile::tempdir().unwrap();
+    let everything = out.path().join("everything.toml");
+    std::fs::write(&everything, EVERYTHING).unwrap();
+    let mut runs: Vec<(PathBuf, Vec<&str>)> = stacks().into_iter().map(|s| (s, vec![])).collect();
+    runs.push((everything.clone(), vec![]));
+    runs.push((everything, vec!["--published", "load-balancer", "--volume-size", "5Gi"]));
     let mut files = Vec::new();
-    for (i, stack) in stacks().iter().enumerate() {
+    for (i, (stack, extra)) in runs.iter().enumerate() {
         let dir = out.path().join(format!("stack-{i}"));
-        export(stack, &["-o", dir.to_str().unwrap()]);
+        let mut args = vec!["-o", dir.to_str().unwrap()];
+        args.extend(extra);
+        export(stack, &args);
         let mut written: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
         written.sort();
         assert!(written.iter().any(|p| p.to_string_lossy().contains("deployment-")), "{}: no Deployment in {written:?}", stack.display());

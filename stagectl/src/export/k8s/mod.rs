@@ -151,6 +151,15 @@ pub fn convert(manifest: &Manifest, inputs: &Inputs, options: &Options) -> Expor
     }
     data::waiter_rbac(&cx, &mut export);
     export.documents.sort_by_key(|d| rank(d.kind));
+    let mut seen = BTreeSet::new();
+    for d in &export.documents {
+        if !seen.insert((d.kind, d.name.as_str())) {
+            export.warnings.push(format!(
+                "{} {}: two documents have this name (a service is named like a generated object); rename the service",
+                d.kind, d.name
+            ));
+        }
+    }
     unmapped::manifest_level(manifest, &mut export.warnings);
     for service in &manifest.services {
         unmapped::service_level(&manifest.stack, service, &mut export.warnings);

@@ -282,3 +282,20 @@ fn every_document_is_valid_yaml_with_a_separator() {
         assert!(name.ends_with(".yaml") && body.starts_with("# Generated"), "{name}");
     }
 }
+
+#[test]
+fn a_service_named_like_a_generated_object_is_reported() {
+    let e = export(
+        r#"
+[stack]
+name = "clash"
+[services.web]
+image = "web:1"
+ports = ["80:80"]
+[services.web-published]
+image = "other:1"
+ready = { tcp = 80 }
+"#,
+    );
+    assert_eq!(warned(&e, "Service web-published: two documents have this name"), 1, "{:#?}", e.warnings);
+}

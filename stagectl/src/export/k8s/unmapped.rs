@@ -85,6 +85,9 @@ pub fn service_level(stack: &str, service: &Service, warnings: &mut Vec<String>)
 }
 
 pub fn manifest_level(manifest: &Manifest, warnings: &mut Vec<String>) {
+    for name in &manifest.inactive {
+        warnings.push(format!("service {name}: not exported: none of its profiles is selected (--profile)"));
+    }
     for check in &manifest.smoke {
         warnings.push(format!(
             "checks.smoke `{}`: not carried over: smoke checks run from stagectl against one host (`stagectl check`); run them as your cluster's tests",
