@@ -221,6 +221,14 @@ fn fit(
             left_out = true;
             continue;
         };
+        if file.name.is_empty() || !file.name.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
+            warnings.push(format!(
+                "{section}: {} left out of the ConfigMap: a ConfigMap key may hold only letters, digits, `-`, `_` and `.`; rename the file",
+                file.shown
+            ));
+            left_out = true;
+            continue;
+        }
         if data.contains_key(&file.name) {
             warnings.push(format!("{section}: {} left out of the ConfigMap: another file is named {}", file.shown, file.name));
             left_out = true;

@@ -230,6 +230,7 @@ mask = { "users.email" = "email" }
             file("01_products.csv", b"sku\nA\n".to_vec()),
             file("02_users.csv", b"email\nreal@person.example\n".to_vec()),
             file("03_big.sql", vec![b'-'; CONFIGMAP_DATA_LIMIT + 1]),
+            file("04 spaced name.sql", b"SELECT 1;".to_vec()),
         ],
     );
     let e = convert(&manifest, &inputs, &Options::default());
@@ -238,6 +239,7 @@ mask = { "users.email" = "email" }
     assert!(!e.to_yaml().contains("real@person.example"));
     assert_eq!(warned(&e, "fixtures/02_users.csv left out of the ConfigMap: table `users` is masked"), 1);
     assert_eq!(warned(&e, "fixtures/03_big.sql left out of the ConfigMap"), 1);
+    assert_eq!(warned(&e, "fixtures/04 spaced name.sql left out of the ConfigMap: a ConfigMap key"), 1);
     let db = &doc(&e, "Deployment", "db")["spec"]["template"]["spec"];
     assert_eq!(db["volumes"][0]["configMap"]["name"], "db-fixtures");
 }
