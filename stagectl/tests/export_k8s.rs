@@ -184,3 +184,19 @@ fn fields_that_do_not_carry_over_are_named_on_stderr() {
         assert!(stderr.contains(needle), "missing `{needle}` in:\n{stderr}");
     }
 }
+
+#[test]
+fn an_unwritable_output_directory_is_a_clear_error() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let under_a_file = file.path().join("k8s");
+    let output = Command::new(env!("CARGO_BIN_EXE_stagectl"))
+        .arg("-f")
+        .arg(repo_root().join("examples/risky-migration/stack.toml"))
+        .args(["export", "k8s", "-o"])
+        .arg(&under_a_file)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains(&format!("error: cannot write {}", under_a_file.display())), "{stderr}");
+}
