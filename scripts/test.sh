@@ -14,6 +14,10 @@ scripts/build-wagtail-image.sh ||
 scripts/build-shop.sh
 # The MediaWiki example's image (apt in a docker build; skipped when the tag exists).
 examples/mediawiki/build-image.sh
+# The offline Kubernetes schema validator of tests/export_k8s.rs (a cached venv from PyPI). Without
+# it that test skips with a loud banner, or fails under CI / STAGECTL_REQUIRE_DOCKER.
+scripts/install-kubernetes-validate.sh >/dev/null ||
+	echo "test.sh: warning: kubernetes-validate could not be installed; tests/export_k8s.rs will fail in CI" >&2
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

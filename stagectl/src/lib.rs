@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod data;
 pub mod docker;
 pub mod error;
+pub mod export;
 pub mod history;
 pub mod import;
 pub mod load;

@@ -151,3 +151,24 @@ fn no_source_file_is_over_the_line_budget() {
         .collect();
     assert!(long.is_empty(), "split these files (over {MAX_LINES} lines):\n{}", long.join("\n"));
 }
+
+/// `export/` (ARCHITECTURE.md): it may import only the pure core it converts, and its
+/// conversions (`export/k8s/`) do no I/O: only `export/file.rs` reads and writes files.
+#[test]
+fn the_export_reads_only_the_pure_core_and_converts_without_io() {
+    let graph = module_graph();
+    let allowed = ["manifest", "plan"];
+    let deps = graph.get("export").expect("the export module");
+    let extra: Vec<&String> = deps.iter().filter(|d| !allowed.contains(&d.as_str())).collect();
+    assert!(extra.is_empty(), "export/ may import only {allowed:?}, but names {extra:?}");
+    for (module, path, text) in sources() {
+        let rel = path.strip_prefix(src_dir()).unwrap();
+        if module != "export" || !rel.starts_with("export/k8s") {
+            continue;
+        }
+        let shipped = code(shipped(&text));
+        for io in ["std::fs", "TcpStream", "std::env", "tokio", "std::process", "Instant::now", "SystemTime", "println!", "eprintln!"] {
+            assert!(!shipped.contains(io), "{} converts, so must not use `{io}`", path.display());
+        }
+    }
+}

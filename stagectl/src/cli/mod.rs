@@ -3,6 +3,7 @@
 
 mod config;
 pub mod daemon_client;
+mod export;
 pub mod output;
 mod projects;
 mod shell;
@@ -144,6 +145,9 @@ pub enum Command {
     Snapshots(SnapshotsCommand),
     /// Serve this stack: HTTP API, status page, metrics, file watching, schedules.
     Daemon(DaemonArgs),
+    /// Export the stack for another engine (`export k8s`: Kubernetes documents).
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Convert a docker-compose.yml into a stack.toml; warnings name the compose file's lines.
     Import {
         /// The compose file.
@@ -521,6 +525,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             }
             Ok(exit::OK)
         }
+        Command::Export(command) => export::run(cli, command),
         Command::Import { compose, output, stack, profiles, force } => crate::import::run(&crate::import::Request {
             compose: compose.clone(),
             output: output.clone(),

@@ -1,0 +1,290 @@
+//! A manifest → Kubernetes documents (`stagectl export k8s`). Pure: the caller passes the
+//! manifest and the contents of its fixture and migration files; out come the documents (JSON
+//! values, written as YAML by [`yaml`]) and one warning per manifest field that does not carry
+//! over, naming the service or section.
+//!
+//! The mapping: a long-running service is a Deployment, or a StatefulSet when named volumes
+//! are its own (they become its `volumeClaimTemplates`); a job is a Job. Each reachable service
+//! gets a ClusterIP Service named like the service, so the host names of the Docker network
+//! keep working; published host ports get a second Service (`<name>-published`, NodePort or
+//! LoadBalancer). Ordering: init containers wait for a dependency's Service to accept TCP
+//! connections (Services route only to ready pods) or, for a job, for its completion through
+//! `kubectl wait` (a ServiceAccount with read access to the namespace's Jobs).
+
+mod data;
+pub use data::{CONFIGMAP_DATA_LIMIT, SECRET_PLACEHOLDER};
+mod probe;
+mod unmapped;
+mod workload;
+pub mod yaml;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+use crate::manifest::{Manifest, Protocol, Service, VolumeSource};
+
+/// How host ports (`ports = ["8080:80"]`) are exposed outside the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Published {
+    /// A NodePort Service: reachable on every node, on a port the cluster picks (30000-32767).
+    #[default]
+    NodePort,
+    /// A LoadBalancer Service listening on the host port itself (needs a load balancer
+    /// controller; without one it still gets a node port).
+    LoadBalancer,
+}
+
+/// Choices of the export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Put the values of `${secret:...}` env vars into the Secret; otherwise placeholders.
+    pub include_secret_values: bool,
+    pub published: Published,
+    /// Storage requested by each PersistentVolumeClaim (a Kubernetes quantity).
+    pub volume_size: String,
+    /// Image of the init containers that wait for a TCP port (needs `sh` and `nc -z`).
+    pub wait_image: String,
+    /// Image of the init containers that wait for a Job (`kubectl` as its entrypoint).
+    pub kubectl_image: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            include_secret_values: false,
+            published: Published::default(),
+            volume_size: "1Gi".to_string(),
+            wait_image: "busybox:1.36".to_string(),
+            kubectl_image: "registry.k8s.io/kubectl:v1.31.0".to_string(),
+        }
+    }
+}
+
+/// One file the manifest names, read by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFile {
+    /// As shown in warnings (relative to the manifest's directory).
+    pub shown: String,
+    /// The file name: its key in a ConfigMap.
+    pub name: String,
+    /// Its size; `bytes` is empty when it is over [`CONFIGMAP_DATA_LIMIT`] (not read).
+    pub size: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// The fixture and migration files of the stack, by service, in load / apply order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inputs {
+    pub fixtures: BTreeMap<String, Vec<InputFile>>,
+    /// Native migrations: the `.up.sql` files of `[migrations.<service>] dir`.
+    pub migrations: BTreeMap<String, Vec<InputFile>>,
+}
+
+/// One Kubernetes object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub kind: &'static str,
+    pub name: String,
+    pub value: Value,
+}
+
+/// What the export produced.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Export {
+    pub documents: Vec<Document>,
+    /// One line each: a field that does not carry over, or a file left out, and why.
+    pub warnings: Vec<String>,
+}
+
+impl Export {
+    /// Every document as one multi-document YAML stream.
+    pub fn to_yaml(&self) -> String {
+        let mut out = String::from(HEADER);
+        for d in &self.documents {
+            out.push_str("---\n");
+            out.push_str(&yaml::to_yaml(&d.value));
+        }
+        out
+    }
+
+    /// `(file name, YAML)` per document, numbered so `kubectl apply -f DIR` creates what pods
+    /// refer to (Secrets, ConfigMaps, claims, the ServiceAccount) before the workloads.
+    pub fn files(&self) -> Vec<(String, String)> {
+        self.documents
+            .iter()
+            .map(|d| {
+                let name = format!("{}-{}-{}.yaml", rank(d.kind), d.kind.to_ascii_lowercase(), d.name);
+                (name, format!("{HEADER}{}", yaml::to_yaml(&d.value)))
+            })
+            .collect()
+    }
+}
+
+/// Where a kind goes in the order of application: what pods refer to first.
+fn rank(kind: &str) -> u8 {
+    match kind {
+        "Secret" | "ConfigMap" => 10,
+        "PersistentVolumeClaim" => 20,
+        "ServiceAccount" | "Role" | "RoleBinding" => 30,
+        "Service" => 40,
+        _ => 50,
+    }
+}
+
+const HEADER: &str = "# Generated by `stagectl export k8s` from stack.toml; see README.md, \"Moving to Kubernetes\".\n";
+
+/// The label every object carries with the stack's name, as on Docker.
+pub const STACK_LABEL: &str = "org.stagectl.stack";
+pub const SERVICE_LABEL: &str = "org.stagectl.service";
+
+/// The manifest as Kubernetes documents.
+pub fn convert(manifest: &Manifest, inputs: &Inputs, options: &Options) -> Export {
+    let mut cx = Context::new(manifest, options);
+    let mut export = Export::default();
+    data::secret(&mut cx, &mut export);
+    data::claims(&mut cx, &mut export);
+    data::migrations(&mut cx, inputs, &mut export);
+    data::fixtures(&mut cx, inputs, &mut export);
+    for service in &manifest.services {
+        workload::service(&mut cx, service, &mut export);
+    }
+    data::waiter_rbac(&cx, &mut export);
+    export.documents.sort_by_key(|d| rank(d.kind));
+    let mut seen = BTreeSet::new();
+    for d in &export.documents {
+        if !seen.insert((d.kind, d.name.as_str())) {
+            export.warnings.push(format!(
+                "{} {}: two documents have this name (a service is named like a generated object); rename the service",
+                d.kind, d.name
+            ));
+        }
+    }
+    unmapped::manifest_level(manifest, &mut export.warnings);
+    for service in &manifest.services {
+        unmapped::service_level(&manifest.stack, service, &mut export.warnings);
+    }
+    export
+}
+
+/// What the parts of the conversion share: the manifest, the options and facts derived once.
+pub(crate) struct Context<'a> {
+    pub manifest: &'a Manifest,
+    pub options: &'a Options,
+    /// Container ports per service: published, probed, checked or migrated.
+    pub ports: BTreeMap<String, BTreeSet<(u16, Protocol)>>,
+    /// Named volume → the services mounting it.
+    pub volume_users: BTreeMap<String, BTreeSet<String>>,
+    /// Data service → the Job applying its native migrations (dependents wait for it).
+    pub migration_jobs: BTreeMap<String, String>,
+    /// Data service → the ConfigMap of its fixture files (mounted into its pod).
+    pub fixture_maps: BTreeMap<String, String>,
+    /// Jobs some pod waits for: the ServiceAccount and Role are emitted when not empty.
+    pub awaited_jobs: BTreeSet<String>,
+}
+
+impl<'a> Context<'a> {
+    fn new(manifest: &'a Manifest, options: &'a Options) -> Self {
+        let mut ports: BTreeMap<String, BTreeSet<(u16, Protocol)>> = BTreeMap::new();
+        let mut volume_users: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for s in &manifest.services {
+            let set = ports.entry(s.name.clone()).or_default();
+            set.extend(s.ports.iter().map(|p| (p.container_port, p.protocol)));
+            if let Some(port) = s.ready.as_ref().and_then(|r| probe::port(&r.probe)) {
+                set.insert((port, Protocol::Tcp));
+            }
+            for v in &s.volumes {
+                if let VolumeSource::Named(name) = &v.source {
+                    volume_users.entry(name.clone()).or_default().insert(s.name.clone());
+                }
+            }
+        }
+        for check in &manifest.smoke {
+            if let crate::manifest::CheckKind::Http { service, port, .. } | crate::manifest::CheckKind::Tcp { service, port } = &check.kind
+            {
+                ports.entry(service.clone()).or_default().insert((*port, Protocol::Tcp));
+            }
+        }
+        for m in &manifest.migrations {
+            ports.entry(m.service.clone()).or_default().insert((m.port, Protocol::Tcp));
+        }
+        Context {
+            manifest,
+            options,
+            ports,
+            volume_users,
+            migration_jobs: BTreeMap::new(),
+            fixture_maps: BTreeMap::new(),
+            awaited_jobs: BTreeSet::new(),
+        }
+    }
+
+    /// The labels of every object of `service` (or of the stack, for `None`).
+    pub fn labels(&self, service: Option<&str>) -> Value {
+        let mut labels = json!({
+            "app.kubernetes.io/part-of": self.manifest.stack,
+            "app.kubernetes.io/managed-by": "stagectl",
+            STACK_LABEL: self.manifest.stack,
+        });
+        if let Some(service) = service {
+            labels["app.kubernetes.io/name"] = json!(service);
+            labels[SERVICE_LABEL] = json!(service);
+        }
+        labels
+    }
+
+    /// The labels a Service or workload selects the pods of `service` by.
+    pub fn selector(&self, service: &str) -> Value {
+        json!({ STACK_LABEL: self.manifest.stack, SERVICE_LABEL: service })
+    }
+
+    pub fn metadata(&self, name: &str, service: Option<&str>) -> Value {
+        json!({ "name": name, "labels": self.labels(service) })
+    }
+
+    /// Whether `service` gets a ClusterIP Service (others can reach it by name).
+    pub fn reachable(&self, service: &Service) -> bool {
+        !service.job && self.ports.get(&service.name).is_some_and(|p| !p.is_empty())
+    }
+
+    /// The first TCP port of `service`, which dependents wait on.
+    pub fn tcp_port(&self, service: &str) -> Option<u16> {
+        self.ports.get(service)?.iter().find(|(_, proto)| *proto == Protocol::Tcp).map(|(p, _)| *p)
+    }
+
+    /// The key of a secret env var in the stack's Secret.
+    pub fn secret_key(service: &str, var: &str) -> String {
+        format!("{service}.{var}")
+    }
+
+    pub fn secret_name(&self) -> String {
+        format!("{}-secrets", self.manifest.stack)
+    }
+
+    pub fn waiter_account(&self) -> String {
+        format!("{}-job-waiter", self.manifest.stack)
+    }
+}
+
+/// The image a service runs: `image`, or for a build without one a placeholder named after the
+/// build context, so services sharing a build share it (a warning says to push and name it).
+pub(crate) fn image_of(stack: &str, service: &Service) -> String {
+    match (&service.image, &service.build) {
+        (Some(image), _) => image.clone(),
+        (None, Some(build)) => {
+            let context = build.context.file_name().map(|c| c.to_string_lossy().to_string()).unwrap_or_default();
+            format!("stagectl-build/{}:latest", dns_label(&format!("{stack}-{context}")))
+        }
+        (None, None) => format!("stagectl-build/{}:latest", dns_label(&format!("{stack}-{}", service.name))),
+    }
+}
+
+/// A Kubernetes name from a Docker volume name (which may hold `_` and `.`).
+pub(crate) fn dns_label(name: &str) -> String {
+    let mapped: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    let trimmed = mapped.trim_matches('-');
+    trimmed.chars().take(63).collect::<String>().trim_end_matches('-').to_string()
+}
+
+#[cfg(test)]
+mod tests;
