@@ -518,6 +518,23 @@ impl ContainerEngine for BollardEngine {
         })
     }
 
+    fn rename_container<'a>(&'a self, id: &'a str, name: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let opts = bollard::query_parameters::RenameContainerOptionsBuilder::new().name(name).build();
+            self.docker.rename_container(id, opts).await.map_err(|e| lost_or(&self.host, format!("renaming container {id}"), e))
+        })
+    }
+
+    fn disconnect_network<'a>(&'a self, id: &'a str, network: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let request = bollard::models::NetworkDisconnectRequest { container: id.to_string(), force: Some(true) };
+            self.docker
+                .disconnect_network(network, request)
+                .await
+                .map_err(|e| lost_or(&self.host, format!("disconnecting {id} from {network}"), e))
+        })
+    }
+
     fn container_status<'a>(&'a self, id: &'a str, network: &'a str) -> BoxFuture<'a, Result<ContainerStatus>> {
         Box::pin(async move {
             let info = self

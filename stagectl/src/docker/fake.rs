@@ -414,6 +414,32 @@ impl ContainerEngine for FakeEngine {
         })
     }
 
+    fn rename_container<'a>(&'a self, id: &'a str, name: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.call(format!("rename_container {id} {name}")).await?;
+            match self.state().containers.get_mut(id) {
+                Some(c) => {
+                    c.spec.name = name.to_string();
+                    Ok(())
+                }
+                None => Err(Error::docker(format!("renaming container {id}"), "no such container")),
+            }
+        })
+    }
+
+    fn disconnect_network<'a>(&'a self, id: &'a str, network: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.call(format!("disconnect_network {id} {network}")).await?;
+            match self.state().containers.get_mut(id) {
+                Some(c) if c.spec.network == network => {
+                    c.spec.network = String::new();
+                    Ok(())
+                }
+                _ => Err(Error::docker(format!("disconnecting {id} from {network}"), "not connected")),
+            }
+        })
+    }
+
     fn container_status<'a>(&'a self, id: &'a str, network: &'a str) -> BoxFuture<'a, Result<ContainerStatus>> {
         Box::pin(async move {
             self.call(format!("container_status {id}")).await?;

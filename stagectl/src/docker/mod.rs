@@ -172,6 +172,10 @@ pub trait ContainerEngine: Send + Sync + 'static {
     /// Stops the container (SIGTERM or the image's stop signal, killed after `grace_secs`)
     /// without removing it; a stopped or absent container is fine.
     fn stop_container<'a>(&'a self, id: &'a str, grace_secs: u32) -> BoxFuture<'a, Result<()>>;
+    /// Renames a container (a removal can then go on while a new one takes its name).
+    fn rename_container<'a>(&'a self, id: &'a str, name: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// Takes a container off a network (its aliases there stop resolving at once).
+    fn disconnect_network<'a>(&'a self, id: &'a str, network: &'a str) -> BoxFuture<'a, Result<()>>;
     fn container_status<'a>(&'a self, id: &'a str, network: &'a str) -> BoxFuture<'a, Result<ContainerStatus>>;
     /// Waits for the container to exit and returns its exit code.
     fn wait_exit<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<i64>>;

@@ -145,14 +145,10 @@ pub async fn execute<E: ContainerEngine + ?Sized>(
         Operation::UpOnly => OpOutcome::Up(orchestrator.up_only(need()?).await?),
         Operation::Stop => OpOutcome::Lifecycle(orchestrator.stop(need()?).await?),
         Operation::Restart { services } => OpOutcome::Lifecycle(orchestrator.restart(need()?, services).await?),
-        Operation::Rebuild => {
-            let m = need()?;
-            orchestrator.down(&m.stack, true).await?;
-            OpOutcome::Up(orchestrator.up(m).await?)
-        }
+        Operation::Rebuild => OpOutcome::Up(orchestrator.rebuild(need()?).await?),
         Operation::Verify => {
             let m = need()?;
-            orchestrator.down(&m.stack, true).await?;
+            orchestrator.clear_for_rebuild(&m.stack).await?;
             let up = orchestrator.up(m).await?;
             let checks = if up.ok { run_checks(orchestrator.docker.as_ref(), m, CheckSet::All, on_check).await? } else { vec![] };
             OpOutcome::Verify { up, checks }

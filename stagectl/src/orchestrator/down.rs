@@ -4,15 +4,71 @@ use std::time::Instant;
 
 use futures_util::future::join_all;
 
-use super::{DownReport, Orchestrator, Phase, STOP_GRACE_SECS};
+use super::{DownReport, Orchestrator, Phase, UpReport, STOP_GRACE_SECS};
 use crate::docker::ContainerEngine;
 use crate::error::Result;
+use crate::manifest::Manifest;
 
 impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// Removes everything labelled with the stack: containers (in parallel), its network, and
     /// with `volumes` its named volumes. Without `volumes`, containers get a graceful stop; with
     /// it the data is discarded anyway, so they are killed at once.
     pub async fn down(&self, stack: &str, volumes: bool) -> Result<DownReport> {
+        self.remove_owned(stack, volumes, true).await
+    }
+
+    /// `rebuild` before `check` (for `verify`): see [`Self::rebuild`].
+    pub async fn clear_for_rebuild(&self, stack: &str) -> Result<DownReport> {
+        self.remove_owned(stack, true, false).await
+    }
+
+    /// `rebuild`: `down --volumes` then `up`, but the network stays (the same network: removing
+    /// and creating it again costs time and gains nothing), and, when the stack owns no named
+    /// volume (whose names the new containers need free), the old containers are renamed and
+    /// taken off the network at once (killed first when they publish host ports, which the new
+    /// ones need), then removed while the new ones come up: nothing can reach an old container
+    /// by its service's name once `up` starts.
+    pub async fn rebuild(&self, manifest: &Manifest) -> Result<UpReport> {
+        let stack = manifest.stack.as_str();
+        if !self.docker.list_volumes(stack).await?.is_empty() {
+            self.remove_owned(stack, true, false).await?;
+            return self.up(manifest).await;
+        }
+        let containers = self.docker.list_containers(stack).await?;
+        let network = crate::plan::network_name(stack);
+        let moved = join_all(containers.iter().map(|c| {
+            let network = &network;
+            async move {
+                self.reporter.phase(&c.service, Phase::Removing, &c.name);
+                let gone = format!("{}-removing-{}", c.name, &c.id[..12.min(c.id.len())]);
+                self.docker.rename_container(&c.id, &gone).await?;
+                if c.ports.is_empty() && c.state == crate::docker::RunState::Running {
+                    self.docker.disconnect_network(&c.id, network).await
+                } else {
+                    self.docker.stop_container(&c.id, 0).await
+                }
+            }
+        }))
+        .await;
+        // A container that could not be renamed is removed before anything is created.
+        let (renamed, stuck): (Vec<_>, Vec<_>) = containers.iter().zip(moved).partition(|(_, r)| r.is_ok());
+        for (c, _) in &stuck {
+            self.docker.remove_container(&c.id, 0).await?;
+        }
+        let gone: Vec<String> = renamed.iter().map(|(c, _)| c.id.clone()).collect();
+        let removal = async {
+            for r in join_all(renamed.iter().map(|(c, _)| self.docker.remove_container(&c.id, 0))).await {
+                r?;
+            }
+            crate::migrations::check::remove_leftover_images(self.docker.as_ref(), Some(stack)).await?;
+            crate::data::snapshot::remove_debris(self.docker.as_ref(), Some(stack)).await
+        };
+        let (up, removed) = tokio::join!(self.up_excluding(manifest, &gone), removal);
+        removed?;
+        up
+    }
+
+    async fn remove_owned(&self, stack: &str, volumes: bool, networks: bool) -> Result<DownReport> {
         let started = Instant::now();
         let containers = self.docker.list_containers(stack).await?;
         let grace = if volumes { 0 } else { STOP_GRACE_SECS };
@@ -34,7 +90,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         crate::migrations::check::remove_leftover_images(self.docker.as_ref(), Some(stack)).await?;
         // Debris of a snapshot interrupted by a kill or a lost engine (usable snapshots stay).
         crate::data::snapshot::remove_debris(self.docker.as_ref(), Some(stack)).await?;
-        let networks = self.docker.list_networks(stack).await?;
+        let networks = if networks { self.docker.list_networks(stack).await? } else { vec![] };
         for n in &networks {
             self.docker.remove_network(&n.name).await?;
         }

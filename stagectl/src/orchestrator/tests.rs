@@ -441,3 +441,40 @@ async fn the_restarts_of_a_service_with_a_restart_policy_are_in_the_up_report() 
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["services"][0]["restarts"], 4, "{json}");
 }
+
+#[tokio::test]
+async fn rebuild_keeps_the_network_and_creates_the_new_containers_before_the_old_ones_are_gone() {
+    let (fake, orch, _) = setup();
+    let m = parse(WEB);
+    orch.up(&m).await.unwrap();
+    let old: Vec<String> = fake.list_containers("s").await.unwrap().into_iter().map(|c| c.id).collect();
+    fake.forget_calls();
+    let report = orch.rebuild(&m).await.unwrap();
+    assert!(report.ok);
+    let calls = fake.calls();
+    assert!(!calls.iter().any(|c| c.starts_with("remove_network")), "{calls:?}");
+    assert_eq!(fake.networks(), ["s-net"], "the network stays");
+    // Each old container is renamed and taken off the network before anything is created, so
+    // no one reaches it by its service's name; its removal goes on beside the new ones.
+    let first_create = calls.iter().position(|c| c.starts_with("create_container")).unwrap();
+    for id in &old {
+        let renamed = calls.iter().position(|c| c.starts_with(&format!("rename_container {id}"))).unwrap();
+        let off = calls.iter().position(|c| c.starts_with(&format!("disconnect_network {id}"))).unwrap();
+        assert!(renamed < first_create && off < first_create, "{calls:?}");
+        assert!(calls.iter().any(|c| c.starts_with(&format!("remove_container {id}"))), "{calls:?}");
+    }
+    let now = fake.list_containers("s").await.unwrap();
+    assert_eq!(now.len(), 3);
+    assert!(now.iter().all(|c| !old.contains(&c.id)), "all new");
+
+    // With a named volume the old containers go first: the new ones need the volume's name.
+    let m = parse(&WEB.replace("[services.db]", "[services.db]\nvolumes = [\"pgdata:/var/lib/postgresql/data\"]"));
+    orch.up(&m).await.unwrap();
+    fake.forget_calls();
+    orch.rebuild(&m).await.unwrap();
+    let calls = fake.calls();
+    let last_removal = calls.iter().rposition(|c| c.starts_with("remove_container")).unwrap();
+    let first_create = calls.iter().position(|c| c.starts_with("create_container")).unwrap();
+    assert!(last_removal < first_create, "{calls:?}");
+    assert!(calls.iter().any(|c| c.starts_with("remove_volume s-pgdata")), "{calls:?}");
+}

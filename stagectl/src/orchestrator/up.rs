@@ -136,17 +136,22 @@ enum Dependencies {
 impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// Brings the stack to the state the manifest describes.
     pub async fn up(&self, manifest: &Manifest) -> Result<UpReport> {
-        self.up_with(manifest, true).await
+        self.up_with(manifest, true, &[]).await
+    }
+
+    /// `up` as if the containers `gone` (being removed by `rebuild`) were not there.
+    pub(super) async fn up_excluding(&self, manifest: &Manifest, gone: &[String]) -> Result<UpReport> {
+        self.up_with(manifest, true, gone).await
     }
 
     /// `up SERVICE...`: brings up the services of `manifest`, a part of the stack's manifest
     /// (`plan::subset` of the named services and what they need); the stack's other
     /// containers are left as they are, not removed as orphans.
     pub async fn up_only(&self, manifest: &Manifest) -> Result<UpReport> {
-        self.up_with(manifest, false).await
+        self.up_with(manifest, false, &[]).await
     }
 
-    async fn up_with(&self, manifest: &Manifest, remove_orphans: bool) -> Result<UpReport> {
+    async fn up_with(&self, manifest: &Manifest, remove_orphans: bool, gone: &[String]) -> Result<UpReport> {
         let started = Instant::now();
         if let Some(cycle) = plan::wait_cycle(manifest) {
             return Err(Error::Preflight(vec![format!(
@@ -154,7 +159,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             )]));
         }
         let redactor = Redactor::for_manifest(manifest);
-        let observed = self.docker.list_containers(&manifest.stack).await?;
+        let mut observed = self.docker.list_containers(&manifest.stack).await?;
+        observed.retain(|c| !gone.contains(&c.id));
         // From here on the manifest has its `auto` host ports filled in.
         let manifest = &super::ports::allocate(self.docker.as_ref(), manifest, &observed).await?;
         preflight_ports(manifest, &observed)?;
