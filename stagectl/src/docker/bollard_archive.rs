@@ -22,6 +22,18 @@ impl BollardEngine {
             .map_err(|e| lost_or(&self.host, format!("extracting into {to_dir} of {to}"), e))
     }
 
+    /// Streams the tar of `from_path` in `from` into `to_dir` of `to`: a failed read fails the
+    /// upload, so a cut copy is an error.
+    pub(super) async fn copy_archive(&self, from: &str, from_path: &str, to: &str, to_dir: &str) -> Result<()> {
+        let download = bollard::query_parameters::DownloadFromContainerOptionsBuilder::new().path(from_path).build();
+        let stream = self.docker.download_from_container(from, Some(download)).map(|chunk| chunk.map_err(std::io::Error::other));
+        let upload = UploadToContainerOptionsBuilder::new().path(to_dir).build();
+        self.docker
+            .upload_to_container(to, Some(upload), bollard::body_try_stream(stream))
+            .await
+            .map_err(|e| lost_or(&self.host, format!("copying {from_path} of {from} into {to_dir} of {to}"), e))
+    }
+
     /// The command's stdout becomes the upload's body as it comes; its stderr is kept for the
     /// caller. The upload ends when the output does, normally as the command exits.
     pub(super) async fn exec_into_container(&self, from: ExecAs<'_>, command: &[String], to: &str, to_dir: &str) -> Result<(i64, String)> {

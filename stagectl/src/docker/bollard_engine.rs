@@ -620,6 +620,10 @@ impl ContainerEngine for BollardEngine {
         Box::pin(self.exec_into_container(from, command, to, to_dir))
     }
 
+    fn copy_between<'a>(&'a self, from: &'a str, from_path: &'a str, to: &'a str, to_dir: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.copy_archive(from, from_path, to, to_dir))
+    }
+
     fn upload_tar<'a>(&'a self, to: &'a str, to_dir: &'a str, tar: Vec<u8>) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.upload(to, to_dir, tar))
     }

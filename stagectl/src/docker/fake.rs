@@ -537,6 +537,16 @@ impl ContainerEngine for FakeEngine {
         })
     }
 
+    fn copy_between<'a>(&'a self, from: &'a str, from_path: &'a str, to: &'a str, to_dir: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.call(format!("copy_between {from}:{from_path} {to}:{to_dir}")).await?;
+            let state = self.state();
+            state.container(from)?;
+            state.container(to)?;
+            Ok(())
+        })
+    }
+
     fn upload_tar<'a>(&'a self, to: &'a str, to_dir: &'a str, _tar: Vec<u8>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.call(format!("upload_tar {to}:{to_dir}")).await?;

@@ -199,6 +199,10 @@ pub trait ContainerEngine: Send + Sync + 'static {
         to: &'a str,
         to_dir: &'a str,
     ) -> BoxFuture<'a, Result<(i64, String)>>;
+    /// Copies the file or directory `from_path` of container `from` (stopped or not; a path in
+    /// a volume too) into the directory `to_dir` of container `to`, streamed through Docker's
+    /// archive API: owners and modes kept, nothing held in memory.
+    fn copy_between<'a>(&'a self, from: &'a str, from_path: &'a str, to: &'a str, to_dir: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Extracts the tar `tar` into the directory `to_dir` of container `to`.
     fn upload_tar<'a>(&'a self, to: &'a str, to_dir: &'a str, tar: Vec<u8>) -> BoxFuture<'a, Result<()>>;
     /// The paths an image declares as volumes (`VOLUME` in its Dockerfile): a container gets a

@@ -138,32 +138,36 @@ pub(super) struct SnapshotDone {
     pub(super) seconds: f64,
 }
 
-/// What identifies a snapshot to be saved: its reference, key and labels.
+/// What identifies a snapshot to be saved: its reference, key, base image and labels.
 #[derive(Clone)]
 struct SnapshotPlan {
     service: String,
     reference: String,
     key: String,
+    base_image: String,
     labels: BTreeMap<String, String>,
     secret_env: Vec<String>,
 }
 
-/// The throwaway container a PostgreSQL snapshot is replayed in: the service's image and
-/// spec, but not the service: never reached by its name, never mistaken for its container
-/// (the next `up` removes one left behind as an orphan), never holding its ports.
-fn throwaway_spec(manifest: &Manifest, service: &Service, image: &str, at: &pg_snapshot::Located) -> crate::docker::ContainerSpec {
+/// The containers of a PostgreSQL snapshot: the throwaway server it is replayed in (`replay`:
+/// its data directory on the volume `volume`), and the container whose layer is committed
+/// (`image`). Both have the service's image and spec, but are not the service: never reached by
+/// its name, never mistaken for its container (the next `up` removes one left behind as an
+/// orphan), never holding its ports.
+fn snapshot_spec(manifest: &Manifest, service: &Service, image: &str, role: &str) -> crate::docker::ContainerSpec {
     let mut spec = plan::container_spec(manifest, service, image, image, "snapshot");
-    spec.name = format!("{}.snapshot", spec.name);
+    spec.name = format!("{}.{role}", spec.name);
     spec.labels.insert(crate::docker::labels::SERVICE.into(), format!("{}.snapshot", service.name));
     spec.aliases.clear();
     spec.ports.clear();
     spec.restart = None;
     spec.hostname = format!("{}-snapshot", service.name);
-    if at.relocated() {
-        spec.env.retain(|e| !e.starts_with("PGDATA="));
-        spec.env.push(format!("PGDATA={}", at.data_dir));
-    }
     spec
+}
+
+/// The volume the throwaway server keeps its data directory on.
+fn replay_volume(manifest: &Manifest, service: &str) -> String {
+    plan::volume_name(&manifest.stack, &format!("{service}.snapshot"))
 }
 
 impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
@@ -181,7 +185,13 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         if !fixtures.snapshot {
             return None;
         }
-        Some(self.stage_base_backup(manifest, &fixtures.service, inputs, id, (user, database)).await)
+        let started = Instant::now();
+        let staged = self.stage_base_backup(manifest, &fixtures.service, inputs, id, (user, database)).await;
+        if staged.is_ok() {
+            let detail = format!("base backup for the snapshot staged in {:.2}s", started.elapsed().as_secs_f64());
+            self.reporter.phase(&fixtures.service, Phase::Loading, &detail);
+        }
+        Some(staged)
     }
 
     async fn stage_base_backup(
@@ -195,25 +205,42 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let declared = self.docker.image_volumes(&inputs.base_image).await.map_err(|e| e.to_string())?;
         let svc = manifest.service(service).ok_or_else(|| format!("no service `{service}`"))?;
         let at = pg_snapshot::locate(self.docker.as_ref(), id, login, &declared, &pg_snapshot::service_mounts(svc)).await?;
-        let spec = throwaway_spec(manifest, svc, &inputs.base_image, &at);
-        let throwaway = self
-            .docker
-            .create_container(&spec)
-            .await
-            .map_err(|e| pg_snapshot::NoBaseBackup { why: e.to_string(), data_in_mount: at.relocated() })?;
-        let staged = pg_snapshot::stage(self.docker.as_ref(), at, id, &throwaway, &inputs.key).await;
+        let failed = |e: Error| pg_snapshot::NoBaseBackup { why: e.to_string(), data_in_mount: at.relocated() };
+        let volume = replay_volume(manifest, service);
+        self.docker.ensure_volume(&volume, &plan::stack_labels(&manifest.stack)).await.map_err(failed)?;
+        let mut spec = snapshot_spec(manifest, svc, &inputs.base_image, "snapshot-replay");
+        spec.binds.push(format!("{volume}:{}", at.data_dir()));
+        let throwaway = match self.docker.create_container(&spec).await {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = self.docker.remove_volume(&volume).await;
+                return Err(failed(e));
+            }
+        };
+        let staged = pg_snapshot::stage(self.docker.as_ref(), (service, id), at, &throwaway, &inputs.key).await;
         if staged.is_err() {
             let _ = self.docker.remove_container(&throwaway, 0).await;
+            let _ = self.docker.remove_volume(&volume).await;
         }
         staged
     }
 
     /// Undoes a staged base backup whose load did not complete.
-    pub(super) async fn discard_staged(&self, staged: Option<Result<pg_snapshot::BaseBackup, pg_snapshot::NoBaseBackup>>) {
+    pub(super) async fn discard_staged(
+        &self,
+        manifest: &Manifest,
+        staged: Option<Result<pg_snapshot::BaseBackup, pg_snapshot::NoBaseBackup>>,
+    ) {
         if let Some(Ok(base)) = staged {
             pg_snapshot::drop_slot(self.docker.as_ref(), &base).await;
-            let _ = self.docker.remove_container(&base.throwaway, 0).await;
+            self.remove_replay(manifest, &base).await;
         }
+    }
+
+    /// The throwaway server and its volume.
+    async fn remove_replay(&self, manifest: &Manifest, base: &pg_snapshot::BaseBackup) {
+        let _ = self.docker.remove_container(&base.throwaway, 0).await;
+        let _ = self.docker.remove_volume(&replay_volume(manifest, &base.service)).await;
     }
 
     /// Loads fixtures (unless the container already holds them: `Ok(Err(report))`), marks the
@@ -280,7 +307,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                     }
                     Err(why) => {
                         in_layer = !base.at.relocated();
-                        self.discard_staged(Some(Ok(base))).await;
+                        self.discard_staged(manifest, Some(Ok(base))).await;
                         self.reporter.phase(name, Phase::Loading, &format!("snapshot on the critical path: {why}"));
                     }
                 },
@@ -323,6 +350,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             secret_env: manifest.service(&service).map(crate::secrets::secret_env_names).unwrap_or_default(),
             reference: inputs.snapshot_ref.clone(),
             key: inputs.key.clone(),
+            base_image: inputs.base_image.clone(),
             service,
         }
     }
@@ -333,7 +361,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let started = Instant::now();
         let service = plan.service.clone();
         let result = self.replay_and_commit(manifest, &base, &plan).await;
-        let _ = self.docker.remove_container(&base.throwaway, 0).await;
+        self.remove_replay(manifest, &base).await;
         if result.is_ok() {
             self.reporter.phase(&service, Phase::Loading, &format!("snapshot saved as {}", plan.reference));
             self.prune_snapshots(manifest, &service, &plan.reference).await;
@@ -351,18 +379,29 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         pg_snapshot::collect_wal(self.docker.as_ref(), base).await.map_err(failed)?;
         let network = plan::network_name(&manifest.stack);
         self.docker.start_container(&base.throwaway).await?;
-        pg_snapshot::settle_replica(self.docker.as_ref(), &network, base, &plan.key).await.map_err(failed)?;
+        pg_snapshot::settle_replica(self.docker.as_ref(), &network, base).await.map_err(failed)?;
         self.docker.stop_container(&base.throwaway, SNAPSHOT_STOP_GRACE_SECS).await?;
         let status = self.docker.container_status(&base.throwaway, &network).await?;
         if status.exit_code != Some(0) {
             return Err(failed(format!("the throwaway server did not shut down cleanly (exit {})", status.exit_code.unwrap_or(-1))));
         }
+        let service = manifest.service(&plan.service).ok_or_else(|| failed(format!("no service `{}`", plan.service)))?;
+        let mut spec = snapshot_spec(manifest, service, &plan.base_image, "snapshot");
         let mut labels = plan.labels.clone();
         if base.at.relocated() {
-            labels.insert(pg_snapshot::PGDATA_LABEL.into(), base.at.data_dir.clone());
+            spec.env.retain(|e| !e.starts_with("PGDATA="));
+            spec.env.push(format!("PGDATA={}", base.at.snapshot_data_dir));
+            labels.insert(pg_snapshot::PGDATA_LABEL.into(), base.at.snapshot_data_dir.clone());
         }
-        self.docker.commit(&base.throwaway, &plan.reference, &labels, &plan.secret_env).await?;
-        Ok(plan.reference.clone())
+        let image_container = self.docker.create_container(&spec).await?;
+        let committed = async {
+            pg_snapshot::copy_to_layer(self.docker.as_ref(), base, &image_container, &plan.key).await.map_err(failed)?;
+            self.docker.commit(&image_container, &plan.reference, &labels, &plan.secret_env).await?;
+            Ok(plan.reference.clone())
+        }
+        .await;
+        let _ = self.docker.remove_container(&image_container, 0).await;
+        committed
     }
 
     /// Evicts older snapshots past the budget; a failure is a warning of its own.

@@ -3,7 +3,9 @@
 //! A `docker commit` walks the container's whole layer (seconds on fuse-overlayfs), and a
 //! commit of a running server restores into crash recovery. So the live server is never
 //! committed. A throwaway container of the same image and spec (no network alias, no ports,
-//! not started) receives a copy that a second server brings to the exact state of the load:
+//! not started; its data directory on a volume of its own, which takes a copy far faster than
+//! a container's layer on fuse-overlayfs) receives a copy that a second server brings to the
+//! exact state of the load:
 //!
 //! 1. While the fixtures load ([`locate`], then [`stage`]): a physical replication slot on
 //!    the live server keeps every WAL segment from now on; an online base backup
@@ -20,19 +22,21 @@
 //!    and is stopped cleanly (a shutdown checkpoint). Only then is it committed: the snapshot
 //!    holds a cluster that was shut down cleanly, so a restore is ready at the floor of a
 //!    fresh start. PostgreSQL 13 and later refuse to start when recovery ends before its
-//!    target: a snapshot never holds less than the load.
+//!    target: a snapshot never holds less than the load. The cluster is then copied into a
+//!    second container's own layer (created, never started), which is committed.
 //!
 //! When the data directory is in a volume the image declares (the official image's
-//! `VOLUME /var/lib/postgresql/data`), a commit would hold none of it: the throwaway server
-//! keeps its data at [`RELOCATED_DATA_DIR`] in its own layer instead (via `PGDATA`), and the
-//! snapshot carries [`PGDATA_LABEL`] so a restore points `PGDATA` there too.
+//! `VOLUME /var/lib/postgresql/data`), a commit would hold none of it: the snapshot keeps its
+//! data under [`RELOCATED_DATA_DIR`] in its own layer instead, and carries [`PGDATA_LABEL`] so a
+//! restore points `PGDATA` there.
 
 use std::time::Duration;
 
 use crate::docker::{ContainerEngine, ExecAs};
 use crate::manifest::Service;
 
-/// The data directory of a snapshot whose server kept its data in a declared volume.
+/// Where a snapshot keeps the data directory that the live server keeps in a volume the image
+/// declares (under its own name: `/var/lib/stagectl-pgdata/data`).
 pub const RELOCATED_DATA_DIR: &str = "/var/lib/stagectl-pgdata";
 /// On a snapshot image: the data directory the restored server must use (`PGDATA`).
 pub const PGDATA_LABEL: &str = "org.stagectl.snapshot-pgdata";
@@ -49,9 +53,10 @@ pub struct Located {
     database: String,
     /// `uid:gid` owning the live data directory: every file of the copy is theirs.
     owner: String,
-    live_data_dir: String,
-    /// The throwaway server's data directory: the live one's, or [`RELOCATED_DATA_DIR`].
-    pub data_dir: String,
+    /// The live server's data directory, and the throwaway server's.
+    data_dir: String,
+    /// The snapshot's: the same, or under [`RELOCATED_DATA_DIR`].
+    pub snapshot_data_dir: String,
     /// The live `postgresql.auto.conf`, which the copy's recovery settings extend.
     auto_conf: String,
 }
@@ -59,13 +64,20 @@ pub struct Located {
 impl Located {
     /// Whether the snapshot's server keeps its data elsewhere than the image says.
     pub fn relocated(&self) -> bool {
-        self.data_dir == RELOCATED_DATA_DIR
+        self.snapshot_data_dir != self.data_dir
+    }
+
+    /// The live (and throwaway) server's data directory.
+    pub fn data_dir(&self) -> &str {
+        &self.data_dir
     }
 }
 
 /// A base backup in the throwaway container, waiting for its restore point.
 #[derive(Debug, Clone)]
 pub struct BaseBackup {
+    /// The data service.
+    pub service: String,
     pub at: Located,
     pub live: String,
     pub throwaway: String,
@@ -161,12 +173,13 @@ cat "$d/postgresql.auto.conf" 2>/dev/null || :"#,
         let why = format!("PostgreSQL {} cannot be told to fail a recovery that ends before its target (13 or later can)", version / 10000);
         return Err(NoBaseBackup { why, data_in_mount: in_declared });
     }
+    let basename = live_data_dir.trim_end_matches('/').rsplit('/').next().unwrap_or("data");
     Ok(Located {
         user: user.to_string(),
         database: database.to_string(),
         owner: owner.trim().to_string(),
-        live_data_dir: live_data_dir.to_string(),
-        data_dir: if in_declared { RELOCATED_DATA_DIR } else { live_data_dir }.to_string(),
+        data_dir: live_data_dir.to_string(),
+        snapshot_data_dir: if in_declared { format!("{RELOCATED_DATA_DIR}/{basename}") } else { live_data_dir.to_string() },
         auto_conf,
     })
 }
@@ -176,12 +189,13 @@ cat "$d/postgresql.auto.conf" 2>/dev/null || :"#,
 /// removes the throwaway container.
 pub async fn stage<E: ContainerEngine + ?Sized>(
     docker: &E,
+    (service, live): (&str, &str),
     at: Located,
-    live: &str,
     throwaway: &str,
     key: &str,
 ) -> Result<BaseBackup, NoBaseBackup> {
     let base = BaseBackup {
+        service: service.to_string(),
         slot: format!("stagectl_{}_{}", &key[..12.min(key.len())], std::process::id()),
         at,
         live: live.to_string(),
@@ -272,7 +286,7 @@ pub async fn collect_wal<E: ContainerEngine + ?Sized>(docker: &E, base: &BaseBac
     // GNU tar exits 1 when a file changed while it was read: the segment being written, whose
     // part up to the restore point is flushed and final. A segment the replay needs that is
     // missing or torn fails the replay, never the snapshot's content.
-    let tar = sh(r#"cd "$1/pg_wal" && tar -cf - 0*"#, &[&base.at.live_data_dir]);
+    let tar = sh(r#"cd "$1/pg_wal" && tar -cf - 0*"#, &[&base.at.data_dir]);
     let from = ExecAs { container: &base.live, user: &base.at.owner };
     let copied = docker.exec_into(from, &tar, &base.throwaway, &format!("{}/{WAL_DIR}", base.at.data_dir)).await;
     drop_slot(docker, base).await;
@@ -285,8 +299,8 @@ pub async fn collect_wal<E: ContainerEngine + ?Sized>(docker: &E, base: &BaseBac
 
 /// Step 3, part two: waits until the throwaway server (started) replayed to the restore point
 /// and promoted, checks it runs on the data directory it was given, then drops the recovery
-/// settings and the copied WAL and writes the load marker (`marker`: the snapshot key).
-pub async fn settle_replica<E: ContainerEngine + ?Sized>(docker: &E, network: &str, base: &BaseBackup, marker: &str) -> Result<(), String> {
+/// settings and the copied WAL.
+pub async fn settle_replica<E: ContainerEngine + ?Sized>(docker: &E, network: &str, base: &BaseBackup) -> Result<(), String> {
     let id = base.throwaway.as_str();
     let deadline = tokio::time::Instant::now() + REPLAY_DEADLINE;
     let ask = psql(&base.at, "SELECT pg_is_in_recovery(), current_setting('data_directory')");
@@ -300,10 +314,7 @@ pub async fn settle_replica<E: ContainerEngine + ?Sized>(docker: &E, network: &s
             match out.trim().split_once('|') {
                 Some(("f", dir)) if dir == base.at.data_dir => break,
                 Some(("f", dir)) => {
-                    return Err(format!(
-                        "the server ran on {dir}, not on the copied data in {}: the image ignores PGDATA",
-                        base.at.data_dir
-                    ))
+                    return Err(format!("the throwaway server ran on {dir}, not on the copied data in {}", base.at.data_dir))
                 }
                 _ => {}
             }
@@ -326,8 +337,33 @@ pub async fn settle_replica<E: ContainerEngine + ?Sized>(docker: &E, network: &s
         ],
     );
     run(docker, id, &reset, "resetting the recovery settings").await?;
-    let tidy = sh(r#"set -e; rm -rf "$1/$2"; echo "$3" > "$4""#, &[&base.at.data_dir, WAL_DIR, marker, crate::data::snapshot::MARKER_PATH]);
-    run(docker, id, &tidy, "writing the load marker").await.map(|_| ())
+    let tidy = sh(r#"rm -rf "$1/$2""#, &[&base.at.data_dir, WAL_DIR]);
+    run(docker, id, &tidy, "removing the copied WAL").await.map(|_| ())
+}
+
+/// Step 3, part three: the cleanly stopped cluster from the throwaway container's volume into
+/// the own layer of `image_container` (created, never started), with the load marker
+/// (`marker`: the snapshot key).
+pub async fn copy_to_layer<E: ContainerEngine + ?Sized>(
+    docker: &E,
+    base: &BaseBackup,
+    image_container: &str,
+    marker: &str,
+) -> Result<(), String> {
+    let (uid, gid) = parse_owner(&base.at.owner).ok_or_else(|| format!("unexpected owner `{}`", base.at.owner))?;
+    let target = &base.at.snapshot_data_dir;
+    let parent = match target.rsplit_once('/') {
+        Some(("", _)) | None => "/",
+        Some((p, _)) => p,
+    };
+    let docker_err = |e: crate::error::Error| e.to_string();
+    docker.upload_tar(image_container, "/", directory_tar(target, uid, gid)).await.map_err(docker_err)?;
+    docker.copy_between(&base.throwaway, &base.at.data_dir, image_container, parent).await.map_err(docker_err)?;
+    let mut b = tar::Builder::new(Vec::new());
+    let line = format!("{marker}\n");
+    let marker_path = crate::data::snapshot::MARKER_PATH;
+    let _ = b.append(&header(marker_path, 0, 0, 0o644, tar::EntryType::Regular, line.len() as u64), line.as_bytes());
+    docker.upload_tar(image_container, "/", b.into_inner().unwrap_or_default()).await.map_err(docker_err)
 }
 
 #[cfg(test)]
@@ -348,8 +384,8 @@ mod tests {
             user: "u".into(),
             database: "d".into(),
             owner: "101:103".into(),
-            live_data_dir: "/var/lib/postgresql/data".into(),
-            data_dir: RELOCATED_DATA_DIR.into(),
+            data_dir: "/var/lib/stagectl-pgdata/data".into(),
+            snapshot_data_dir: "/elsewhere/data".into(),
             auto_conf: auto_conf.into(),
         }
     }
@@ -376,9 +412,9 @@ mod tests {
         assert_eq!(
             seen,
             vec![
-                ("var/lib/stagectl-pgdata/stagectl_wal".to_string(), 0o700),
-                ("var/lib/stagectl-pgdata/recovery.signal".to_string(), 0o600),
-                ("var/lib/stagectl-pgdata/postgresql.auto.conf".to_string(), 0o600),
+                ("var/lib/stagectl-pgdata/data/stagectl_wal".to_string(), 0o700),
+                ("var/lib/stagectl-pgdata/data/recovery.signal".to_string(), 0o600),
+                ("var/lib/stagectl-pgdata/data/postgresql.auto.conf".to_string(), 0o600),
             ]
         );
         assert!(located("").relocated());

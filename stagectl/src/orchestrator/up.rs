@@ -447,11 +447,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let load = match loaded {
             Ok(Ok(load)) => load,
             Ok(Err(report)) => {
-                self.discard_staged(staged).await;
+                self.discard_staged(run.manifest, staged).await;
                 return Ok(report);
             }
             Err(failure) => {
-                self.discard_staged(staged).await;
+                self.discard_staged(run.manifest, staged).await;
                 return Err(failure);
             }
         };

@@ -90,6 +90,7 @@ fn a_postgres_snapshot_is_saved_in_the_background_and_restores_without_crash_rec
     // every WAL segment forever), and the snapshot image holds no secret.
     let names = docker(&["ps", "-a", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--format", "{{.Names}}"]);
     assert!(!names.contains("snapshot"), "{names}");
+    assert_eq!(stack.owned_resources().2, 0, "the throwaway server's volume is removed");
     let slots = docker(&[
         "exec",
         &format!("{}-db", stack.name),
