@@ -779,7 +779,9 @@ fn print_up(report: &UpReport, mode: Mode) -> i32 {
         let skipped = report.services.iter().filter(|s| s.outcome == Outcome::Skipped).count();
         if report.ok {
             let verb = if report.changed { "ready" } else { "unchanged, ready" };
-            out(&format!("stack `{}` {verb} in {:.2}s ({} services)", report.stack, report.seconds, report.services.len()));
+            let saved = report.services.iter().filter_map(|s| s.fixtures.as_ref()).any(|f| f.snapshot_seconds.is_some());
+            let after = if saved { format!("; snapshot saved after {:.2}s", report.seconds) } else { String::new() };
+            out(&format!("stack `{}` {verb} in {:.2}s ({} services{after})", report.stack, report.ready_seconds, report.services.len()));
             for p in &report.ports {
                 let host = p.host_ip.as_deref().filter(|ip| *ip != "0.0.0.0").unwrap_or("localhost");
                 let auto = if p.auto { " (auto)" } else { "" };

@@ -148,8 +148,7 @@ pub async fn execute<E: ContainerEngine + ?Sized>(
         Operation::Rebuild => OpOutcome::Up(orchestrator.rebuild(need()?).await?),
         Operation::Verify => {
             let m = need()?;
-            orchestrator.clear_for_rebuild(&m.stack).await?;
-            let up = orchestrator.up(m).await?;
+            let up = orchestrator.rebuild(m).await?;
             let checks = if up.ok { run_checks(orchestrator.docker.as_ref(), m, CheckSet::All, on_check).await? } else { vec![] };
             OpOutcome::Verify { up, checks }
         }

@@ -17,11 +17,6 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         self.remove_owned(stack, volumes, true).await
     }
 
-    /// `rebuild` before `check` (for `verify`): see [`Self::rebuild`].
-    pub async fn clear_for_rebuild(&self, stack: &str) -> Result<DownReport> {
-        self.remove_owned(stack, true, false).await
-    }
-
     /// `rebuild`: `down --volumes` then `up`, but the network stays (the same network: removing
     /// and creating it again costs time and gains nothing), and, when the stack owns no named
     /// volume (whose names the new containers need free), the old containers are renamed and
