@@ -489,7 +489,9 @@ impl ContainerEngine for BollardEngine {
                     Err(e) => return Err(lost_or(&self.host, format!("stopping container {id}"), e)),
                 }
             }
-            let opts = RemoveContainerOptionsBuilder::new().force(true).v(false).build();
+            // `v`: the anonymous volumes of the image's `VOLUME`s go with the container. stagectl
+            // never attaches them to another container, so kept they would only pile up.
+            let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
             match self.docker.remove_container(id, Some(opts)).await {
                 Ok(()) => Ok(()),
                 Err(e) if is_not_found(&e) => Ok(()),

@@ -257,6 +257,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let name = fixtures.service.as_str();
         let started = Instant::now();
         if *action == Action::Keep {
+            if let Loader::Postgres { user, database } = &fixtures.loader {
+                // A run cancelled while its snapshot was being saved may have left its slot,
+                // which would keep every WAL segment of this server from then on.
+                let _ = self.docker.exec(id, &data::psql_command(user, database, &["-At", "-c", pg_snapshot::DROP_STALE_SLOTS])).await;
+            }
             self.reporter.phase(name, Phase::Loading, "already loaded");
             return Ok(Err(FixtureReport::new("kept", 0, vec![], 0.0)));
         }

@@ -274,6 +274,11 @@ pub async fn mark<E: ContainerEngine + ?Sized>(docker: &E, base: &BaseBackup) ->
     run(docker, &base.live, &psql(&base.at, &sql), "creating the restore point").await.map(|_| ())
 }
 
+/// Drops the inactive slots of snapshots whose run ended before it could (`_` escaped: a
+/// LIKE wildcard).
+pub const DROP_STALE_SLOTS: &str =
+    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'stagectl\\_%' AND NOT active";
+
 /// Drops the slot (best effort). A slot left behind would keep every WAL segment forever.
 pub async fn drop_slot<E: ContainerEngine + ?Sized>(docker: &E, base: &BaseBackup) {
     let sql = format!("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{}'", base.slot);

@@ -133,9 +133,26 @@ fn a_postgres_snapshot_is_saved_in_the_background_and_restores_without_crash_rec
     assert!(!logs.contains("not properly shut down") && !logs.contains("automatic recovery"), "{logs}");
     assert!(!logs.contains("initdb") && !logs.contains("creating database"), "no new cluster: {logs}");
 
+    // The image's anonymous volumes (its `VOLUME` on PGDATA) go with their containers.
+    let anonymous = |s: &Stack| {
+        let ids = s.container_ids().into_values().collect::<Vec<_>>();
+        ids.iter()
+            .flat_map(|id| {
+                docker(&["inspect", id, "--format", "{{range .Mounts}}{{.Name}} {{end}}"])
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let volumes = anonymous(&stack);
+    assert!(!volumes.is_empty(), "the db has its image's volume");
     let out = stack.run(&["down", "--volumes"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(stack.owned_resources(), (0, 0, 0));
+    let left: Vec<&String> =
+        volumes.iter().filter(|v| !docker(&["volume", "ls", "-q", "--filter", &format!("name={v}")]).trim().is_empty()).collect();
+    assert!(left.is_empty(), "anonymous volumes left behind: {left:?}");
 }
 
 #[test]
@@ -163,4 +180,68 @@ fn a_data_directory_on_a_named_volume_is_loaded_but_never_snapshotted() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(service(&last_json(&out), "db")["fixtures"]["snapshot"], "off");
     assert_eq!(users(&stack), "3|999999", "loaded again, not restored empty");
+}
+
+/// Ctrl-C while the snapshot is saved in the background: no snapshot is tagged (nothing half
+/// made is ever used), and the next `up` keeps the loaded database, drops the slot the cut run
+/// left (it would keep every WAL segment), removes the throwaway container, and is ready.
+#[test]
+fn a_snapshot_cut_short_is_discarded_and_the_next_up_cleans_up_after_it() {
+    require_docker!();
+    let stack = stack("pgcut");
+    let child = std::process::Command::new(BIN)
+        .arg("-f")
+        .arg(stack.path("stack.toml"))
+        .arg("up")
+        .env_remove("STAGECTL_FILE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The restore point is set once the throwaway server exists and the app may start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let replaying = || !docker(&["ps", "-a", "--filter", &format!("name={}-db.snapshot-replay", stack.name), "-q"]).trim().is_empty();
+    let app_up = || stack.container_ids().contains_key("app");
+    while !(replaying() && app_up()) {
+        assert!(std::time::Instant::now() < deadline, "the snapshot never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let tagged = docker(&[
+        "images",
+        "-q",
+        "--filter",
+        &format!("label=org.stagectl.stack={}", stack.name),
+        "--filter",
+        "label=org.stagectl.snapshot",
+    ]);
+    assert!(tagged.trim().is_empty(), "a cut snapshot was kept: {tagged}");
+
+    let again = stack.up_ok();
+    let db = service(&again, "db");
+    assert_eq!(db["action"]["action"], "keep", "{db}");
+    assert_eq!(db["fixtures"]["snapshot"], "kept");
+    let slots = docker(&[
+        "exec",
+        &format!("{}-db", stack.name),
+        "psql",
+        "-X",
+        "-At",
+        "-U",
+        "postgres",
+        "-d",
+        "app",
+        "-c",
+        "SELECT count(*) FROM pg_replication_slots",
+    ]);
+    assert_eq!(slots.trim(), "0", "the cut run's slot is dropped");
+    let names = docker(&["ps", "-a", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--format", "{{.Names}}"]);
+    assert!(!names.contains("snapshot"), "the throwaway container is an orphan the next up removes: {names}");
+    assert_eq!(users(&stack), format!("{}|999999", ROWS + 1));
+    let out = stack.run(&["down", "--volumes"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stack.owned_resources(), (0, 0, 0), "down --volumes removes the throwaway server's volume too");
 }
