@@ -397,6 +397,16 @@ def col(r, key, sub="seconds"):
     return [x[key][sub] if sub else x[key] for x in r["runs"]]
 
 
+STEPS = (("compose_cold", "compose up"), ("stagectl_cold", "stagectl cold up"),
+         ("compose_rebuild", "compose rebuild"), ("stagectl_rebuild", "stagectl rebuild"))
+
+
+def wrong(runs):
+    """The steps whose data check failed in any of `runs`, or "ok"."""
+    bad = [label for key, label in STEPS if any(not x[key]["data_ok"] for x in runs)]
+    return "**WRONG: " + ", ".join(bad) + "**" if bad else "ok"
+
+
 def render(a, facts, results, started, finished, others, failures):
     L = []
     w = L.append
@@ -460,7 +470,7 @@ def render(a, facts, results, started, finished, others, failures):
         w(f"| {n:,} + {r['orders']:,} ({r['csv_bytes'] / 1e6:.0f} MB) | {len(r['runs'])} | {cell(col(r, 'compose_cold'))} | {cell(col(r, 'stagectl_cold'))} | "
           f"{ratio(mm['stagectl_cold'], mm['compose_cold']):.2f} | {cell(col(r, 'compose_rebuild'))} | {cell(col(r, 'stagectl_rebuild'))} | "
           f"{ratio(mm['stagectl_rebuild'], mm['compose_rebuild']):.3f} | {cell(col(r, 'compose_down', None))} | {cell(col(r, 'stagectl_down', None))} | "
-          f"{ratio(mm['stagectl_down'], mm['compose_down']):.2f} | {'all ok' if mm['data_ok'] else '**WRONG**'} |")
+          f"{ratio(mm['stagectl_down'], mm['compose_down']):.2f} | {wrong(r['runs'])} |")
     w("")
     w("stagectl details (medians): COPY phase of the cold `up` (sum of `files[].seconds`); restore→ready of the "
       "warm `rebuild`'s db (from the report when it has a `restore` field, else db `starting` → `ready` in `--json`'s events); "
@@ -487,10 +497,9 @@ def render(a, facts, results, started, finished, others, failures):
     w("|---|---|---|---|---|---|---|---|---|---|")
     for n in sizes:
         for i, x in enumerate(by[n]["runs"]):
-            ok = all(x[k]["data_ok"] for k in ("compose_cold", "stagectl_cold", "compose_rebuild", "stagectl_rebuild"))
             w(f"| {n:,} | {i + 1} | {'compose' if x['compose_first'] else 'stagectl'} | {x['compose_cold']['seconds']:.2f} | "
               f"{x['stagectl_cold']['seconds']:.2f} | {x['compose_rebuild']['seconds']:.2f} | {x['stagectl_rebuild']['seconds']:.2f} | "
-              f"{x['compose_down']:.2f} | {x['stagectl_down']:.2f} | {'ok' if ok else '**WRONG**'} |")
+              f"{x['compose_down']:.2f} | {x['stagectl_down']:.2f} | {wrong([x])} |")
     w("")
     for tool in ("compose", "stagectl"):
         seen = sum(by[n]["db_volumes"][tool] for n in sizes)
