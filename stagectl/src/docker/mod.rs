@@ -4,6 +4,8 @@
 //! done, and Docker's answer) or, when connecting, [`crate::error::Error::DockerUnreachable`].
 
 mod bollard_engine;
+/// Docker Swarm: services, tasks, secrets, the overlay network (`deploy --swarm`).
+pub mod swarm;
 /// An in-memory engine for unit tests (see its module docs).
 #[cfg(test)]
 pub mod fake;
@@ -207,6 +209,11 @@ pub trait ContainerEngine: Send + Sync + 'static {
     /// `docker load` of the archive in the file `path`, streamed. Returns what it loaded: the
     /// references (`name:tag`) it tagged, or the bare image IDs of untagged images.
     fn import_images<'a>(&'a self, path: &'a std::path::Path) -> BoxFuture<'a, Result<Vec<String>>>;
+
+    /// The engine's Swarm side, when it has one (`deploy --swarm`, and `down` of such a stack).
+    fn swarm(&self) -> Option<&dyn swarm::SwarmEngine> {
+        None
+    }
 }
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<bytes::Bytes>> + Send>>;
