@@ -14,6 +14,9 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// it the data is discarded anyway, so they are killed at once.
     pub async fn down(&self, stack: &str, volumes: bool) -> Result<DownReport> {
         let started = Instant::now();
+        // A Swarm deployment (`deploy --swarm`): its services first, or Swarm would replace
+        // the task containers removed below.
+        self.down_swarm(stack).await?;
         let containers = self.docker.list_containers(stack).await?;
         let grace = if volumes { 0 } else { STOP_GRACE_SECS };
         let results = join_all(containers.iter().map(|c| async move {

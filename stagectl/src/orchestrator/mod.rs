@@ -36,6 +36,7 @@ mod migrate;
 pub mod ports;
 pub mod progress;
 pub mod snapshots;
+pub mod swarm;
 mod status;
 mod up;
 
