@@ -109,6 +109,10 @@ pub enum Command {
         /// Deploy to the Docker Swarm this engine manages.
         #[arg(long)]
         swarm: bool,
+        /// Where published ports go: `ingress` (Swarm's routing mesh, every node) or `host`
+        /// (the node running the task; for engines whose kernel lacks IPVS).
+        #[arg(long, value_enum, default_value = "ingress")]
+        publish: swarm::Publish,
     },
     /// Services, state, readiness, ports, image, uptime.
     #[command(visible_alias = "ps")]
@@ -342,7 +346,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             Ok(exit::OK)
         }
         Command::Rebuild => operate(cli, console, Operation::Rebuild, None, vec![]).await,
-        Command::Deploy { swarm } => swarm::deploy(cli, console, *swarm).await,
+        Command::Deploy { swarm, publish } => swarm::deploy(cli, console, *swarm, *publish).await,
         Command::Check { what, reports, lint_only } => {
             let targets = report_targets(reports)?;
             if *lint_only {
@@ -611,7 +615,7 @@ async fn operate_on(
 ) -> Result<i32> {
     use crate::history::{History, Trigger};
     let stack = stack.or_else(|| manifest.as_ref().map(|m| m.stack.clone())).unwrap_or_default();
-    let local_only = matches!(op, Operation::UpOnly | Operation::Stop | Operation::Restart { .. } | Operation::SwarmDeploy);
+    let local_only = matches!(op, Operation::UpOnly | Operation::Stop | Operation::Restart { .. } | Operation::SwarmDeploy { .. });
     // Reports and JSON need the full results in this process; a profile selection is this
     // command's own (the daemon runs with the selection it was started with).
     if !cli.local && targets.is_empty() && !cli.json && cli.profiles.is_empty() && !local_only {

@@ -9,12 +9,19 @@ use super::{load, operate_on, Cli};
 use crate::error::{Error, Result};
 use crate::ops::Operation;
 
-pub async fn deploy(cli: &Cli, console: Arc<Console>, swarm: bool) -> Result<i32> {
+/// Where `deploy --swarm` publishes ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Publish {
+    Ingress,
+    Host,
+}
+
+pub async fn deploy(cli: &Cli, console: Arc<Console>, swarm: bool, publish: Publish) -> Result<i32> {
     if !swarm {
         return Err(Error::Usage(
             "`deploy` needs an engine: `stagectl deploy --swarm` (Docker Swarm); `stagectl up` runs the stack on this engine".into(),
         ));
     }
     let m = load(cli)?;
-    operate_on(cli, console, Operation::SwarmDeploy, None, vec![], Some(m)).await
+    operate_on(cli, console, Operation::SwarmDeploy { publish_on_node: publish == Publish::Host }, None, vec![], Some(m)).await
 }

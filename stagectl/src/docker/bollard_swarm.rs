@@ -8,7 +8,7 @@ use bollard::models::{
     SwarmInitRequest, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecFile, TaskSpecContainerSpecSecrets, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum,
 };
-use bollard::query_parameters::{ListConfigsOptions, ListSecretsOptions, ListServicesOptions, ListTasksOptions, LeaveSwarmOptions};
+use bollard::query_parameters::{LeaveSwarmOptions, ListConfigsOptions, ListSecretsOptions, ListServicesOptions, ListTasksOptions};
 
 use super::swarm::{ObservedService, ObservedTask, ServiceSpec, SwarmEngine, SwarmState};
 use super::*;
@@ -105,7 +105,11 @@ fn service_spec(spec: &ServiceSpec) -> bollard::models::ServiceSpec {
         ulimits: (!c.ulimits.is_empty()).then(|| {
             c.ulimits
                 .iter()
-                .map(|(name, soft, hard)| bollard::models::ResourcesUlimits { name: Some(name.clone()), soft: Some(*soft), hard: Some(*hard) })
+                .map(|(name, soft, hard)| bollard::models::ResourcesUlimits {
+                    name: Some(name.clone()),
+                    soft: Some(*soft),
+                    hard: Some(*hard),
+                })
                 .collect()
         }),
         ..Default::default()
@@ -134,7 +138,11 @@ fn service_spec(spec: &ServiceSpec) -> bollard::models::ServiceSpec {
             }),
             target_port: Some(i64::from(*container)),
             published_port: (*host != 0).then_some(i64::from(*host)),
-            publish_mode: Some(EndpointPortConfigPublishModeEnum::INGRESS),
+            publish_mode: Some(if spec.publish_on_node {
+                EndpointPortConfigPublishModeEnum::HOST
+            } else {
+                EndpointPortConfigPublishModeEnum::INGRESS
+            }),
             ..Default::default()
         })
         .collect();
@@ -229,7 +237,9 @@ impl SwarmEngine for BollardEngine {
             match self.docker.connect_network(network, req).await {
                 Ok(()) => Ok(()),
                 // "endpoint with name … already exists in network …"
-                Err(bollard::errors::Error::DockerResponseServerError { status_code: 403, message }) if message.contains("already exists") => {
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 403, message })
+                    if message.contains("already exists") =>
+                {
                     Ok(())
                 }
                 Err(e) => Err(lost_or(&self.host, format!("connecting {container} to {network}"), e)),
@@ -239,7 +249,12 @@ impl SwarmEngine for BollardEngine {
 
     fn create_secret<'a>(&'a self, name: &'a str, value: &'a [u8], labels: &'a BTreeMap<String, String>) -> BoxFuture<'a, Result<String>> {
         Box::pin(async move {
-            let spec = SecretSpec { name: Some(name.to_string()), labels: Some(to_hash_map(labels)), data: Some(base64(value)), ..Default::default() };
+            let spec = SecretSpec {
+                name: Some(name.to_string()),
+                labels: Some(to_hash_map(labels)),
+                data: Some(base64(value)),
+                ..Default::default()
+            };
             // The error is Docker's answer about the request; it never contains the data.
             let created = self.docker.create_secret(spec).await.map_err(|e| lost_or(&self.host, format!("creating secret {name}"), e))?;
             Ok(created.id)
@@ -284,7 +299,8 @@ impl SwarmEngine for BollardEngine {
 
     fn image_command<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<(Vec<String>, Vec<String>)>> {
         Box::pin(async move {
-            let image = self.docker.inspect_image(reference).await.map_err(|e| lost_or(&self.host, format!("inspecting image {reference}"), e))?;
+            let image =
+                self.docker.inspect_image(reference).await.map_err(|e| lost_or(&self.host, format!("inspecting image {reference}"), e))?;
             let config = image.config.unwrap_or_default();
             Ok((config.entrypoint.unwrap_or_default(), config.cmd.unwrap_or_default()))
         })
@@ -344,7 +360,8 @@ impl SwarmEngine for BollardEngine {
         Box::pin(async move {
             let filters = HashMap::from([("service".to_string(), vec![service_id.to_string()])]);
             let opts = ListTasksOptions { filters: Some(filters) };
-            let list = self.docker.list_tasks(Some(opts)).await.map_err(|e| lost_or(&self.host, format!("listing tasks of {service_id}"), e))?;
+            let list =
+                self.docker.list_tasks(Some(opts)).await.map_err(|e| lost_or(&self.host, format!("listing tasks of {service_id}"), e))?;
             let mut tasks: Vec<ObservedTask> = list.into_iter().map(task).collect();
             tasks.sort_by(|a, b| b.timestamp.cmp(&a.timestamp));
             Ok(tasks)
@@ -368,7 +385,10 @@ mod tests {
     #[test]
     fn binds_become_volume_or_bind_mounts() {
         let m = bind_mount("proj-data:/var/lib/x:ro");
-        assert_eq!((m.source.as_deref(), m.target.as_deref(), m.typ, m.read_only), (Some("proj-data"), Some("/var/lib/x"), Some(MountType::VOLUME), Some(true)));
+        assert_eq!(
+            (m.source.as_deref(), m.target.as_deref(), m.typ, m.read_only),
+            (Some("proj-data"), Some("/var/lib/x"), Some(MountType::VOLUME), Some(true))
+        );
         let m = bind_mount("/srv/in:/in");
         assert_eq!((m.typ, m.read_only), (Some(MountType::BIND), Some(false)));
         let t = tmpfs_mount("/tmp", "size=64m,mode=1777");

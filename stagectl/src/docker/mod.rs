@@ -4,11 +4,11 @@
 //! done, and Docker's answer) or, when connecting, [`crate::error::Error::DockerUnreachable`].
 
 mod bollard_engine;
-/// Docker Swarm: services, tasks, secrets, the overlay network (`deploy --swarm`).
-pub mod swarm;
 /// An in-memory engine for unit tests (see its module docs).
 #[cfg(test)]
 pub mod fake;
+/// Docker Swarm: services, tasks, secrets, the overlay network (`deploy --swarm`).
+pub mod swarm;
 
 use std::collections::BTreeMap;
 use std::future::Future;

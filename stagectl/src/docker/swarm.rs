@@ -39,6 +39,8 @@ pub struct ServiceSpec {
     pub secrets: Vec<SecretMount>,
     /// A job: one task, restart policy `none` (runs to completion).
     pub run_once: bool,
+    /// Publish ports on the node running the task (`mode=host`) instead of Swarm's ingress.
+    pub publish_on_node: bool,
     /// Labels of the service object itself.
     pub labels: BTreeMap<String, String>,
 }

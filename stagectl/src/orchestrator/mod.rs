@@ -36,8 +36,8 @@ mod migrate;
 pub mod ports;
 pub mod progress;
 pub mod snapshots;
-pub mod swarm;
 mod status;
+pub mod swarm;
 mod up;
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod mysql;
 mod projects;
 mod realapps;
 mod snapshot_transfer;
+mod swarm;
 mod verbs;
 mod wagtail;
 

@@ -40,6 +40,8 @@ use crate::secrets::Redactor;
 const TASK_POLL: Duration = Duration::from_millis(100);
 /// How long a task may take to get a running container (scheduling, image on the node).
 const TASK_START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a published port may take to answer through the ingress once the task is ready.
+const INGRESS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The overlay network of a project: named after it.
 pub fn overlay_network(stack: &str) -> String {
@@ -78,13 +80,18 @@ fn swarm_of<E: ContainerEngine + ?Sized>(docker: &E) -> Result<&dyn SwarmEngine>
 enum TaskEnd {
     Running(String),
     /// The task ended: its container (if it had one), exit code, Swarm's message.
-    Ended { container: Option<String>, state: String, exit_code: Option<i64>, message: String },
+    Ended {
+        container: Option<String>,
+        state: String,
+        exit_code: Option<i64>,
+        message: String,
+    },
 }
 
 impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// Deploys the manifest's services to the swarm this engine manages (replacing an earlier
     /// deployment of the project), each ready before its dependents start.
-    pub async fn deploy_swarm(&self, manifest: &Manifest) -> Result<UpReport> {
+    pub async fn deploy_swarm(&self, manifest: &Manifest, publish_on_node: bool) -> Result<UpReport> {
         let started = Instant::now();
         let stack = manifest.stack.as_str();
         let swarm = swarm_of(self.docker.as_ref())?;
@@ -137,7 +144,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 continue;
             }
             let mut report = blank_report(service);
-            let result = self.deploy_service(manifest, service, &builds, &mut report).await;
+            let result = self.deploy_service(manifest, service, &builds, publish_on_node, &mut report).await;
             let report = match result {
                 Ok(container) => {
                     completed.insert(service.name.clone());
@@ -181,12 +188,31 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             pending_loads = still;
         }
         let mut ports = Vec::new();
-        for s in swarm.list_services(stack).await? {
-            let service = s.labels.get(labels::SERVICE).cloned().unwrap_or_default();
-            for (published, target, protocol) in s.ports {
-                ports.push(PublishedPort { service: service.clone(), host_ip: None, host_port: published, container_port: target, protocol, auto: false });
+        if publish_on_node {
+            // Bound by the node's engine like a container's ports: the task containers say.
+            for c in self.docker.list_containers(stack).await? {
+                for (host_ip, host_port, container_port, protocol) in c.ports {
+                    let host_ip = Some(host_ip).filter(|ip| !ip.is_empty() && ip != "0.0.0.0");
+                    ports.push(PublishedPort { service: c.service.clone(), host_ip, host_port, container_port, protocol, auto: false });
+                }
+            }
+        } else {
+            for s in swarm.list_services(stack).await? {
+                let service = s.labels.get(labels::SERVICE).cloned().unwrap_or_default();
+                for (published, target, protocol) in s.ports {
+                    ports.push(PublishedPort {
+                        service: service.clone(),
+                        host_ip: None,
+                        host_port: published,
+                        container_port: target,
+                        protocol,
+                        auto: false,
+                    });
+                }
             }
         }
+        ports.sort_by(|a, b| (&a.service, a.container_port, &a.host_ip).cmp(&(&b.service, b.container_port, &b.host_ip)));
+        ports.dedup_by(|a, b| a.service == b.service && a.container_port == b.container_port && a.host_port == b.host_port);
         let ok = reports.iter().all(|r| matches!(r.outcome, Outcome::Ready | Outcome::Completed));
         Ok(UpReport { stack: stack.to_string(), ok, seconds: started.elapsed().as_secs_f64(), changed: true, services: reports, ports })
     }
@@ -199,6 +225,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         manifest: &Manifest,
         service: &Service,
         builds: &Builds,
+        publish_on_node: bool,
         report: &mut ServiceReport,
     ) -> std::result::Result<Option<String>, Failure> {
         let swarm = swarm_of(self.docker.as_ref())?;
@@ -245,6 +272,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             network: overlay_network(stack),
             secrets,
             run_once: service.job,
+            publish_on_node,
             labels: service_labels,
         };
         let id = swarm.create_service(&spec).await?;
@@ -259,7 +287,9 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                     self.reporter.phase(name, Phase::Completed, "exit 0");
                     Ok(None)
                 }
-                TaskEnd::Ended { container: Some(c), exit_code: Some(code), .. } => Err(Failure::with_logs(ServiceError::JobFailed { code }, &c)),
+                TaskEnd::Ended { container: Some(c), exit_code: Some(code), .. } => {
+                    Err(Failure::with_logs(ServiceError::JobFailed { code }, &c))
+                }
                 TaskEnd::Ended { message, state, .. } => Err(task_failed(&spec.name, &state, &message)),
                 TaskEnd::Running(_) => unreachable!("task_end waits for the end of a job"),
             };
@@ -286,7 +316,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             }
         }
         if let Some(m) = manifest.migrations.iter().find(|m| m.service == name && m.dir.is_some()) {
-            report.migrations_applied = self.apply_migrations(manifest, m, &container, &probe_network).await.map_err(|e| Failure::with_logs(e, &container))?;
+            report.migrations_applied =
+                self.apply_migrations(manifest, m, &container, &probe_network).await.map_err(|e| Failure::with_logs(e, &container))?;
+        }
+        if !service.ports.is_empty() && !publish_on_node {
+            self.ingress_reachable(stack, &id, name).await?;
         }
         report.ready_seconds = Some(started.elapsed().as_secs_f64());
         report.outcome = Outcome::Ready;
@@ -330,6 +364,36 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             }
             tokio::time::sleep(TASK_POLL).await;
         }
+    }
+
+    /// Waits until each published TCP port of service `id` accepts connections through the
+    /// Swarm ingress on this host (the routing mesh is programmed a moment after the task
+    /// runs). Only for a local engine: a remote one's ingress is not on this host's loopback.
+    async fn ingress_reachable(&self, stack: &str, id: &str, name: &str) -> std::result::Result<(), Failure> {
+        if !self.docker.host().starts_with("unix://") {
+            return Ok(());
+        }
+        let swarm = swarm_of(self.docker.as_ref())?;
+        let service = swarm.list_services(stack).await?.into_iter().find(|s| s.id == id);
+        let ports: Vec<u16> =
+            service.map(|s| s.ports.iter().filter(|p| p.2 == "tcp" && p.0 != 0).map(|p| p.0).collect()).unwrap_or_default();
+        for port in ports {
+            self.reporter.phase(name, Phase::Probing, &format!("ingress 127.0.0.1:{port}"));
+            let deadline = Instant::now() + INGRESS_TIMEOUT;
+            loop {
+                match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    Ok(_) => break,
+                    Err(e) if Instant::now() >= deadline => {
+                        return Err(Failure::from(Error::docker(
+                            format!("publishing port {port} of `{name}` through the Swarm ingress"),
+                            format!("127.0.0.1:{port} not reachable after {}s: {e}", INGRESS_TIMEOUT.as_secs()),
+                        )))
+                    }
+                    Err(_) => tokio::time::sleep(TASK_POLL).await,
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Loads a data service's fixtures through its task's container (no snapshot on Swarm).
