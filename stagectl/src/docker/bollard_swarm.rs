@@ -215,7 +215,15 @@ impl SwarmEngine for BollardEngine {
     fn ensure_overlay_network<'a>(&'a self, name: &'a str, labels: &'a BTreeMap<String, String>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             match self.docker.inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>).await {
-                Ok(_) => return Ok(()),
+                Ok(n) if n.driver.as_deref() == Some("overlay") && n.attachable == Some(true) => return Ok(()),
+                // A network of that name that is not ours to use (`bridge`, `host`, a user's).
+                Ok(n) => return Err(Error::docker(
+                    format!("creating overlay network {name}"),
+                    format!(
+                        "a {} network named {name} exists and is not an attachable overlay network; deploy under another project (`-p`)",
+                        n.driver.unwrap_or_default()
+                    ),
+                )),
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(lost_or(&self.host, format!("inspecting network {name}"), e)),
             }

@@ -41,7 +41,7 @@ const TASK_POLL: Duration = Duration::from_millis(100);
 /// How long a task may take to get a running container (scheduling, image on the node).
 const TASK_START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a published port may take to answer through the ingress once the task is ready.
-const INGRESS_TIMEOUT: Duration = Duration::from_secs(30);
+const PUBLISHED_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The overlay network of a project: named after it.
 pub fn overlay_network(stack: &str) -> String {
@@ -116,7 +116,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 "stack `{stack}` runs on this engine as plain containers (`stagectl up`)\n  = help: `stagectl -p {stack} down` it first, or deploy under another project (`-p`)"
             )]));
         }
-        if !previous.is_empty() {
+        // An earlier deployment, or what a cut one left (secrets would clash by name).
+        if !previous.is_empty() || !swarm.list_secrets(stack).await?.is_empty() {
             self.down_swarm(stack).await?;
         }
         let stack_labels = plan::stack_labels(stack);
@@ -319,8 +320,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             report.migrations_applied =
                 self.apply_migrations(manifest, m, &container, &probe_network).await.map_err(|e| Failure::with_logs(e, &container))?;
         }
-        if !service.ports.is_empty() && !publish_on_node {
-            self.ingress_reachable(stack, &id, name).await?;
+        if !service.ports.is_empty() {
+            self.ports_reachable(stack, &id, name, publish_on_node.then_some(container.as_str())).await?;
         }
         report.ready_seconds = Some(started.elapsed().as_secs_f64());
         report.outcome = Outcome::Ready;
@@ -366,27 +367,38 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         }
     }
 
-    /// Waits until each published TCP port of service `id` accepts connections through the
-    /// Swarm ingress on this host (the routing mesh is programmed a moment after the task
-    /// runs). Only for a local engine: a remote one's ingress is not on this host's loopback.
-    async fn ingress_reachable(&self, stack: &str, id: &str, name: &str) -> std::result::Result<(), Failure> {
+    /// Waits until each published TCP port of service `id` accepts connections on this host:
+    /// through the Swarm ingress (the routing mesh is programmed a moment after the task
+    /// runs), or, published on the node (`on_node`: the task's container), where the node's
+    /// engine bound it. Only for a local engine: a remote one's ports are not on this host's
+    /// loopback.
+    async fn ports_reachable(&self, stack: &str, id: &str, name: &str, on_node: Option<&str>) -> std::result::Result<(), Failure> {
         if !self.docker.host().starts_with("unix://") {
             return Ok(());
         }
         let swarm = swarm_of(self.docker.as_ref())?;
-        let service = swarm.list_services(stack).await?.into_iter().find(|s| s.id == id);
-        let ports: Vec<u16> =
-            service.map(|s| s.ports.iter().filter(|p| p.2 == "tcp" && p.0 != 0).map(|p| p.0).collect()).unwrap_or_default();
+        let ports: Vec<u16> = match on_node {
+            Some(container) => {
+                let all = self.docker.list_containers(stack).await?;
+                let c = all.into_iter().find(|c| c.id == container);
+                c.map(|c| c.ports.iter().filter(|p| p.3 == "tcp").map(|p| p.1).collect()).unwrap_or_default()
+            }
+            None => {
+                let service = swarm.list_services(stack).await?.into_iter().find(|s| s.id == id);
+                service.map(|s| s.ports.iter().filter(|p| p.2 == "tcp" && p.0 != 0).map(|p| p.0).collect()).unwrap_or_default()
+            }
+        };
+        let how = if on_node.is_some() { "on the node" } else { "through the Swarm ingress" };
         for port in ports {
-            self.reporter.phase(name, Phase::Probing, &format!("ingress 127.0.0.1:{port}"));
-            let deadline = Instant::now() + INGRESS_TIMEOUT;
+            self.reporter.phase(name, Phase::Probing, &format!("published port 127.0.0.1:{port} ({how})"));
+            let deadline = Instant::now() + PUBLISHED_TIMEOUT;
             loop {
                 match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
                     Ok(_) => break,
                     Err(e) if Instant::now() >= deadline => {
                         return Err(Failure::from(Error::docker(
-                            format!("publishing port {port} of `{name}` through the Swarm ingress"),
-                            format!("127.0.0.1:{port} not reachable after {}s: {e}", INGRESS_TIMEOUT.as_secs()),
+                            format!("publishing port {port} of `{name}` {how}"),
+                            format!("127.0.0.1:{port} not reachable after {}s: {e}", PUBLISHED_TIMEOUT.as_secs()),
                         )))
                     }
                     Err(_) => tokio::time::sleep(TASK_POLL).await,
