@@ -16,7 +16,7 @@
 # the lock /tmp/stagectl-swarm-tests.lock is shared with the Swarm tests (one swarm per
 # engine). Rewrites the section between `<!-- bench-swarm:start -->` and
 # `<!-- bench-swarm:end -->` in BENCHMARKS.md. Names: stack `benchsw`, docker stack `benchswc`,
-# host port 18931.
+# host port 18931; the tag stagectl/shop:bench is removed at the end.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -64,6 +64,8 @@ CREATED=0
 cleanup() {
 	[[ -x ${STAGECTL:-} ]] && "$STAGECTL" down --volumes --stack "$STACK" >/dev/null 2>&1 || true
 	docker stack rm "$PROJECT" >/dev/null 2>&1 || true
+	# The tag this benchmark gave the shop image (the image stays under its stagectl-build tag).
+	docker rmi stagectl/shop:bench >/dev/null 2>&1 || true
 	if ((CREATED)); then
 		sleep 2
 		docker swarm leave --force >/dev/null 2>&1 || true

@@ -217,13 +217,15 @@ impl SwarmEngine for BollardEngine {
             match self.docker.inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>).await {
                 Ok(n) if n.driver.as_deref() == Some("overlay") && n.attachable == Some(true) => return Ok(()),
                 // A network of that name that is not ours to use (`bridge`, `host`, a user's).
-                Ok(n) => return Err(Error::docker(
-                    format!("creating overlay network {name}"),
-                    format!(
+                Ok(n) => {
+                    return Err(Error::docker(
+                        format!("creating overlay network {name}"),
+                        format!(
                         "a {} network named {name} exists and is not an attachable overlay network; deploy under another project (`-p`)",
                         n.driver.unwrap_or_default()
                     ),
-                )),
+                    ))
+                }
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(lost_or(&self.host, format!("inspecting network {name}"), e)),
             }
