@@ -657,8 +657,12 @@ async fn operate_on(
             if console.mode() == Mode::Json {
                 json(&report);
             } else {
+                let services = match report.swarm_services {
+                    0 => String::new(),
+                    n => format!("{n} Swarm services, "),
+                };
                 out(&format!(
-                    "stack `{}` down: removed {} containers, {} networks, {} volumes in {:.2}s",
+                    "stack `{}` down: removed {services}{} containers, {} networks, {} volumes in {:.2}s",
                     report.stack, report.containers, report.networks, report.volumes, report.seconds
                 ));
             }
