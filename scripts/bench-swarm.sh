@@ -60,6 +60,7 @@ cd "$ROOT"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 TMP=$(mktemp -d /tmp/stagectl-bench-swarm.XXXXXX)
 CREATED=0
+GWBRIDGE_CREATED=0
 
 cleanup() {
 	[[ -x ${STAGECTL:-} ]] && "$STAGECTL" down --volumes --stack "$STACK" >/dev/null 2>&1 || true
@@ -69,6 +70,7 @@ cleanup() {
 	if ((CREATED)); then
 		sleep 2
 		docker swarm leave --force >/dev/null 2>&1 || true
+		((GWBRIDGE_CREATED)) && docker network rm docker_gwbridge >/dev/null 2>&1 || true
 	fi
 	if ((KEEP)); then log "kept $TMP"; else rm -rf "$TMP"; fi
 }
@@ -77,6 +79,7 @@ trap 'exit 130' INT TERM
 
 if [[ $(docker info --format '{{.Swarm.LocalNodeState}}') != active ]]; then
 	log "docker swarm init --advertise-addr 127.0.0.1 (left again at the end)"
+	[[ -n $(docker network ls -q --filter name=^docker_gwbridge$) ]] || GWBRIDGE_CREATED=1
 	docker swarm init --advertise-addr 127.0.0.1 >/dev/null
 	CREATED=1
 fi

@@ -14,6 +14,8 @@ use crate::SECRET;
 /// Holds the swarm for one test; see the module docs.
 struct SwarmGuard {
     created: bool,
+    /// `docker swarm init` also creates the bridge `docker_gwbridge`, which leaving keeps.
+    gwbridge_created: bool,
     _lock: std::fs::File,
 }
 
@@ -24,11 +26,12 @@ impl SwarmGuard {
         fs4::FileExt::lock(&file).unwrap();
         let state = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
         let created = state.trim() != "active";
+        let gwbridge_created = created && docker(&["network", "ls", "-q", "--filter", "name=^docker_gwbridge$"]).trim().is_empty();
         if created {
             let out = Command::new("docker").args(["swarm", "init", "--advertise-addr", "127.0.0.1"]).output().unwrap();
             assert!(out.status.success(), "docker swarm init: {}", String::from_utf8_lossy(&out.stderr));
         }
-        SwarmGuard { created, _lock: file }
+        SwarmGuard { created, gwbridge_created, _lock: file }
     }
 }
 
@@ -36,6 +39,9 @@ impl Drop for SwarmGuard {
     fn drop(&mut self) {
         if self.created {
             let _ = Command::new("docker").args(["swarm", "leave", "--force"]).output();
+        }
+        if self.gwbridge_created {
+            let _ = Command::new("docker").args(["network", "rm", "docker_gwbridge"]).output();
         }
     }
 }
