@@ -8,6 +8,7 @@ pub mod output;
 mod projects;
 mod shell;
 mod snapshots;
+mod swarm;
 mod verbs;
 
 use std::path::PathBuf;
@@ -103,6 +104,17 @@ pub enum Command {
     },
     /// `down --volumes` then `up`: a fresh environment.
     Rebuild,
+    /// Deploy the stack to a distributed engine: `--swarm` makes each service a Docker Swarm
+    /// service (the engine must be a swarm manager). `status`, `check`, `down` work on it.
+    Deploy {
+        /// Deploy to the Docker Swarm this engine manages.
+        #[arg(long)]
+        swarm: bool,
+        /// Where published ports go: `ingress` (Swarm's routing mesh, every node) or `host`
+        /// (the node running the task; for engines whose kernel lacks IPVS).
+        #[arg(long, value_enum, default_value = "ingress")]
+        publish: swarm::Publish,
+    },
     /// Services, state, readiness, ports, image, uptime.
     #[command(visible_alias = "ps")]
     Status,
@@ -338,6 +350,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             Ok(exit::OK)
         }
         Command::Rebuild => operate(cli, console, Operation::Rebuild, None, vec![]).await,
+        Command::Deploy { swarm, publish } => swarm::deploy(cli, console, *swarm, *publish).await,
         Command::Check { what, reports, lint_only } => {
             let targets = report_targets(reports)?;
             if *lint_only {
@@ -607,7 +620,7 @@ async fn operate_on(
 ) -> Result<i32> {
     use crate::history::{History, Trigger};
     let stack = stack.or_else(|| manifest.as_ref().map(|m| m.stack.clone())).unwrap_or_default();
-    let local_only = matches!(op, Operation::UpOnly | Operation::Stop | Operation::Restart { .. });
+    let local_only = matches!(op, Operation::UpOnly | Operation::Stop | Operation::Restart { .. } | Operation::SwarmDeploy { .. });
     // Reports and JSON need the full results in this process; a profile selection is this
     // command's own (the daemon runs with the selection it was started with).
     if !cli.local && targets.is_empty() && !cli.json && cli.profiles.is_empty() && !local_only {
@@ -649,8 +662,12 @@ async fn operate_on(
             if console.mode() == Mode::Json {
                 json(&report);
             } else {
+                let services = match report.swarm_services {
+                    0 => String::new(),
+                    n => format!("{n} Swarm services, "),
+                };
                 out(&format!(
-                    "stack `{}` down: removed {} containers, {} networks, {} volumes in {:.2}s",
+                    "stack `{}` down: removed {services}{} containers, {} networks, {} volumes in {:.2}s",
                     report.stack, report.containers, report.networks, report.volumes, report.seconds
                 ));
             }

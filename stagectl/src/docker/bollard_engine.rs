@@ -745,6 +745,10 @@ impl ContainerEngine for BollardEngine {
     fn import_images<'a>(&'a self, path: &'a std::path::Path) -> BoxFuture<'a, Result<Vec<String>>> {
         Box::pin(self.load_from_file(path))
     }
+
+    fn swarm(&self) -> Option<&dyn swarm::SwarmEngine> {
+        Some(self)
+    }
 }
 
 impl BollardEngine {
@@ -892,6 +896,9 @@ pub fn split_reference(reference: &str) -> (&str, &str) {
     }
 }
 
+/// Docker Swarm (a child module: it uses the engine's private parts).
+#[path = "bollard_swarm.rs"]
+mod swarm_impl;
 /// `snapshots export` / `snapshots import` (a child module: it uses the engine's private parts).
 #[path = "bollard_transfer.rs"]
 mod transfer;

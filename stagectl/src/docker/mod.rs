@@ -8,6 +8,8 @@ mod bollard_engine;
 /// An in-memory engine for unit tests (see its module docs).
 #[cfg(test)]
 pub mod fake;
+/// Docker Swarm: services, tasks, secrets, the overlay network (`deploy --swarm`).
+pub mod swarm;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -235,6 +237,11 @@ pub trait ContainerEngine: Send + Sync + 'static {
     /// `docker load` of the archive in the file `path`, streamed. Returns what it loaded: the
     /// references (`name:tag`) it tagged, or the bare image IDs of untagged images.
     fn import_images<'a>(&'a self, path: &'a std::path::Path) -> BoxFuture<'a, Result<Vec<String>>>;
+
+    /// The engine's Swarm side, when it has one (`deploy --swarm`, and `down` of such a stack).
+    fn swarm(&self) -> Option<&dyn swarm::SwarmEngine> {
+        None
+    }
 }
 
 /// A container and the user (a name or `uid:gid`) a command runs as there.

@@ -65,6 +65,11 @@ pub enum Operation {
     Restart {
         services: &'static [String],
     },
+    /// `deploy --swarm`: the stack as Docker Swarm services (`orchestrator::swarm`); ports
+    /// published through the ingress, or with `publish_on_node` on the task's node.
+    SwarmDeploy {
+        publish_on_node: bool,
+    },
 }
 
 impl Operation {
@@ -79,6 +84,7 @@ impl Operation {
             Operation::UpOnly => "up",
             Operation::Stop => "stop",
             Operation::Restart { .. } => "restart",
+            Operation::SwarmDeploy { .. } => "deploy",
         }
     }
 }
@@ -143,6 +149,7 @@ pub async fn execute<E: ContainerEngine + ?Sized>(
         Operation::Down { volumes } => OpOutcome::Down(orchestrator.down(stack, volumes).await?),
         Operation::Up => OpOutcome::Up(orchestrator.up(need()?).await?),
         Operation::UpOnly => OpOutcome::Up(orchestrator.up_only(need()?).await?),
+        Operation::SwarmDeploy { publish_on_node } => OpOutcome::Up(orchestrator.deploy_swarm(need()?, publish_on_node).await?),
         Operation::Stop => OpOutcome::Lifecycle(orchestrator.stop(need()?).await?),
         Operation::Restart { services } => OpOutcome::Lifecycle(orchestrator.restart(need()?, services).await?),
         Operation::Rebuild => OpOutcome::Up(orchestrator.rebuild(need()?).await?),

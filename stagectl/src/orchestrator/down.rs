@@ -65,6 +65,9 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
 
     async fn remove_owned(&self, stack: &str, volumes: bool, networks: bool) -> Result<DownReport> {
         let started = Instant::now();
+        // A Swarm deployment (`deploy --swarm`): its services first, or Swarm would replace
+        // the task containers removed below.
+        let swarm_services = self.down_swarm(stack).await?;
         let containers = self.docker.list_containers(stack).await?;
         let grace = if volumes { 0 } else { STOP_GRACE_SECS };
         let results = join_all(containers.iter().map(|c| async move {
@@ -99,6 +102,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         }
         Ok(DownReport {
             stack: stack.to_string(),
+            swarm_services,
             containers: containers.len(),
             networks: networks.len(),
             volumes: removed_volumes,

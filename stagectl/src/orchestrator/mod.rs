@@ -38,6 +38,7 @@ pub mod ports;
 pub mod progress;
 pub mod snapshots;
 mod status;
+pub mod swarm;
 mod up;
 
 #[cfg(test)]
@@ -172,6 +173,10 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+fn is_zero_usize(n: &usize) -> bool {
+    *n == 0
+}
+
 /// One host port a service publishes.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PublishedPort {
@@ -187,6 +192,9 @@ pub struct PublishedPort {
 #[derive(Debug, Clone, Serialize)]
 pub struct DownReport {
     pub stack: String,
+    /// Services of a Swarm deployment (`deploy --swarm`), with their secrets and network.
+    #[serde(skip_serializing_if = "is_zero_usize")]
+    pub swarm_services: usize,
     pub containers: usize,
     pub networks: usize,
     pub volumes: usize,

@@ -29,6 +29,12 @@ pub fn container_name(stack: &str, service: &str) -> String {
     format!("{stack}-{service}")
 }
 
+/// A service's name in a Docker Swarm (`deploy --swarm`); its tasks' containers are named
+/// `<this>.<slot>.<task id>`.
+pub fn swarm_service_name(stack: &str, service: &str) -> String {
+    format!("{stack}_{service}")
+}
+
 pub fn network_name(stack: &str) -> String {
     format!("{stack}-net")
 }
@@ -298,15 +304,22 @@ pub fn restartable(service: &Service, desired_hash: &str, current: &ObservedCont
     !service.job && current.spec_hash == desired_hash && matches!(current.state, RunState::Exited | RunState::Created)
 }
 
+/// Whether `c` is `service`'s container: the one `up` names, or a Swarm task's (a running one
+/// first: a swarm keeps the containers of ended tasks for a while).
+fn is_container_of(stack: &str, service: &str, c: &ObservedContainer) -> bool {
+    c.service == service
+        && (c.name == container_name(stack, service)
+            || c.name.strip_prefix(&swarm_service_name(stack, service)).is_some_and(|rest| rest.starts_with('.')))
+}
+
 /// The container of `service` among the observed ones, if any.
 pub fn current_container<'a>(stack: &str, service: &str, observed: &'a [ObservedContainer]) -> Option<&'a ObservedContainer> {
-    let name = container_name(stack, service);
-    observed.iter().find(|c| c.service == service && c.name == name)
+    running_container(stack, service, observed).or_else(|| observed.iter().find(|c| is_container_of(stack, service, c)))
 }
 
 /// The running container of `service`, if it has one (for exec, checks, scans).
 pub fn running_container<'a>(stack: &str, service: &str, observed: &'a [ObservedContainer]) -> Option<&'a ObservedContainer> {
-    current_container(stack, service, observed).filter(|c| c.state == RunState::Running)
+    observed.iter().find(|c| is_container_of(stack, service, c) && c.state == RunState::Running)
 }
 
 /// The container to create for `service`, running `image` (an image ID or reference).

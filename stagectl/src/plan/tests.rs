@@ -275,3 +275,24 @@ fn compose_keys_are_in_the_hash_only_when_they_shape_the_container() {
     assert_eq!(spec_hash("s", with_condition.service("app").unwrap(), "sha256:img"), plain);
     assert_ne!(hash_of("restart = \"on-failure\""), hash_of("restart = \"on-failure:3\""));
 }
+
+#[test]
+fn a_swarm_tasks_container_is_the_services_container_and_a_running_task_comes_first() {
+    let m = parse_ok(STACK);
+    let mut containers = observed(&m, &hashes(&m));
+    for c in &mut containers {
+        c.name = format!("{}.1.task{}", swarm_service_name("s", &c.service), c.id);
+    }
+    // An ended task of `db` listed before the running one.
+    let mut ended = containers[0].clone();
+    ended.id = "old".into();
+    ended.name = format!("{}.1.old", swarm_service_name("s", "db"));
+    ended.state = RunState::Exited;
+    containers.insert(0, ended);
+    assert_eq!(current_container("s", "db", &containers).map(|c| c.id.as_str()), Some("id-db"));
+    assert_eq!(running_container("s", "app", &containers).map(|c| c.id.as_str()), Some("id-app"));
+    // Another project whose name extends this one's is not this one's.
+    let mut other = containers[1].clone();
+    other.name = "s_db2.1.x".into();
+    assert!(current_container("s", "db", std::slice::from_ref(&other)).is_none());
+}

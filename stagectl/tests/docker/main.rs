@@ -16,6 +16,7 @@ mod pg_snapshots;
 mod projects;
 mod realapps;
 mod snapshot_transfer;
+mod swarm;
 mod verbs;
 mod wagtail;
 

@@ -1,0 +1,27 @@
+//! `deploy --swarm`: the stack as Docker Swarm services (see `orchestrator::swarm`). It runs
+//! as a recorded operation like `up` (history, lock, the same report); `status`, `check`,
+//! `logs` and `down` then work on the deployed stack as they do on one node.
+
+use std::sync::Arc;
+
+use super::output::Console;
+use super::{load, operate_on, Cli};
+use crate::error::{Error, Result};
+use crate::ops::Operation;
+
+/// Where `deploy --swarm` publishes ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Publish {
+    Ingress,
+    Host,
+}
+
+pub async fn deploy(cli: &Cli, console: Arc<Console>, swarm: bool, publish: Publish) -> Result<i32> {
+    if !swarm {
+        return Err(Error::Usage(
+            "`deploy` needs an engine: `stagectl deploy --swarm` (Docker Swarm); `stagectl up` runs the stack on this engine".into(),
+        ));
+    }
+    let m = load(cli)?;
+    operate_on(cli, console, Operation::SwarmDeploy { publish_on_node: publish == Publish::Host }, None, vec![], Some(m)).await
+}

@@ -1,0 +1,481 @@
+//! `deploy --swarm`: the stack as Docker Swarm services. The same manifest, the same plan
+//! (names, labels, container specs, topological order), the same probes, fixture loader and
+//! failure reports as `up`; what differs is how a service runs:
+//!
+//! - every service is a Swarm service `<project>_<service>` with one task, on the attachable
+//!   overlay network `<project>` (its DNS name there is the service's name, as on one node);
+//!   a job is a service with restart policy `none`, awaited until its task completes;
+//! - a `${secret:...}` env value becomes a Swarm secret `<project>_<service>_<VAR>`, mounted
+//!   at `/run/secrets/<that name>`; the service spec carries no value: its entrypoint is a
+//!   `/bin/sh` wrapper that exports each variable from its file and then execs the image's
+//!   own entrypoint and command (see [`secret_wrapper`]);
+//! - published ports go through Swarm's ingress;
+//! - probes, migrations and fixtures talk to the task's container on this node: it is also
+//!   connected to the local bridge network `plan::network_name(project)`, which the host
+//!   reaches (an overlay network is not routed to the host). So `stagectl check` and
+//!   `status` find it as they find a container of `up` (it carries the same labels).
+//!
+//! Services are deployed one at a time in dependency order; a data service's fixtures load
+//! when it is ready and the jobs in its `after` have completed.
+
+mod down;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use super::failure::Failure;
+use super::images::{self, Builds};
+use super::{Orchestrator, Outcome, Phase, PublishedPort, ServiceError, ServiceReport, UpReport};
+use crate::data;
+use crate::docker::labels;
+use crate::docker::swarm::{SecretMount, ServiceSpec, SwarmEngine, SwarmState};
+use crate::docker::ContainerEngine;
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, Service};
+use crate::plan::{self, Action};
+use crate::probes;
+use crate::secrets::Redactor;
+
+/// How often a task's state is read while waiting for it.
+const TASK_POLL: Duration = Duration::from_millis(100);
+/// How long a task may take to get a running container (scheduling, image on the node).
+const TASK_START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a published port may take to answer through the ingress once the task is ready.
+const PUBLISHED_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The overlay network of a project: named after it.
+pub fn overlay_network(stack: &str) -> String {
+    stack.to_string()
+}
+
+/// A service's name in the swarm.
+pub fn service_name(stack: &str, service: &str) -> String {
+    plan::swarm_service_name(stack, service)
+}
+
+/// The Swarm secret holding env variable `var` of `service`.
+pub fn secret_name(stack: &str, service: &str, var: &str) -> String {
+    format!("{stack}_{service}_{var}")
+}
+
+/// The entrypoint that turns secret files back into environment variables: `sh -c SCRIPT
+/// stagectl-secrets ENTRYPOINT... CMD...`. The variables exist only in the process it execs
+/// (not in the service spec, not in `docker inspect`, not in a `docker exec`). Command
+/// substitution drops trailing newlines of a value.
+pub fn secret_wrapper(vars: &[(String, String)]) -> Vec<String> {
+    let mut script = String::new();
+    for (var, file) in vars {
+        script.push_str(&format!("{var}=\"$(cat '/run/secrets/{file}')\" || exit 1; export {var}; "));
+    }
+    script.push_str("exec \"$@\"");
+    vec!["/bin/sh".into(), "-c".into(), script, "stagectl-secrets".into()]
+}
+
+/// The engine's Swarm side, or why there is none to deploy to.
+fn swarm_of<E: ContainerEngine + ?Sized>(docker: &E) -> Result<&dyn SwarmEngine> {
+    docker.swarm().ok_or_else(|| Error::Usage(format!("the engine at {} cannot run Swarm services", docker.host())))
+}
+
+/// A task's container, running (or the reason it never ran / stopped).
+enum TaskEnd {
+    Running(String),
+    /// The task ended: its container (if it had one), exit code, Swarm's message.
+    Ended {
+        container: Option<String>,
+        state: String,
+        exit_code: Option<i64>,
+        message: String,
+    },
+}
+
+impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
+    /// Deploys the manifest's services to the swarm this engine manages (replacing an earlier
+    /// deployment of the project), each ready before its dependents start.
+    pub async fn deploy_swarm(&self, manifest: &Manifest, publish_on_node: bool) -> Result<UpReport> {
+        let started = Instant::now();
+        let stack = manifest.stack.as_str();
+        let swarm = swarm_of(self.docker.as_ref())?;
+        match swarm.swarm_state().await? {
+            SwarmState::Manager => {}
+            SwarmState::Worker => {
+                return Err(Error::Usage(format!(
+                    "the engine at {} is a swarm worker; deploy from a manager (point DOCKER_HOST at one)",
+                    self.docker.host()
+                )))
+            }
+            SwarmState::Inactive { detail } => {
+                return Err(Error::Usage(format!(
+                    "the engine at {} is not in a swarm ({detail})\n  = help: `docker swarm init --advertise-addr 127.0.0.1` makes it a one-node swarm",
+                    self.docker.host()
+                )))
+            }
+        }
+        let previous = swarm.list_services(stack).await?;
+        if previous.is_empty() && !self.docker.list_containers(stack).await?.is_empty() {
+            return Err(Error::Preflight(vec![format!(
+                "stack `{stack}` runs on this engine as plain containers (`stagectl up`)\n  = help: `stagectl -p {stack} down` it first, or deploy under another project (`-p`)"
+            )]));
+        }
+        // An earlier deployment, or what a cut one left (secrets would clash by name).
+        if !previous.is_empty() || !swarm.list_secrets(stack).await?.is_empty() {
+            self.down_swarm(stack).await?;
+        }
+        let stack_labels = plan::stack_labels(stack);
+        swarm.ensure_overlay_network(&overlay_network(stack), &stack_labels).await?;
+        self.docker.ensure_network(&plan::network_name(stack), &stack_labels).await?;
+        for v in plan::named_volumes(manifest) {
+            self.docker.ensure_volume(&plan::volume_name(stack, &v), &stack_labels).await?;
+        }
+        let redactor = Redactor::for_manifest(manifest);
+        let builds = Builds::new(manifest);
+        let mut reports: Vec<ServiceReport> = Vec::new();
+        let mut failed: BTreeSet<String> = BTreeSet::new();
+        let mut completed: BTreeSet<String> = BTreeSet::new();
+        // Data services ready whose fixtures wait for jobs: (index of its report, container).
+        let mut pending_loads: Vec<(usize, String)> = Vec::new();
+        for service in plan::topological_order(manifest) {
+            if let Some(dep) = service.depends_on.iter().find(|d| failed.contains(*d)) {
+                let mut report = blank_report(service);
+                let message = format!("not started: dependency `{dep}` failed");
+                self.reporter.phase(&service.name, Phase::Skipped, &message);
+                report.outcome = Outcome::Skipped;
+                report.message = Some(message);
+                failed.insert(service.name.clone());
+                reports.push(report);
+                continue;
+            }
+            let mut report = blank_report(service);
+            let result = self.deploy_service(manifest, service, &builds, publish_on_node, &mut report).await;
+            let report = match result {
+                Ok(container) => {
+                    completed.insert(service.name.clone());
+                    if let (Some(c), true) = (container, manifest.fixtures.iter().any(|f| f.service == service.name)) {
+                        pending_loads.push((reports.len(), c));
+                    }
+                    report
+                }
+                Err(failure) => {
+                    failed.insert(service.name.clone());
+                    self.fail(report, failure, &redactor).await
+                }
+            };
+            reports.push(report);
+            // Fixtures whose `after` jobs are all done now load.
+            let mut still = Vec::new();
+            for (index, container) in std::mem::take(&mut pending_loads) {
+                let name = reports[index].service.clone();
+                let Some(fixtures) = manifest.fixtures.iter().find(|f| f.service == name) else { continue };
+                if !fixtures.after.iter().all(|j| completed.contains(j) || failed.contains(j)) {
+                    still.push((index, container));
+                    continue;
+                }
+                if let Some(job) = fixtures.after.iter().find(|j| failed.contains(*j)) {
+                    let failure = Failure::from(ServiceError::FixtureJobFailed { job: job.clone() });
+                    failed.insert(name.clone());
+                    reports[index] = self.fail(reports[index].clone(), failure, &redactor).await;
+                    continue;
+                }
+                match self.load_swarm_fixtures(manifest, fixtures, &container).await {
+                    Ok(f) => {
+                        reports[index].fixtures = Some(f);
+                        self.reporter.phase(&name, Phase::Ready, "fixtures loaded");
+                    }
+                    Err(failure) => {
+                        failed.insert(name.clone());
+                        reports[index] = self.fail(reports[index].clone(), failure, &redactor).await;
+                    }
+                }
+            }
+            pending_loads = still;
+        }
+        let mut ports = Vec::new();
+        if publish_on_node {
+            // Bound by the node's engine like a container's ports: the task containers say.
+            for c in self.docker.list_containers(stack).await? {
+                for (host_ip, host_port, container_port, protocol) in c.ports {
+                    let host_ip = Some(host_ip).filter(|ip| !ip.is_empty() && ip != "0.0.0.0");
+                    ports.push(PublishedPort { service: c.service.clone(), host_ip, host_port, container_port, protocol, auto: false });
+                }
+            }
+        } else {
+            for s in swarm.list_services(stack).await? {
+                let service = s.labels.get(labels::SERVICE).cloned().unwrap_or_default();
+                for (published, target, protocol) in s.ports {
+                    ports.push(PublishedPort {
+                        service: service.clone(),
+                        host_ip: None,
+                        host_port: published,
+                        container_port: target,
+                        protocol,
+                        auto: false,
+                    });
+                }
+            }
+        }
+        ports.sort_by(|a, b| (&a.service, a.container_port, &a.host_ip).cmp(&(&b.service, b.container_port, &b.host_ip)));
+        ports.dedup_by(|a, b| a.service == b.service && a.container_port == b.container_port && a.host_port == b.host_port);
+        let ok = reports.iter().all(|r| matches!(r.outcome, Outcome::Ready | Outcome::Completed));
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(UpReport { stack: stack.to_string(), ok, seconds, ready_seconds: seconds, changed: true, services: reports, ports })
+    }
+
+    /// One service: image, secrets, the Swarm service, its task's container, then the job's
+    /// completion or the probe and native migrations. Returns the running container of a
+    /// long-running service (for fixtures), `None` for a job.
+    async fn deploy_service(
+        &self,
+        manifest: &Manifest,
+        service: &Service,
+        builds: &Builds,
+        publish_on_node: bool,
+        report: &mut ServiceReport,
+    ) -> std::result::Result<Option<String>, Failure> {
+        let swarm = swarm_of(self.docker.as_ref())?;
+        let stack = manifest.stack.as_str();
+        let name = service.name.as_str();
+        let redactor = Redactor::for_manifest(manifest);
+        let image = images::ensure_image(self.docker.as_ref(), manifest, service, builds, self.reporter.as_ref(), &redactor).await?;
+        report.image = image.reference.clone();
+        report.image_source = image.how.to_string();
+        report.image_seconds = image.seconds;
+        let hash = plan::spec_hash(stack, service, &image.id);
+        let user_reference = service.image.clone().unwrap_or_else(|| image.reference.clone());
+        let mut container = plan::container_spec(manifest, service, &image.reference, &user_reference, &hash);
+        self.reporter.phase(name, Phase::Creating, &service_name(stack, name));
+        let mut secrets = Vec::new();
+        let mut wrapped = Vec::new();
+        for (var, value) in service.env.iter().filter(|(_, v)| v.secret) {
+            let secret = secret_name(stack, name, var);
+            let mut secret_labels = plan::stack_labels(stack);
+            secret_labels.insert(labels::SERVICE.into(), name.to_string());
+            let id = swarm.create_secret(&secret, value.value.as_bytes(), &secret_labels).await?;
+            container.env.retain(|e| !e.starts_with(&format!("{var}=")));
+            secrets.push(SecretMount { id, name: secret.clone(), file: secret.clone() });
+            wrapped.push((var.clone(), secret));
+        }
+        if !wrapped.is_empty() {
+            // The wrapper replaces the entrypoint: the image's own (or the manifest's) and its
+            // command become the wrapper's arguments, as Docker would have run them.
+            let (image_entrypoint, image_cmd) = swarm.image_command(&image.reference).await?;
+            let entrypoint = service.entrypoint.clone().unwrap_or(image_entrypoint);
+            let command = match (&service.command, &service.entrypoint) {
+                (Some(c), _) => c.clone(),
+                (None, Some(_)) => vec![],
+                (None, None) => image_cmd,
+            };
+            container.entrypoint = Some(secret_wrapper(&wrapped));
+            container.command = Some(entrypoint.into_iter().chain(command).collect());
+        }
+        let mut service_labels = plan::stack_labels(stack);
+        service_labels.insert(labels::SERVICE.into(), name.to_string());
+        let spec = ServiceSpec {
+            name: service_name(stack, name),
+            container,
+            network: overlay_network(stack),
+            secrets,
+            run_once: service.job,
+            publish_on_node,
+            labels: service_labels,
+        };
+        let id = swarm.create_service(&spec).await?;
+        report.action = Action::Create;
+        self.reporter.phase(name, Phase::Starting, "waiting for its task");
+        let started = Instant::now();
+        if service.job {
+            return match self.task_end(&id, true).await? {
+                TaskEnd::Ended { state, exit_code: Some(0), .. } if state == "complete" => {
+                    report.outcome = Outcome::Completed;
+                    report.ready_seconds = Some(started.elapsed().as_secs_f64());
+                    self.reporter.phase(name, Phase::Completed, "exit 0");
+                    Ok(None)
+                }
+                TaskEnd::Ended { container: Some(c), exit_code: Some(code), .. } => {
+                    Err(Failure::with_logs(ServiceError::JobFailed { code }, &c))
+                }
+                TaskEnd::Ended { message, state, .. } => Err(task_failed(&spec.name, &state, &message)),
+                TaskEnd::Running(_) => unreachable!("task_end waits for the end of a job"),
+            };
+        }
+        let container = match self.task_end(&id, false).await? {
+            TaskEnd::Running(c) => c,
+            TaskEnd::Ended { container: Some(c), exit_code, .. } if exit_code.is_some() => {
+                return Err(Failure::with_logs(probes::NotReady::Exited { code: exit_code }, &c))
+            }
+            TaskEnd::Ended { state, message, .. } => return Err(task_failed(&spec.name, &state, &message)),
+        };
+        let probe_network = plan::network_name(stack);
+        swarm.connect_network(&probe_network, &container).await?;
+        if let Some(ready) = &service.ready {
+            self.reporter.phase(name, Phase::Probing, &ready.probe.describe());
+            probes::wait_ready(self.docker.as_ref(), &container, &probe_network, ready)
+                .await
+                .map_err(|e| Failure::with_logs(e, &container))?;
+        } else {
+            tokio::time::sleep(self.settle).await;
+            let status = self.docker.container_status(&container, &probe_network).await?;
+            if !status.running {
+                return Err(Failure::with_logs(ServiceError::Exited { code: status.exit_code }, &container));
+            }
+        }
+        if let Some(m) = manifest.migrations.iter().find(|m| m.service == name && m.dir.is_some()) {
+            report.migrations_applied =
+                self.apply_migrations(manifest, m, &container, &probe_network).await.map_err(|e| Failure::with_logs(e, &container))?;
+        }
+        if !service.ports.is_empty() {
+            self.ports_reachable(stack, &id, name, publish_on_node.then_some(container.as_str())).await?;
+        }
+        report.ready_seconds = Some(started.elapsed().as_secs_f64());
+        report.outcome = Outcome::Ready;
+        self.reporter.phase(name, Phase::Ready, &format!("{:.2}s", started.elapsed().as_secs_f64()));
+        Ok(Some(container))
+    }
+
+    /// Waits for the newest task of service `id` to have a running container (or, for a job,
+    /// to end). A task that ends before that (or a job's task) is reported as it ended.
+    async fn task_end(&self, id: &str, job: bool) -> std::result::Result<TaskEnd, Failure> {
+        let swarm = swarm_of(self.docker.as_ref())?;
+        let deadline = Instant::now() + TASK_START_TIMEOUT;
+        let mut running_since: Option<Instant> = None;
+        loop {
+            let tasks = swarm.service_tasks(id).await?;
+            if let Some(task) = tasks.first() {
+                if task.ended() {
+                    return Ok(TaskEnd::Ended {
+                        container: task.container_id.clone(),
+                        state: task.state.clone(),
+                        exit_code: task.exit_code,
+                        message: task.error.clone().unwrap_or_else(|| task.message.clone()),
+                    });
+                }
+                if task.state == "running" {
+                    running_since.get_or_insert_with(Instant::now);
+                    if !job {
+                        if let Some(c) = &task.container_id {
+                            return Ok(TaskEnd::Running(c.clone()));
+                        }
+                    }
+                }
+            }
+            // A job runs as long as it runs (as on one node); only getting it started is bounded.
+            if running_since.is_none() && Instant::now() >= deadline {
+                let state = tasks.first().map(|t| format!("{} ({})", t.state, t.message)).unwrap_or_else(|| "no task".into());
+                return Err(Failure::from(Error::docker(
+                    format!("starting service {id}"),
+                    format!("no running task after {}s; last task state: {state}", TASK_START_TIMEOUT.as_secs()),
+                )));
+            }
+            tokio::time::sleep(TASK_POLL).await;
+        }
+    }
+
+    /// Waits until each published TCP port of service `id` accepts connections on this host:
+    /// through the Swarm ingress (the routing mesh is programmed a moment after the task
+    /// runs), or, published on the node (`on_node`: the task's container), where the node's
+    /// engine bound it. Only for a local engine: a remote one's ports are not on this host's
+    /// loopback.
+    async fn ports_reachable(&self, stack: &str, id: &str, name: &str, on_node: Option<&str>) -> std::result::Result<(), Failure> {
+        if !self.docker.host().starts_with("unix://") {
+            return Ok(());
+        }
+        let swarm = swarm_of(self.docker.as_ref())?;
+        let ports: Vec<u16> = match on_node {
+            Some(container) => {
+                let all = self.docker.list_containers(stack).await?;
+                let c = all.into_iter().find(|c| c.id == container);
+                c.map(|c| c.ports.iter().filter(|p| p.3 == "tcp").map(|p| p.1).collect()).unwrap_or_default()
+            }
+            None => {
+                let service = swarm.list_services(stack).await?.into_iter().find(|s| s.id == id);
+                service.map(|s| s.ports.iter().filter(|p| p.2 == "tcp" && p.0 != 0).map(|p| p.0).collect()).unwrap_or_default()
+            }
+        };
+        let how = if on_node.is_some() { "on the node" } else { "through the Swarm ingress" };
+        for port in ports {
+            self.reporter.phase(name, Phase::Probing, &format!("published port 127.0.0.1:{port} ({how})"));
+            let deadline = Instant::now() + PUBLISHED_TIMEOUT;
+            loop {
+                match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    Ok(_) => break,
+                    Err(e) if Instant::now() >= deadline => {
+                        return Err(Failure::from(Error::docker(
+                            format!("publishing port {port} of `{name}` {how}"),
+                            format!("127.0.0.1:{port} not reachable after {}s: {e}", PUBLISHED_TIMEOUT.as_secs()),
+                        )))
+                    }
+                    Err(_) => tokio::time::sleep(TASK_POLL).await,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads a data service's fixtures through its task's container (no snapshot on Swarm).
+    async fn load_swarm_fixtures(
+        &self,
+        manifest: &Manifest,
+        fixtures: &crate::manifest::Fixtures,
+        container: &str,
+    ) -> std::result::Result<super::FixtureReport, Failure> {
+        let name = fixtures.service.as_str();
+        let started = Instant::now();
+        let files = data::expand_files(&manifest.dir, fixtures).map_err(super::FixtureError::from)?;
+        self.reporter.phase(name, Phase::Loading, &format!("{} files", files.len()));
+        let reporter = self.reporter.clone();
+        let on_file = move |f: &data::FileLoad| reporter.phase(&f.file, Phase::Loading, &format!("{} rows in {:.2}s", f.rows, f.seconds));
+        let load = data::load(self.docker.as_ref(), container, manifest, fixtures, &files, &on_file)
+            .await
+            .map_err(|e| Failure::with_logs(super::FixtureError::from(e), container))?;
+        // The load marker `status` looks for (a data service is ready with its data in place).
+        let key = data::fixtures_hash(&manifest.dir, fixtures, &files).map_err(super::FixtureError::from)?;
+        let marker = vec!["sh".to_string(), "-c".to_string(), format!("echo {key} > {}", data::snapshot::MARKER_PATH)];
+        match self.docker.exec(container, &marker).await? {
+            (0, _) => {}
+            (code, output) => return Err(Failure::from(super::FixtureError::Marker { code, output })),
+        }
+        let secs = started.elapsed().as_secs_f64();
+        self.reporter.phase(name, Phase::Loading, &format!("{} rows loaded in {secs:.2}s", load.rows));
+        Ok(super::FixtureReport::new("off", load.rows, load.files, secs))
+    }
+}
+
+/// A task that never got a container to run (or whose container is gone): Swarm's reason.
+fn task_failed(service: &str, state: &str, message: &str) -> Failure {
+    Failure::from(Error::docker(format!("running service {service}"), format!("task {state}: {message}")))
+}
+
+fn blank_report(service: &Service) -> ServiceReport {
+    ServiceReport {
+        service: service.name.clone(),
+        action: Action::Create,
+        outcome: Outcome::Failed,
+        image: service.image.clone().unwrap_or_default(),
+        image_source: String::new(),
+        image_seconds: 0.0,
+        ready_seconds: None,
+        message: None,
+        logs: vec![],
+        fixtures: None,
+        migrations_applied: vec![],
+        restarts: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wrapper_exports_each_secret_then_execs_the_command() {
+        let w = secret_wrapper(&[("API_KEY".into(), "p_app_API_KEY".into())]);
+        assert_eq!(w[0..2], ["/bin/sh".to_string(), "-c".to_string()]);
+        assert_eq!(w[2], "API_KEY=\"$(cat '/run/secrets/p_app_API_KEY')\" || exit 1; export API_KEY; exec \"$@\"");
+        assert_eq!(w[3], "stagectl-secrets");
+    }
+
+    #[test]
+    fn names_follow_the_project() {
+        assert_eq!(overlay_network("shop-x"), "shop-x");
+        assert_eq!(service_name("shop-x", "db"), "shop-x_db");
+        assert_eq!(secret_name("shop-x", "app", "API_KEY"), "shop-x_app_API_KEY");
+    }
+}
