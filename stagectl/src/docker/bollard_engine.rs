@@ -26,6 +26,8 @@ const REQUEST_TIMEOUT: u64 = 3600;
 pub struct BollardEngine {
     docker: Docker,
     host: String,
+    /// The engine is Podman (see `podman`: where its API differs).
+    podman: bool,
 }
 
 fn docker_host() -> String {
@@ -143,8 +145,9 @@ impl BollardEngine {
             Ok(Err(e)) => return Err(unreachable(e.to_string())),
             Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
         }
-        tracing::debug!(host, version = ?docker.client_version(), "connected to Docker");
-        Ok(BollardEngine { docker, host })
+        let podman = podman::is_podman(&docker).await;
+        tracing::debug!(host, version = ?docker.client_version(), podman, "connected to Docker");
+        Ok(BollardEngine { docker, host, podman })
     }
 }
 
@@ -535,10 +538,14 @@ impl ContainerEngine for BollardEngine {
                     published.insert(key, port);
                 }
             }
+            let mut health = state.health.and_then(|h| h.status).map(|s| s.to_string()).filter(|s| !s.is_empty() && s != "none");
+            if self.podman && state.running == Some(true) && matches!(health.as_deref(), Some("starting" | "unhealthy")) {
+                health = self.run_podman_healthcheck(id).await.or(health);
+            }
             Ok(ContainerStatus {
                 running: state.running.unwrap_or(false),
                 exit_code: state.exit_code,
-                health: state.health.and_then(|h| h.status).map(|s| s.to_string()).filter(|s| !s.is_empty() && s != "none"),
+                health,
                 ip,
                 published,
                 started_at: state.started_at,
@@ -598,14 +605,14 @@ impl ContainerEngine for BollardEngine {
     ) -> BoxFuture<'a, Result<String>> {
         Box::pin(async move {
             let (repo, tag) = split_reference(reference);
-            // Docker joins the changes with newlines and reads them as Dockerfile lines.
-            let mut change = format!(
-                "LABEL {}",
-                labels.iter().map(|(k, v)| format!("{k}={}", serde_json::to_string(v).unwrap_or_default())).collect::<Vec<_>>().join(" ")
-            );
-            for name in clear_env {
-                change.push_str(&format!("\nENV {name}=\"\""));
-            }
+            // The engine reads the changes as Dockerfile lines, one a line. One label a line:
+            // Podman takes everything after a LABEL's first `=` as its value.
+            let change = labels
+                .iter()
+                .map(|(k, v)| format!("LABEL {k}={}", serde_json::to_string(v).unwrap_or_default()))
+                .chain(clear_env.iter().map(|name| format!("ENV {name}=\"\"")))
+                .collect::<Vec<_>>()
+                .join("\n");
             // Engines before API 1.44 also store the committing container's whole config in the
             // image ("ContainerConfig"), secrets included, and no change can edit it. With secrets
             // to clear, the commit gets a temporary tag and the snapshot is the same layers under
@@ -616,7 +623,8 @@ impl ContainerEngine for BollardEngine {
                 let v = self.docker.client_version();
                 (v.major_version, v.minor_version) < (1, 44)
             };
-            let rebuild = !clear_env.is_empty() && stores_container_config;
+            // Podman keeps no such copy (and cannot load the layer-less tar the rebuild uses).
+            let rebuild = !clear_env.is_empty() && stores_container_config && !self.podman;
             let raw_tag = if rebuild { format!("{tag}-raw") } else { tag.to_string() };
             let opts = bollard::query_parameters::CommitContainerOptionsBuilder::new()
                 .container(id)
@@ -648,12 +656,18 @@ impl ContainerEngine for BollardEngine {
             let mut out = Vec::new();
             for img in list {
                 let last_tagged = match self.docker.inspect_image(&img.id).await {
-                    Ok(info) => info.metadata.and_then(|m| m.last_tag_time).map(|t| t.to_string()).unwrap_or_default(),
+                    // Podman never records it: its zero time (year 1) means unknown.
+                    Ok(info) => info
+                        .metadata
+                        .and_then(|m| m.last_tag_time)
+                        .map(|t| t.to_string())
+                        .filter(|t| !t.starts_with("0001-"))
+                        .unwrap_or_default(),
                     Err(_) => String::new(),
                 };
                 out.push(ImageInfo {
                     id: img.id,
-                    tags: img.repo_tags,
+                    tags: img.repo_tags.iter().map(|t| podman::familiar_name(t, self.podman)).collect(),
                     size: img.size.max(0) as u64,
                     created: img.created,
                     last_tagged,
@@ -666,6 +680,11 @@ impl ContainerEngine for BollardEngine {
 
     fn remove_image<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            // Podman's forced removal also removes the containers using the image, running
+            // ones included; Docker's refuses. An image in use stays, as on Docker.
+            if self.podman {
+                self.refuse_if_podman_image_in_use(reference).await?;
+            }
             let opts = bollard::query_parameters::RemoveImageOptionsBuilder::new().force(true).build();
             match self.docker.remove_image(reference, Some(opts), None).await {
                 Ok(_) => Ok(()),
@@ -800,7 +819,11 @@ impl BollardEngine {
                             _ => RunState::Other,
                         },
                         exit_code: c.status.as_deref().and_then(exit_code_from_status),
-                        image: labels.get(labels::IMAGE).cloned().or(c.image).unwrap_or_default(),
+                        image: labels
+                            .get(labels::IMAGE)
+                            .cloned()
+                            .or(c.image.map(|i| podman::familiar_name(&i, self.podman)))
+                            .unwrap_or_default(),
                         created: c.created.unwrap_or_default(),
                         ports: c
                             .ports
@@ -843,6 +866,10 @@ pub fn split_reference(reference: &str) -> (&str, &str) {
 /// `snapshots export` / `snapshots import` (a child module: it uses the engine's private parts).
 #[path = "bollard_transfer.rs"]
 mod transfer;
+
+/// Podman's Docker-compatible API: the differences (a child module, as `transfer`).
+#[path = "bollard_podman.rs"]
+mod podman;
 
 #[cfg(test)]
 #[path = "bollard_tests.rs"]
