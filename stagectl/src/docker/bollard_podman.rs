@@ -69,13 +69,20 @@ impl BollardEngine {
     /// containers on Podman. (A container created between this check and the removal is not
     /// seen; stagectl creates none from images it removes.)
     pub(super) async fn refuse_if_podman_image_in_use(&self, reference: &str) -> Result<()> {
-        let filters = HashMap::from([("ancestor".to_string(), vec![reference.to_string()])]);
-        let opts = bollard::query_parameters::ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-        let users = match self.docker.list_containers(Some(opts)).await {
-            Ok(list) => list,
+        // The filter takes a full image ID without its `sha256:`, not a short one or a tag.
+        let id = match self.docker.inspect_image(reference).await {
+            Ok(info) => info.id.unwrap_or_default(),
             Err(e) if is_not_found(&e) => return Ok(()),
-            Err(e) => return Err(lost_or(&self.host, format!("listing the containers of image {reference}"), e)),
+            Err(e) => return Err(lost_or(&self.host, format!("inspecting image {reference}"), e)),
         };
+        let id = id.strip_prefix("sha256:").unwrap_or(&id).to_string();
+        let filters = HashMap::from([("ancestor".to_string(), vec![id])]);
+        let opts = bollard::query_parameters::ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let users = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| lost_or(&self.host, format!("listing the containers of image {reference}"), e))?;
         match users.iter().filter_map(|c| c.names.as_ref()?.first()).next() {
             Some(name) => Err(Error::docker(
                 format!("removing image {reference}"),
