@@ -12,6 +12,7 @@ mod import;
 mod mediawiki;
 mod migrations;
 mod mysql;
+mod podman;
 mod projects;
 mod realapps;
 mod snapshot_transfer;
