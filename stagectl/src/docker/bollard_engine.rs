@@ -133,19 +133,26 @@ impl BollardEngine {
     pub async fn connect() -> Result<Self> {
         let host = docker_host();
         let unreachable = |detail: String| Error::DockerUnreachable { host: host.clone(), detail };
-        let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
-        let docker = docker.with_timeout(Duration::from_secs(REQUEST_TIMEOUT));
-        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
-            Ok(Ok(d)) => d,
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
-            Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
+        let ping = podman::ping_headers(&host).await;
+        let podman = ping.as_ref().is_some_and(|(podman, _)| *podman);
+        let docker = match ping.and_then(|(podman, api)| podman.then_some(api).flatten()).and_then(|api| podman::podman_client(&host, &api))
+        {
+            Some(docker) => docker,
+            None => {
+                let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
+                let docker = docker.with_timeout(Duration::from_secs(REQUEST_TIMEOUT));
+                match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+                    Ok(Ok(d)) => d,
+                    Ok(Err(e)) => return Err(unreachable(e.to_string())),
+                    Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
+                }
+            }
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, docker.ping()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(unreachable(e.to_string())),
             Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
         }
-        let podman = podman::is_podman(&docker).await;
         tracing::debug!(host, version = ?docker.client_version(), podman, "connected to Docker");
         Ok(BollardEngine { docker, host, podman })
     }

@@ -18,12 +18,36 @@ use super::*;
 /// is enforced by Podman; this only bounds a stuck connection).
 const HEALTHCHECK_RUN_LIMIT: Duration = Duration::from_secs(120);
 
-/// Whether the engine at `docker` is Podman: its version lists a "Podman Engine" component.
-pub(super) async fn is_podman(docker: &Docker) -> bool {
-    match tokio::time::timeout(CONNECT_TIMEOUT, docker.version()).await {
-        Ok(Ok(v)) => v.components.unwrap_or_default().iter().any(|c| c.name.starts_with("Podman")),
-        _ => false,
+/// How long the first `/_ping` may take before stagectl connects as to Docker (which then
+/// has the usual [`CONNECT_TIMEOUT`] to answer).
+const PING_HEADERS_LIMIT: Duration = Duration::from_secs(2);
+
+/// What the engine's `/_ping` answer says in its headers: whether it is Podman
+/// (`Libpod-Api-Version`), and the Docker API version it speaks (`Api-Version`). `None` when
+/// it cannot be asked over plain HTTP (then bollard connects and negotiates as for Docker).
+pub(super) async fn ping_headers(host: &str) -> Option<(bool, Option<bollard::ClientVersion>)> {
+    let (status, head, _) = tokio::time::timeout(PING_HEADERS_LIMIT, raw_get(host, "/_ping")).await.ok()?.ok()?;
+    if status != 200 {
+        return None;
     }
+    let header = |name: &str| {
+        head.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+    };
+    let api = header("Api-Version").and_then(|v| {
+        let (major, minor) = v.split_once('.')?;
+        Some(bollard::ClientVersion { major_version: major.parse().ok()?, minor_version: minor.parse().ok()? })
+    });
+    Some((header("Libpod-Api-Version").is_some(), api))
+}
+
+/// A client for Podman at `host` (a unix socket) speaking `api` (at most bollard's own
+/// version), without bollard's negotiation: Podman's `/version` takes most of a second (it
+/// asks conmon and the OCI runtime for theirs), on every command.
+pub(super) fn podman_client(host: &str, api: &bollard::ClientVersion) -> Option<Docker> {
+    host.strip_prefix("unix://")?;
+    let default = bollard::API_DEFAULT_VERSION;
+    let version = if (api.major_version, api.minor_version) < (default.major_version, default.minor_version) { api } else { default };
+    Docker::connect_with_unix(host, REQUEST_TIMEOUT, version).ok()
 }
 
 /// An image name as the engine reports it, in the short form stagectl uses: Docker Hub's
@@ -53,7 +77,7 @@ impl BollardEngine {
             }
             Err(_) => return None,
         };
-        let (status, body) = answer;
+        let (status, _, body) = answer;
         if status != 200 {
             tracing::debug!(status, body, "podman healthcheck run of {id} refused");
             return None;
@@ -94,8 +118,8 @@ impl BollardEngine {
 }
 
 /// One `GET path` on the engine at `host` (`unix://` or `tcp://`), HTTP/1.0 so the answer is
-/// not chunked; returns the status code and the body.
-async fn raw_get(host: &str, path: &str) -> std::io::Result<(u16, String)> {
+/// not chunked; returns the status code, the head and the body.
+async fn raw_get(host: &str, path: &str) -> std::io::Result<(u16, String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let request = format!("GET {path} HTTP/1.0\r\nHost: podman\r\n\r\n");
     let mut answer = Vec::new();
@@ -113,7 +137,7 @@ async fn raw_get(host: &str, path: &str) -> std::io::Result<(u16, String)> {
     let text = String::from_utf8_lossy(&answer);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    Ok((status, body.to_string()))
+    Ok((status, head.to_string(), body.to_string()))
 }
 
 #[cfg(test)]
