@@ -69,6 +69,10 @@ PODMAN_HOST=unix://$PODMAN_SOCK
 SERVICE_PID=
 
 # ------------------------------------------------------------------------------ clean up
+# common.sh first: its write_section is used at the end; its Docker-only clean-up helpers
+# are replaced below (same names).
+# shellcheck source=bench/common.sh
+source "$ROOT/scripts/bench/common.sh"
 # One label filter at a time: Podman ORs several label filters on images.
 remove_stack() { # ENGINE_CLI HOST STACK
 	local cli=$1 host=$2 stack=$3 f="label=org.stagectl.stack=$3"
@@ -256,7 +260,5 @@ out.append(f"- Docker {v(['docker', 'version', '--format', '{{.Server.Version}}'
 out.append("")
 open(sys.argv[2], "w").write("\n".join(out) + "\n")
 PY
-# shellcheck source=bench/common.sh
-source "$ROOT/scripts/bench/common.sh"
 write_section 'Podman vs Docker: the same stack up and down (`scripts/bench-podman.sh`)'
 sed -n '/^| step/,/^$/p' "$TMP/section.md" >&2
