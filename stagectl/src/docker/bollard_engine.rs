@@ -26,6 +26,8 @@ const REQUEST_TIMEOUT: u64 = 3600;
 pub struct BollardEngine {
     pub(super) docker: Docker,
     pub(super) host: String,
+    /// The engine is Podman (see `podman`: where its API differs).
+    pub(super) podman: bool,
 }
 
 fn docker_host() -> String {
@@ -122,7 +124,7 @@ pub(super) fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
 
-fn log_line(chunk: bollard::container::LogOutput) -> String {
+pub(super) fn log_line(chunk: bollard::container::LogOutput) -> String {
     String::from_utf8_lossy(&chunk.into_bytes()).into_owned()
 }
 
@@ -131,25 +133,33 @@ impl BollardEngine {
     pub async fn connect() -> Result<Self> {
         let host = docker_host();
         let unreachable = |detail: String| Error::DockerUnreachable { host: host.clone(), detail };
-        let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
-        let docker = docker.with_timeout(Duration::from_secs(REQUEST_TIMEOUT));
-        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
-            Ok(Ok(d)) => d,
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
-            Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
+        let ping = podman::ping_headers(&host).await;
+        let podman = ping.as_ref().is_some_and(|(podman, _)| *podman);
+        let docker = match ping.and_then(|(podman, api)| podman.then_some(api).flatten()).and_then(|api| podman::podman_client(&host, &api))
+        {
+            Some(docker) => docker,
+            None => {
+                let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
+                let docker = docker.with_timeout(Duration::from_secs(REQUEST_TIMEOUT));
+                match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+                    Ok(Ok(d)) => d,
+                    Ok(Err(e)) => return Err(unreachable(e.to_string())),
+                    Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
+                }
+            }
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, docker.ping()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(unreachable(e.to_string())),
             Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
         }
-        tracing::debug!(host, version = ?docker.client_version(), "connected to Docker");
-        Ok(BollardEngine { docker, host })
+        tracing::debug!(host, version = ?docker.client_version(), podman, "connected to Docker");
+        Ok(BollardEngine { docker, host, podman })
     }
 }
 
 /// How long after an exec's output ends its command may take to be seen exited.
-const EXEC_EXIT_WAIT: Duration = Duration::from_secs(3);
+pub(super) const EXEC_EXIT_WAIT: Duration = Duration::from_secs(3);
 /// How long past its stop grace a container being removed by someone else may take to go.
 const REMOVAL_MARGIN_SECS: u64 = 30;
 
@@ -554,10 +564,14 @@ impl ContainerEngine for BollardEngine {
                     published.insert(key, port);
                 }
             }
+            let mut health = state.health.and_then(|h| h.status).map(|s| s.to_string()).filter(|s| !s.is_empty() && s != "none");
+            if self.podman && state.running == Some(true) && matches!(health.as_deref(), Some("starting" | "unhealthy")) {
+                health = self.run_podman_healthcheck(id).await.or(health);
+            }
             Ok(ContainerStatus {
                 running: state.running.unwrap_or(false),
                 exit_code: state.exit_code,
-                health: state.health.and_then(|h| h.status).map(|s| s.to_string()).filter(|s| !s.is_empty() && s != "none"),
+                health,
                 ip,
                 published,
                 started_at: state.started_at,
@@ -643,14 +657,14 @@ impl ContainerEngine for BollardEngine {
     ) -> BoxFuture<'a, Result<String>> {
         Box::pin(async move {
             let (repo, tag) = split_reference(reference);
-            // Docker joins the changes with newlines and reads them as Dockerfile lines.
-            let mut change = format!(
-                "LABEL {}",
-                labels.iter().map(|(k, v)| format!("{k}={}", serde_json::to_string(v).unwrap_or_default())).collect::<Vec<_>>().join(" ")
-            );
-            for name in clear_env {
-                change.push_str(&format!("\nENV {name}=\"\""));
-            }
+            // The engine reads the changes as Dockerfile lines, one a line. One label a line:
+            // Podman takes everything after a LABEL's first `=` as its value.
+            let change = labels
+                .iter()
+                .map(|(k, v)| format!("LABEL {k}={}", serde_json::to_string(v).unwrap_or_default()))
+                .chain(clear_env.iter().map(|name| format!("ENV {name}=\"\"")))
+                .collect::<Vec<_>>()
+                .join("\n");
             // Engines before API 1.44 also store the committing container's whole config in the
             // image ("ContainerConfig"), secrets included, and no change can edit it. With secrets
             // to clear, the commit gets a temporary tag and the snapshot is the same layers under
@@ -661,7 +675,8 @@ impl ContainerEngine for BollardEngine {
                 let v = self.docker.client_version();
                 (v.major_version, v.minor_version) < (1, 44)
             };
-            let rebuild = !clear_env.is_empty() && stores_container_config;
+            // Podman keeps no such copy (and cannot load the layer-less tar the rebuild uses).
+            let rebuild = !clear_env.is_empty() && stores_container_config && !self.podman;
             let raw_tag = if rebuild { format!("{tag}-raw") } else { tag.to_string() };
             let opts = bollard::query_parameters::CommitContainerOptionsBuilder::new()
                 .container(id)
@@ -693,12 +708,18 @@ impl ContainerEngine for BollardEngine {
             let mut out = Vec::new();
             for img in list {
                 let last_tagged = match self.docker.inspect_image(&img.id).await {
-                    Ok(info) => info.metadata.and_then(|m| m.last_tag_time).map(|t| t.to_string()).unwrap_or_default(),
+                    // Podman never records it: its zero time (year 1) means unknown.
+                    Ok(info) => info
+                        .metadata
+                        .and_then(|m| m.last_tag_time)
+                        .map(|t| t.to_string())
+                        .filter(|t| !t.starts_with("0001-"))
+                        .unwrap_or_default(),
                     Err(_) => String::new(),
                 };
                 out.push(ImageInfo {
                     id: img.id,
-                    tags: img.repo_tags,
+                    tags: img.repo_tags.iter().map(|t| podman::familiar_name(t, self.podman)).collect(),
                     size: img.size.max(0) as u64,
                     created: img.created,
                     last_tagged,
@@ -711,6 +732,11 @@ impl ContainerEngine for BollardEngine {
 
     fn remove_image<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            // Podman's forced removal also removes the containers using the image, running
+            // ones included; Docker's refuses. An image in use stays, as on Docker.
+            if self.podman {
+                self.refuse_if_podman_image_in_use(reference).await?;
+            }
             let opts = bollard::query_parameters::RemoveImageOptionsBuilder::new().force(true).build();
             match self.docker.remove_image(reference, Some(opts), None).await {
                 Ok(_) => Ok(()),
@@ -752,90 +778,6 @@ impl ContainerEngine for BollardEngine {
 }
 
 impl BollardEngine {
-    async fn run_exec(&self, id: &str, user: Option<&str>, command: &[String], input: Option<ByteStream>) -> Result<(i64, String)> {
-        use tokio::io::AsyncWriteExt;
-        let cfg = bollard::models::ExecConfig {
-            user: user.map(str::to_string),
-            attach_stdin: Some(input.is_some()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(command.to_vec()),
-            ..Default::default()
-        };
-        let ctx = || format!("exec in {id}");
-        let created = self.docker.create_exec(id, cfg).await.map_err(|e| lost_or(&self.host, ctx(), e))?;
-        let mut output = String::new();
-        if let bollard::exec::StartExecResults::Attached { output: mut out, input: mut stdin } =
-            self.docker.start_exec(&created.id, None).await.map_err(|e| lost_or(&self.host, ctx(), e))?
-        {
-            // Feed stdin while draining stdout/stderr, so neither side can block the other.
-            let feed = async {
-                let mut failure = None;
-                if let Some(mut input) = input {
-                    while let Some(chunk) = input.next().await {
-                        let chunk = match chunk {
-                            Ok(c) => c,
-                            Err(e) => {
-                                failure = Some(Error::StackFailed(e.to_string()));
-                                break;
-                            }
-                        };
-                        if let Err(e) = stdin.write_all(&chunk).await {
-                            // The command exited early (e.g. on an SQL error): its output says why.
-                            tracing::debug!("exec stdin closed: {e}");
-                            break;
-                        }
-                    }
-                    // Always close stdin, also after a failure: the command waits for EOF.
-                    let _ = stdin.shutdown().await;
-                }
-                match failure {
-                    Some(e) => Err(e),
-                    None => Ok(()),
-                }
-            };
-            let drain = async {
-                while let Some(chunk) = out.next().await {
-                    output.push_str(&log_line(chunk.map_err(|e| lost_or(&self.host, ctx(), e))?));
-                }
-                Ok::<(), Error>(())
-            };
-            let (fed, drained) = tokio::join!(feed, drain);
-            fed?;
-            drained?;
-        }
-        self.exec_exit_code(id, &created.id, command, output).await
-    }
-
-    /// The exit code of exec `exec_id` in container `id` once its output ended. The output
-    /// ends when the command closes it, normally as it exits; the engine may take a moment to
-    /// record the exit. A stream that ended while the command goes on (a connection cut short
-    /// by a proxy) gives no exit code: that is an error, not "-1".
-    pub(super) async fn exec_exit_code(&self, id: &str, exec_id: &str, command: &[String], output: String) -> Result<(i64, String)> {
-        let ctx = || format!("exec in {id}");
-        let deadline = tokio::time::Instant::now() + EXEC_EXIT_WAIT;
-        loop {
-            let inspect = self.docker.inspect_exec(exec_id).await.map_err(|e| lost_or(&self.host, ctx(), e))?;
-            match (inspect.running, inspect.exit_code) {
-                (Some(false) | None, Some(code)) => return Ok((code, output)),
-                _ if tokio::time::Instant::now() >= deadline => {
-                    let last = output.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-                    return Err(Error::docker(
-                        ctx(),
-                        format!(
-                            "the output of `{}` ended before the command did (exit code unknown){}",
-                            command.first().map(String::as_str).unwrap_or(""),
-                            if last.is_empty() { String::new() } else { format!("; its last line: {last}") }
-                        ),
-                    ));
-                }
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    }
-}
-
-impl BollardEngine {
     /// The containers `opts` selects, reduced to what planning, status and `ls` need.
     fn observed(&self, opts: bollard::query_parameters::ListContainersOptions) -> BoxFuture<'_, Result<Vec<ObservedContainer>>> {
         Box::pin(async move {
@@ -856,7 +798,11 @@ impl BollardEngine {
                             _ => RunState::Other,
                         },
                         exit_code: c.status.as_deref().and_then(exit_code_from_status),
-                        image: labels.get(labels::IMAGE).cloned().or(c.image).unwrap_or_default(),
+                        image: labels
+                            .get(labels::IMAGE)
+                            .cloned()
+                            .or(c.image.map(|i| podman::familiar_name(&i, self.podman)))
+                            .unwrap_or_default(),
                         created: c.created.unwrap_or_default(),
                         ports: c
                             .ports
@@ -902,6 +848,10 @@ mod swarm_impl;
 /// `snapshots export` / `snapshots import` (a child module: it uses the engine's private parts).
 #[path = "bollard_transfer.rs"]
 mod transfer;
+
+/// Podman's Docker-compatible API: the differences (a child module, as `transfer`).
+#[path = "bollard_podman.rs"]
+mod podman;
 
 #[cfg(test)]
 #[path = "bollard_tests.rs"]

@@ -31,7 +31,7 @@ fn fake_engine(answer: impl Fn(&str) -> Option<Vec<u8>> + Send + 'static) -> (te
     });
     let docker = Docker::connect_with_unix(path.to_str().unwrap(), 10, bollard::API_DEFAULT_VERSION).unwrap();
     let host = format!("unix://{}", path.display());
-    (dir, BollardEngine { docker, host })
+    (dir, BollardEngine { docker, host, podman: false })
 }
 
 fn fixed(bytes: &'static [u8]) -> impl Fn(&str) -> Option<Vec<u8>> + Send + 'static {

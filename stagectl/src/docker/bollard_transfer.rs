@@ -52,7 +52,7 @@ impl BollardEngine {
                 if let Some(id) = line.trim().strip_prefix("Loaded image ID: ") {
                     loaded.push(id.trim().to_string());
                 } else if let Some(reference) = line.trim().strip_prefix("Loaded image: ") {
-                    loaded.push(reference.trim().to_string());
+                    loaded.push(podman::familiar_name(reference.trim(), self.podman));
                 }
             }
         }

@@ -5,6 +5,7 @@
 
 mod bollard_archive;
 mod bollard_engine;
+mod bollard_exec;
 /// An in-memory engine for unit tests (see its module docs).
 #[cfg(test)]
 pub mod fake;

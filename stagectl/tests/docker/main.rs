@@ -13,6 +13,7 @@ mod mediawiki;
 mod migrations;
 mod mysql;
 mod pg_snapshots;
+mod podman;
 mod projects;
 mod realapps;
 mod snapshot_transfer;
