@@ -53,20 +53,12 @@ fn service<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Val
 }
 
 fn users(stack: &Stack) -> String {
-    let out = docker(&[
-        "exec",
-        &format!("{}-db", stack.name),
-        "psql",
-        "-X",
-        "-At",
-        "-U",
-        "postgres",
-        "-d",
-        "app",
-        "-c",
-        "SELECT count(*), max(id) FROM users",
-    ]);
-    out.trim().to_string()
+    sql(stack, "app", "SELECT count(*), max(id) FROM users").trim().to_string()
+}
+
+/// The IDs of the stack's snapshot images.
+fn snapshot_images(stack: &Stack) -> String {
+    docker(&["images", "-q", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--filter", "label=org.stagectl.snapshot"])
 }
 
 /// Both streams of a container's output.
@@ -91,28 +83,9 @@ fn a_postgres_snapshot_is_saved_in_the_background_and_restores_without_crash_rec
     let names = docker(&["ps", "-a", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--format", "{{.Names}}"]);
     assert!(!names.contains("snapshot"), "{names}");
     assert_eq!(stack.owned_resources().2, 0, "the throwaway server's volume is removed");
-    let slots = docker(&[
-        "exec",
-        &format!("{}-db", stack.name),
-        "psql",
-        "-X",
-        "-At",
-        "-U",
-        "postgres",
-        "-d",
-        "app",
-        "-c",
-        "SELECT count(*) FROM pg_replication_slots",
-    ]);
+    let slots = sql(&stack, "app", "SELECT count(*) FROM pg_replication_slots");
     assert_eq!(slots.trim(), "0");
-    let image = docker(&[
-        "images",
-        "-q",
-        "--filter",
-        &format!("label=org.stagectl.stack={}", stack.name),
-        "--filter",
-        "label=org.stagectl.snapshot",
-    ]);
+    let image = snapshot_images(&stack);
     let image = image.lines().next().expect("a snapshot image").to_string();
     let config = docker(&["image", "inspect", &image, "--format", "{{json .Config.Env}} {{json .Config.Labels}}"]);
     assert!(!config.contains(SECRET), "{config}");
@@ -167,14 +140,7 @@ fn a_data_directory_on_a_named_volume_is_loaded_but_never_snapshotted() {
     std::fs::write(stack.path("users.csv"), "id,name\n1,one\n2,two\n").unwrap();
     let first = stack.up_ok();
     assert_eq!(service(&first, "db")["fixtures"]["snapshot"], "off", "a commit cannot hold a volume");
-    let images = docker(&[
-        "images",
-        "-q",
-        "--filter",
-        &format!("label=org.stagectl.stack={}", stack.name),
-        "--filter",
-        "label=org.stagectl.snapshot",
-    ]);
+    let images = snapshot_images(&stack);
     assert!(images.trim().is_empty(), "{images}");
     let out = stack.run(&["--json", "rebuild"]);
     assert_eq!(out.status.code(), Some(0));
@@ -210,33 +176,14 @@ fn a_snapshot_cut_short_is_discarded_and_the_next_up_cleans_up_after_it() {
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    let tagged = docker(&[
-        "images",
-        "-q",
-        "--filter",
-        &format!("label=org.stagectl.stack={}", stack.name),
-        "--filter",
-        "label=org.stagectl.snapshot",
-    ]);
+    let tagged = snapshot_images(&stack);
     assert!(tagged.trim().is_empty(), "a cut snapshot was kept: {tagged}");
 
     let again = stack.up_ok();
     let db = service(&again, "db");
     assert_eq!(db["action"]["action"], "keep", "{db}");
     assert_eq!(db["fixtures"]["snapshot"], "kept");
-    let slots = docker(&[
-        "exec",
-        &format!("{}-db", stack.name),
-        "psql",
-        "-X",
-        "-At",
-        "-U",
-        "postgres",
-        "-d",
-        "app",
-        "-c",
-        "SELECT count(*) FROM pg_replication_slots",
-    ]);
+    let slots = sql(&stack, "app", "SELECT count(*) FROM pg_replication_slots");
     assert_eq!(slots.trim(), "0", "the cut run's slot is dropped");
     let names = docker(&["ps", "-a", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--format", "{{.Names}}"]);
     assert!(!names.contains("snapshot"), "the throwaway container is an orphan the next up removes: {names}");
