@@ -676,6 +676,21 @@ impl ContainerEngine for FakeEngine {
             Ok(loaded)
         })
     }
+
+    /// Records `push_image REFERENCE` (fail it with `fail_on`); the image must be present.
+    fn push_image<'a>(&'a self, reference: &'a str, progress: &'a (dyn Fn(ImageProgress) + Send + Sync)) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.call(format!("push_image {reference}")).await?;
+            if self.state().image(reference).is_none() {
+                return Err(Error::docker(
+                    format!("pushing {reference}"),
+                    format!("An image does not exist locally with the tag: {reference}"),
+                ));
+            }
+            progress(ImageProgress::Line("Pushed".into()));
+            Ok(())
+        })
+    }
 }
 
 impl FakeEngine {
