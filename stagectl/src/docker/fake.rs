@@ -611,7 +611,12 @@ impl ContainerEngine for FakeEngine {
     fn remove_image<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.call(format!("remove_image {reference}")).await?;
-            self.state().images.retain(|i| i.id != reference && !i.tags.iter().any(|t| t == reference));
+            // As Docker: a tag of an image with other tags is only untagged.
+            let mut state = self.state();
+            for i in state.images.iter_mut().filter(|i| i.tags.len() > 1) {
+                i.tags.retain(|t| t != reference);
+            }
+            state.images.retain(|i| i.id != reference && !i.tags.iter().any(|t| t == reference));
             Ok(())
         })
     }

@@ -175,6 +175,49 @@ pub async fn push<E: ContainerEngine + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::snapshot;
+    use crate::docker::fake::FakeEngine;
+
+    struct Quiet;
+    impl Reporter for Quiet {
+        fn phase(&self, _: &str, _: Phase, _: &str) {}
+    }
+
+    fn stack_with_a_snapshot(fake: &FakeEngine) -> (Manifest, String) {
+        let toml = "[stack]\nname = \"s\"\n[services.db]\nimage = \"stagectl/postgres:15\"\n[fixtures.db]\nfiles = [\"seed.sql\"]\n";
+        let vars = crate::manifest::VarSource::default();
+        let manifest = crate::manifest::parse(toml, "stack.toml", std::path::Path::new("/proj"), &vars, &|_| true)
+            .unwrap_or_else(|e| panic!("{}", e.render()));
+        let key = "b".repeat(64);
+        let reference = snapshot::reference("db", &key);
+        fake.labelled_image("sha256:snap", &reference, snapshot::image_labels("s", "db", &key, "sha256:base", 2, 0.1));
+        (manifest, reference)
+    }
+
+    #[tokio::test]
+    async fn every_snapshot_is_pushed_under_the_registry_and_the_handle_tag_is_removed() {
+        let fake = FakeEngine::default();
+        let (manifest, reference) = stack_with_a_snapshot(&fake);
+        let report = push(&fake, &manifest, "127.0.0.1:5000/", true, &Quiet).await.unwrap();
+        let pushed = format!("127.0.0.1:5000/{reference}");
+        assert_eq!(fake.calls_to("push_image"), vec![format!("push_image {pushed}")]);
+        assert_eq!((report.images[0].reference.as_str(), report.images[0].how.as_str()), (pushed.as_str(), "all"));
+        assert_eq!(report.registry, "127.0.0.1:5000");
+        assert!(fake.image_id(&pushed).await.unwrap().is_none(), "the registry tag is not kept");
+        assert!(fake.image_id(&reference).await.unwrap().is_some(), "the snapshot is");
+    }
+
+    #[tokio::test]
+    async fn a_refused_push_names_the_registry_and_the_image_and_leaves_no_tag() {
+        let fake = FakeEngine::default();
+        let (manifest, reference) = stack_with_a_snapshot(&fake);
+        fake.fail_on("push_image", "dial tcp 127.0.0.1:9: connect: connection refused");
+        let err = push(&fake, &manifest, "127.0.0.1:9", true, &Quiet).await.unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit::STACK_FAILED);
+        let text = err.to_string();
+        assert!(text.contains(&format!("pushing {reference} to registry 127.0.0.1:9 failed: dial tcp")), "{text}");
+        assert!(fake.image_id(&format!("127.0.0.1:9/{reference}")).await.unwrap().is_none());
+    }
 
     #[test]
     fn a_reference_keeps_its_repository_and_tag_under_the_registry() {
