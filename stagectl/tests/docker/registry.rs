@@ -66,8 +66,8 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port()
 }
 
-/// Image tags a test pulled, removed also on panic (the image itself stays while the stack's
-/// snapshot tag holds it; the stack's drop removes that).
+/// Image tags a test pulled or built, removed also on panic (the stack's drop removes its
+/// snapshots; a build tag carries no stack label).
 struct Pulled(Vec<String>);
 
 impl Drop for Pulled {
@@ -89,6 +89,10 @@ ready = { postgres = 5432, timeout = "30s" }
 
 [fixtures.db]
 files = ["seed.sql"]
+
+[services.web]
+build = { context = "ctx" }
+command = ["sleep", "infinity"]
 "#;
 
 #[test]
@@ -97,19 +101,28 @@ fn pushed_snapshots_can_be_pulled_from_the_registry_and_a_dead_registry_is_named
     let Some(registry) = Registry::start() else { return };
     let stack = Stack::new("push", STACK);
     std::fs::write(stack.path("seed.sql"), "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);\n").unwrap();
+    std::fs::create_dir_all(stack.path("ctx")).unwrap();
+    std::fs::write(stack.path("ctx/Dockerfile"), format!("FROM stagectl/debian:bookworm\nLABEL test.stack={}\n", stack.name)).unwrap();
     let up = stack.up_ok();
-    assert_eq!(up["services"][0]["fixtures"]["snapshot"], "miss", "{up}");
+    let service = |name: &str| up["services"].as_array().unwrap().iter().find(|s| s["service"] == name).unwrap().clone();
+    assert_eq!(service("db")["fixtures"]["snapshot"], "miss", "{up}");
+    let built = service("web")["image"].as_str().unwrap().to_string();
+    assert!(built.starts_with("stagectl-build/web:"), "{up}");
 
     let out = stack.run(&["--json", "snapshots", "push", &registry.address()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report = last_json(&out);
     let images = report["images"].as_array().unwrap();
-    assert_eq!(images.len(), 1, "one data service, no build: {report}");
+    assert_eq!(images.len(), 2, "the data service's snapshot and the build: {report}");
+    assert_eq!((images[1]["image"].as_str(), images[1]["kind"].as_str()), (Some(built.as_str()), Some("build")), "{report}");
+    let built_pushed = format!("{}/{built}", registry.address());
+    assert_eq!(images[1]["reference"], built_pushed.as_str());
     let (local, pushed) = (images[0]["image"].as_str().unwrap(), images[0]["reference"].as_str().unwrap().to_string());
     assert!(local.starts_with("stagectl-snapshot/db:"), "{report}");
     assert_eq!(pushed, format!("{}/{local}", registry.address()));
     assert_eq!((images[0]["kind"].as_str(), images[0]["how"].as_str()), (Some("snapshot"), Some("current")));
-    let _pulled = Pulled(vec![pushed.clone()]);
+    // The build's tag too: it is not labelled with the stack, so the stack's drop leaves it.
+    let _pulled = Pulled(vec![pushed.clone(), built_pushed.clone(), built.clone()]);
 
     // The registry tag was only the push's handle; pulled back, the image is the snapshot.
     let _ = Command::new("docker").args(["rmi", &pushed]).output();
@@ -120,6 +133,9 @@ fn pushed_snapshots_can_be_pulled_from_the_registry_and_a_dead_registry_is_named
     assert!(labels.contains("\"org.stagectl.snapshot\""), "{labels}");
     assert!(labels.contains(&format!("\"org.stagectl.stack\":\"{}\"", stack.name)), "{labels}");
     assert_eq!(docker(&["image", "inspect", "-f", "{{.Id}}", &pushed]), docker(&["image", "inspect", "-f", "{{.Id}}", local]));
+    let pull = Command::new("docker").args(["pull", "-q", &built_pushed]).output().unwrap();
+    assert!(pull.status.success(), "docker pull {built_pushed}: {}", stderr(&pull));
+    assert!(docker(&["image", "inspect", "-f", "{{json .Config.Labels}}", &built_pushed]).contains(&stack.name));
 
     // Piped: one plain line per image.
     let out = stack.run(&["snapshots", "push", &registry.address()]);
