@@ -18,6 +18,13 @@ examples/mediawiki/build-image.sh
 # it that test skips with a loud banner, or fails under CI / STAGECTL_REQUIRE_DOCKER.
 scripts/install-kubernetes-validate.sh >/dev/null ||
 	echo "test.sh: warning: kubernetes-validate could not be installed; tests/export_k8s.rs will fail in CI" >&2
+# A local registry for tests/docker/registry.rs (`snapshots push`): Debian's docker-registry,
+# started by the test itself on a free loopback port. Installed once (about 5 MB); where it
+# cannot be, that test fails under STAGECTL_REQUIRE_DOCKER and skips loudly elsewhere.
+if ! command -v docker-registry >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry >/dev/null; } ||
+		echo "test.sh: warning: docker-registry could not be installed; tests/docker/registry.rs will fail in CI" >&2
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

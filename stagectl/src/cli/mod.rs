@@ -114,6 +114,10 @@ pub enum Command {
         /// (the node running the task; for engines whose kernel lacks IPVS).
         #[arg(long, value_enum, default_value = "ingress")]
         publish: swarm::Publish,
+        /// Services whose image exists only here (built) run it from this registry, where
+        /// `snapshots push` put it, so every node can pull it.
+        #[arg(long, value_name = "REGISTRY")]
+        registry: Option<String>,
     },
     /// Services, state, readiness, ports, image, uptime.
     #[command(visible_alias = "ps")]
@@ -275,6 +279,15 @@ pub enum SnapshotsCommand {
         /// An archive written by `snapshots export`.
         file: std::path::PathBuf,
     },
+    /// Push the snapshots `up` would use now and the stack's built images to a registry, for
+    /// `deploy --swarm --registry` (every node pulls them from there).
+    Push {
+        /// `HOST:PORT[/PATH]`, e.g. `127.0.0.1:5000` or `registry.example:5000/team`.
+        registry: String,
+        /// Every snapshot of this stack instead of the current ones.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -350,7 +363,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
             Ok(exit::OK)
         }
         Command::Rebuild => operate(cli, console, Operation::Rebuild, None, vec![]).await,
-        Command::Deploy { swarm, publish } => swarm::deploy(cli, console, *swarm, *publish).await,
+        Command::Deploy { swarm, publish, registry } => swarm::deploy(cli, console, *swarm, *publish, registry.as_deref()).await,
         Command::Check { what, reports, lint_only } => {
             let targets = report_targets(reports)?;
             if *lint_only {
@@ -535,6 +548,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                 }
                 SnapshotsCommand::Export { file, all } => snapshots::export(cli, docker.as_ref(), file, *all).await?,
                 SnapshotsCommand::Import { file } => snapshots::import(cli, docker.as_ref(), file).await?,
+                SnapshotsCommand::Push { registry, all } => snapshots::push(cli, &console, docker.as_ref(), registry, *all).await?,
             }
             Ok(exit::OK)
         }

@@ -77,6 +77,8 @@ fn phase_word(p: Phase) -> &'static str {
         Phase::Removed => "removed",
         Phase::Stopping => "stopping",
         Phase::Stopped => "stopped",
+        Phase::Pushing => "pushing",
+        Phase::Pushed => "pushed",
     }
 }
 
@@ -180,7 +182,7 @@ impl Reporter for Console {
 
     fn bytes(&self, subject: &str, current: u64, total: u64) {
         if self.mode == Mode::Live {
-            self.bar(subject).set_message(format!("pulling {} / {}", indicatif::HumanBytes(current), indicatif::HumanBytes(total)));
+            self.bar(subject).set_message(format!("transferring {} / {}", indicatif::HumanBytes(current), indicatif::HumanBytes(total)));
         }
     }
 

@@ -1,11 +1,13 @@
-//! `snapshots export FILE` and `snapshots import FILE` (the work is `orchestrator::snapshots`).
+//! `snapshots export FILE`, `snapshots import FILE` (the work is `orchestrator::snapshots`) and
+//! `snapshots push REGISTRY` (`orchestrator::registry`).
 
 use std::path::Path;
 
-use super::output::{json, out};
+use super::output::{json, out, Console};
 use super::{load, Cli, SnapshotsCommand};
 use crate::docker::ContainerEngine;
 use crate::error::Result;
+use crate::orchestrator::registry;
 use crate::orchestrator::snapshots::{self, TransferReport};
 
 fn print(cli: &Cli, verb: &str, report: &TransferReport) {
@@ -43,6 +45,7 @@ pub fn check_usage(cmd: &SnapshotsCommand) -> Result<()> {
         SnapshotsCommand::Import { file } => {
             snapshots::archive_tags(file)?;
         }
+        SnapshotsCommand::Push { registry, .. } => registry::check_registry(registry)?,
         _ => {}
     }
     Ok(())
@@ -59,5 +62,24 @@ pub async fn export<E: ContainerEngine + ?Sized>(cli: &Cli, docker: &E, file: &P
 pub async fn import<E: ContainerEngine + ?Sized>(cli: &Cli, docker: &E, file: &Path) -> Result<()> {
     let report = snapshots::import(docker, file).await?;
     print(cli, "imported", &report);
+    Ok(())
+}
+
+/// Progress per image on the console (live, plain lines, or JSON events), then the summary.
+pub async fn push<E: ContainerEngine + ?Sized>(cli: &Cli, console: &Console, docker: &E, registry: &str, all: bool) -> Result<()> {
+    let manifest = load(cli)?;
+    let report = registry::push(docker, &manifest, registry, all, console).await?;
+    console.finish();
+    if cli.json {
+        json(&report);
+        return Ok(());
+    }
+    for note in &report.notes {
+        out(&format!("note: {note}"));
+    }
+    for p in &report.images {
+        out(&format!("pushed {} (service {}, {} {}, {:.1}s)", p.reference, p.service, p.kind, p.how, p.seconds));
+    }
+    out(&format!("{} image(s) pushed to {} in {:.1}s", report.images.len(), report.registry, report.seconds));
     Ok(())
 }

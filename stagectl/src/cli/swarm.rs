@@ -16,12 +16,18 @@ pub enum Publish {
     Host,
 }
 
-pub async fn deploy(cli: &Cli, console: Arc<Console>, swarm: bool, publish: Publish) -> Result<i32> {
+pub async fn deploy(cli: &Cli, console: Arc<Console>, swarm: bool, publish: Publish, registry: Option<&str>) -> Result<i32> {
     if !swarm {
         return Err(Error::Usage(
             "`deploy` needs an engine: `stagectl deploy --swarm` (Docker Swarm); `stagectl up` runs the stack on this engine".into(),
         ));
     }
+    if let Some(r) = registry {
+        crate::orchestrator::registry::check_registry(r)?;
+    }
     let m = load(cli)?;
-    operate_on(cli, console, Operation::SwarmDeploy { publish_on_node: publish == Publish::Host }, None, vec![], Some(m)).await
+    // `Operation` is a plain `Copy` value: the one registry name lives as long as the process.
+    let registry: Option<&'static str> = registry.map(|r| &*Box::leak(r.trim_end_matches('/').to_string().into_boxed_str()));
+    let op = Operation::SwarmDeploy { publish_on_node: publish == Publish::Host, registry };
+    operate_on(cli, console, op, None, vec![], Some(m)).await
 }

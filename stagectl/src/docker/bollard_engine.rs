@@ -772,6 +772,10 @@ impl ContainerEngine for BollardEngine {
         Box::pin(self.load_from_file(path))
     }
 
+    fn push_image<'a>(&'a self, reference: &'a str, progress: &'a (dyn Fn(ImageProgress) + Send + Sync)) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.push_to_registry(reference, progress))
+    }
+
     fn swarm(&self) -> Option<&dyn swarm::SwarmEngine> {
         Some(self)
     }

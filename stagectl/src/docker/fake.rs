@@ -611,7 +611,12 @@ impl ContainerEngine for FakeEngine {
     fn remove_image<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.call(format!("remove_image {reference}")).await?;
-            self.state().images.retain(|i| i.id != reference && !i.tags.iter().any(|t| t == reference));
+            // As Docker: a tag of an image with other tags is only untagged.
+            let mut state = self.state();
+            for i in state.images.iter_mut().filter(|i| i.tags.len() > 1) {
+                i.tags.retain(|t| t != reference);
+            }
+            state.images.retain(|i| i.id != reference && !i.tags.iter().any(|t| t == reference));
             Ok(())
         })
     }
@@ -674,6 +679,21 @@ impl ContainerEngine for FakeEngine {
                 loaded.extend(tags);
             }
             Ok(loaded)
+        })
+    }
+
+    /// Records `push_image REFERENCE` (fail it with `fail_on`); the image must be present.
+    fn push_image<'a>(&'a self, reference: &'a str, progress: &'a (dyn Fn(ImageProgress) + Send + Sync)) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.call(format!("push_image {reference}")).await?;
+            if self.state().image(reference).is_none() {
+                return Err(Error::docker(
+                    format!("pushing {reference}"),
+                    format!("An image does not exist locally with the tag: {reference}"),
+                ));
+            }
+            progress(ImageProgress::Line("Pushed".into()));
+            Ok(())
         })
     }
 }

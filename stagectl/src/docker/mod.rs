@@ -6,6 +6,7 @@
 mod bollard_archive;
 mod bollard_engine;
 mod bollard_exec;
+mod bollard_push;
 /// An in-memory engine for unit tests (see its module docs).
 #[cfg(test)]
 pub mod fake;
@@ -238,6 +239,9 @@ pub trait ContainerEngine: Send + Sync + 'static {
     /// `docker load` of the archive in the file `path`, streamed. Returns what it loaded: the
     /// references (`name:tag`) it tagged, or the bare image IDs of untagged images.
     fn import_images<'a>(&'a self, path: &'a std::path::Path) -> BoxFuture<'a, Result<Vec<String>>>;
+    /// Pushes the local image `reference` (`registry[/path]/repo:tag`) to the registry it
+    /// names, without credentials (`snapshots push`).
+    fn push_image<'a>(&'a self, reference: &'a str, progress: &'a (dyn Fn(ImageProgress) + Send + Sync)) -> BoxFuture<'a, Result<()>>;
 
     /// The engine's Swarm side, when it has one (`deploy --swarm`, and `down` of such a stack).
     fn swarm(&self) -> Option<&dyn swarm::SwarmEngine> {

@@ -69,6 +69,8 @@ pub enum Operation {
     /// published through the ingress, or with `publish_on_node` on the task's node.
     SwarmDeploy {
         publish_on_node: bool,
+        /// `--registry`: images only this engine has run from there (`snapshots push`).
+        registry: Option<&'static str>,
     },
 }
 
@@ -149,7 +151,9 @@ pub async fn execute<E: ContainerEngine + ?Sized>(
         Operation::Down { volumes } => OpOutcome::Down(orchestrator.down(stack, volumes).await?),
         Operation::Up => OpOutcome::Up(orchestrator.up(need()?).await?),
         Operation::UpOnly => OpOutcome::Up(orchestrator.up_only(need()?).await?),
-        Operation::SwarmDeploy { publish_on_node } => OpOutcome::Up(orchestrator.deploy_swarm(need()?, publish_on_node).await?),
+        Operation::SwarmDeploy { publish_on_node, registry } => {
+            OpOutcome::Up(orchestrator.deploy_swarm(need()?, publish_on_node, registry).await?)
+        }
         Operation::Stop => OpOutcome::Lifecycle(orchestrator.stop(need()?).await?),
         Operation::Restart { services } => OpOutcome::Lifecycle(orchestrator.restart(need()?, services).await?),
         Operation::Rebuild => OpOutcome::Up(orchestrator.rebuild(need()?).await?),

@@ -188,6 +188,21 @@ pub async fn current_image<E: ContainerEngine + ?Sized>(
     Ok(docker.image_id(&build_tag(&service.name, &hash)).await?.ok_or(format!("would be rebuilt: the build context changed{unrun}")))
 }
 
+/// The tag of the image `up` would build for `service` as its context is now, when that image
+/// is present (`snapshots push`); `Err(note)` says why not (as [`current_image`]).
+pub async fn current_build_reference<E: ContainerEngine + ?Sized>(
+    docker: &E,
+    service: &Service,
+    build: &Build,
+) -> Result<std::result::Result<String, String>, ImageError> {
+    let (_, hash) = context_tar_and_hash(build).await?;
+    let tag = build_tag(&service.name, &hash);
+    Ok(match docker.image_id(&tag).await? {
+        Some(_) => Ok(tag),
+        None => Err("not built: the build context changed since the last `up` (or it never ran)".to_string()),
+    })
+}
+
 /// The build context as a tar (what `.dockerignore` leaves), and its content hash.
 async fn context_tar_and_hash(build: &Build) -> Result<(Vec<u8>, String), ImageError> {
     let context = build.context.clone();

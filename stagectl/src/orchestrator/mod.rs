@@ -36,6 +36,7 @@ mod migrate;
 mod pg_snapshot;
 pub mod ports;
 pub mod progress;
+pub mod registry;
 pub mod snapshots;
 mod status;
 pub mod swarm;

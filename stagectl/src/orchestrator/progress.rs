@@ -27,11 +27,24 @@ pub enum Phase {
     /// `stagectl stop`: stopping a container (it is kept).
     Stopping,
     Stopped,
+    /// `snapshots push`: an image going to a registry, then there.
+    Pushing,
+    Pushed,
 }
 
 impl Phase {
     pub fn is_final(self) -> bool {
-        matches!(self, Phase::Ready | Phase::Completed | Phase::Kept | Phase::Failed | Phase::Skipped | Phase::Removed | Phase::Stopped)
+        matches!(
+            self,
+            Phase::Ready
+                | Phase::Completed
+                | Phase::Kept
+                | Phase::Failed
+                | Phase::Skipped
+                | Phase::Removed
+                | Phase::Stopped
+                | Phase::Pushed
+        )
     }
 }
 

@@ -94,7 +94,7 @@ async fn current_key<E: ContainerEngine + ?Sized>(
     manifest: &Manifest,
     f: &crate::manifest::Fixtures,
 ) -> Result<std::result::Result<String, String>> {
-    let failed = |e: &dyn std::fmt::Display| Error::StackFailed(format!("snapshots export: service `{}`: {e}", f.service));
+    let failed = |e: &dyn std::fmt::Display| Error::StackFailed(format!("snapshots: service `{}`: {e}", f.service));
     let Some(service) = manifest.service(&f.service) else { return Ok(Err("not a service".into())) };
     let image_id = match images::current_image(docker, service).await.map_err(|e| failed(&e))? {
         Ok(id) => id,
@@ -129,6 +129,15 @@ pub fn check_export_path(path: &Path) -> std::result::Result<(), TransferError> 
 pub async fn export<E: ContainerEngine + ?Sized>(docker: &E, manifest: &Manifest, all: bool, path: &Path) -> Result<TransferReport> {
     check_export_path(path)?;
     let started = Instant::now();
+    let (chosen, notes) = select(docker, manifest, all).await?;
+    let references: Vec<String> = chosen.iter().map(|t| t.reference.clone()).collect();
+    let bytes = docker.export_images(&references, path).await?;
+    Ok(TransferReport { file: path.to_path_buf(), bytes, seconds: started.elapsed().as_secs_f64(), snapshots: chosen, notes })
+}
+
+/// The snapshots an export (or a push) takes, and notes on how they were chosen (see the
+/// module docs).
+pub async fn select<E: ContainerEngine + ?Sized>(docker: &E, manifest: &Manifest, all: bool) -> Result<(Vec<Transferred>, Vec<String>)> {
     let known: Vec<SnapshotInfo> = snapshot::list(docker).await?.into_iter().filter(|s| of_stack(manifest, s)).collect();
     let mut chosen = Vec::new();
     let mut notes = Vec::new();
@@ -175,9 +184,7 @@ pub async fn export<E: ContainerEngine + ?Sized>(docker: &E, manifest: &Manifest
             }
         }
     }
-    let references: Vec<String> = chosen.iter().map(|t| t.reference.clone()).collect();
-    let bytes = docker.export_images(&references, path).await?;
-    Ok(TransferReport { file: path.to_path_buf(), bytes, seconds: started.elapsed().as_secs_f64(), snapshots: chosen, notes })
+    Ok((chosen, notes))
 }
 
 async fn label_key<E: ContainerEngine + ?Sized>(docker: &E, id: &str) -> Result<String> {

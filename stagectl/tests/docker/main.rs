@@ -16,6 +16,7 @@ mod pg_snapshots;
 mod podman;
 mod projects;
 mod realapps;
+mod registry;
 mod snapshot_transfer;
 mod swarm;
 mod verbs;

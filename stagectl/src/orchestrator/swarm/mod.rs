@@ -58,6 +58,16 @@ pub fn secret_name(stack: &str, service: &str, var: &str) -> String {
     format!("{stack}_{service}_{var}")
 }
 
+/// The image reference a service's tasks run: with `--registry`, an image only this engine
+/// has (built here, a snapshot) is named in that registry, where `snapshots push` put it, so
+/// any node can pull it; anything else (and everything without a registry) as it is.
+pub fn run_reference(registry: Option<&str>, built: bool, reference: &str) -> String {
+    match registry {
+        Some(r) if built || super::registry::local_only(reference) => super::registry::registry_reference(r, reference),
+        _ => reference.to_string(),
+    }
+}
+
 /// The entrypoint that turns secret files back into environment variables: `sh -c SCRIPT
 /// stagectl-secrets ENTRYPOINT... CMD...`. The variables exist only in the process it execs
 /// (not in the service spec, not in `docker inspect`, not in a `docker exec`). Command
@@ -91,7 +101,7 @@ enum TaskEnd {
 impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// Deploys the manifest's services to the swarm this engine manages (replacing an earlier
     /// deployment of the project), each ready before its dependents start.
-    pub async fn deploy_swarm(&self, manifest: &Manifest, publish_on_node: bool) -> Result<UpReport> {
+    pub async fn deploy_swarm(&self, manifest: &Manifest, publish_on_node: bool, registry: Option<&str>) -> Result<UpReport> {
         let started = Instant::now();
         let stack = manifest.stack.as_str();
         let swarm = swarm_of(self.docker.as_ref())?;
@@ -145,7 +155,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 continue;
             }
             let mut report = blank_report(service);
-            let result = self.deploy_service(manifest, service, &builds, publish_on_node, &mut report).await;
+            let result = self.deploy_service(manifest, service, &builds, (publish_on_node, registry), &mut report).await;
             let report = match result {
                 Ok(container) => {
                     completed.insert(service.name.clone());
@@ -227,7 +237,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         manifest: &Manifest,
         service: &Service,
         builds: &Builds,
-        publish_on_node: bool,
+        (publish_on_node, registry): (bool, Option<&str>),
         report: &mut ServiceReport,
     ) -> std::result::Result<Option<String>, Failure> {
         let swarm = swarm_of(self.docker.as_ref())?;
@@ -235,12 +245,13 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let name = service.name.as_str();
         let redactor = Redactor::for_manifest(manifest);
         let image = images::ensure_image(self.docker.as_ref(), manifest, service, builds, self.reporter.as_ref(), &redactor).await?;
-        report.image = image.reference.clone();
+        let runs = run_reference(registry, service.build.is_some(), &image.reference);
+        report.image = runs.clone();
         report.image_source = image.how.to_string();
         report.image_seconds = image.seconds;
         let hash = plan::spec_hash(stack, service, &image.id);
         let user_reference = service.image.clone().unwrap_or_else(|| image.reference.clone());
-        let mut container = plan::container_spec(manifest, service, &image.reference, &user_reference, &hash);
+        let mut container = plan::container_spec(manifest, service, &runs, &user_reference, &hash);
         self.reporter.phase(name, Phase::Creating, &service_name(stack, name));
         let mut secrets = Vec::new();
         let mut wrapped = Vec::new();
@@ -470,6 +481,15 @@ mod tests {
         assert_eq!(w[0..2], ["/bin/sh".to_string(), "-c".to_string()]);
         assert_eq!(w[2], "API_KEY=\"$(cat '/run/secrets/p_app_API_KEY')\" || exit 1; export API_KEY; exec \"$@\"");
         assert_eq!(w[3], "stagectl-secrets");
+    }
+
+    #[test]
+    fn with_a_registry_only_local_images_are_named_there() {
+        let built = "stagectl-build/app:0123456789abcdef";
+        assert_eq!(run_reference(None, true, built), built);
+        assert_eq!(run_reference(Some("127.0.0.1:5000"), true, built), format!("127.0.0.1:5000/{built}"));
+        assert_eq!(run_reference(Some("reg:5000/team"), false, "stagectl-snapshot/db:ab"), "reg:5000/team/stagectl-snapshot/db:ab");
+        assert_eq!(run_reference(Some("127.0.0.1:5000"), false, "stagectl/postgres:15"), "stagectl/postgres:15");
     }
 
     #[test]
