@@ -31,7 +31,8 @@ status=0
 # The Swarm tests last and alone: a swarm (which they create and leave) changes the engine's
 # networking for every container while it exists, so no other test runs beside them.
 cargo test --workspace --locked "$@" -- --skip swarm:: 2>&1 | tee "$log" || status=$?
-cargo test -p stagectl --locked --test docker -- swarm:: 2>&1 | tee -a "$log" || status=$?
+# (`--lib` too: the skip above also left out the unit tests of orchestrator::swarm.)
+cargo test -p stagectl --locked --lib --test docker -- swarm:: 2>&1 | tee -a "$log" || status=$?
 # One closing line over all test binaries.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
