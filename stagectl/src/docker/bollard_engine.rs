@@ -779,6 +779,10 @@ impl ContainerEngine for BollardEngine {
     fn swarm(&self) -> Option<&dyn swarm::SwarmEngine> {
         Some(self)
     }
+
+    fn is_podman(&self) -> bool {
+        self.podman
+    }
 }
 
 impl BollardEngine {

@@ -247,6 +247,15 @@ pub trait ContainerEngine: Send + Sync + 'static {
     fn swarm(&self) -> Option<&dyn swarm::SwarmEngine> {
         None
     }
+
+    /// Whether the engine is Podman, whose Docker-compatible API (4.3) breaks two things the
+    /// faster paths need: the extraction of a live WAL copy ([`Self::exec_into`] ends in "write
+    /// |1: broken pipe", so PostgreSQL snapshots are committed the older way) and listing a
+    /// container it stopped (state `stopped`, which the API's schema does not have, so
+    /// `rebuild` removes the old containers before creating new ones).
+    fn is_podman(&self) -> bool {
+        false
+    }
 }
 
 /// A container and the user (a name or `uid:gid`) a command runs as there.

@@ -25,7 +25,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// by its service's name once `up` starts.
     pub async fn rebuild(&self, manifest: &Manifest) -> Result<UpReport> {
         let stack = manifest.stack.as_str();
-        if !self.docker.list_volumes(stack).await?.is_empty() {
+        if self.docker.is_podman() || !self.docker.list_volumes(stack).await?.is_empty() {
             self.remove_owned(stack, true, false).await?;
             return self.up(manifest).await;
         }

@@ -205,6 +205,10 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let declared = self.docker.image_volumes(&inputs.base_image).await.map_err(|e| e.to_string())?;
         let svc = manifest.service(service).ok_or_else(|| format!("no service `{service}`"))?;
         let at = pg_snapshot::locate(self.docker.as_ref(), id, login, &declared, &pg_snapshot::service_mounts(svc)).await?;
+        if self.docker.is_podman() {
+            let why = "Podman's archive upload breaks off the WAL copy".to_string();
+            return Err(pg_snapshot::NoBaseBackup { why, data_in_mount: at.relocated() });
+        }
         let failed = |e: Error| pg_snapshot::NoBaseBackup { why: e.to_string(), data_in_mount: at.relocated() };
         let volume = replay_volume(manifest, service);
         self.docker.ensure_volume(&volume, &plan::stack_labels(&manifest.stack)).await.map_err(failed)?;
