@@ -116,9 +116,11 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             (true, None) => Some("`stagectl up` starts it again".to_string()),
             _ => detail,
         };
+        // A container Docker is restarting (`restart = "always"` between two runs) has a
+        // restart count too: it is what the row is about.
         let live = match c.state {
-            RunState::Running | RunState::Exited => self.docker.container_status(&c.id, network).await.ok(),
-            _ => None,
+            RunState::Running | RunState::Exited | RunState::Other => self.docker.container_status(&c.id, network).await.ok(),
+            RunState::Created => None,
         };
         let restarts = live.as_ref().map_or(0, |s| s.restart_count);
         let uptime_seconds = live
