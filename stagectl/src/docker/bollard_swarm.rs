@@ -3,10 +3,10 @@
 //! the same container as `up` would (image, env, command, labels, mounts, limits).
 
 use bollard::models::{
-    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec, LocalNodeState, Mount,
-    MountTmpfsOptions, MountType, NetworkAttachmentConfig, NetworkConnectRequest, SecretSpec, ServiceSpecMode, ServiceSpecModeReplicated,
-    SwarmInitRequest, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecFile, TaskSpecContainerSpecSecrets, TaskSpecRestartPolicy,
-    TaskSpecRestartPolicyConditionEnum,
+    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum,
+    LocalNodeState, Mount, MountTmpfsOptions, MountType, NetworkAttachmentConfig, NetworkConnectRequest, SecretSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated, SwarmInitRequest, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecFile, TaskSpecContainerSpecSecrets,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 use bollard::query_parameters::{LeaveSwarmOptions, ListConfigsOptions, ListSecretsOptions, ListServicesOptions, ListTasksOptions};
 
@@ -157,7 +157,14 @@ fn service_spec(spec: &ServiceSpec) -> bollard::models::ServiceSpec {
             ..Default::default()
         }),
         mode: Some(ServiceSpecMode { replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }), ..Default::default() }),
-        endpoint_spec: Some(EndpointSpec { ports: (!ports.is_empty()).then_some(ports), ..Default::default() }),
+        // Ports on the node need no routing mesh, and one task per service no load balancer:
+        // its name then resolves to the task itself (DNS round robin) rather than to a virtual
+        // IP, which needs the kernel's IPVS on every node (missing on many VMs; a VIP there
+        // answers no SYN, and each new connection stalls until a retry finds another record).
+        endpoint_spec: Some(EndpointSpec {
+            mode: Some(if spec.publish_on_node { EndpointSpecModeEnum::DNSRR } else { EndpointSpecModeEnum::VIP }),
+            ports: (!ports.is_empty()).then_some(ports),
+        }),
         ..Default::default()
     }
 }

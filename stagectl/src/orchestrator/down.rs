@@ -67,7 +67,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let started = Instant::now();
         // A Swarm deployment (`deploy --swarm`): its services first, or Swarm would replace
         // the task containers removed below.
-        let swarm_services = self.down_swarm(stack).await?;
+        let swarm_services = self.down_swarm(stack, volumes).await?;
         let containers = self.docker.list_containers(stack).await?;
         let grace = if volumes { 0 } else { STOP_GRACE_SECS };
         let results = join_all(containers.iter().map(|c| async move {

@@ -140,7 +140,7 @@ pub(super) struct SnapshotDone {
 
 /// What identifies a snapshot to be saved: its reference, key, base image and labels.
 #[derive(Clone)]
-struct SnapshotPlan {
+pub(super) struct SnapshotPlan {
     service: String,
     reference: String,
     key: String,
@@ -308,15 +308,10 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             let plan = self.snapshot_plan(manifest, fixtures, inputs, &load);
             let mut in_layer = true;
             match staged {
-                Some(Ok(base)) => match pg_snapshot::mark(self.docker.as_ref(), &base).await {
-                    Ok(()) => {
-                        self.reporter.phase(name, Phase::Loading, "restore point set; the snapshot is saved in the background");
-                        let _ = queue.send(Box::pin(self.save_in_background(manifest, base, plan.clone())));
-                        snapshot = "saving";
-                    }
-                    Err(why) => {
-                        in_layer = !base.at.relocated();
-                        self.discard_staged(manifest, Some(Ok(base))).await;
+                Some(Ok(base)) => match self.save_staged(manifest, &plan, base, queue).await {
+                    Ok(()) => snapshot = "saving",
+                    Err((why, relocated)) => {
+                        in_layer = !relocated;
                         self.reporter.phase(name, Phase::Loading, &format!("snapshot on the critical path: {why}"));
                     }
                 },
@@ -352,7 +347,38 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         Ok(FixtureReport::new(snapshot, load.rows, load.files, secs))
     }
 
-    fn snapshot_plan(&self, manifest: &Manifest, fixtures: &Fixtures, inputs: &FixtureInputs, load: &data::LoadReport) -> SnapshotPlan {
+    /// A staged PostgreSQL snapshot after a complete load: its restore point set and the rest
+    /// handed to the background (`queue`). When the restore point cannot be set, the staged
+    /// copy is discarded: `Err` says why, and whether its data directory had been relocated
+    /// (then a commit of the service's container would not hold the data either).
+    pub(super) async fn save_staged<'a>(
+        &'a self,
+        manifest: &'a Manifest,
+        plan: &SnapshotPlan,
+        base: pg_snapshot::BaseBackup,
+        queue: &SnapshotQueue<'a>,
+    ) -> Result<(), (String, bool)> {
+        match pg_snapshot::mark(self.docker.as_ref(), &base).await {
+            Ok(()) => {
+                self.reporter.phase(&plan.service, Phase::Loading, "restore point set; the snapshot is saved in the background");
+                let _ = queue.send(Box::pin(self.save_in_background(manifest, base, plan.clone())));
+                Ok(())
+            }
+            Err(why) => {
+                let relocated = base.at.relocated();
+                self.discard_staged(manifest, Some(Ok(base))).await;
+                Err((why, relocated))
+            }
+        }
+    }
+
+    pub(super) fn snapshot_plan(
+        &self,
+        manifest: &Manifest,
+        fixtures: &Fixtures,
+        inputs: &FixtureInputs,
+        load: &data::LoadReport,
+    ) -> SnapshotPlan {
         let service = fixtures.service.clone();
         SnapshotPlan {
             labels: data::snapshot::image_labels(&manifest.stack, &service, &inputs.key, &inputs.base_image, load.rows, load.seconds),

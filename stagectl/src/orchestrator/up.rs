@@ -277,7 +277,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
 
     /// Runs the snapshots the data services hand over, concurrently with the pipelines, until
     /// every pipeline is done (the queue closes) and every snapshot has ended.
-    async fn background_snapshots<'a>(
+    pub(super) async fn background_snapshots<'a>(
         &self,
         mut queue: tokio::sync::mpsc::UnboundedReceiver<super::fixtures::PendingSnapshot<'a>>,
     ) -> Vec<SnapshotDone> {
@@ -736,7 +736,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
 
 /// A snapshot saved in the background, into its service's report: an engine lost meanwhile
 /// fails the run (exit 3); any other failure costs speed next time, not correctness now.
-fn record_snapshot(services: &mut [ServiceReport], done: SnapshotDone) -> Result<()> {
+pub(super) fn record_snapshot(services: &mut [ServiceReport], done: SnapshotDone) -> Result<()> {
     let Some(fixtures) = services.iter_mut().find(|r| r.service == done.service).and_then(|r| r.fixtures.as_mut()) else { return Ok(()) };
     fixtures.snapshot_seconds = Some(done.seconds);
     match done.result {

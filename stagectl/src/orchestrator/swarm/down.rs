@@ -1,18 +1,22 @@
-//! Taking a Swarm deployment down: services (Swarm stops their tasks with their grace
-//! period), then secrets and configs, then the overlay network once its last endpoint is
-//! gone. `Orchestrator::down` calls it first, so the one `down` works for both engines.
+//! Taking a Swarm deployment down: services (their task containers on this node stopped and
+//! removed right away, with their grace period unless the data is discarded), then secrets
+//! and configs, then the overlay network once its last endpoint is gone. `Orchestrator::down`
+//! calls it first, so the one `down` works for both engines; a new deployment of the project
+//! replaces the services and keeps the network.
 
 use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
 
 use super::{overlay_network, swarm_of};
 use crate::docker::swarm::SwarmState;
 use crate::docker::ContainerEngine;
 use crate::error::Result;
-use crate::orchestrator::{Orchestrator, Phase};
+use crate::orchestrator::{Orchestrator, Phase, STOP_GRACE_SECS};
 
 /// The label Swarm puts on a task's container.
 const TASK_LABEL: &str = "com.docker.swarm.task.id";
-/// How long the tasks of removed services may take to stop (their grace period and more).
+/// How long the tasks of removed services on other nodes may take to stop.
 const TASKS_GONE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the overlay network may stay busy after its last task is gone.
 const NETWORK_RETRY_FOR: Duration = Duration::from_secs(20);
@@ -20,25 +24,60 @@ const NETWORK_RETRY_FOR: Duration = Duration::from_secs(20);
 impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// Removes the project's Swarm services, secrets, configs and overlay network; returns how
     /// many services there were. Nothing to do (0) on an engine that is not a swarm manager.
-    pub async fn down_swarm(&self, stack: &str) -> Result<usize> {
-        let Some(swarm) = self.docker.swarm() else { return Ok(0) };
+    /// `kill`: the task containers are killed at once (their data is discarded anyway).
+    pub async fn down_swarm(&self, stack: &str, kill: bool) -> Result<usize> {
+        let Some(services) = self.remove_swarm_services(stack, kill).await? else { return Ok(0) };
+        let overlay = overlay_network(stack);
+        if self.docker.list_networks(stack).await?.iter().any(|n| n.name == overlay) {
+            let deadline = Instant::now() + NETWORK_RETRY_FOR;
+            loop {
+                match self.docker.remove_network(&overlay).await {
+                    Ok(()) => break,
+                    // The swarm lets go of the task endpoints a moment after the containers.
+                    Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(250)).await,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(services)
+    }
+
+    /// The services (and their secrets and configs) of a deployment, but not its network: what
+    /// a new deployment of the project replaces. `None` on an engine that is no swarm manager.
+    ///
+    /// The task containers on this node are stopped and removed here, concurrently, rather
+    /// than left to Swarm: it takes seconds to get round to them (about 3 s on a one-node swarm
+    /// before the first stop), and until they are gone they hold their host ports and carry
+    /// the stack's labels (a check could find an old one).
+    pub(super) async fn remove_swarm_services(&self, stack: &str, kill: bool) -> Result<Option<usize>> {
+        let Some(swarm) = self.docker.swarm() else { return Ok(None) };
         if swarm.swarm_state().await? != SwarmState::Manager {
-            return Ok(0);
+            return Ok(None);
         }
         let swarm = swarm_of(self.docker.as_ref())?;
         let services = swarm.list_services(stack).await?;
-        for s in &services {
+        let removals = services.iter().map(|s| async move {
             let service = s.labels.get(crate::docker::labels::SERVICE).cloned().unwrap_or_else(|| s.name.clone());
             self.reporter.phase(&service, Phase::Removing, &s.name);
             swarm.remove_service(&s.id).await?;
             self.reporter.phase(&service, Phase::Removed, &s.name);
+            Ok::<(), crate::error::Error>(())
+        });
+        for removed in join_all(removals).await {
+            removed?;
         }
-        // Swarm stops the tasks on its own; wait for their containers so that the networks
-        // they are attached to can go.
+        let tasks = || async {
+            let all = self.docker.list_containers(stack).await?;
+            Ok::<_, crate::error::Error>(all.into_iter().filter(|c| c.labels.contains_key(TASK_LABEL)).collect::<Vec<_>>())
+        };
+        let stops = tasks().await?;
+        let grace = |c| if kill { 0 } else { crate::plan::stop_grace_of(c, STOP_GRACE_SECS) };
+        // One already gone (Swarm got there first) is not an error.
+        join_all(stops.iter().map(|c| self.docker.remove_container(&c.id, grace(c)))).await;
+        // Tasks of other nodes are Swarm's to stop: wait for their containers to be gone.
         let deadline = Instant::now() + TASKS_GONE_TIMEOUT;
         loop {
-            let left: Vec<_> =
-                self.docker.list_containers(stack).await?.into_iter().filter(|c| c.labels.contains_key(TASK_LABEL)).collect();
+            let left = tasks().await?;
             if left.is_empty() {
                 break;
             }
@@ -56,18 +95,6 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         for c in swarm.list_configs(stack).await? {
             swarm.remove_config(&c.name).await?;
         }
-        let overlay = overlay_network(stack);
-        if self.docker.list_networks(stack).await?.iter().any(|n| n.name == overlay) {
-            let deadline = Instant::now() + NETWORK_RETRY_FOR;
-            loop {
-                match self.docker.remove_network(&overlay).await {
-                    Ok(()) => break,
-                    // The swarm lets go of the task endpoints a moment after the containers.
-                    Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(250)).await,
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(services.len())
+        Ok(Some(services.len()))
     }
 }

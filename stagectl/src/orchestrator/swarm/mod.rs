@@ -15,26 +15,25 @@
 //!   reaches (an overlay network is not routed to the host). So `stagectl check` and
 //!   `status` find it as they find a container of `up` (it carries the same labels).
 //!
-//! Services are deployed one at a time in dependency order; a data service's fixtures load
-//! when it is ready and the jobs in its `after` have completed.
+//! Services are deployed concurrently, each once what it waits for is ready (see
+//! [`deploy`]); a data service's fixtures load when it is ready and the jobs in its `after`
+//! have completed, or it starts from its fixture snapshot.
 
+mod deploy;
 mod down;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::failure::Failure;
-use super::images::{self, Builds};
-use super::{Orchestrator, Outcome, Phase, PublishedPort, ServiceError, ServiceReport, UpReport};
-use crate::data;
+use super::images::ResolvedImage;
+use super::{Orchestrator, Outcome, Phase, ServiceError, ServiceReport};
 use crate::docker::labels;
-use crate::docker::swarm::{SecretMount, ServiceSpec, SwarmEngine, SwarmState};
+use crate::docker::swarm::{SecretMount, ServiceSpec, SwarmEngine};
 use crate::docker::ContainerEngine;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, Service};
 use crate::plan::{self, Action};
 use crate::probes;
-use crate::secrets::Redactor;
 
 /// How often a task's state is read while waiting for it.
 const TASK_POLL: Duration = Duration::from_millis(100);
@@ -81,6 +80,21 @@ pub fn secret_wrapper(vars: &[(String, String)]) -> Vec<String> {
     vec!["/bin/sh".into(), "-c".into(), script, "stagectl-secrets".into()]
 }
 
+/// How services are deployed: where ports are published, where images come from.
+#[derive(Debug, Clone, Copy)]
+struct Deployment<'a> {
+    publish_on_node: bool,
+    registry: Option<&'a str>,
+}
+
+/// A data service started from its fixture snapshot on this engine.
+struct Restore {
+    /// The snapshot image (as this engine names it).
+    reference: String,
+    /// Its data directory when it is not the image's own (`PGDATA`; see `pg_snapshot`).
+    pgdata: Option<String>,
+}
+
 /// The engine's Swarm side, or why there is none to deploy to.
 fn swarm_of<E: ContainerEngine + ?Sized>(docker: &E) -> Result<&dyn SwarmEngine> {
     docker.swarm().ok_or_else(|| Error::Usage(format!("the engine at {} cannot run Swarm services", docker.host())))
@@ -99,160 +113,42 @@ enum TaskEnd {
 }
 
 impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
-    /// Deploys the manifest's services to the swarm this engine manages (replacing an earlier
-    /// deployment of the project), each ready before its dependents start.
-    pub async fn deploy_swarm(&self, manifest: &Manifest, publish_on_node: bool, registry: Option<&str>) -> Result<UpReport> {
-        let started = Instant::now();
-        let stack = manifest.stack.as_str();
-        let swarm = swarm_of(self.docker.as_ref())?;
-        match swarm.swarm_state().await? {
-            SwarmState::Manager => {}
-            SwarmState::Worker => {
-                return Err(Error::Usage(format!(
-                    "the engine at {} is a swarm worker; deploy from a manager (point DOCKER_HOST at one)",
-                    self.docker.host()
-                )))
-            }
-            SwarmState::Inactive { detail } => {
-                return Err(Error::Usage(format!(
-                    "the engine at {} is not in a swarm ({detail})\n  = help: `docker swarm init --advertise-addr 127.0.0.1` makes it a one-node swarm",
-                    self.docker.host()
-                )))
-            }
-        }
-        let previous = swarm.list_services(stack).await?;
-        if previous.is_empty() && !self.docker.list_containers(stack).await?.is_empty() {
-            return Err(Error::Preflight(vec![format!(
-                "stack `{stack}` runs on this engine as plain containers (`stagectl up`)\n  = help: `stagectl -p {stack} down` it first, or deploy under another project (`-p`)"
-            )]));
-        }
-        // An earlier deployment, or what a cut one left (secrets would clash by name).
-        if !previous.is_empty() || !swarm.list_secrets(stack).await?.is_empty() {
-            self.down_swarm(stack).await?;
-        }
-        let stack_labels = plan::stack_labels(stack);
-        swarm.ensure_overlay_network(&overlay_network(stack), &stack_labels).await?;
-        self.docker.ensure_network(&plan::network_name(stack), &stack_labels).await?;
-        for v in plan::named_volumes(manifest) {
-            self.docker.ensure_volume(&plan::volume_name(stack, &v), &stack_labels).await?;
-        }
-        let redactor = Redactor::for_manifest(manifest);
-        let builds = Builds::new(manifest);
-        let mut reports: Vec<ServiceReport> = Vec::new();
-        let mut failed: BTreeSet<String> = BTreeSet::new();
-        let mut completed: BTreeSet<String> = BTreeSet::new();
-        // Data services ready whose fixtures wait for jobs: (index of its report, container).
-        let mut pending_loads: Vec<(usize, String)> = Vec::new();
-        for service in plan::topological_order(manifest) {
-            if let Some(dep) = service.depends_on.iter().find(|d| failed.contains(*d)) {
-                let mut report = blank_report(service);
-                let message = format!("not started: dependency `{dep}` failed");
-                self.reporter.phase(&service.name, Phase::Skipped, &message);
-                report.outcome = Outcome::Skipped;
-                report.message = Some(message);
-                failed.insert(service.name.clone());
-                reports.push(report);
-                continue;
-            }
-            let mut report = blank_report(service);
-            let result = self.deploy_service(manifest, service, &builds, (publish_on_node, registry), &mut report).await;
-            let report = match result {
-                Ok(container) => {
-                    completed.insert(service.name.clone());
-                    if let (Some(c), true) = (container, manifest.fixtures.iter().any(|f| f.service == service.name)) {
-                        pending_loads.push((reports.len(), c));
-                    }
-                    report
-                }
-                Err(failure) => {
-                    failed.insert(service.name.clone());
-                    self.fail(report, failure, &redactor).await
-                }
-            };
-            reports.push(report);
-            // Fixtures whose `after` jobs are all done now load.
-            let mut still = Vec::new();
-            for (index, container) in std::mem::take(&mut pending_loads) {
-                let name = reports[index].service.clone();
-                let Some(fixtures) = manifest.fixtures.iter().find(|f| f.service == name) else { continue };
-                if !fixtures.after.iter().all(|j| completed.contains(j) || failed.contains(j)) {
-                    still.push((index, container));
-                    continue;
-                }
-                if let Some(job) = fixtures.after.iter().find(|j| failed.contains(*j)) {
-                    let failure = Failure::from(ServiceError::FixtureJobFailed { job: job.clone() });
-                    failed.insert(name.clone());
-                    reports[index] = self.fail(reports[index].clone(), failure, &redactor).await;
-                    continue;
-                }
-                match self.load_swarm_fixtures(manifest, fixtures, &container).await {
-                    Ok(f) => {
-                        reports[index].fixtures = Some(f);
-                        self.reporter.phase(&name, Phase::Ready, "fixtures loaded");
-                    }
-                    Err(failure) => {
-                        failed.insert(name.clone());
-                        reports[index] = self.fail(reports[index].clone(), failure, &redactor).await;
-                    }
-                }
-            }
-            pending_loads = still;
-        }
-        let mut ports = Vec::new();
-        if publish_on_node {
-            // Bound by the node's engine like a container's ports: the task containers say.
-            for c in self.docker.list_containers(stack).await? {
-                for (host_ip, host_port, container_port, protocol) in c.ports {
-                    let host_ip = Some(host_ip).filter(|ip| !ip.is_empty() && ip != "0.0.0.0");
-                    ports.push(PublishedPort { service: c.service.clone(), host_ip, host_port, container_port, protocol, auto: false });
-                }
-            }
-        } else {
-            for s in swarm.list_services(stack).await? {
-                let service = s.labels.get(labels::SERVICE).cloned().unwrap_or_default();
-                for (published, target, protocol) in s.ports {
-                    ports.push(PublishedPort {
-                        service: service.clone(),
-                        host_ip: None,
-                        host_port: published,
-                        container_port: target,
-                        protocol,
-                        auto: false,
-                    });
-                }
-            }
-        }
-        ports.sort_by(|a, b| (&a.service, a.container_port, &a.host_ip).cmp(&(&b.service, b.container_port, &b.host_ip)));
-        ports.dedup_by(|a, b| a.service == b.service && a.container_port == b.container_port && a.host_port == b.host_port);
-        let ok = reports.iter().all(|r| matches!(r.outcome, Outcome::Ready | Outcome::Completed));
-        let seconds = started.elapsed().as_secs_f64();
-        Ok(UpReport { stack: stack.to_string(), ok, seconds, ready_seconds: seconds, changed: true, services: reports, ports })
-    }
-
-    /// One service: image, secrets, the Swarm service, its task's container, then the job's
-    /// completion or the probe and native migrations. Returns the running container of a
-    /// long-running service (for fixtures), `None` for a job.
+    /// One service: secrets, the Swarm service, its task's container (`on_started` once it
+    /// runs), then the job's completion or the probe and native migrations. Returns the
+    /// running container of a long-running service (for fixtures), `None` for a job.
+    #[allow(clippy::too_many_arguments)]
     async fn deploy_service(
         &self,
         manifest: &Manifest,
         service: &Service,
-        builds: &Builds,
-        (publish_on_node, registry): (bool, Option<&str>),
+        image: &ResolvedImage,
+        restore: Option<&Restore>,
+        deployment: Deployment<'_>,
         report: &mut ServiceReport,
+        on_started: &(dyn Fn() + Sync),
     ) -> std::result::Result<Option<String>, Failure> {
         let swarm = swarm_of(self.docker.as_ref())?;
         let stack = manifest.stack.as_str();
         let name = service.name.as_str();
-        let redactor = Redactor::for_manifest(manifest);
-        let image = images::ensure_image(self.docker.as_ref(), manifest, service, builds, self.reporter.as_ref(), &redactor).await?;
-        let runs = run_reference(registry, service.build.is_some(), &image.reference);
+        let Deployment { publish_on_node, registry } = deployment;
+        // A fixture snapshot is an image only this engine has, like a built one.
+        let local = restore.map_or(image.reference.as_str(), |r| r.reference.as_str());
+        let runs = run_reference(registry, service.build.is_some(), local);
         report.image = runs.clone();
         report.image_source = image.how.to_string();
         report.image_seconds = image.seconds;
         let hash = plan::spec_hash(stack, service, &image.id);
         let user_reference = service.image.clone().unwrap_or_else(|| image.reference.clone());
         let mut container = plan::container_spec(manifest, service, &runs, &user_reference, &hash);
-        self.reporter.phase(name, Phase::Creating, &service_name(stack, name));
+        if let Some(dir) = restore.and_then(|r| r.pgdata.as_ref()) {
+            container.env.retain(|e| !e.starts_with("PGDATA="));
+            container.env.push(format!("PGDATA={dir}"));
+        }
+        let detail = match restore {
+            Some(_) => format!("{} (from fixture snapshot {local})", service_name(stack, name)),
+            None => service_name(stack, name),
+        };
+        self.reporter.phase(name, Phase::Creating, &detail);
         let mut secrets = Vec::new();
         let mut wrapped = Vec::new();
         for (var, value) in service.env.iter().filter(|(_, v)| v.secret) {
@@ -267,7 +163,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         if !wrapped.is_empty() {
             // The wrapper replaces the entrypoint: the image's own (or the manifest's) and its
             // command become the wrapper's arguments, as Docker would have run them.
-            let (image_entrypoint, image_cmd) = swarm.image_command(&image.reference).await?;
+            let (image_entrypoint, image_cmd) = swarm.image_command(local).await?;
             let entrypoint = service.entrypoint.clone().unwrap_or(image_entrypoint);
             let command = match (&service.command, &service.entrypoint) {
                 (Some(c), _) => c.clone(),
@@ -314,6 +210,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             }
             TaskEnd::Ended { state, message, .. } => return Err(task_failed(&spec.name, &state, &message)),
         };
+        on_started();
         let probe_network = plan::network_name(stack);
         swarm.connect_network(&probe_network, &container).await?;
         if let Some(ready) = &service.ready {
@@ -418,34 +315,6 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             }
         }
         Ok(())
-    }
-
-    /// Loads a data service's fixtures through its task's container (no snapshot on Swarm).
-    async fn load_swarm_fixtures(
-        &self,
-        manifest: &Manifest,
-        fixtures: &crate::manifest::Fixtures,
-        container: &str,
-    ) -> std::result::Result<super::FixtureReport, Failure> {
-        let name = fixtures.service.as_str();
-        let started = Instant::now();
-        let files = data::expand_files(&manifest.dir, fixtures).map_err(super::FixtureError::from)?;
-        self.reporter.phase(name, Phase::Loading, &format!("{} files", files.len()));
-        let reporter = self.reporter.clone();
-        let on_file = move |f: &data::FileLoad| reporter.phase(&f.file, Phase::Loading, &format!("{} rows in {:.2}s", f.rows, f.seconds));
-        let load = data::load(self.docker.as_ref(), container, manifest, fixtures, &files, &on_file)
-            .await
-            .map_err(|e| Failure::with_logs(super::FixtureError::from(e), container))?;
-        // The load marker `status` looks for (a data service is ready with its data in place).
-        let key = data::fixtures_hash(&manifest.dir, fixtures, &files).map_err(super::FixtureError::from)?;
-        let marker = vec!["sh".to_string(), "-c".to_string(), format!("echo {key} > {}", data::snapshot::MARKER_PATH)];
-        match self.docker.exec(container, &marker).await? {
-            (0, _) => {}
-            (code, output) => return Err(Failure::from(super::FixtureError::Marker { code, output })),
-        }
-        let secs = started.elapsed().as_secs_f64();
-        self.reporter.phase(name, Phase::Loading, &format!("{} rows loaded in {secs:.2}s", load.rows));
-        Ok(super::FixtureReport::new("off", load.rows, load.files, secs))
     }
 }
 
