@@ -10,7 +10,7 @@ use crate::harness::*;
 const BINARY: &str = "/usr/bin/docker-registry";
 
 /// A registry on loopback with its own storage, killed (and its storage removed) on drop.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
@@ -19,7 +19,7 @@ struct Registry {
 impl Registry {
     /// `None` (after a loud banner) when the binary is missing; under
     /// `STAGECTL_REQUIRE_DOCKER=1` that fails the test (scripts/test.sh installs it).
-    fn start() -> Option<Registry> {
+    pub(crate) fn start() -> Option<Registry> {
         if !std::path::Path::new(BINARY).exists() {
             if std::env::var("STAGECTL_REQUIRE_DOCKER").as_deref() == Ok("1") {
                 panic!("{BINARY} is required (STAGECTL_REQUIRE_DOCKER=1); `apt-get install docker-registry` (scripts/test.sh does)");
@@ -49,7 +49,7 @@ impl Registry {
         Some(registry)
     }
 
-    fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 }
@@ -68,7 +68,7 @@ fn free_port() -> u16 {
 
 /// Image tags a test pulled or built, removed also on panic (the stack's drop removes its
 /// snapshots; a build tag carries no stack label).
-struct Pulled(Vec<String>);
+pub(crate) struct Pulled(pub(crate) Vec<String>);
 
 impl Drop for Pulled {
     fn drop(&mut self) {
@@ -78,7 +78,8 @@ impl Drop for Pulled {
     }
 }
 
-const STACK: &str = r#"
+/// A PostgreSQL data service with a fixture (snapshotted) and a built service.
+pub(crate) const STACK: &str = r#"
 [stack]
 name = "{stack}"
 

@@ -159,6 +159,35 @@ fn deploy_swarm_brings_the_demo_stack_ready_checks_pass_and_down_leaves_nothing(
     }
     assert!(rows.as_array().unwrap().iter().all(|r| r["ready"] == true), "{rows}");
 
+    // Names resolve to the tasks themselves with ports on the node (a virtual IP needs IPVS).
+    let mode = docker(&["service", "inspect", "-f", "{{.Spec.EndpointSpec.Mode}}", &format!("{}_db", stack.name)]);
+    assert_eq!(mode.trim(), if publish_mode() == "host" { "dnsrr" } else { "vip" });
+
+    // Deployed again: the earlier deployment is replaced from scratch, its named volume (the
+    // database's data) emptied, so migrations and fixtures apply to a new database (the
+    // checks count the rows). Snapshots on Swarm: the registry test.
+    let out = stack.run(&["--json", "deploy", "--swarm", "--publish", publish_mode()]);
+    assert_eq!(out.status.code(), Some(0), "second deploy failed:\n{}\n{}", stdout(&out), stderr(&out));
+    let again = last_json(&out);
+    let rows = |r: &serde_json::Value| {
+        r["services"].as_array().unwrap().iter().find(|s| s["service"] == "db").unwrap()["fixtures"]["rows"].clone()
+    };
+    assert_eq!(rows(&again), rows(&report), "{again}");
+    assert_eq!(again["services"].as_array().unwrap().iter().find(|s| s["service"] == "migrate").unwrap()["outcome"], "completed");
+    let services = docker(&["service", "ls", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--format", "{{.Name}}"]);
+    assert_eq!(services.lines().count(), 4, "{services}");
+    let tasks = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=org.stagectl.stack={}", stack.name),
+        "--filter",
+        "label=com.docker.swarm.task.id",
+    ]);
+    assert_eq!(tasks.lines().count(), 4, "only the new deployment's task containers are left: {tasks}");
+    let out = stack.run(&["check", "smoke"]);
+    assert_eq!(out.status.code(), Some(0), "checks after the redeploy failed:\n{}\n{}", stdout(&out), stderr(&out));
+
     let out = stack.run(&["down", "--volumes"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(leftovers(&stack), Vec::<String>::new(), "down leaves nothing labelled with the stack");
@@ -222,4 +251,49 @@ fn a_failing_job_and_a_readiness_timeout_read_on_swarm_as_on_one_node() {
     let out = on_swarm.run(&["down"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(leftovers(&on_swarm), Vec::<String>::new());
+}
+
+/// `snapshots push` then `deploy --swarm --registry`: the services run the snapshot and the
+/// build from the registry (what every node of a bigger swarm would pull), not from this
+/// engine's local tags; the data service starts with its fixtures in place.
+#[test]
+fn a_deploy_with_a_registry_runs_the_pushed_snapshot_and_build_from_there() {
+    require_docker!();
+    let Some(registry) = crate::registry::Registry::start() else { return };
+    let _swarm = SwarmGuard::acquire();
+    let stack = Stack::new("swreg", crate::registry::STACK);
+    std::fs::write(stack.path("seed.sql"), "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);\n").unwrap();
+    std::fs::create_dir_all(stack.path("ctx")).unwrap();
+    std::fs::write(stack.path("ctx/Dockerfile"), format!("FROM stagectl/debian:bookworm\nLABEL test.stack={}\n", stack.name)).unwrap();
+    let up = stack.up_ok();
+    let db = up["services"].as_array().unwrap().iter().find(|s| s["service"] == "db").unwrap().clone();
+    assert_eq!(db["fixtures"]["snapshot"], "miss", "{up}");
+    let out = stack.run(&["down"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = stack.run(&["--json", "snapshots", "push", &registry.address()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let pushed: Vec<String> =
+        last_json(&out)["images"].as_array().unwrap().iter().map(|i| i["reference"].as_str().unwrap().to_string()).collect();
+    // What the deploy makes the engine pull is removed afterwards (the stack's drop removes its
+    // snapshots; a build tag carries no stack label).
+    let _pulled = crate::registry::Pulled(pushed.clone());
+
+    let out = stack.run(&["--json", "deploy", "--swarm", "--publish", publish_mode(), "--registry", &registry.address()]);
+    assert_eq!(out.status.code(), Some(0), "deploy --swarm --registry failed:\n{}\n{}", stdout(&out), stderr(&out));
+    let report = last_json(&out);
+    let service = |name: &str| report["services"].as_array().unwrap().iter().find(|s| s["service"] == name).unwrap().clone();
+    assert_eq!(service("db")["fixtures"]["snapshot"], "hit", "{report}");
+    let image_of =
+        |name: &str| docker(&["service", "inspect", "-f", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", &format!("{}_{name}", stack.name)]);
+    for (name, kind) in [("db", "stagectl-snapshot/db:"), ("web", "stagectl-build/web:")] {
+        let image = image_of(name);
+        assert!(image.starts_with(&format!("{}/{kind}", registry.address())), "{name} runs {image}, not the pushed image");
+        assert!(pushed.iter().any(|p| image.starts_with(p.as_str())), "{name} runs {image}; pushed: {pushed:?}");
+    }
+    let out = stack.run(&["exec", "db", "--", "psql", "-U", "postgres", "-d", "app", "-Atc", "SELECT count(*) FROM t"]);
+    assert_eq!((out.status.code(), stdout(&out).trim()), (Some(0), "2"), "{}", stderr(&out));
+
+    let out = stack.run(&["down", "--volumes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(leftovers(&stack), Vec::<String>::new());
 }

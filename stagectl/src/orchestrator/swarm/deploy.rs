@@ -179,10 +179,14 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 "stack `{stack}` runs on this engine as plain containers (`stagectl up`)\n  = help: `stagectl -p {stack} down` it first, or deploy under another project (`-p`)"
             )]));
         }
-        // What an earlier deployment left (secrets of a cut one would clash by name); its
-        // network stays, and its data in named volumes too (stopped gracefully).
+        // A deploy starts from scratch, as `rebuild` does: an earlier deployment (or what a cut
+        // one left: its secrets would clash by name) is removed with the data in its named
+        // volumes (fixtures and jobs would run again on top of it); its network stays.
         if !previous.is_empty() || !swarm.list_secrets(stack).await?.is_empty() {
-            self.remove_swarm_services(stack, false).await?;
+            self.remove_swarm_services(stack, true).await?;
+        }
+        for r in join_all(self.docker.list_volumes(stack).await?.iter().map(|v| self.docker.remove_volume(&v.name))).await {
+            r?;
         }
         let stack_labels = plan::stack_labels(stack);
         swarm.ensure_overlay_network(&overlay_network(stack), &stack_labels).await?;
