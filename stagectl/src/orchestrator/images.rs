@@ -283,8 +283,7 @@ async fn run_host_command(
     if output.status.success() {
         return Ok(());
     }
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+    let tail = crate::text::last_lines_joined(&text, 20, "\n");
     Err(ImageError::HostCommandFailed { command: cmd.to_string(), status: output.status, output_tail: redactor.apply(&tail) })
 }
 
