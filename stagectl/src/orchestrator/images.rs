@@ -113,9 +113,12 @@ impl Builds {
     }
 }
 
+/// Every build's tag starts so: `stagectl-build/<service>:<content hash prefix>`.
+pub const BUILD_REPOSITORY_PREFIX: &str = "stagectl-build/";
+
 /// The tag of a service's build, by content.
 fn build_tag(service: &str, hash: &str) -> String {
-    format!("stagectl-build/{service}:{}", &hash[..16])
+    format!("{BUILD_REPOSITORY_PREFIX}{service}:{}", &hash[..16])
 }
 
 pub async fn ensure_image<E: ContainerEngine + ?Sized>(

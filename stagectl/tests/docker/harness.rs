@@ -12,6 +12,19 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_stagectl");
 
+/// How stagectl names fixture snapshots: the tests use the library's names, not copies of them.
+pub use stagectl::data::snapshot::{KEY_LABEL as SNAPSHOT_KEY_LABEL, REPOSITORY_PREFIX as SNAPSHOT_REPOSITORY};
+
+/// The `docker images --filter` that picks fixture snapshots.
+pub fn snapshot_filter() -> String {
+    format!("label={}", stagectl::data::snapshot::LABEL)
+}
+
+/// The tag of a snapshot of `service` up to its key: `stagectl-snapshot/db:`.
+pub fn snapshot_tag_prefix(service: &str) -> String {
+    format!("{SNAPSHOT_REPOSITORY}{service}:")
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -136,7 +149,7 @@ impl Drop for Stack {
             let _ = Command::new("docker").args(["rm", "-f", id]).output();
         }
         // Fixture snapshots taken for this stack.
-        let images = docker(&["images", "-q", "--filter", &filter, "--filter", "label=org.stagectl.snapshot"]);
+        let images = docker(&["images", "-q", "--filter", &filter, "--filter", &snapshot_filter()]);
         for id in images.lines() {
             let _ = Command::new("docker").args(["rmi", "-f", id]).output();
         }

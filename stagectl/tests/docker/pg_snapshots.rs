@@ -58,7 +58,7 @@ fn users(stack: &Stack) -> String {
 
 /// The IDs of the stack's snapshot images.
 fn snapshot_images(stack: &Stack) -> String {
-    docker(&["images", "-q", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--filter", "label=org.stagectl.snapshot"])
+    docker(&["images", "-q", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--filter", &snapshot_filter()])
 }
 
 /// Both streams of a container's output.
@@ -89,7 +89,7 @@ fn a_postgres_snapshot_is_saved_in_the_background_and_restores_without_crash_rec
     let image = image.lines().next().expect("a snapshot image").to_string();
     let config = docker(&["image", "inspect", &image, "--format", "{{json .Config.Env}} {{json .Config.Labels}}"]);
     assert!(!config.contains(SECRET), "{config}");
-    assert!(config.contains("org.stagectl.snapshot-pgdata"), "the data moved out of the declared volume: {config}");
+    assert!(config.contains(stagectl::orchestrator::PGDATA_LABEL), "the data moved out of the declared volume: {config}");
 
     // A rebuild restores it: exactly the load (the app's row of the first run is not in it, or
     // its insert would fail now), from a cleanly shut down cluster.
