@@ -1,4 +1,4 @@
-"""Self-test of common.py's helpers that need no Docker: python3 -m unittest discover scripts/bench"""
+"""Self-test of common.py's and common.sh's helpers that need no Docker: python3 -m unittest discover scripts/bench"""
 
 import argparse
 import contextlib
@@ -6,12 +6,14 @@ import io
 import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 import common  # noqa: E402
 from common import Fail  # noqa: E402
 
@@ -118,6 +120,43 @@ class Sections(unittest.TestCase):
                 common.write_outputs(a, {"x": 2}, lambda: str(1 / 0))
             with open(a.json) as fh:
                 self.assertEqual(json.load(fh), {"x": 2})
+
+
+def sh(script, cwd=None):
+    """Runs bash `script` after sourcing common.sh as a scripts/bench-*.sh does."""
+    prelude = f'set -euo pipefail; ROOT={os.path.dirname(os.path.dirname(HERE))}; BENCH_NAME=bench-x; source "{HERE}/common.sh"; '
+    return subprocess.run(["bash", "-c", prelude + script], capture_output=True, text=True, cwd=cwd)
+
+
+class Shell(unittest.TestCase):
+    """common.sh's preamble and section writer (bash)."""
+
+    def test_messages_and_checks(self):
+        p = sh("log hello; require_positive --runs 3; require_positive --runs 0; log unreached")
+        self.assertEqual((p.returncode, p.stderr), (1, "bench-x: hello\nbench-x: error: --runs must be a positive number, not '0'\n"))
+        p = sh("require_tools bash no-such-tool-for-bench-x")
+        self.assertEqual((p.returncode, p.stderr), (1, "bench-x: error: no-such-tool-for-bench-x not found on PATH\n"))
+
+    def test_command_and_revision(self):
+        p = sh("bench_command; bench_command --runs 3 --keep")
+        self.assertEqual(p.stdout, "scripts/bench-x.sh\nscripts/bench-x.sh --runs 3 --keep\n")
+        with tempfile.TemporaryDirectory() as d:
+            self.assertEqual(sh("bench_revision", cwd=d).stdout, "?\n", "outside a git checkout")
+
+    def test_write_section_replaces_its_own_section_only(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "out.md")
+            with open(os.path.join(d, "section.md"), "w") as fh:
+                fh.write("one\n")
+            write = f'TMP={d}; OUT={out}; START_MARK="<!-- x:start -->"; END_MARK="<!-- x:end -->"; T0=$SECONDS; write_section Title'
+            self.assertEqual(sh(write).returncode, 0)
+            with open(out, "a") as fh:
+                fh.write("\nkept\n")
+            with open(os.path.join(d, "section.md"), "w") as fh:
+                fh.write("two\n")
+            self.assertEqual(sh(write).returncode, 0)
+            with open(out) as fh:
+                self.assertEqual(fh.read(), "# Benchmarks\n\n\n<!-- x:start -->\n## Title\n\ntwo\n<!-- x:end -->\n\nkept\n")
 
 
 if __name__ == "__main__":
