@@ -30,6 +30,14 @@ class Stats(unittest.TestCase):
             self.assertTrue(math.isnan(f([None, NAN])))
             self.assertTrue(math.isnan(f([])))
 
+    def test_ratio_and_cell(self):
+        self.assertEqual(common.ratio(3, 2), 1.5)
+        self.assertTrue(math.isnan(common.ratio(3, 0)))
+        self.assertEqual(common.cell([None]), "–")
+        self.assertEqual(common.cell([1.234, None]), "1.23 s (1 run)")
+        self.assertEqual(common.cell([3.0, 1.0, 2.0]), "2.00 s (1.00–3.00)")
+        self.assertEqual(common.cell([1500, 500], "{:.0f}", " ms"), "1000 ms (500–1500)")
+
     def test_pct_nearest_rank(self):
         xs = list(range(1, 101))
         self.assertEqual([common.pct(xs, p) for p in (50, 90, 99, 99.9, 100)], [50, 90, 99, 100, 100])
@@ -50,6 +58,11 @@ class Commands(unittest.TestCase):
     def test_json_lines(self):
         text = 'noise\n {"a": 1}\n{broken\n{"b": [2]}\n'
         self.assertEqual(common.json_lines(text), [{"a": 1}, {"b": [2]}])
+
+    def test_final_report_is_the_last_report_line(self):
+        lines = [{"event": "phase"}, {"services": [], "ok": False}, {"services": [1], "ok": True}, {"event": "x"}]
+        self.assertEqual(common.final_report(lines), {"services": [1], "ok": True})
+        self.assertIsNone(common.final_report([{"event": "phase"}]))
 
     def test_logger(self):
         err = io.StringIO()
@@ -104,6 +117,36 @@ class Sections(unittest.TestCase):
             "- 2 CPUs (C), 1.0 GiB memory, Linux 6.1",
             "- Docker engine 20.10 (API 1.41), CLI 20.10, storage driver overlay2, cgroup systemd, v2; docker-compose 1.29.2",
         ])
+
+    def test_machine_section(self):
+        facts = {"nproc": 2, "cpu": "C", "mem": "1.0 GiB", "kernel": "6.1", "docker": "20.10 (API 1.41)",
+                 "docker_cli": "20.10", "storage": "overlay2", "cgroup": "systemd, v2", "compose": "1.29.2", "load": "0.50 0.40 0.30"}
+        a = argparse.Namespace(load_start="1.00 0.90 0.80", revision="abc1234")
+        self.assertEqual(common.machine_section(a, facts, 3), ["### Machine", ""] + common.machine_lines(facts) + [
+            "- Load average at the start: 1.00 0.90 0.80; at the end: 0.50 0.40 0.30. Other containers running at the start: 3.",
+            "- stagectl abc1234, release build.",
+        ])
+
+    def test_measure_sizes_writes_what_it_has_after_each_size(self):
+        class Size:
+            def __init__(self, a, n):
+                self.n = n
+
+            def prepare(self):
+                if self.n == 3:
+                    raise Fail("no room for 3")
+
+            def go(self):
+                return {"n": self.n}
+
+        with tempfile.TemporaryDirectory() as d:
+            a = argparse.Namespace(sizes="1,2,", json=os.path.join(d, "r.json"))
+            self.assertEqual(common.measure_sizes(a, Size), [{"n": 1}, {"n": 2}])
+            a.sizes = "1,3"
+            with self.assertRaisesRegex(Fail, "no room"):
+                common.measure_sizes(a, Size)
+            with open(a.json) as fh:
+                self.assertEqual(json.load(fh), {"results": [{"n": 1}]}, "the sizes measured before the failure")
 
     def test_outputs(self):
         ap = argparse.ArgumentParser()
