@@ -108,6 +108,11 @@ impl Stack {
         last_json(&out)
     }
 
+    /// The IDs of the stack's fixture snapshot images, one a line, from the Docker CLI.
+    pub fn snapshot_images(&self) -> String {
+        docker(&["images", "-q", "--filter", &format!("label=org.stagectl.stack={}", self.name), "--filter", &snapshot_filter()])
+    }
+
     /// IDs of the stack's containers by service, from the Docker CLI (independent of stagectl).
     pub fn container_ids(&self) -> std::collections::BTreeMap<String, String> {
         let out = docker(&[
@@ -149,7 +154,7 @@ impl Drop for Stack {
             let _ = Command::new("docker").args(["rm", "-f", id]).output();
         }
         // Fixture snapshots taken for this stack.
-        let images = docker(&["images", "-q", "--filter", &filter, "--filter", &snapshot_filter()]);
+        let images = self.snapshot_images();
         for id in images.lines() {
             let _ = Command::new("docker").args(["rmi", "-f", id]).output();
         }

@@ -95,8 +95,7 @@ fn mariadb_loads_sql_and_masked_csv_is_probed_natively_and_restores_from_its_sna
     assert!(!stdout(&out).contains("leaked.person"));
 
     // The password never shows in what stagectl printed or committed.
-    let snapshot =
-        docker(&["images", "-q", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--filter", &snapshot_filter()]);
+    let snapshot = stack.snapshot_images();
     assert_eq!(snapshot.lines().count(), 1, "one snapshot taken");
 
     // A rebuild starts from the snapshot (taken after a clean shutdown): the rows are back,
