@@ -34,9 +34,9 @@ START_MARK='<!-- bench-daemon:start -->'
 END_MARK='<!-- bench-daemon:end -->'
 T0=$SECONDS
 
-log() { printf 'bench-daemon: %s\n' "$*" >&2; }
-die() { printf 'bench-daemon: error: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+BENCH_NAME=bench-daemon
+# shellcheck source=bench/common.sh
+source "$ROOT/scripts/bench/common.sh"
 
 IDLE_WINDOW=60
 DURATION=20
@@ -56,19 +56,14 @@ while (($#)); do
 	*) die "unknown argument '$1' (try --help)" ;;
 	esac
 done
-for v in IDLE_WINDOW DURATION SAVES; do
-	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "--$(tr '_A-Z' '-a-z' <<<"$v") must be a positive number, not '${!v}'"
-done
+require_positive --idle-window "$IDLE_WINDOW"
+require_positive --duration "$DURATION"
+require_positive --saves "$SAVES"
 
-for tool in docker docker-compose python3 cargo flock; do
-	command -v "$tool" >/dev/null || die "$tool not found on PATH"
-done
-docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "cannot reach the Docker daemon"
-docker-compose version --short 2>/dev/null | grep -q '^1\.' ||
-	log "warning: this expects docker-compose v1 (found $(docker-compose version --short 2>/dev/null || echo '?'))"
+require_tools docker docker-compose python3 cargo flock
+expect_compose '1\.' v1
 
-exec 9>/tmp/stagectl-bench-daemon.lock
-flock -n 9 || die "another scripts/bench-daemon.sh is running (lock /tmp/stagectl-bench-daemon.lock)"
+bench_lock
 
 cd "$ROOT"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -113,8 +108,6 @@ remove_everything() {
 	remove_snapshots
 }
 
-# shellcheck source=bench/common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/bench/common.sh"
 BENCH_LABELS=("label=org.stagectl.stack=$STACK" "label=com.docker.compose.project=$PROJECT")
 BENCH_STACK=$STACK
 BENCH_REMOVE=remove_everything
@@ -126,9 +119,7 @@ if ! docker image inspect stagectl/postgres:15 stagectl/debian:bookworm >/dev/nu
 	log "base images (scripts/build-images.sh)"
 	scripts/build-images.sh
 fi
-log "cargo build --release -p stagectl"
-cargo build --release -p stagectl
-cp "$ROOT/target/release/stagectl" "$STAGECTL"
+build_stagectl "$STAGECTL"
 
 mkdir -p "$STACK_DIR/fixtures" "$(dirname "$COMPOSE_FILE")"
 cat >"$MANIFEST" <<EOF
@@ -172,10 +163,8 @@ EOF
 "$STAGECTL" -f "$MANIFEST" validate >/dev/null || die "the bench manifest is invalid: $MANIFEST"
 
 # ------------------------------------------------------------------------------ measure
-REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-DIRTY=$(git status --porcelain -- stagectl Cargo.toml Cargo.lock 2>/dev/null | wc -l)
-((DIRTY == 0)) || REV="$REV + uncommitted changes in $DIRTY files"
-CMD="scripts/bench-daemon.sh${ARGS[*]:+ ${ARGS[*]}}"
+REV=$(bench_revision)
+CMD=$(bench_command "${ARGS[@]}")
 log "measuring: idle ${IDLE_WINDOW}s, status load ${DURATION}s at 200/s, $SAVES saves"
 python3 "$ROOT/scripts/bench/daemon.py" \
 	--stagectl "$STAGECTL" --manifest "$MANIFEST" --stack "$STACK" --state-dir "$STAGECTL_STATE_DIR" \

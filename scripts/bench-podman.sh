@@ -26,9 +26,9 @@ START_MARK='<!-- bench-podman:start -->'
 END_MARK='<!-- bench-podman:end -->'
 T0=$SECONDS
 
-log() { printf 'bench-podman: %s\n' "$*" >&2; }
-die() { printf 'bench-podman: error: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+BENCH_NAME=bench-podman
+# shellcheck source=bench/common.sh
+source "$ROOT/scripts/bench/common.sh"
 
 RUNS=5
 STAGECTL=
@@ -45,21 +45,16 @@ while (($#)); do
 	*) die "unknown argument '$1' (try --help)" ;;
 	esac
 done
-[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive number, not '$RUNS'"
-for tool in docker podman python3 cargo flock; do
-	command -v "$tool" >/dev/null || die "$tool not found on PATH"
-done
-docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "cannot reach the Docker daemon"
+require_positive --runs "$RUNS"
+require_tools docker podman python3 cargo flock
 
-exec 9>/tmp/stagectl-bench-podman.lock
-flock -n 9 || die "another scripts/bench-podman.sh is running (lock /tmp/stagectl-bench-podman.lock)"
+bench_lock
 
 cd "$ROOT"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 if [[ -z $STAGECTL ]]; then
 	STAGECTL=${CARGO_TARGET_DIR:-$ROOT/target}/release/stagectl
-	log "cargo build --release -p stagectl"
-	cargo build --release -p stagectl
+	build_stagectl
 fi
 [[ -x $STAGECTL ]] || die "no stagectl binary at $STAGECTL"
 [[ -x demo/shop/dist/shop ]] || { log "the shop binary (scripts/build-shop.sh)"; scripts/build-shop.sh >/dev/null; }
@@ -69,10 +64,8 @@ PODMAN_HOST=unix://$PODMAN_SOCK
 SERVICE_PID=
 
 # ------------------------------------------------------------------------------ clean up
-# common.sh first: its write_section is used at the end; its Docker-only clean-up helpers
-# are replaced below (same names).
-# shellcheck source=bench/common.sh
-source "$ROOT/scripts/bench/common.sh"
+# common.sh's Docker-only clean-up helpers are replaced here (same names); its write_section
+# is used at the end.
 # One label filter at a time: Podman ORs several label filters on images.
 remove_stack() { # ENGINE_CLI HOST STACK
 	local cli=$1 host=$2 stack=$3 f="label=org.stagectl.stack=$3"
@@ -221,9 +214,7 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 # --------------------------------------------------------------------- BENCHMARKS.md
-REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-DIRTY=$(git status --porcelain -- stagectl Cargo.toml Cargo.lock 2>/dev/null | wc -l)
-((DIRTY == 0)) || REV="$REV + uncommitted changes in $DIRTY files"
+REV=$(bench_revision)
 python3 - "$TMP/results.txt" "$TMP/section.md" <<PY
 import statistics, sys, subprocess, os, datetime
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]

@@ -34,9 +34,9 @@ START_MARK='<!-- bench-realistic:start -->'
 END_MARK='<!-- bench-realistic:end -->'
 T0=$SECONDS
 
-log() { printf 'bench-realistic: %s\n' "$*" >&2; }
-die() { printf 'bench-realistic: error: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+BENCH_NAME=bench-realistic
+# shellcheck source=bench/common.sh
+source "$ROOT/scripts/bench/common.sh"
 
 SIZES=40000,400000
 RUNS=3
@@ -55,15 +55,11 @@ while (($#)); do
 	esac
 done
 [[ $SIZES =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--sizes must be a comma-separated list of user counts, not '$SIZES'"
-[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive number, not '$RUNS'"
+require_positive --runs "$RUNS"
 
-for tool in docker docker-compose python3 cargo flock; do
-	command -v "$tool" >/dev/null || die "$tool not found on PATH"
-done
-docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "cannot reach the Docker daemon"
+require_tools docker docker-compose python3 cargo flock
 
-exec 9>/tmp/stagectl-bench-realistic.lock
-flock -n 9 || die "another scripts/bench-realistic.sh is running (lock /tmp/stagectl-bench-realistic.lock)"
+bench_lock
 
 cd "$ROOT"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -95,8 +91,6 @@ remove_everything() {
 	return 0
 }
 
-# shellcheck source=bench/common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/bench/common.sh"
 BENCH_LABELS=("label=org.stagectl.stack=$STACK" "label=com.docker.compose.project=$PROJECT")
 BENCH_STACK=$STACK
 BENCH_REMOVE=remove_everything
@@ -106,14 +100,10 @@ bench_traps
 # ----------------------------------------------------------------------------- prepare
 log "base images (scripts/build-images.sh)"
 scripts/build-images.sh
-log "cargo build --release -p stagectl"
-cargo build --release -p stagectl
-cp "$ROOT/target/release/stagectl" "$STAGECTL"
+build_stagectl "$STAGECTL"
 
-REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-DIRTY=$(git status --porcelain -- stagectl Cargo.toml Cargo.lock 2>/dev/null | wc -l)
-((DIRTY == 0)) || REV="$REV + uncommitted changes in $DIRTY files"
-CMD="scripts/bench-realistic.sh${ARGS[*]:+ ${ARGS[*]}}"
+REV=$(bench_revision)
+CMD=$(bench_command "${ARGS[@]}")
 log "measuring $SIZES users: $RUNS runs each"
 status=0
 python3 "$ROOT/scripts/bench/realistic.py" \

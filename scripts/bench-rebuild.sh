@@ -34,9 +34,9 @@ START_MARK='<!-- bench-rebuild:start -->'
 END_MARK='<!-- bench-rebuild:end -->'
 T0=$SECONDS
 
-log() { printf 'bench-rebuild: %s\n' "$*" >&2; }
-die() { printf 'bench-rebuild: error: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+BENCH_NAME=bench-rebuild
+# shellcheck source=bench/common.sh
+source "$ROOT/scripts/bench/common.sh"
 
 SIZES=40000,400000,4000000
 RUNS=3
@@ -57,18 +57,13 @@ while (($#)); do
 	esac
 done
 [[ $SIZES =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--sizes must be a comma-separated list of row counts, not '$SIZES'"
-[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive number, not '$RUNS'"
-[[ $LARGE_RUNS =~ ^[1-9][0-9]*$ ]] || die "--large-runs must be a positive number, not '$LARGE_RUNS'"
+require_positive --runs "$RUNS"
+require_positive --large-runs "$LARGE_RUNS"
 
-for tool in docker docker-compose python3 cargo flock; do
-	command -v "$tool" >/dev/null || die "$tool not found on PATH"
-done
-docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "cannot reach the Docker daemon"
-docker-compose version --short 2>/dev/null | grep -q '^1\.29' ||
-	log "warning: this expects docker-compose 1.29 (found $(docker-compose version --short 2>/dev/null || echo '?'))"
+require_tools docker docker-compose python3 cargo flock
+expect_compose '1\.29' 1.29
 
-exec 9>/tmp/stagectl-bench-rebuild.lock
-flock -n 9 || die "another scripts/bench-rebuild.sh is running (lock /tmp/stagectl-bench-rebuild.lock)"
+bench_lock
 
 cd "$ROOT"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -91,8 +86,6 @@ remove_everything() {
 	remove_snapshots
 }
 
-# shellcheck source=bench/common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/bench/common.sh"
 BENCH_LABELS=("label=org.stagectl.stack=$STACK" "label=com.docker.compose.project=$PROJECT" "label=org.stagectl.bench=$STACK")
 BENCH_STACK=$STACK
 BENCH_REMOVE=remove_everything
@@ -102,14 +95,10 @@ bench_traps
 # ----------------------------------------------------------------------------- prepare
 log "base images (scripts/build-images.sh)"
 scripts/build-images.sh
-log "cargo build --release -p stagectl"
-cargo build --release -p stagectl
-cp "$ROOT/target/release/stagectl" "$STAGECTL"
+build_stagectl "$STAGECTL"
 
-REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-DIRTY=$(git status --porcelain -- stagectl Cargo.toml Cargo.lock 2>/dev/null | wc -l)
-((DIRTY == 0)) || REV="$REV + uncommitted changes in $DIRTY files"
-CMD="scripts/bench-rebuild.sh${ARGS[*]:+ ${ARGS[*]}}"
+REV=$(bench_revision)
+CMD=$(bench_command "${ARGS[@]}")
 log "measuring sizes $SIZES: $RUNS runs each ($LARGE_RUNS from 1M rows)"
 python3 "$ROOT/scripts/bench/rebuild.py" \
 	--stagectl "$STAGECTL" --work "$TMP" --sizes "$SIZES" --runs "$RUNS" --large-runs "$LARGE_RUNS" \

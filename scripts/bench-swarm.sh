@@ -26,10 +26,11 @@ PORT=18931
 OUT=$ROOT/BENCHMARKS.md
 START_MARK='<!-- bench-swarm:start -->'
 END_MARK='<!-- bench-swarm:end -->'
+T0=$SECONDS
 
-log() { printf 'bench-swarm: %s\n' "$*" >&2; }
-die() { printf 'bench-swarm: error: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+BENCH_NAME=bench-swarm
+# shellcheck source=bench/common.sh
+source "$ROOT/scripts/bench/common.sh"
 
 RUNS=3
 BIN=
@@ -47,12 +48,9 @@ while (($#)); do
 	*) die "unknown argument '$1' (try --help)" ;;
 	esac
 done
-[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive number, not '$RUNS'"
+require_positive --runs "$RUNS"
 [[ $PUBLISH == host || $PUBLISH == ingress ]] || die "--publish must be host or ingress, not '$PUBLISH'"
-for tool in docker python3 cargo flock; do
-	command -v "$tool" >/dev/null || die "$tool not found on PATH"
-done
-docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "cannot reach the Docker daemon"
+require_tools docker python3 cargo flock
 
 exec 9>/tmp/stagectl-swarm-tests.lock
 flock 9
@@ -89,30 +87,16 @@ if [[ -n $BIN ]]; then
 	cp "$BIN" "$STAGECTL"
 	KIND="given binary $BIN"
 else
-	log "cargo build --release -p stagectl"
-	cargo build --release -p stagectl
-	cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/stagectl" "$STAGECTL"
+	build_stagectl "$STAGECTL"
 	KIND="release build"
 fi
 
 REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?') ($KIND)"
-CMD="scripts/bench-swarm.sh${ARGS[*]:+ ${ARGS[*]}}"
+CMD=$(bench_command "${ARGS[@]}")
 python3 "$ROOT/scripts/bench/swarm.py" --stagectl "$STAGECTL" --work "$TMP" --runs "$RUNS" --publish "$PUBLISH" \
 	--port "$PORT" --stack "$STACK" --project "$PROJECT" \
 	--json "$TMP/results.json" --markdown "$TMP/section.md" \
 	--command "$CMD" --revision "$REV" --load-start "$LOAD_START"
 
-python3 - "$OUT" "$TMP/section.md" "$START_MARK" "$END_MARK" <<'PY'
-import sys
-out, section, start, end = sys.argv[1:]
-body = open(section).read()
-text = open(out).read() if __import__("os").path.exists(out) else ""
-block = f"{start}\n## Swarm: `stagectl deploy --swarm` vs `docker stack deploy` (`scripts/bench-swarm.sh`)\n\n{body}{end}"
-if start in text and end in text:
-    text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-else:
-    text = text.rstrip("\n") + "\n\n" + block + "\n"
-open(out, "w").write(text)
-PY
-log "wrote the section to BENCHMARKS.md"
+write_section 'Swarm: `stagectl deploy --swarm` vs `docker stack deploy` (`scripts/bench-swarm.sh`)'
 cat "$TMP/section.md"

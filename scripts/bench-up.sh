@@ -37,9 +37,9 @@ START_MARK='<!-- bench-up:start -->'
 END_MARK='<!-- bench-up:end -->'
 T0=$SECONDS
 
-log() { printf 'bench-up: %s\n' "$*" >&2; }
-die() { printf 'bench-up: error: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+BENCH_NAME=bench-up
+# shellcheck source=bench/common.sh
+source "$ROOT/scripts/bench/common.sh"
 
 RUNS=5
 LAG_RUNS=
@@ -57,20 +57,14 @@ while (($#)); do
 	esac
 done
 LAG_RUNS=${LAG_RUNS:-$RUNS}
-[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive number, not '$RUNS'"
+require_positive --runs "$RUNS"
 [[ $LAG_RUNS =~ ^[0-9]+$ ]] || die "--lag-runs must be a number, not '$LAG_RUNS'"
 ((LAG_RUNS >= 1)) || die "--lag-runs must be at least 1"
 
-for tool in docker docker-compose python3 cargo flock; do
-	command -v "$tool" >/dev/null || die "$tool not found on PATH"
-done
-docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "cannot reach the Docker daemon"
-docker-compose version --short 2>/dev/null | grep -q '^1\.' ||
-	log "warning: this expects docker-compose v1 (found $(docker-compose version --short 2>/dev/null || echo '?'))"
+require_tools docker docker-compose python3 cargo flock
+expect_compose '1\.' v1
 
-# One benchmark at a time on this machine: two would share the stack names and the CPUs.
-exec 9>/tmp/stagectl-bench-up.lock
-flock -n 9 || die "another scripts/bench-up.sh is running (lock /tmp/stagectl-bench-up.lock)"
+bench_lock
 
 cd "$ROOT"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -88,8 +82,6 @@ remove_bench_stacks() {
 	remove_labelled
 }
 
-# shellcheck source=bench/common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/bench/common.sh"
 BENCH_LABELS=("label=org.stagectl.stack=$STACK" "label=com.docker.compose.project=$PROJECT")
 BENCH_REMOVE=remove_bench_stacks
 BENCH_KEPT="bench manifest, raw results"
@@ -98,8 +90,7 @@ bench_traps
 # ----------------------------------------------------------------------------- prepare
 log "base images (scripts/build-images.sh)"
 scripts/build-images.sh
-log "cargo build --release -p stagectl"
-cargo build --release -p stagectl
+build_stagectl
 log "shop binary (scripts/build-shop.sh)"
 scripts/build-shop.sh >/dev/null
 
@@ -139,10 +130,8 @@ compose up -d >/dev/null 2>"$TMP/warmup-compose.log" || { cat "$TMP/warmup-compo
 compose down -v >/dev/null 2>&1
 
 # ------------------------------------------------------------------------------ measure
-REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-DIRTY=$(git status --porcelain -- stagectl Cargo.toml Cargo.lock 2>/dev/null | wc -l)
-((DIRTY == 0)) || REV="$REV + uncommitted changes in $DIRTY files"
-CMD="scripts/bench-up.sh${ARGS[*]:+ ${ARGS[*]}}"
+REV=$(bench_revision)
+CMD=$(bench_command "${ARGS[@]}")
 log "measuring: $RUNS timing runs, $LAG_RUNS readiness-lag runs"
 python3 "$BENCH_DIR/bench.py" \
 	--stagectl "$STAGECTL" --manifest "$MANIFEST" --stack "$STACK" --app-port "$APP_PORT" \

@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (Fail, add_output_args, compose_up_wait, docker_get, docker_request, json_lines, label_filter, leftovers,  # noqa: E402
-                    logger, machine_facts, machine_lines, med, met, mn, mx, run, write_outputs)
+                    logger, machine_facts, machine_section, med, met, mn, mx, run, running_containers, write_outputs)
 
 # The host-side pollers of the lag runs wait this long between attempts.
 POLL_INTERVAL = 0.005
@@ -734,12 +734,7 @@ def render(a, facts, runs, lags, floor, started, finished, other_containers):
     w(METHOD.format(runs=a.runs, lag_runs=a.lag_runs, interval_ms=POLL_INTERVAL * 1e3,
                     compose_poll_ms=COMPOSE_POLL_INTERVAL * 1e3, settle=a.settle).strip())
     w("")
-    w("### Machine")
-    w("")
-    L.extend(machine_lines(facts))
-    w(f"- Load average at the start: {a.load_start}; at the end: {facts['load']}. "
-      f"Other containers running on the machine at the start: {other_containers}.")
-    w(f"- stagectl {a.revision}, release build.")
+    L.extend(machine_section(a, facts, other_containers))
     return "\n".join(L) + "\n"
 
 
@@ -769,7 +764,7 @@ def main():
     sys.setswitchinterval(0.0005)  # pollers and readers: keep GIL hand-offs short
 
     started = datetime.datetime.now(datetime.timezone.utc)
-    others = len(docker_get("/containers/json") or [])
+    others = running_containers()
     b = Bench(a)
     try:
         runs = b.timing_runs()

@@ -62,6 +62,11 @@ def polling(deadline, every):
         time.sleep(every)
 
 
+def final_report(lines):
+    """The run's report (the last object with `services` and `ok`) among stagectl --json's lines."""
+    return next((l for l in reversed(lines) if "services" in l and "ok" in l), None)
+
+
 def json_lines(text):
     """The JSON objects among the lines of `text` (stagectl --json's output)."""
     out = []
@@ -123,6 +128,11 @@ def docker_request(method, path, body=None):
         conn.close()
 
 
+def running_containers():
+    """How many containers are running (other work on the machine, when a benchmark starts)."""
+    return len(docker_get("/containers/json") or [])
+
+
 def label_filter(*labels):
     return {"filters": json.dumps({"label": list(labels)})}
 
@@ -133,6 +143,12 @@ def leftovers(label):
     n = docker_get("/networks", label_filter(label)) or []
     v = (docker_get("/volumes", label_filter(label)) or {}).get("Volumes") or []
     return [x["Names"][0].lstrip("/") for x in c] + [x["Name"] for x in n] + [x["Name"] for x in v]
+
+
+def remove_snapshots(stack):
+    """Removes stagectl's fixture snapshot images of `stack` only, never other stacks'."""
+    for img in docker_get("/images/json", label_filter(f"org.stagectl.stack={stack}", "org.stagectl.snapshot")) or []:
+        run(["docker", "rmi", "-f", img["Id"]], check=False)
 
 
 def compose_up_wait(dc, state, done, timeout, every, what, env=None):
@@ -173,6 +189,21 @@ def mn(xs):
 def mx(xs):
     xs = _measured(xs)
     return max(xs) if xs else float("nan")
+
+
+def ratio(a, b):
+    """a / b, NaN when b is 0 or NaN."""
+    return a / b if b else float("nan")
+
+
+def cell(xs, fmt="{:.2f}", unit=" s"):
+    """A table cell: median (min–max) of the measured values (None left out); "–" for none."""
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "–"
+    if len(xs) == 1:
+        return f"{fmt.format(xs[0])}{unit} (1 run)"
+    return f"{fmt.format(med(xs))}{unit} ({fmt.format(mn(xs))}–{fmt.format(mx(xs))})"
 
 
 def pct(sorted_xs, p):
@@ -231,6 +262,19 @@ def add_output_args(ap, command):
     ap.add_argument("--load-start", default="?")
 
 
+def measure_sizes(a, size):
+    """Measures each of `a.sizes` (comma-separated counts) in turn: `size(a, n)`'s prepare(),
+    then go(), whose result is collected. The results so far are written to --json after each
+    size, so they survive a later failure (a Fail propagates)."""
+    results = []
+    for n in [int(x) for x in a.sizes.split(",") if x]:
+        s = size(a, n)
+        s.prepare()
+        results.append(s.go())
+        write_json(a.json, {"results": results})
+    return results
+
+
 def write_json(path, data):
     with open(path, "w") as fh:
         json.dump(data, fh, indent=1, default=str)
@@ -247,6 +291,19 @@ def write_outputs(a, data, render):
 def met(ok):
     """The verdict on a target."""
     return "**met**" if ok else "**NOT met**"
+
+
+def machine_section(a, facts, others):
+    """A section's "### Machine" part: the machine's facts (with engine_details), the load
+    average at the start (--load-start) and at the end, the `others` containers running at the
+    start, and stagectl's revision (--revision)."""
+    return [
+        "### Machine",
+        "",
+        *machine_lines(facts),
+        f"- Load average at the start: {a.load_start}; at the end: {facts['load']}. Other containers running at the start: {others}.",
+        f"- stagectl {a.revision}, release build.",
+    ]
 
 
 def machine_lines(facts):

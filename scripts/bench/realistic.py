@@ -22,8 +22,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (Fail, add_output_args, docker_get, json_lines, label_filter, leftovers, logger,  # noqa: E402
-                    machine_facts, machine_lines, med, met, mn, mx, polling, run, write_json, write_outputs)
+from common import (Fail, add_output_args, cell, docker_get, final_report, json_lines, label_filter,  # noqa: E402
+                    leftovers, logger, machine_facts, machine_section, measure_sizes, med, met, polling,
+                    ratio, remove_snapshots, run, running_containers, write_outputs)
 
 IMAGE = "stagectl/postgres-firststart:15"
 DB = "bench"
@@ -159,10 +160,6 @@ def generate(users, d):
         os.chmod(os.path.join(d, sub, name), 0o644)
 
 
-def final_report(lines):
-    return next((l for l in reversed(lines) if "services" in l and "ok" in l), None)
-
-
 def ev(events, service, phase, contains=None):
     for e in events:
         if e.get("service") == service and e.get("phase") == phase and (contains is None or contains in (e.get("detail") or e.get("message") or "")):
@@ -244,11 +241,6 @@ class Size:
                 log(f"{tool}: volume {v} of a removed db container still exists after `down` (removed at the end)")
 
     # ---------------------------------------------------------------------- stagectl
-    def remove_snapshots(self):
-        imgs = docker_get("/images/json", label_filter(f"org.stagectl.stack={self.a.stack}", "org.stagectl.snapshot")) or []
-        for i in imgs:
-            run(["docker", "rmi", "-f", i["Id"]], check=False)
-
     def st_cmd(self, cmd, expect_snapshot):
         dt, p = run(self.st + cmd, check=False)
         lines = json_lines(p.stdout)
@@ -279,7 +271,7 @@ class Size:
 
     def stagectl_cold(self):
         run(self.st + ["down", "--volumes"])
-        self.remove_snapshots()
+        remove_snapshots(self.a.stack)
         time.sleep(self.a.settle)
         r = self.st_cmd(["up"], "miss")
         r["data_ok"] = self.check("stagectl", "cold up", self.st_labels())
@@ -372,7 +364,7 @@ class Size:
                 f"rebuild compose {x['compose_rebuild']['seconds']:.2f}s / stagectl {rr['seconds']:.2f}s "
                 f"(start→ready {rr['start_to_ready'] if rr['start_to_ready'] is None else round(rr['start_to_ready'], 2)}s); "
                 f"down compose {x['compose_down']:.2f}s / stagectl {x['stagectl_down']:.2f}s")
-        self.remove_snapshots()
+        remove_snapshots(self.a.stack)
         left = leftovers(f"org.stagectl.stack={self.a.stack}") + leftovers(f"com.docker.compose.project={self.a.project}")
         if left:
             raise Fail(f"left behind after down: {left}")
@@ -383,19 +375,6 @@ class Size:
 
 
 # ---------------------------------------------------------------------------- rendering
-def ratio(a, b):
-    return a / b if b else float("nan")
-
-
-def cell(xs):
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return "–"
-    if len(xs) == 1:
-        return f"{xs[0]:.2f} s (1 run)"
-    return f"{med(xs):.2f} s ({mn(xs):.2f}–{mx(xs):.2f})"
-
-
 def col(r, key, sub="seconds"):
     return [x[key][sub] if sub else x[key] for x in r["runs"]]
 
@@ -522,11 +501,7 @@ def render(a, facts, results, started, finished, others, failures):
     w("")
     w(METHOD.format(stack=a.stack, project=a.project, settle=a.settle, image=IMAGE, per=ORDERS_PER_USER, seed=SEED).strip())
     w("")
-    w("### Machine")
-    w("")
-    L.extend(machine_lines(facts))
-    w(f"- Load average at the start: {a.load_start}; at the end: {facts['load']}. Other containers running at the start: {others}.")
-    w(f"- stagectl {a.revision}, release build.")
+    L.extend(machine_section(a, facts, others))
     return "\n".join(L) + "\n"
 
 
@@ -570,16 +545,10 @@ def main():
     ap.add_argument("--settle", type=float, default=0.5)
     add_output_args(ap, "scripts/bench-realistic.sh")
     a = ap.parse_args()
-    sizes = [int(x) for x in a.sizes.split(",") if x]
     started = datetime.datetime.now(datetime.timezone.utc)
-    others = len(docker_get("/containers/json") or [])
-    results = []
+    others = running_containers()
     try:
-        for n in sizes:
-            s = Size(a, n)
-            s.prepare()
-            results.append(s.go())
-            write_json(a.json, {"results": results})  # partial results survive a later failure
+        results = measure_sizes(a, Size)
     except Fail as e:
         log(f"error: {e}")
         return 1

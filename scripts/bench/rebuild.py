@@ -18,8 +18,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (Fail, add_output_args, compose_up_wait, docker_get, json_lines, label_filter, leftovers, logger,  # noqa: E402
-                    machine_facts, machine_lines, med, met, mn, mx, polling, run, write_json, write_outputs)
+from common import (Fail, add_output_args, cell, compose_up_wait, docker_get, final_report, json_lines,  # noqa: E402
+                    label_filter, leftovers, logger, machine_facts, machine_section, measure_sizes, med, met,
+                    polling, ratio, remove_snapshots, run, running_containers, write_outputs)
 
 ROOT = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 IMAGE = "stagectl/postgres:15"
@@ -84,10 +85,6 @@ services:
 """
 
 
-def final_report(lines):
-    return next((l for l in reversed(lines) if "services" in l and "ok" in l), None)
-
-
 class Size:
     def __init__(self, a, rows):
         self.a, self.rows = a, rows
@@ -112,12 +109,6 @@ class Size:
         run(self.dc + ["config", "-q"])
 
     # ------------------------------------------------------------------------- stagectl
-    def remove_snapshots(self):
-        """Only this benchmark's snapshot images (label org.stagectl.stack=<stack>)."""
-        imgs = docker_get("/images/json", label_filter(f"org.stagectl.stack={self.a.stack}", "org.stagectl.snapshot")) or []
-        for i in imgs:
-            run(["docker", "rmi", "-f", i["Id"]], check=False)
-
     def st_cmd(self, cmd, expect_snapshot):
         dt, p = run(self.st + cmd, check=False)
         lines = json_lines(p.stdout)
@@ -218,7 +209,7 @@ class Size:
         for i in range(runs):
             # (a) cold up: no snapshot of this stack, nothing running.
             run(self.st + ["down", "--volumes"])
-            self.remove_snapshots()
+            remove_snapshots(self.a.stack)
             time.sleep(self.a.settle)
             dt, res = self.st_cmd(["up"], "miss")
             res["seconds"] = dt
@@ -241,7 +232,7 @@ class Size:
                 f"(load {sum(f['seconds'] for f in r['cold'][-1]['fixtures'].get('files', [])):.2f}s), "
                 f"warm rebuild {r['warm1'][-1]['seconds']:.2f}s right after it, then {dt:.2f}s")
         run(self.st + ["down", "--volumes"])
-        self.remove_snapshots()
+        remove_snapshots(self.a.stack)
         if leftovers(stack_label):
             raise Fail(f"left behind by stagectl: {leftovers(stack_label)}")
         # (c) compose: one untimed up, then timed `down -v` + `up -d` until seeded.
@@ -297,19 +288,6 @@ def breakdown(res):
 
 
 KIND = {"cold": "cold up", "warm1": "rebuild after cold", "warm": "rebuild repeated"}
-
-
-def ratio(a, b):
-    return a / b if b else float("nan")
-
-
-def cell(xs, fmt="{:.2f}", unit=" s"):
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return "–"
-    if len(xs) == 1:
-        return f"{fmt.format(xs[0])}{unit} (1 run)"
-    return f"{fmt.format(med(xs))}{unit} ({fmt.format(mn(xs))}–{fmt.format(mx(xs))})"
 
 
 def render(a, facts, results, started, finished, others):
@@ -408,11 +386,7 @@ def render(a, facts, results, started, finished, others):
     w("")
     w(METHOD.format(runs=a.runs, large_runs=a.large_runs, large=LARGE, settle=a.settle, stack=a.stack, project=a.project).strip())
     w("")
-    w("### Machine")
-    w("")
-    L.extend(machine_lines(facts))
-    w(f"- Load average at the start: {a.load_start}; at the end: {facts['load']}. Other containers running at the start: {others}.")
-    w(f"- stagectl {a.revision}, release build.")
+    L.extend(machine_section(a, facts, others))
     return "\n".join(L) + "\n"
 
 
@@ -482,16 +456,10 @@ def main():
     add_output_args(ap, "scripts/bench-rebuild.sh")
     ap.add_argument("--note", dest="notes", action="append", default=[])
     a = ap.parse_args()
-    sizes = [int(x) for x in a.sizes.split(",") if x]
     started = datetime.datetime.now(datetime.timezone.utc)
-    others = len(docker_get("/containers/json") or [])
-    results = []
+    others = running_containers()
     try:
-        for n in sizes:
-            s = Size(a, n)
-            s.prepare()
-            results.append(s.go())
-            write_json(a.json, {"results": results})  # partial results survive a later failure
+        results = measure_sizes(a, Size)
     except Fail as e:
         log(f"error: {e}")
         return 1

@@ -30,7 +30,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Fail, compose_up_wait, docker_get, label_filter, leftovers, logger, machine_facts, machine_lines, med, run  # noqa: E402
+from common import (Fail, compose_up_wait, docker_get, label_filter, leftovers, logger, machine_facts,  # noqa: E402
+                    machine_lines, med, remove_snapshots, run)
 
 ROOT = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 EXAMPLE = os.path.join(ROOT, "examples", "wagtail")
@@ -63,10 +64,6 @@ class Bench:
         self.st = [a.stagectl, "-f", copy_example(work)]
         self.dc = ["docker-compose", "-p", PROJECT, "-f", os.path.join(EXAMPLE, "docker-compose.yml")]
         self.env = {**os.environ, "WAGTAIL_PORT": COMPOSE_PORT}
-
-    def remove_snapshots(self):
-        for img in docker_get("/images/json", label_filter(f"org.stagectl.stack={STACK}", "org.stagectl.snapshot")) or []:
-            run(["docker", "rmi", "-f", img["Id"]], check=False)
 
     def stagectl(self, cmd, snapshot):
         dt, p = run(self.st + ["--json", cmd])
@@ -108,7 +105,7 @@ class Bench:
         rows = []
         for i in range(self.a.runs):
             log(f"run {i + 1}/{self.a.runs}: stagectl cold up")
-            self.remove_snapshots()
+            remove_snapshots(STACK)
             cold = self.stagectl("up", "miss")
             log(f"run {i + 1}: stagectl warm rebuild")
             warm = self.stagectl("rebuild", "hit")
@@ -125,7 +122,7 @@ class Bench:
         run(self.st + ["down", "--volumes"], check=False)
         run(self.dc + ["down", "-v", "--rmi", "local"], check=False, env=self.env)
         run(["docker", "rmi", "stagectl-example/wagtail-app:compose"], check=False)
-        self.remove_snapshots()
+        remove_snapshots(STACK)
         left = leftovers(f"org.stagectl.stack={STACK}") + leftovers(f"com.docker.compose.project={PROJECT}")
         if left:
             log(f"warning: left behind: {left}")

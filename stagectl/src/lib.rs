@@ -21,3 +21,4 @@ pub mod plan;
 pub mod probes;
 pub mod secrets;
 pub mod sql;
+pub mod text;

@@ -191,17 +191,10 @@ fn request(client: &reqwest::Client, kind: &CheckKind, base: &str) -> Option<req
 /// How many lines of a failing command's output a check message shows.
 const SHOWN_LINES: usize = 5;
 
-/// The last `n` non-empty lines of `output` and how many came before them.
-pub(crate) fn final_lines(output: &str, n: usize) -> (usize, Vec<&str>) {
-    let lines: Vec<&str> = output.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
-    let from = lines.len().saturating_sub(n);
-    (from, lines[from..].to_vec())
-}
-
 /// The last lines a command printed, joined by ` / ` (secrets are masked with the whole
 /// message); `(nothing)` when it printed nothing.
 fn last_lines(output: &str) -> String {
-    match final_lines(output, SHOWN_LINES) {
+    match crate::text::last_lines(output, SHOWN_LINES) {
         (_, lines) if lines.is_empty() => "(nothing)".to_string(),
         (0, lines) => lines.join(" / "),
         (more, lines) => format!("… {more} more line(s) / {}", lines.join(" / ")),

@@ -18,9 +18,10 @@ use super::csv_check::{CsvProblem, CsvScanner, Dialect, LineMap};
 use super::fast;
 use super::mask::Masker;
 use super::psql_output::{self, PsqlFailure};
-use super::{display, last_lines, psql_command, quote_ident, FixtureError};
+use super::{display, psql_command, quote_ident, FixtureError};
 use crate::docker::{ByteStream, ContainerEngine};
 use crate::manifest::MaskRule;
+use crate::text::last_lines_joined;
 
 /// Sent instead of the rest of a malformed file: a quote that is never closed (after a line
 /// break, so it cannot complete the row cut short), which PostgreSQL rejects at the end of
@@ -98,7 +99,7 @@ pub(super) async fn copy_csv<E: ContainerEngine + ?Sized>(
     if code != 0 {
         return Err(match failure {
             Some(f) => copy_error(docker, id, (user, database), csv, &checked.map, f).await,
-            None => FixtureError::Psql { file: csv.name.to_string(), line: None, message: last_lines(&out, 10), help: None },
+            None => FixtureError::Psql { file: csv.name.to_string(), line: None, message: last_lines_joined(&out, 10, "\n"), help: None },
         });
     }
     Ok(copied_rows(&out))

@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::docker::{ByteStream, ContainerEngine};
 use crate::manifest::{Fixtures, Loader, Manifest};
+use crate::text::last_lines_joined;
 use mask::Masker;
 
 #[derive(Debug, Clone, Serialize)]
@@ -277,7 +278,7 @@ async fn load_file<E: ContainerEngine + ?Sized>(
                     file: name.to_string(),
                     command: command.join(" "),
                     code,
-                    output_tail: last_lines(&out, 20),
+                    output_tail: last_lines_joined(&out, 20, "\n"),
                 });
             }
             Ok(0)
@@ -361,16 +362,11 @@ fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 /// psql's error on a `.sql` fixture, named by the file and the line psql names.
 fn psql_error(name: &str, out: &str) -> FixtureError {
     let file = name.to_string();
     let Some(f) = psql_output::parse(out) else {
-        return FixtureError::Psql { file, line: None, message: last_lines(out, 10), help: None };
+        return FixtureError::Psql { file, line: None, message: last_lines_joined(out, 10, "\n"), help: None };
     };
     let help = psql_output::missing_relation(&f.message)
         .map(|_| "create it in a migration, or in a .sql fixture loaded before this one (files load in the order of `files`)".to_string());

@@ -20,9 +20,10 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::mask::Masker;
-use super::{file_stream, last_lines, FixtureError};
+use super::{file_stream, FixtureError};
 use crate::docker::{ByteStream, ContainerEngine};
 use crate::manifest::MaskRule;
+use crate::text::last_lines_joined;
 
 /// Rows per INSERT statement, and the most bytes one may hold (the server's default
 /// `max_allowed_packet` is 16 MB).
@@ -110,7 +111,7 @@ pub(super) async fn load_sql<E: ContainerEngine + ?Sized>(
             });
             FixtureError::Mysql { file: name.to_string(), line: e.line, message: e.message, help }
         }
-        None => FixtureError::Mysql { file: name.to_string(), line: None, message: last_lines(&out, 10), help: None },
+        None => FixtureError::Mysql { file: name.to_string(), line: None, message: last_lines_joined(&out, 10, "\n"), help: None },
     })
 }
 
@@ -155,7 +156,7 @@ pub(super) async fn load_csv<E: ContainerEngine + ?Sized>(
     }
     let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let Some(e) = parse_client_error(&out) else {
-        return Err(FixtureError::Mysql { file: name.to_string(), line: None, message: last_lines(&out, 10), help: None });
+        return Err(FixtureError::Mysql { file: name.to_string(), line: None, message: last_lines_joined(&out, 10, "\n"), help: None });
     };
     let mysql =
         |line: Option<u64>, message: String, help: Option<String>| FixtureError::Mysql { file: name.to_string(), line, message, help };
@@ -309,7 +310,7 @@ pub(super) async fn column_values<E: ContainerEngine + ?Sized>(
     let sql = format!("SELECT HEX({}) FROM {}", quote_ident(col), quote_ident(table));
     let (code, out) = docker.exec(id, &client_command(user, database, &["--skip-column-names", "-e", &sql])).await?;
     if code != 0 {
-        let output = parse_client_error(&out).map(|e| e.message).unwrap_or_else(|| last_lines(&out, 5));
+        let output = parse_client_error(&out).map(|e| e.message).unwrap_or_else(|| last_lines_joined(&out, 5, "\n"));
         return Err(FixtureError::ScanQuery { column: column.to_string(), output });
     }
     Ok(out

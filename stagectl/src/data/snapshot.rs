@@ -12,6 +12,8 @@ use crate::docker::{labels, ContainerEngine};
 use crate::error::Result;
 
 pub const LABEL: &str = "org.stagectl.snapshot";
+/// Every snapshot's tag starts so: `stagectl-snapshot/<service>:<key prefix>` (see [`reference`]).
+pub const REPOSITORY_PREFIX: &str = "stagectl-snapshot/";
 pub const KEY_LABEL: &str = "org.stagectl.snapshot-key";
 /// The image the snapshot was taken on; its size is subtracted to get the snapshot's own bytes.
 pub const BASE_LABEL: &str = "org.stagectl.snapshot-base";
@@ -42,7 +44,7 @@ pub fn key(base_image_id: &str, service_spec_hash: &str, fixtures_hash: &str, jo
 }
 
 pub fn reference(service: &str, key: &str) -> String {
-    format!("stagectl-snapshot/{service}:{}", &key[..24])
+    format!("{REPOSITORY_PREFIX}{service}:{}", &key[..24])
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,7 +66,7 @@ pub struct SnapshotInfo {
 /// config in the image, or the untagged result of a build that never got its tag. No run can
 /// find it (runs look snapshots up by tag), so it only takes space.
 fn usable(tags: &[String]) -> bool {
-    tags.iter().any(|t| t.starts_with("stagectl-snapshot/") && !t.ends_with(RAW_SUFFIX))
+    tags.iter().any(|t| t.starts_with(REPOSITORY_PREFIX) && !t.ends_with(RAW_SUFFIX))
 }
 
 /// The tag suffix of a snapshot's temporary commit (see the engine's `commit`).
@@ -80,7 +82,7 @@ pub async fn list<E: ContainerEngine + ?Sized>(docker: &E) -> Result<Vec<Snapsho
             b => docker.image_size(&b).await?.unwrap_or(0),
         };
         out.push(SnapshotInfo {
-            reference: i.tags.iter().find(|t| t.starts_with("stagectl-snapshot/")).cloned().unwrap_or_else(|| i.id.clone()),
+            reference: i.tags.iter().find(|t| t.starts_with(REPOSITORY_PREFIX)).cloned().unwrap_or_else(|| i.id.clone()),
             id: i.id.clone(),
             stack: l(labels::STACK),
             service: l(labels::SERVICE),

@@ -81,7 +81,7 @@ fn words(argv: &[String]) -> String {
 
 /// The last [`SHOWN_LINES`] non-empty lines, indented; `(no output)` when there are none.
 fn tail(output: &str) -> String {
-    match crate::checks::final_lines(output, SHOWN_LINES) {
+    match crate::text::last_lines(output, SHOWN_LINES) {
         (_, lines) if lines.is_empty() => "  (no output)".to_string(),
         (more, lines) => {
             let more = if more > 0 { format!("  … {more} more line(s)\n") } else { String::new() };

@@ -113,9 +113,12 @@ impl Builds {
     }
 }
 
+/// Every build's tag starts so: `stagectl-build/<service>:<content hash prefix>`.
+pub const BUILD_REPOSITORY_PREFIX: &str = "stagectl-build/";
+
 /// The tag of a service's build, by content.
 fn build_tag(service: &str, hash: &str) -> String {
-    format!("stagectl-build/{service}:{}", &hash[..16])
+    format!("{BUILD_REPOSITORY_PREFIX}{service}:{}", &hash[..16])
 }
 
 pub async fn ensure_image<E: ContainerEngine + ?Sized>(
@@ -283,8 +286,7 @@ async fn run_host_command(
     if output.status.success() {
         return Ok(());
     }
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+    let tail = crate::text::last_lines_joined(&text, 20, "\n");
     Err(ImageError::HostCommandFailed { command: cmd.to_string(), status: output.status, output_tail: redactor.apply(&tail) })
 }
 

@@ -59,6 +59,8 @@ pub use fixtures::FixtureError;
 pub use images::ImageError;
 pub use lifecycle::{LifecycleReport, LifecycleRow};
 pub use migrate::MigrationError;
+/// On a snapshot image: the data directory a restored PostgreSQL must use (`PGDATA`).
+pub use pg_snapshot::PGDATA_LABEL;
 pub use progress::{Phase, Reporter, Silent};
 
 /// Lines of container output shown when a service fails.

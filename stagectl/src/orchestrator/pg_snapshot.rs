@@ -123,9 +123,9 @@ fn psql(at: &Located, sql: &str) -> Vec<String> {
     crate::data::psql_command(&at.user, &at.database, &["-At", "-c", sql])
 }
 
+/// The end of a failed command's output, on one line.
 fn last_lines(out: &str) -> String {
-    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(3)..].join(" / ")
+    crate::text::last_lines_joined(out, 3, " / ")
 }
 
 /// Whether `path` is `mount` or below it.

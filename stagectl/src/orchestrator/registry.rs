@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 
 /// Repositories of images that exist only where stagectl made them.
-const LOCAL_ONLY_PREFIXES: [&str; 2] = ["stagectl-snapshot/", "stagectl-build/"];
+const LOCAL_ONLY_PREFIXES: [&str; 2] = [crate::data::snapshot::REPOSITORY_PREFIX, images::BUILD_REPOSITORY_PREFIX];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

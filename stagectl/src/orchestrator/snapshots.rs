@@ -29,8 +29,6 @@ use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::plan;
 
-const REFERENCE_PREFIX: &str = "stagectl-snapshot/";
-
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
     #[error("nothing to export: stack `{stack}` has no data service with fixture snapshots on")]
@@ -142,7 +140,7 @@ pub async fn select<E: ContainerEngine + ?Sized>(docker: &E, manifest: &Manifest
     let mut chosen = Vec::new();
     let mut notes = Vec::new();
     if all {
-        for s in known.iter().filter(|s| s.reference.starts_with(REFERENCE_PREFIX)) {
+        for s in known.iter().filter(|s| s.reference.starts_with(snapshot::REPOSITORY_PREFIX)) {
             let key = label_key(docker, &s.id).await?;
             chosen.push(entry(s, &key, "all"));
         }
@@ -174,7 +172,8 @@ pub async fn select<E: ContainerEngine + ?Sized>(docker: &E, manifest: &Manifest
                 }
                 Err(why) => {
                     // `known` is most recently used first.
-                    let Some(s) = known.iter().find(|s| s.service == f.service && s.reference.starts_with(REFERENCE_PREFIX)) else {
+                    let Some(s) = known.iter().find(|s| s.service == f.service && s.reference.starts_with(snapshot::REPOSITORY_PREFIX))
+                    else {
                         return Err(TransferError::Missing { service: f.service.clone(), why }.into());
                     };
                     notes.push(format!("{}: current snapshot key unknown ({why}); exporting its most recently used snapshot", f.service));
@@ -229,8 +228,8 @@ pub fn archive_tags(path: &Path) -> std::result::Result<Vec<String>, TransferErr
         if tags.is_empty() {
             return Err(not("it holds no image".into()));
         }
-        if let Some(other) = tags.iter().find(|t| !t.starts_with(REFERENCE_PREFIX)) {
-            return Err(not(format!("it holds `{other}`, which is not a snapshot (`{REFERENCE_PREFIX}...`)")));
+        if let Some(other) = tags.iter().find(|t| !t.starts_with(snapshot::REPOSITORY_PREFIX)) {
+            return Err(not(format!("it holds `{other}`, which is not a snapshot (`{}...`)", snapshot::REPOSITORY_PREFIX)));
         }
         return Ok(tags);
     }

@@ -311,14 +311,19 @@ files = ["seed.sql"]
     assert!(err.contains(&format!("cannot reach the Docker engine at {}", relay.host())), "{err}");
 }
 
+/// The `docker commit -c` change that labels an image as `stack`'s snapshot of `db`, with the
+/// labels stagectl puts on one.
+fn snapshot_label_change(stack: &Stack) -> String {
+    use stagectl::data::snapshot::{BASE_LABEL, LABEL};
+    use stagectl::docker::labels::{SERVICE, STACK};
+    format!("LABEL {LABEL}=1 {STACK}={} {SERVICE}=db {BASE_LABEL}=stagectl/debian:bookworm", stack.name)
+}
+
 /// Debris of an interrupted snapshot, as a kill or a lost engine in the snapshot phase leaves
 /// it (labelled with the stack): a `<snapshot>-raw` commit and an untagged child of it (the
 /// build that never got its tag). Returns the untagged image's ID.
 fn snapshot_debris(stack: &Stack, container: &str, raw_tag: &str) -> String {
-    let label = format!(
-        "LABEL org.stagectl.snapshot=1 org.stagectl.stack={} org.stagectl.service=db org.stagectl.snapshot-base=stagectl/debian:bookworm",
-        stack.name
-    );
+    let label = snapshot_label_change(stack);
     docker(&["commit", "-c", &label, container, raw_tag]);
     let child = docker(&["create", raw_tag, "true"]).trim().to_string();
     let untagged = docker(&["commit", "-c", &label, &child]).trim().to_string();
@@ -344,11 +349,8 @@ fn snapshot_debris_is_not_listed_and_prune_and_down_remove_it() {
     let stack = Stack::new("f-debris", WEB);
     stack.up_ok();
     let web = stack.container_ids()["web"].clone();
-    let label = format!(
-        "LABEL org.stagectl.snapshot=1 org.stagectl.stack={} org.stagectl.service=db org.stagectl.snapshot-base=stagectl/debian:bookworm",
-        stack.name
-    );
-    let usable_tag = format!("stagectl-snapshot/db:{}", stack.name);
+    let label = snapshot_label_change(&stack);
+    let usable_tag = format!("{}{}", snapshot_tag_prefix("db"), stack.name);
     let usable = docker(&["commit", "-c", &label, &web, &usable_tag]).trim().to_string();
 
     snapshot_debris(&stack, &web, &format!("{usable_tag}-raw"));

@@ -96,14 +96,7 @@ fn fixtures_load_masked_deterministic_and_join_consistent() {
 
     // Determinism: a full reload (snapshot deleted) gives byte-identical masked data.
     // (Only this stack's snapshot: `snapshots prune --all` would hit parallel tests too.)
-    let ours = docker(&[
-        "images",
-        "-q",
-        "--filter",
-        &format!("label=org.stagectl.stack={}", stack.name),
-        "--filter",
-        "label=org.stagectl.snapshot",
-    ]);
+    let ours = stack.snapshot_images();
     assert_eq!(ours.lines().count(), 1);
     assert!(stack.run(&["down", "--volumes"]).status.success());
     docker(&["rmi", ours.trim()]);
@@ -161,14 +154,7 @@ fn a_rebuild_restores_the_snapshot_and_a_changed_fixture_reloads() {
     // Pruning is scoped to the manifest's stack (parallel tests' snapshots are untouched).
     let out = stack.run(&["snapshots", "prune", "--all"]);
     assert_eq!(stdout(&out).split(" (").next().unwrap_or(""), "removed 3 snapshots");
-    let left = docker(&[
-        "images",
-        "-q",
-        "--filter",
-        &format!("label=org.stagectl.stack={}", stack.name),
-        "--filter",
-        "label=org.stagectl.snapshot",
-    ]);
+    let left = stack.snapshot_images();
     assert_eq!(left.trim(), "");
 }
 
@@ -177,10 +163,7 @@ fn a_broken_fixture_fails_naming_file_and_line_and_keeps_the_previous_snapshot()
     require_docker!();
     let stack = data_stack("fxbroken");
     stack.up_ok();
-    let snapshots = |s: &Stack| {
-        docker(&["images", "-q", "--filter", &format!("label=org.stagectl.stack={}", s.name), "--filter", "label=org.stagectl.snapshot"])
-    };
-    let before = snapshots(&stack);
+    let before = stack.snapshot_images();
     assert_eq!(before.lines().count(), 1);
 
     // A malformed CSV row (an extra field on line 3).
@@ -210,7 +193,7 @@ fn a_broken_fixture_fails_naming_file_and_line_and_keeps_the_previous_snapshot()
     // Never ready, and the earlier good snapshot is still there; no snapshot of the bad load.
     let out = stack.run(&["status"]);
     assert_eq!(out.status.code(), Some(1), "a failed load is not ready: {}", stdout(&out));
-    assert_eq!(snapshots(&stack), before);
+    assert_eq!(stack.snapshot_images(), before);
 
     // Fixing the file restores the previous snapshot instantly.
     std::fs::write(stack.path("data/03_extra.sql"), "INSERT INTO orders (email, total) VALUES (NULL, 1);\n").unwrap();
@@ -231,10 +214,10 @@ fn a_deleted_snapshot_falls_back_to_a_full_load() {
         "--filter",
         &format!("label=org.stagectl.stack={}", stack.name),
         "--filter",
-        "label=org.stagectl.snapshot",
+        &snapshot_filter(),
     ]);
     let snapshot = snapshot.trim().to_string();
-    assert!(snapshot.starts_with("stagectl-snapshot/db:"), "{snapshot}");
+    assert!(snapshot.starts_with(&snapshot_tag_prefix("db")), "{snapshot}");
     assert!(stack.run(&["down", "--volumes"]).status.success());
     docker(&["rmi", &snapshot]);
     let report = stack.up_ok();
@@ -297,14 +280,7 @@ fn load_fails(stack: &Stack) -> String {
     assert_eq!(db["outcome"], "failed", "{db}");
     let status = stack.run(&["status"]);
     assert_eq!(status.status.code(), Some(1), "a failed load is not ready: {}", stdout(&status));
-    let snapshots = docker(&[
-        "images",
-        "-q",
-        "--filter",
-        &format!("label=org.stagectl.stack={}", stack.name),
-        "--filter",
-        "label=org.stagectl.snapshot",
-    ]);
+    let snapshots = stack.snapshot_images();
     assert_eq!(snapshots.trim(), "", "a failed load is never snapshotted");
     db["message"].as_str().unwrap().to_string()
 }

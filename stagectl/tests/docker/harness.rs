@@ -12,6 +12,19 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_stagectl");
 
+/// How stagectl names fixture snapshots: the tests use the library's names, not copies of them.
+pub use stagectl::data::snapshot::{KEY_LABEL as SNAPSHOT_KEY_LABEL, REPOSITORY_PREFIX as SNAPSHOT_REPOSITORY};
+
+/// The `docker images --filter` that picks fixture snapshots.
+pub fn snapshot_filter() -> String {
+    format!("label={}", stagectl::data::snapshot::LABEL)
+}
+
+/// The tag of a snapshot of `service` up to its key: `stagectl-snapshot/db:`.
+pub fn snapshot_tag_prefix(service: &str) -> String {
+    format!("{SNAPSHOT_REPOSITORY}{service}:")
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -95,6 +108,11 @@ impl Stack {
         last_json(&out)
     }
 
+    /// The IDs of the stack's fixture snapshot images, one a line, from the Docker CLI.
+    pub fn snapshot_images(&self) -> String {
+        docker(&["images", "-q", "--filter", &format!("label=org.stagectl.stack={}", self.name), "--filter", &snapshot_filter()])
+    }
+
     /// IDs of the stack's containers by service, from the Docker CLI (independent of stagectl).
     pub fn container_ids(&self) -> std::collections::BTreeMap<String, String> {
         let out = docker(&[
@@ -136,7 +154,7 @@ impl Drop for Stack {
             let _ = Command::new("docker").args(["rm", "-f", id]).output();
         }
         // Fixture snapshots taken for this stack.
-        let images = docker(&["images", "-q", "--filter", &filter, "--filter", "label=org.stagectl.snapshot"]);
+        let images = self.snapshot_images();
         for id in images.lines() {
             let _ = Command::new("docker").args(["rmi", "-f", id]).output();
         }

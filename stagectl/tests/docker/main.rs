@@ -438,7 +438,7 @@ files = ["seed.sql"]
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let images =
         docker(&["images", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--format", "{{.Repository}}:{{.Tag}}"]);
-    let snapshots: Vec<&str> = images.lines().filter(|l| l.starts_with("stagectl-snapshot/")).collect();
+    let snapshots: Vec<&str> = images.lines().filter(|l| l.starts_with(SNAPSHOT_REPOSITORY)).collect();
     assert!(!snapshots.is_empty(), "no snapshot was taken: {images}");
     for image in snapshots {
         let config = docker(&["image", "inspect", image]);

@@ -95,14 +95,7 @@ fn mariadb_loads_sql_and_masked_csv_is_probed_natively_and_restores_from_its_sna
     assert!(!stdout(&out).contains("leaked.person"));
 
     // The password never shows in what stagectl printed or committed.
-    let snapshot = docker(&[
-        "images",
-        "-q",
-        "--filter",
-        &format!("label=org.stagectl.stack={}", stack.name),
-        "--filter",
-        "label=org.stagectl.snapshot",
-    ]);
+    let snapshot = stack.snapshot_images();
     assert_eq!(snapshot.lines().count(), 1, "one snapshot taken");
 
     // A rebuild starts from the snapshot (taken after a clean shutdown): the rows are back,
@@ -204,7 +197,7 @@ mask = { "users.email" = "email" }
     assert!(!printed.contains(app_pw) && !printed.contains(root_pw));
     let images =
         docker(&["images", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--format", "{{.Repository}}:{{.Tag}}"]);
-    let snapshots: Vec<&str> = images.lines().filter(|l| l.starts_with("stagectl-snapshot/")).collect();
+    let snapshots: Vec<&str> = images.lines().filter(|l| l.starts_with(SNAPSHOT_REPOSITORY)).collect();
     assert_eq!(snapshots.len(), 1, "{images}");
     let config = docker(&["image", "inspect", snapshots[0]]);
     assert!(!config.contains(app_pw) && !config.contains(root_pw), "the snapshot keeps a secret: {config}");

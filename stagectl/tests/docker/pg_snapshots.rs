@@ -56,11 +56,6 @@ fn users(stack: &Stack) -> String {
     sql(stack, "app", "SELECT count(*), max(id) FROM users").trim().to_string()
 }
 
-/// The IDs of the stack's snapshot images.
-fn snapshot_images(stack: &Stack) -> String {
-    docker(&["images", "-q", "--filter", &format!("label=org.stagectl.stack={}", stack.name), "--filter", "label=org.stagectl.snapshot"])
-}
-
 /// Both streams of a container's output.
 fn container_logs(name: &str) -> String {
     let out = std::process::Command::new("docker").args(["logs", name]).output().unwrap();
@@ -85,11 +80,11 @@ fn a_postgres_snapshot_is_saved_in_the_background_and_restores_without_crash_rec
     assert_eq!(stack.owned_resources().2, 0, "the throwaway server's volume is removed");
     let slots = sql(&stack, "app", "SELECT count(*) FROM pg_replication_slots");
     assert_eq!(slots.trim(), "0");
-    let image = snapshot_images(&stack);
+    let image = stack.snapshot_images();
     let image = image.lines().next().expect("a snapshot image").to_string();
     let config = docker(&["image", "inspect", &image, "--format", "{{json .Config.Env}} {{json .Config.Labels}}"]);
     assert!(!config.contains(SECRET), "{config}");
-    assert!(config.contains("org.stagectl.snapshot-pgdata"), "the data moved out of the declared volume: {config}");
+    assert!(config.contains(stagectl::orchestrator::PGDATA_LABEL), "the data moved out of the declared volume: {config}");
 
     // A rebuild restores it: exactly the load (the app's row of the first run is not in it, or
     // its insert would fail now), from a cleanly shut down cluster.
@@ -140,7 +135,7 @@ fn a_data_directory_on_a_named_volume_is_loaded_but_never_snapshotted() {
     std::fs::write(stack.path("users.csv"), "id,name\n1,one\n2,two\n").unwrap();
     let first = stack.up_ok();
     assert_eq!(service(&first, "db")["fixtures"]["snapshot"], "off", "a commit cannot hold a volume");
-    let images = snapshot_images(&stack);
+    let images = stack.snapshot_images();
     assert!(images.trim().is_empty(), "{images}");
     let out = stack.run(&["--json", "rebuild"]);
     assert_eq!(out.status.code(), Some(0));
@@ -176,7 +171,7 @@ fn a_snapshot_cut_short_is_discarded_and_the_next_up_cleans_up_after_it() {
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    let tagged = snapshot_images(&stack);
+    let tagged = stack.snapshot_images();
     assert!(tagged.trim().is_empty(), "a cut snapshot was kept: {tagged}");
 
     let again = stack.up_ok();

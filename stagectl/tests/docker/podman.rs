@@ -246,7 +246,7 @@ fn podman_up_ready_checks_rebuild_from_the_snapshot_and_down_leave_nothing() {
     assert_eq!(out.status.code(), Some(0));
     let listed: Vec<String> = stdout(&out).lines().filter(|l| l.contains(&stack.name)).map(str::to_string).collect();
     assert_eq!(listed.len(), 1, "{}", stdout(&out));
-    assert!(listed[0].starts_with("stagectl-snapshot/db:"), "{listed:?}");
+    assert!(listed[0].starts_with(&snapshot_tag_prefix("db")), "{listed:?}");
     let snapshot = listed[0].split_whitespace().next().unwrap().to_string();
     let inspect = podman(&["image", "inspect", &snapshot]);
     assert!(!inspect.is_empty(), "podman cannot inspect {snapshot}");

@@ -108,7 +108,7 @@ fn pushed_snapshots_can_be_pulled_from_the_registry_and_a_dead_registry_is_named
     let service = |name: &str| up["services"].as_array().unwrap().iter().find(|s| s["service"] == name).unwrap().clone();
     assert_eq!(service("db")["fixtures"]["snapshot"], "miss", "{up}");
     let built = service("web")["image"].as_str().unwrap().to_string();
-    assert!(built.starts_with("stagectl-build/web:"), "{up}");
+    assert!(built.starts_with(&format!("{}web:", stagectl::orchestrator::images::BUILD_REPOSITORY_PREFIX)), "{up}");
 
     let out = stack.run(&["--json", "snapshots", "push", &registry.address()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -119,7 +119,7 @@ fn pushed_snapshots_can_be_pulled_from_the_registry_and_a_dead_registry_is_named
     let built_pushed = format!("{}/{built}", registry.address());
     assert_eq!(images[1]["reference"], built_pushed.as_str());
     let (local, pushed) = (images[0]["image"].as_str().unwrap(), images[0]["reference"].as_str().unwrap().to_string());
-    assert!(local.starts_with("stagectl-snapshot/db:"), "{report}");
+    assert!(local.starts_with(&snapshot_tag_prefix("db")), "{report}");
     assert_eq!(pushed, format!("{}/{local}", registry.address()));
     assert_eq!((images[0]["kind"].as_str(), images[0]["how"].as_str()), (Some("snapshot"), Some("current")));
     // The build's tag too: it is not labelled with the stack, so the stack's drop leaves it.
@@ -131,7 +131,7 @@ fn pushed_snapshots_can_be_pulled_from_the_registry_and_a_dead_registry_is_named
     let pull = Command::new("docker").args(["pull", "-q", &pushed]).output().unwrap();
     assert!(pull.status.success(), "docker pull {pushed}: {}", stderr(&pull));
     let labels = docker(&["image", "inspect", "-f", "{{json .Config.Labels}}", &pushed]);
-    assert!(labels.contains("\"org.stagectl.snapshot\""), "{labels}");
+    assert!(labels.contains(&format!("\"{}\"", stagectl::data::snapshot::LABEL)), "{labels}");
     assert!(labels.contains(&format!("\"org.stagectl.stack\":\"{}\"", stack.name)), "{labels}");
     assert_eq!(docker(&["image", "inspect", "-f", "{{.Id}}", &pushed]), docker(&["image", "inspect", "-f", "{{.Id}}", local]));
     let pull = Command::new("docker").args(["pull", "-q", &built_pushed]).output().unwrap();

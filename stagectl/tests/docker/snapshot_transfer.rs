@@ -53,7 +53,7 @@ fn snapshot_state(report: &serde_json::Value, service: &str) -> String {
 
 fn stack_snapshots(stack: &Stack) -> Vec<String> {
     let filter = format!("label=org.stagectl.stack={}", stack.name);
-    let out = docker(&["images", "--filter", &filter, "--filter", "label=org.stagectl.snapshot", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let out = docker(&["images", "--filter", &filter, "--filter", &snapshot_filter(), "--format", "{{.Repository}}:{{.Tag}}"]);
     let mut refs: Vec<String> = out.lines().map(str::to_string).filter(|l| !l.is_empty()).collect();
     refs.sort();
     refs
@@ -133,9 +133,9 @@ fn exported_snapshots_imported_where_they_are_missing_make_up_a_hit_without_the_
     assert_eq!(stack_snapshots(&stack), taken);
 
     // The secret is not in the imported image's metadata (env cleared at commit).
-    let db_ref = taken.iter().find(|r| r.starts_with("stagectl-snapshot/db:")).unwrap();
+    let db_ref = taken.iter().find(|r| r.starts_with(&snapshot_tag_prefix("db"))).unwrap();
     let inspect = docker(&["image", "inspect", db_ref]);
-    assert!(inspect.contains("org.stagectl.snapshot-key"), "{inspect}");
+    assert!(inspect.contains(SNAPSHOT_KEY_LABEL), "{inspect}");
     assert!(!inspect.contains(CANARY), "the imported snapshot holds the secret");
 
     let warm = stack.up_ok();
@@ -149,7 +149,7 @@ fn an_archive_that_is_not_a_snapshot_is_refused_and_nothing_of_it_stays() {
     require_docker!();
     let stack = transfer_stack("snapno");
     // An image tagged like a snapshot but without its labels: loaded, checked, removed.
-    let fake_ref = format!("stagectl-snapshot/{}:0123456789abcdef01234567", stack.name);
+    let fake_ref = format!("{}0123456789abcdef01234567", snapshot_tag_prefix(&stack.name));
     let guard = Tags(vec![fake_ref.clone()]);
     std::fs::create_dir_all(stack.path("ctx")).unwrap();
     std::fs::write(stack.path("ctx/Dockerfile"), "FROM scratch\nCOPY x /x\n").unwrap();
