@@ -91,6 +91,7 @@ ul.failed li { overflow-wrap: anywhere; padding: 8px 10px; margin-top: 6px; bord
 <header>
   <h1><span class="tool">stagectl /</span> <span id="stack">…</span></h1>
   <span id="docker"></span>
+  <span id="engine"></span>
   <span id="busy"></span>
   <span class="spacer"></span>
   <span id="updated">connecting…</span>
@@ -202,6 +203,12 @@ function renderHeader(st) {
   $("stack").textContent = st.stack || "—";
   document.title = "stagectl · " + (st.stack || "");
   $("docker").replaceChildren(st.docker ? badge("Docker reachable", "green") : badge("Docker unreachable", "red"));
+  // `daemon --swarm`: up, rebuild and verify deploy Swarm services.
+  const swarm = st.swarm || {};
+  $("engine").replaceChildren(st.engine === "swarm"
+    ? badge("on Docker Swarm: ports " + (swarm.publish_on_node ? "on the node" : "via the ingress")
+        + (swarm.registry ? ", built images from " + swarm.registry : ""), "grey")
+    : "");
   $("busy").replaceChildren(st.busy
     ? badge(st.busy.operation + " running, run #" + st.busy.run_id, "amber")
     : badge("idle", "grey"));

@@ -25,6 +25,9 @@ pub(super) struct DriftSummary {
 #[derive(Serialize)]
 struct StatusDoc<'a> {
     stack: &'a str,
+    /// `swarm` or `containers` (`State::engine_name`), and with `swarm` how it deploys.
+    engine: &'static str,
+    swarm: Option<crate::ops::SwarmTarget>,
     docker: bool,
     busy: Option<serde_json::Value>,
     queued: usize,
@@ -87,6 +90,8 @@ fn refresh_status(state: &State) {
     };
     let doc = StatusDoc {
         stack: &state.stack,
+        engine: state.engine_name(),
+        swarm: state.swarm,
         docker: docker_ok,
         busy,
         queued,
