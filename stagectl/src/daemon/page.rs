@@ -237,8 +237,9 @@ function renderServices(services) {
 }
 
 // What `stagectl diff` would say, recomputed by the daemon at most every 30 s.
-function renderDrift(drift) {
+function renderDrift(drift, engine) {
   const where = $("drift");
+  if (engine === "swarm") { where.replaceChildren(el("span", "muted", "drift: not computed for a Swarm deployment")); return; }
   if (!drift) { where.replaceChildren(el("span", "muted", "drift: not known yet")); return; }
   where.replaceChildren(drift.drifted === 0
     ? badge("no drift from the manifest", "green")
@@ -354,7 +355,7 @@ async function poll() {
       const st = status.value;
       renderHeader(st);
       renderServices(st.services);
-      renderDrift(st.drift);
+      renderDrift(st.drift, st.engine);
       renderChecks(st.checks);
       renderHost(st.host);
     } else {

@@ -78,7 +78,9 @@ fn refresh_status(state: &State) {
         Ok(m) => match state.rt.block_on(state.status_engine.status(&m)) {
             Ok(rows) => {
                 let busy = state.queue.lock().unwrap().running.is_some();
-                (rows, true, if busy { None } else { drift_summary(state, &m) })
+                // `diff` compares `up`'s containers by name; a Swarm task's container has
+                // another, so on Swarm every service would read "create": none is said instead.
+                (rows, true, if busy || state.swarm.is_some() { None } else { drift_summary(state, &m) })
             }
             Err(_) => (vec![], false, None),
         },
