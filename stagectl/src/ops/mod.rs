@@ -107,7 +107,8 @@ impl Operation {
     /// have no Swarm form: they are refused rather than run on the tasks' containers, whose
     /// stop Swarm would undo and whose replacement it would not know of.
     pub fn on_swarm(self, target: SwarmTarget) -> crate::error::Result<Operation> {
-        let refuse = |why: &str| Err(crate::error::Error::Usage(format!("`{}` does not work on a stack on Docker Swarm: {why}", self.cli_name())));
+        let refuse =
+            |why: &str| Err(crate::error::Error::Usage(format!("`{}` does not work on a stack on Docker Swarm: {why}", self.cli_name())));
         match self {
             Operation::Up | Operation::Rebuild => Ok(Operation::SwarmDeploy(target)),
             Operation::Verify => Ok(Operation::SwarmVerify(target)),
@@ -204,7 +205,11 @@ pub async fn execute<E: ContainerEngine + ?Sized>(
     })
 }
 
-async fn deploy_swarm<E: ContainerEngine + ?Sized>(orchestrator: &Orchestrator<E>, m: &Manifest, target: SwarmTarget) -> crate::error::Result<UpReport> {
+async fn deploy_swarm<E: ContainerEngine + ?Sized>(
+    orchestrator: &Orchestrator<E>,
+    m: &Manifest,
+    target: SwarmTarget,
+) -> crate::error::Result<UpReport> {
     orchestrator.deploy_swarm(m, target.publish_on_node, target.registry).await
 }
 

@@ -212,9 +212,13 @@ fn on_swarm_deploys_for_up_and_rebuild_verifies_after_a_deploy_and_refuses_singl
     }
     // Never run on the tasks' containers as if they were `up`'s.
     static SERVICES: Vec<String> = Vec::new();
-    for (refused, verb) in [(Operation::UpOnly, "`up SERVICE...`"), (Operation::Stop, "`stop`"), (Operation::Restart { services: &SERVICES }, "`restart`")] {
+    for (refused, verb) in
+        [(Operation::UpOnly, "`up SERVICE...`"), (Operation::Stop, "`stop`"), (Operation::Restart { services: &SERVICES }, "`restart`")]
+    {
         match refused.on_swarm(target) {
-            Err(Error::Usage(message)) => assert!(message.starts_with(&format!("{verb} does not work on a stack on Docker Swarm: ")), "{message}"),
+            Err(Error::Usage(message)) => {
+                assert!(message.starts_with(&format!("{verb} does not work on a stack on Docker Swarm: ")), "{message}")
+            }
             other => panic!("{refused:?} on Swarm: {other:?}"),
         }
     }

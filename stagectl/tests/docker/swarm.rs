@@ -257,8 +257,11 @@ fn daemon_swarm_deploys_up_and_verify_as_swarm_services_reports_them_and_takes_t
     require_docker!();
     let _swarm = SwarmGuard::acquire();
     let stack = Stack::new("swd", SWARM_DAEMON);
-    std::fs::write(stack.path("seed.sql"), "CREATE TABLE notes (id int PRIMARY KEY, body text);\nINSERT INTO notes VALUES (1, 'a'), (2, 'b');\n")
-        .unwrap();
+    std::fs::write(
+        stack.path("seed.sql"),
+        "CREATE TABLE notes (id int PRIMARY KEY, body text);\nINSERT INTO notes VALUES (1, 'a'), (2, 'b');\n",
+    )
+    .unwrap();
     let publish = publish_mode();
     // Dropped (killed) before the stack, whose drop runs `down`, and before the swarm guard.
     let d = Daemon::start(&stack, &["--no-watch", "--swarm", "--publish", publish]);
@@ -276,7 +279,8 @@ fn daemon_swarm_deploys_up_and_verify_as_swarm_services_reports_them_and_takes_t
     names.sort();
     assert_eq!(names, [format!("{}_db", stack.name), format!("{}_worker", stack.name)], "{services}");
     assert!(docker(&["ps", "-aq", "--filter", &format!("name=^{}-db$", stack.name)]).trim().is_empty(), "a plain container `-db` exists");
-    let mode = docker(&["service", "inspect", &format!("{}_db", stack.name), "--format", "{{range .Endpoint.Ports}}{{.PublishMode}}{{end}}"]);
+    let mode =
+        docker(&["service", "inspect", &format!("{}_db", stack.name), "--format", "{{range .Endpoint.Ports}}{{.PublishMode}}{{end}}"]);
     assert_eq!(mode.trim(), publish);
 
     // The status document says where the stack runs and sees every service ready. A
