@@ -205,10 +205,12 @@ function renderHeader(st) {
   $("docker").replaceChildren(st.docker ? badge("Docker reachable", "green") : badge("Docker unreachable", "red"));
   // `daemon --swarm`: up, rebuild and verify deploy Swarm services.
   const swarm = st.swarm || {};
-  $("engine").replaceChildren(st.engine === "swarm"
-    ? badge("on Docker Swarm: ports " + (swarm.publish_on_node ? "on the node" : "via the ingress")
-        + (swarm.registry ? ", built images from " + swarm.registry : ""), "grey")
-    : "");
+  if (st.engine === "swarm") {
+    $("engine").replaceChildren(badge("on Docker Swarm: ports " + (swarm.publish_on_node ? "on the node" : "via the ingress")
+      + (swarm.registry ? ", built images from " + swarm.registry : ""), "grey"));
+  } else {
+    $("engine").replaceChildren();
+  }
   $("busy").replaceChildren(st.busy
     ? badge(st.busy.operation + " running, run #" + st.busy.run_id, "amber")
     : badge("idle", "grey"));
