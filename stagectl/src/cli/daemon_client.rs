@@ -12,6 +12,8 @@ use crate::ops::{check_line, Operation};
 pub struct Daemon {
     pub url: String,
     pub token: Option<String>,
+    /// Started with `--swarm`: its operations deploy to Docker Swarm.
+    pub on_swarm: bool,
 }
 
 /// The daemon of `stack` if its discovery file names a live process that answers as that
@@ -37,7 +39,18 @@ pub async fn discover(stack: &str) -> Option<Daemon> {
     let token = std::env::var("STAGECTL_TOKEN")
         .ok()
         .or_else(|| d.token_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()).map(|t| t.trim().to_string()));
-    Some(Daemon { url: d.url, token })
+    Some(Daemon { url: d.url, token, on_swarm: v["engine"] == "swarm" })
+}
+
+/// A verb that always runs here (`up SERVICE...`, `stop`, `restart`) on a stack whose daemon
+/// deploys it to Docker Swarm: refused with the reason `Operation::on_swarm` gives, rather than
+/// run on the tasks' containers as if they were `up`'s.
+pub async fn refuse_if_daemon_on_swarm(stack: &str, op: Operation) -> Result<()> {
+    match discover(stack).await {
+        // Only whether the operation has a Swarm form matters here, not where it would deploy.
+        Some(d) if d.on_swarm => op.on_swarm(crate::ops::SwarmTarget::default()).map(drop),
+        _ => Ok(()),
+    }
 }
 
 fn client() -> reqwest::Client {

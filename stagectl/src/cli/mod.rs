@@ -224,6 +224,8 @@ pub struct DaemonArgs {
     /// Finished runs older than this many days are pruned.
     #[arg(long, default_value_t = 30)]
     pub keep_days: u32,
+    #[command(flatten)]
+    pub swarm: swarm::SwarmArgs,
 }
 
 /// `stagectl check [WHAT]`: the command line's names for `ops::CheckSet`.
@@ -388,6 +390,7 @@ async fn dispatch(cli: &Cli, console: Arc<Console>) -> Result<i32> {
                 watch: !args.no_watch,
                 keep_runs: args.keep_runs,
                 keep_days: args.keep_days,
+                swarm: args.swarm.target()?,
             };
             crate::daemon::run(&options).await
         }
@@ -634,9 +637,12 @@ async fn operate_on(
 ) -> Result<i32> {
     use crate::history::{History, Trigger};
     let stack = stack.or_else(|| manifest.as_ref().map(|m| m.stack.clone())).unwrap_or_default();
-    let local_only = matches!(op, Operation::UpOnly | Operation::Stop | Operation::Restart { .. } | Operation::SwarmDeploy { .. });
+    let local_only = matches!(op, Operation::UpOnly | Operation::Stop | Operation::Restart { .. } | Operation::SwarmDeploy(_));
     // Reports and JSON need the full results in this process; a profile selection is this
     // command's own (the daemon runs with the selection it was started with).
+    if local_only && !cli.local {
+        daemon_client::refuse_if_daemon_on_swarm(&stack, op).await?;
+    }
     if !cli.local && targets.is_empty() && !cli.json && cli.profiles.is_empty() && !local_only {
         if let Some(daemon) = daemon_client::discover(&stack).await {
             return daemon_client::forward(&daemon, op, &console).await;

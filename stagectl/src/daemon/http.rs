@@ -74,9 +74,10 @@ fn handle(state: &State, req: Request) {
             state.status_wanted.store(now_ms(), Ordering::Relaxed);
             Response::from_data(page::STATUS_PAGE.as_bytes().to_vec()).with_header(header("Content-Type", "text/html; charset=utf-8"))
         }
-        (Method::Get, ["api", "v1", "health"]) => {
-            json_response(200, &serde_json::json!({ "ok": true, "stack": state.stack, "pid": std::process::id() }))
-        }
+        (Method::Get, ["api", "v1", "health"]) => json_response(
+            200,
+            &serde_json::json!({ "ok": true, "stack": state.stack, "pid": std::process::id(), "engine": state.engine_name() }),
+        ),
         (Method::Get, ["api", "v1", "status"]) => {
             let body = current_status(state);
             Response::from_data(body.as_ref().clone()).with_header(header("Content-Type", "application/json"))
@@ -159,6 +160,7 @@ fn handle(state: &State, req: Request) {
                                 409,
                                 &serde_json::json!({ "error": format!("stack `{}` is busy with run {busy}; retry, or omit wait=false to queue", state.stack), "busy_run_id": busy }),
                             ),
+                            Err(refused @ Refused::NotOnSwarm(_)) => error(400, &refused.to_string()),
                             Err(refused @ Refused::Unrecorded(_)) => error(
                                 503,
                                 &format!(

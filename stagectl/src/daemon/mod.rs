@@ -2,7 +2,8 @@
 //! (`http`: JSON API under `/api/v1`, the status page at `/`, Prometheus text at `/metrics`),
 //! one worker that runs queued operations one at a time under the stack's lock (`queue`), the
 //! cached status document (`status`), a file watcher (`watch`), and a scheduler (`schedule`:
-//! cron rebuilds, idle teardown). Runs are recorded in the SQLite history.
+//! cron rebuilds, idle teardown). Runs are recorded in the SQLite history. With `--swarm`,
+//! every operation it queues is the Swarm form of it (`ops::Operation::on_swarm`).
 
 mod auth;
 pub mod discovery;
@@ -27,6 +28,7 @@ use crate::docker::BollardEngine;
 use crate::error::{exit, Error, Result};
 use crate::history::History;
 use crate::manifest::Manifest;
+use crate::ops::SwarmTarget;
 use crate::orchestrator::{Orchestrator, Silent};
 use queue::Queue;
 
@@ -46,6 +48,8 @@ pub struct Options {
     pub keep_runs: usize,
     /// Finished runs older than this many days are pruned.
     pub keep_days: u32,
+    /// `--swarm`: every operation runs in its Swarm form (`Operation::on_swarm`).
+    pub swarm: Option<SwarmTarget>,
 }
 
 struct State {
@@ -83,6 +87,8 @@ struct State {
     drift: Mutex<Option<(u64, Option<status::DriftSummary>)>>,
     keep_runs: usize,
     keep_days: u32,
+    /// Where `up`, `rebuild` and `verify` deploy when the stack runs on Docker Swarm.
+    swarm: Option<SwarmTarget>,
     /// Outcomes of finished runs the history could not take (a full disk): shown by the API
     /// and the page instead of the "running" the history still says, written when it can.
     unrecorded: queue::Unrecorded,
@@ -98,6 +104,16 @@ impl State {
         let loaded = crate::load::load(&self.manifest_path, self.project.as_deref());
         *self.manifest_error.lock().unwrap() = loaded.as_ref().err().map(|e| e.to_string());
         loaded
+    }
+
+    /// What the daemon's operations run as, in the status document and `/api/v1/health`:
+    /// `swarm` (Swarm services, `--swarm`) or `containers` (plain containers on this engine).
+    fn engine_name(&self) -> &'static str {
+        if self.swarm.is_some() {
+            "swarm"
+        } else {
+            "containers"
+        }
     }
 }
 
@@ -140,6 +156,7 @@ pub async fn run(options: &Options) -> Result<i32> {
         drift: Mutex::new(None),
         keep_runs: options.keep_runs,
         keep_days: options.keep_days,
+        swarm: options.swarm,
         unrecorded: queue::Unrecorded::default(),
     });
     let _ = state.history.prune(state.keep_runs, state.keep_days);
@@ -172,10 +189,11 @@ pub async fn run(options: &Options) -> Result<i32> {
         threads.push(std::thread::Builder::new().name(format!("http-{i}")).spawn(move || http::serve(&s, &srv)).expect("thread"));
     }
     eprintln!(
-        "stagectl daemon for stack `{}` on {url} (pid {}); history {}",
+        "stagectl daemon for stack `{}` on {url} (pid {}); history {}{}",
         state.stack,
         std::process::id(),
-        state.history.path().display()
+        state.history.path().display(),
+        if state.swarm.is_some() { "; deploys to Docker Swarm" } else { "" }
     );
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| Error::Usage(e.to_string()))?;

@@ -91,6 +91,7 @@ ul.failed li { overflow-wrap: anywhere; padding: 8px 10px; margin-top: 6px; bord
 <header>
   <h1><span class="tool">stagectl /</span> <span id="stack">…</span></h1>
   <span id="docker"></span>
+  <span id="engine"></span>
   <span id="busy"></span>
   <span class="spacer"></span>
   <span id="updated">connecting…</span>
@@ -202,6 +203,14 @@ function renderHeader(st) {
   $("stack").textContent = st.stack || "—";
   document.title = "stagectl · " + (st.stack || "");
   $("docker").replaceChildren(st.docker ? badge("Docker reachable", "green") : badge("Docker unreachable", "red"));
+  // `daemon --swarm`: up, rebuild and verify deploy Swarm services.
+  const swarm = st.swarm || {};
+  if (st.engine === "swarm") {
+    $("engine").replaceChildren(badge("on Docker Swarm: ports " + (swarm.publish_on_node ? "on the node" : "via the ingress")
+      + (swarm.registry ? ", built images from " + swarm.registry : ""), "grey"));
+  } else {
+    $("engine").replaceChildren();
+  }
   $("busy").replaceChildren(st.busy
     ? badge(st.busy.operation + " running, run #" + st.busy.run_id, "amber")
     : badge("idle", "grey"));
@@ -230,8 +239,9 @@ function renderServices(services) {
 }
 
 // What `stagectl diff` would say, recomputed by the daemon at most every 30 s.
-function renderDrift(drift) {
+function renderDrift(drift, engine) {
   const where = $("drift");
+  if (engine === "swarm") { where.replaceChildren(el("span", "muted", "drift: not computed for a Swarm deployment")); return; }
   if (!drift) { where.replaceChildren(el("span", "muted", "drift: not known yet")); return; }
   where.replaceChildren(drift.drifted === 0
     ? badge("no drift from the manifest", "green")
@@ -347,7 +357,7 @@ async function poll() {
       const st = status.value;
       renderHeader(st);
       renderServices(st.services);
-      renderDrift(st.drift);
+      renderDrift(st.drift, st.engine);
       renderChecks(st.checks);
       renderHost(st.host);
     } else {

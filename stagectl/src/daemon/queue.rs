@@ -20,6 +20,9 @@ pub(super) enum Refused {
     /// The history cannot take the run (e.g. the state disk is full).
     #[error("the run cannot be recorded: {0}")]
     Unrecorded(#[source] HistoryError),
+    /// The daemon deploys to Docker Swarm and the operation has no Swarm form.
+    #[error("{0}")]
+    NotOnSwarm(#[source] crate::error::Error),
 }
 
 pub(super) struct Job {
@@ -39,7 +42,12 @@ pub(super) struct Queue {
 impl State {
     /// Queues an operation; with `wait = false`, refuses when one is running or queued. A run
     /// that cannot be recorded is not run at all: nothing happens that the history would not show.
+    /// With `--swarm`, what is queued (and recorded) is the operation's Swarm form.
     pub(super) fn submit(&self, op: Operation, trigger: Trigger, detail: &str, wait: bool) -> Result<i64, Refused> {
+        let op = match self.swarm {
+            Some(target) => op.on_swarm(target).map_err(Refused::NotOnSwarm)?,
+            None => op,
+        };
         let mut q = self.queue.lock().unwrap();
         if !wait {
             if let Some(busy) = q.running.map(|r| r.0).or_else(|| q.jobs.front().map(|j| j.run)) {

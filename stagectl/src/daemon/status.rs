@@ -25,6 +25,9 @@ pub(super) struct DriftSummary {
 #[derive(Serialize)]
 struct StatusDoc<'a> {
     stack: &'a str,
+    /// `swarm` or `containers` (`State::engine_name`), and with `swarm` how it deploys.
+    engine: &'static str,
+    swarm: Option<crate::ops::SwarmTarget>,
     docker: bool,
     busy: Option<serde_json::Value>,
     queued: usize,
@@ -75,7 +78,9 @@ fn refresh_status(state: &State) {
         Ok(m) => match state.rt.block_on(state.status_engine.status(&m)) {
             Ok(rows) => {
                 let busy = state.queue.lock().unwrap().running.is_some();
-                (rows, true, if busy { None } else { drift_summary(state, &m) })
+                // `diff` compares `up`'s containers by name; a Swarm task's container has
+                // another, so on Swarm every service would read "create": none is said instead.
+                (rows, true, if busy || state.swarm.is_some() { None } else { drift_summary(state, &m) })
             }
             Err(_) => (vec![], false, None),
         },
@@ -87,6 +92,8 @@ fn refresh_status(state: &State) {
     };
     let doc = StatusDoc {
         stack: &state.stack,
+        engine: state.engine_name(),
+        swarm: state.swarm,
         docker: docker_ok,
         busy,
         queued,

@@ -268,11 +268,12 @@ impl StatusCounts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricsData {
     pub stack: String,
-    /// Finished (succeeded or failed) up/rebuild/verify runs among the latest 100 of them.
+    /// Finished (succeeded or failed) up/rebuild/verify/deploy runs among the latest 100 of them.
     /// Interrupted runs are left out: a killed process says nothing about the deployment.
     pub deployments: u64,
     pub deployments_succeeded: u64,
-    /// The latest finished rebuild or verify run.
+    /// The latest finished rebuild, verify or Swarm deploy run (a deploy replaces the whole
+    /// earlier deployment: a rebuild; `daemon --swarm` records its rebuilds as deploys).
     pub last_rebuild_seconds: Option<f64>,
     pub last_rebuild_succeeded: Option<bool>,
     /// The latest run that recorded a data refresh time (M6).
@@ -656,7 +657,7 @@ impl History {
                 .prepare_cached(
                     "SELECT count(*), coalesce(sum(status = 'succeeded'), 0) FROM (
                         SELECT status FROM runs
-                        WHERE stack = ?1 AND operation IN ('up', 'rebuild', 'verify')
+                        WHERE stack = ?1 AND operation IN ('up', 'rebuild', 'verify', 'deploy')
                           AND status IN ('succeeded', 'failed')
                         ORDER BY finished_at DESC, id DESC LIMIT ?2)",
                 )?
@@ -664,7 +665,7 @@ impl History {
             let last_rebuild: Option<(Option<f64>, RunStatus)> = conn
                 .prepare_cached(
                     "SELECT seconds, status FROM runs
-                     WHERE stack = ?1 AND operation IN ('rebuild', 'verify')
+                     WHERE stack = ?1 AND operation IN ('rebuild', 'verify', 'deploy')
                        AND status IN ('succeeded', 'failed')
                      ORDER BY finished_at DESC, id DESC LIMIT 1",
                 )?

@@ -445,6 +445,20 @@ fn metrics_count_deployments_and_take_the_latest_values() {
     assert_eq!(json["runs_by_status"]["failed"], 3);
 }
 
+/// `deploy --swarm` and the up/rebuild of `daemon --swarm`, recorded as `deploy`, are
+/// deployments, and each replaces the whole stack: a rebuild.
+#[test]
+fn swarm_deploys_count_as_deployments_and_rebuilds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, path) = open_in(&dir);
+    finished(&h, "shop", "rebuild", true);
+    let deploy = finished(&h, "shop", "deploy", false);
+    raw(&path).execute("UPDATE runs SET seconds = 9.5 WHERE id = ?1", params![deploy]).unwrap();
+    let m = h.metrics("shop").unwrap();
+    assert_eq!((m.deployments, m.deployments_succeeded), (2, 1));
+    assert_eq!((m.last_rebuild_seconds, m.last_rebuild_succeeded), (Some(9.5), Some(false)));
+}
+
 #[test]
 fn success_rate_covers_the_latest_hundred_deployments() {
     let dir = tempfile::tempdir().unwrap();

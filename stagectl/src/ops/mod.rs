@@ -65,13 +65,22 @@ pub enum Operation {
     Restart {
         services: &'static [String],
     },
-    /// `deploy --swarm`: the stack as Docker Swarm services (`orchestrator::swarm`); ports
-    /// published through the ingress, or with `publish_on_node` on the task's node.
-    SwarmDeploy {
-        publish_on_node: bool,
-        /// `--registry`: images only this engine has run from there (`snapshots push`).
-        registry: Option<&'static str>,
-    },
+    /// `deploy --swarm`: the stack as Docker Swarm services (`orchestrator::swarm`), replacing
+    /// an earlier deployment of the project. `up` and `rebuild` of `daemon --swarm`.
+    SwarmDeploy(SwarmTarget),
+    /// `verify` of `daemon --swarm`: a Swarm deploy, then every check.
+    SwarmVerify(SwarmTarget),
+}
+
+/// Where and how a Swarm deploy puts the stack (`--publish`, `--registry`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SwarmTarget {
+    /// Ports published on the node running the task (`--publish host`), not through Swarm's
+    /// ingress routing mesh.
+    pub publish_on_node: bool,
+    /// `--registry`: images only this engine has run from there (`snapshots push`). The one
+    /// name lives as long as the process, which keeps `Operation` a plain `Copy` value.
+    pub registry: Option<&'static str>,
 }
 
 impl Operation {
@@ -86,7 +95,35 @@ impl Operation {
             Operation::UpOnly => "up",
             Operation::Stop => "stop",
             Operation::Restart { .. } => "restart",
-            Operation::SwarmDeploy { .. } => "deploy",
+            Operation::SwarmDeploy(_) => "deploy",
+            Operation::SwarmVerify(_) => "verify",
+        }
+    }
+
+    /// What this operation is on a stack that runs on Docker Swarm (`daemon --swarm`): `up` and
+    /// `rebuild` become a deploy (which replaces an earlier one whole), `verify` a deploy plus
+    /// every check; `down` (which removes Swarm services first) and `check` (which reaches the
+    /// tasks' containers on this node) stay as they are. The operations on single containers
+    /// have no Swarm form: they are refused rather than run on the tasks' containers, whose
+    /// stop Swarm would undo and whose replacement it would not know of.
+    pub fn on_swarm(self, target: SwarmTarget) -> crate::error::Result<Operation> {
+        let refuse =
+            |why: &str| Err(crate::error::Error::Usage(format!("`{}` does not work on a stack on Docker Swarm: {why}", self.cli_name())));
+        match self {
+            Operation::Up | Operation::Rebuild => Ok(Operation::SwarmDeploy(target)),
+            Operation::Verify => Ok(Operation::SwarmVerify(target)),
+            Operation::Down { .. } | Operation::Check(_) | Operation::SwarmDeploy(_) | Operation::SwarmVerify(_) => Ok(self),
+            Operation::UpOnly => refuse("a deploy replaces the whole stack; run `up` without service names"),
+            Operation::Stop => refuse("Swarm would start a stopped task again; `down` removes the stack"),
+            Operation::Restart { .. } => refuse("a task restarts as a new container only through a deploy; run `rebuild`"),
+        }
+    }
+
+    /// The command a person typed for this operation.
+    fn cli_name(&self) -> &'static str {
+        match self {
+            Operation::UpOnly => "up SERVICE...",
+            other => other.name(),
         }
     }
 }
@@ -151,20 +188,29 @@ pub async fn execute<E: ContainerEngine + ?Sized>(
         Operation::Down { volumes } => OpOutcome::Down(orchestrator.down(stack, volumes).await?),
         Operation::Up => OpOutcome::Up(orchestrator.up(need()?).await?),
         Operation::UpOnly => OpOutcome::Up(orchestrator.up_only(need()?).await?),
-        Operation::SwarmDeploy { publish_on_node, registry } => {
-            OpOutcome::Up(orchestrator.deploy_swarm(need()?, publish_on_node, registry).await?)
-        }
+        Operation::SwarmDeploy(target) => OpOutcome::Up(deploy_swarm(orchestrator, need()?, target).await?),
         Operation::Stop => OpOutcome::Lifecycle(orchestrator.stop(need()?).await?),
         Operation::Restart { services } => OpOutcome::Lifecycle(orchestrator.restart(need()?, services).await?),
         Operation::Rebuild => OpOutcome::Up(orchestrator.rebuild(need()?).await?),
-        Operation::Verify => {
+        Operation::Verify | Operation::SwarmVerify(_) => {
             let m = need()?;
-            let up = orchestrator.rebuild(m).await?;
+            let up = match op {
+                Operation::SwarmVerify(target) => deploy_swarm(orchestrator, m, target).await?,
+                _ => orchestrator.rebuild(m).await?,
+            };
             let checks = if up.ok { run_checks(orchestrator.docker.as_ref(), m, CheckSet::All, on_check).await? } else { vec![] };
             OpOutcome::Verify { up, checks }
         }
         Operation::Check(set) => OpOutcome::Checks(run_checks(orchestrator.docker.as_ref(), need()?, set, on_check).await?),
     })
+}
+
+async fn deploy_swarm<E: ContainerEngine + ?Sized>(
+    orchestrator: &Orchestrator<E>,
+    m: &Manifest,
+    target: SwarmTarget,
+) -> crate::error::Result<UpReport> {
+    orchestrator.deploy_swarm(m, target.publish_on_node, target.registry).await
 }
 
 pub async fn run_checks<E: ContainerEngine + ?Sized>(

@@ -190,3 +190,36 @@ async fn a_services_restarts_are_in_its_history_step_and_do_not_fail_the_run() {
     assert_eq!(app.detail.as_deref(), Some("restarted 3× by its restart policy"));
     assert_eq!(detail.run.error, None, "restarts are not a failure");
 }
+
+/// `daemon --swarm`: every operation the daemon submits, in its Swarm form.
+#[test]
+fn on_swarm_deploys_for_up_and_rebuild_verifies_after_a_deploy_and_refuses_single_container_verbs() {
+    let target = SwarmTarget { publish_on_node: true, registry: Some("registry.local:5000") };
+    assert_eq!(Operation::Up.on_swarm(target).unwrap(), Operation::SwarmDeploy(target));
+    assert_eq!(Operation::Rebuild.on_swarm(target).unwrap(), Operation::SwarmDeploy(target));
+    assert_eq!(Operation::Verify.on_swarm(target).unwrap(), Operation::SwarmVerify(target));
+    assert_eq!(Operation::SwarmVerify(target).name(), "verify");
+    // Already for Swarm, or the same on Swarm as on one node.
+    for same in [
+        Operation::Down { volumes: true },
+        Operation::Down { volumes: false },
+        Operation::Check(CheckSet::All),
+        Operation::Check(CheckSet::Migrations),
+        Operation::SwarmDeploy(target),
+        Operation::SwarmVerify(target),
+    ] {
+        assert_eq!(same.on_swarm(target).unwrap(), same);
+    }
+    // Never run on the tasks' containers as if they were `up`'s.
+    static SERVICES: Vec<String> = Vec::new();
+    for (refused, verb) in
+        [(Operation::UpOnly, "`up SERVICE...`"), (Operation::Stop, "`stop`"), (Operation::Restart { services: &SERVICES }, "`restart`")]
+    {
+        match refused.on_swarm(target) {
+            Err(Error::Usage(message)) => {
+                assert!(message.starts_with(&format!("{verb} does not work on a stack on Docker Swarm: ")), "{message}")
+            }
+            other => panic!("{refused:?} on Swarm: {other:?}"),
+        }
+    }
+}

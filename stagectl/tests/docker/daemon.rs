@@ -8,16 +8,16 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// A daemon process serving a test stack; killed (SIGKILL) on drop, before the stack is removed.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     port: u16,
 }
 
 impl Daemon {
-    fn start(stack: &Stack, extra: &[&str]) -> Daemon {
+    pub(crate) fn start(stack: &Stack, extra: &[&str]) -> Daemon {
         let mut child = Command::new(BIN)
             .arg("-f")
             .arg(stack.path("stack.toml"))
@@ -46,7 +46,7 @@ impl Daemon {
         Daemon { child, port }
     }
 
-    fn request(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    pub(crate) fn request(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
@@ -58,21 +58,21 @@ impl Daemon {
         (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
     }
 
-    fn json(&self, method: &str, path: &str) -> (u16, serde_json::Value) {
+    pub(crate) fn json(&self, method: &str, path: &str) -> (u16, serde_json::Value) {
         let (code, body) = self.request(method, path, Some(TOKEN));
         (code, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
     }
 
-    fn runs(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn runs(&self) -> Vec<serde_json::Value> {
         self.json("GET", "/api/v1/runs?limit=100").1["runs"].as_array().cloned().unwrap_or_default()
     }
 
-    fn run(&self, id: i64) -> serde_json::Value {
+    pub(crate) fn run(&self, id: i64) -> serde_json::Value {
         self.json("GET", &format!("/api/v1/runs/{id}")).1["run"].clone()
     }
 
     /// Waits for run `id` to leave queued/running; returns its row.
-    fn wait_run(&self, id: i64, within: Duration) -> serde_json::Value {
+    pub(crate) fn wait_run(&self, id: i64, within: Duration) -> serde_json::Value {
         let deadline = Instant::now() + within;
         loop {
             let r = self.run(id);
@@ -85,7 +85,7 @@ impl Daemon {
     }
 
     /// Waits for a run matching `pred` to exist.
-    fn wait_for(&self, within: Duration, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub(crate) fn wait_for(&self, within: Duration, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
         let deadline = Instant::now() + within;
         loop {
             if let Some(r) = self.runs().into_iter().find(|r| pred(r)) {
@@ -96,7 +96,7 @@ impl Daemon {
         }
     }
 
-    fn post(&self, path: &str) -> i64 {
+    pub(crate) fn post(&self, path: &str) -> i64 {
         let (code, v) = self.json("POST", path);
         assert_eq!(code, 202, "{path}: {v}");
         v["run_id"].as_i64().unwrap()
@@ -196,7 +196,7 @@ fn api_needs_a_token_queues_per_stack_and_keeps_history_across_kill_9() {
 }
 
 /// Every line is a comment or `name{labels} value`; every sample's family has a TYPE line.
-fn assert_prometheus_text(text: &str) {
+pub(crate) fn assert_prometheus_text(text: &str) {
     let sample = regex::Regex::new(
         r#"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$"#,
     )

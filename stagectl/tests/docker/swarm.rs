@@ -297,3 +297,115 @@ fn a_deploy_with_a_registry_runs_the_pushed_snapshot_and_build_from_there() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(leftovers(&stack), Vec::<String>::new());
 }
+
+/// A small stack for `daemon --swarm`: PostgreSQL with a published port and a one-file
+/// fixture, a service that depends on it, a smoke check on the loaded data.
+const SWARM_DAEMON: &str = r#"
+[stack]
+name = "{stack}"
+
+[services.db]
+image = "stagectl/postgres:15"
+env = { POSTGRES_DB = "app" }
+ports = ["5432"]
+ready = { exec = ["pg_isready", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "app"], timeout = "60s" }
+
+[services.worker]
+image = "stagectl/debian:bookworm"
+command = ["sleep", "infinity"]
+depends_on = ["db"]
+
+[fixtures.db]
+files = ["seed.sql"]
+
+[[checks.smoke]]
+name = "fixture rows"
+sql = { service = "db", query = "SELECT count(*) FROM notes", expect = "2" }
+"#;
+
+#[test]
+fn daemon_swarm_deploys_up_and_verify_as_swarm_services_reports_them_and_takes_them_down() {
+    use crate::daemon::{assert_prometheus_text, Daemon, TOKEN};
+    use std::time::{Duration, Instant};
+
+    require_docker!();
+    let _swarm = SwarmGuard::acquire();
+    let stack = Stack::new("swd", SWARM_DAEMON);
+    std::fs::write(
+        stack.path("seed.sql"),
+        "CREATE TABLE notes (id int PRIMARY KEY, body text);\nINSERT INTO notes VALUES (1, 'a'), (2, 'b');\n",
+    )
+    .unwrap();
+    let publish = publish_mode();
+    // Dropped (killed) before the stack, whose drop runs `down`, and before the swarm guard.
+    let d = Daemon::start(&stack, &["--no-watch", "--swarm", "--publish", publish]);
+    let (_, health) = d.json("GET", "/api/v1/health");
+    assert_eq!(health["engine"], "swarm", "{health}");
+
+    let up = d.post("/api/v1/up");
+    let run = d.wait_run(up, Duration::from_secs(300));
+    assert_eq!((run["status"].as_str(), run["operation"].as_str()), (Some("succeeded"), Some("deploy")), "{run}");
+
+    // Swarm services, not `up`'s plain containers; ports published as asked.
+    let filter = format!("label=org.stagectl.stack={}", stack.name);
+    let services = docker(&["service", "ls", "--filter", &filter, "--format", "{{.Name}}"]);
+    let mut names: Vec<&str> = services.lines().collect();
+    names.sort();
+    assert_eq!(names, [format!("{}_db", stack.name), format!("{}_worker", stack.name)], "{services}");
+    assert!(docker(&["ps", "-aq", "--filter", &format!("name=^{}-db$", stack.name)]).trim().is_empty(), "a plain container `-db` exists");
+    let mode =
+        docker(&["service", "inspect", &format!("{}_db", stack.name), "--format", "{{range .Endpoint.Ports}}{{.PublishMode}}{{end}}"]);
+    assert_eq!(mode.trim(), publish);
+
+    // The status document says where the stack runs and sees every service ready. A
+    // connection across the overlay sometimes takes seconds to open (see the test above), so
+    // the document is read until it does.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let (code, status) = d.json("GET", "/api/v1/status");
+        assert_eq!(code, 200, "{status}");
+        let rows = status["services"].as_array().cloned().unwrap_or_default();
+        if rows.len() == 2 && rows.iter().all(|r| r["ready"] == true) {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "not every service ready in the daemon's status: {status:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(status["engine"], "swarm", "{status}");
+    assert_eq!(status["swarm"]["publish_on_node"], publish == "host", "{status}");
+    // Drift compares `up`'s containers by name: not said for Swarm tasks rather than wrong.
+    assert!(status["drift"].is_null(), "{status}");
+
+    // Per-service series for the Swarm services, and the deploy counted as a deployment.
+    let (code, metrics) = d.request("GET", "/metrics", None);
+    assert_eq!(code, 200);
+    assert_prometheus_text(&metrics);
+    for service in ["db", "worker"] {
+        let labels = format!("{{stack=\"{}\",service=\"{service}\"}}", stack.name);
+        assert!(metrics.contains(&format!("stagectl_service_ready{labels} 1\n")), "{service} not ready in:\n{metrics}");
+        assert!(metrics.contains(&format!("stagectl_service_ready_seconds{labels} ")), "no ready time for {service}:\n{metrics}");
+        assert!(metrics.contains(&format!("stagectl_service_restarts{labels} ")), "no restarts for {service}:\n{metrics}");
+    }
+    assert!(metrics.contains(&format!("stagectl_deploy_runs_total{{stack=\"{}\"}} 1\n", stack.name)), "{metrics}");
+    assert!(!metrics.contains("stagectl_drifted_services"), "{metrics}");
+
+    // A verb on single containers is refused while the daemon deploys the stack to Swarm.
+    let env = [("STAGECTL_STATE_DIR", stack.path("state").to_str().unwrap().to_string()), ("STAGECTL_TOKEN", TOKEN.to_string())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = stack.run_env(&["stop"], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("`stop` does not work on a stack on Docker Swarm"), "{}", stderr(&out));
+
+    // verify: a fresh deploy, then the checks.
+    let verify = d.post("/api/v1/verify");
+    let run = d.wait_run(verify, Duration::from_secs(300));
+    assert_eq!((run["status"].as_str(), run["operation"].as_str()), (Some("succeeded"), Some("verify")), "{run}");
+    let (_, detail) = d.json("GET", &format!("/api/v1/runs/{verify}"));
+    let checks = detail["checks"].as_array().cloned().unwrap_or_default();
+    assert!(checks.iter().any(|c| c["name"] == "fixture rows" && c["outcome"] == "passed"), "{detail:#}");
+    assert_eq!(docker(&["service", "ls", "-q", "--filter", &filter]).lines().count(), 2);
+
+    let down = d.post("/api/v1/down");
+    assert_eq!(d.wait_run(down, Duration::from_secs(120))["status"], "succeeded");
+    assert_eq!(leftovers(&stack), Vec::<String>::new(), "the daemon's down leaves nothing labelled with the stack");
+}
