@@ -9,6 +9,9 @@ use crate::docker::ContainerEngine;
 use crate::error::Result;
 use crate::manifest::Manifest;
 
+/// How long a network whose removal failed may take to disappear on its own.
+const NETWORK_GONE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// Removes everything labelled with the stack: containers (in parallel), its network, and
     /// with `volumes` its named volumes. Without `volumes`, containers get a graceful stop; with
@@ -90,7 +93,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         crate::data::snapshot::remove_debris(self.docker.as_ref(), Some(stack)).await?;
         let networks = if networks { self.docker.list_networks(stack).await? } else { vec![] };
         for n in &networks {
-            self.docker.remove_network(&n.name).await?;
+            self.remove_network_of(stack, &n.name).await?;
         }
         let mut removed_volumes = 0;
         if volumes {
@@ -108,5 +111,20 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             volumes: removed_volumes,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// Removes network `name` of `stack`. A failure with the network gone anyway is success:
+    /// an overlay network's removal goes through the swarm, and an attempt after Swarm removed
+    /// it reads "network … not found" (status 500) while this node still lists it for a moment.
+    pub(super) async fn remove_network_of(&self, stack: &str, name: &str) -> Result<()> {
+        let Err(e) = self.docker.remove_network(name).await else { return Ok(()) };
+        let deadline = std::time::Instant::now() + NETWORK_GONE_WAIT;
+        while self.docker.list_networks(stack).await?.iter().any(|n| n.name == name) {
+            if std::time::Instant::now() >= deadline {
+                return Err(e);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Ok(())
     }
 }

@@ -31,7 +31,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         if self.docker.list_networks(stack).await?.iter().any(|n| n.name == overlay) {
             let deadline = Instant::now() + NETWORK_RETRY_FOR;
             loop {
-                match self.docker.remove_network(&overlay).await {
+                match self.remove_network_of(stack, &overlay).await {
                     Ok(()) => break,
                     // The swarm lets go of the task endpoints a moment after the containers.
                     Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(250)).await,
