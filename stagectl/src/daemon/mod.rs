@@ -127,6 +127,10 @@ pub async fn run(options: &Options) -> Result<i32> {
     let (token, token_file) = auth::token(options, &manifest.stack, addr)?;
     let history = Arc::new(History::open(&History::default_path()).map_err(|e| Error::Usage(e.to_string()))?);
     let docker = Arc::new(BollardEngine::connect().await?);
+    // Every run of a `--swarm` daemon would fail on an engine that manages no swarm: say so now.
+    if options.swarm.is_some() {
+        crate::orchestrator::swarm::require_manager(docker.as_ref()).await?;
+    }
     let cannot_listen = |e: &dyn std::fmt::Display| Error::Usage(format!("cannot listen on {addr}: {e}"));
     let (guard, inner) = guard::Guard::bind(addr).map_err(|e| cannot_listen(&e))?;
     let url = format!("http://{}", guard.local_addr().map_err(|e| cannot_listen(&e))?);

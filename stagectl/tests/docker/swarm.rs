@@ -46,6 +46,16 @@ impl Drop for SwarmGuard {
     }
 }
 
+impl SwarmGuard {
+    /// Only the lock: the engine is left as it is (no swarm unless another test holds one).
+    fn lock_only() -> std::fs::File {
+        let path = std::env::temp_dir().join("stagectl-swarm-tests.lock");
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).unwrap();
+        fs4::FileExt::lock(&file).unwrap();
+        file
+    }
+}
+
 /// Swarm's ingress routing mesh needs the kernel's IPVS; where it is missing (some VMs and
 /// nested containers, this project's CI machine among them) ports are published on the node.
 fn publish_mode() -> &'static str {
@@ -408,4 +418,29 @@ fn daemon_swarm_deploys_up_and_verify_as_swarm_services_reports_them_and_takes_t
     let down = d.post("/api/v1/down");
     assert_eq!(d.wait_run(down, Duration::from_secs(120))["status"], "succeeded");
     assert_eq!(leftovers(&stack), Vec::<String>::new(), "the daemon's down leaves nothing labelled with the stack");
+}
+
+/// On an engine that manages no swarm, `deploy --swarm` and `daemon --swarm` are refused at
+/// once with the way to make one (the daemon before it listens: each of its runs would fail).
+#[test]
+fn deploy_and_daemon_on_an_engine_in_no_swarm_say_how_to_make_one() {
+    require_docker!();
+    let _lock = SwarmGuard::lock_only();
+    if docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]).trim() == "active" {
+        eprintln!("\n!!!!! NOTE: this engine is in a swarm not made by these tests; the refusal was NOT tested !!!!!\n");
+        return;
+    }
+    let stack = Stack::new(
+        "noswarm",
+        "[stack]\nname = \"{stack}\"\n\n[services.a]\nimage = \"stagectl/debian:bookworm\"\ncommand = [\"sleep\", \"infinity\"]\n",
+    );
+    let state = tempfile::tempdir().unwrap();
+    let env = [("STAGECTL_STATE_DIR", state.path().to_str().unwrap())];
+    for args in [&["deploy", "--swarm"][..], &["daemon", "--swarm", "--listen", "127.0.0.1:0"]] {
+        let out = stack.run_env(args, &env);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("is not in a swarm") && err.contains("docker swarm init --advertise-addr 127.0.0.1"), "{args:?}: {err}");
+    }
+    assert_eq!(leftovers(&stack), Vec::<String>::new(), "nothing was created");
 }

@@ -13,7 +13,6 @@ use tokio::sync::watch;
 
 use super::{blank_report, overlay_network, swarm_of, Deployment, Restore};
 use crate::docker::labels;
-use crate::docker::swarm::SwarmState;
 use crate::docker::ContainerEngine;
 use crate::error::{Error, Result};
 use crate::manifest::{Fixtures, Manifest, Service};
@@ -157,22 +156,8 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// earlier deployment (or what a cut one left) is taken down; networks and volumes made.
     async fn prepare_swarm(&self, manifest: &Manifest) -> Result<()> {
         let stack = manifest.stack.as_str();
+        super::require_manager(self.docker.as_ref()).await?;
         let swarm = swarm_of(self.docker.as_ref())?;
-        match swarm.swarm_state().await? {
-            SwarmState::Manager => {}
-            SwarmState::Worker => {
-                return Err(Error::Usage(format!(
-                    "the engine at {} is a swarm worker; deploy from a manager (point DOCKER_HOST at one)",
-                    self.docker.host()
-                )))
-            }
-            SwarmState::Inactive { detail } => {
-                return Err(Error::Usage(format!(
-                    "the engine at {} is not in a swarm ({detail})\n  = help: `docker swarm init --advertise-addr 127.0.0.1` makes it a one-node swarm",
-                    self.docker.host()
-                )))
-            }
-        }
         let previous = swarm.list_services(stack).await?;
         if previous.is_empty() && !self.docker.list_containers(stack).await?.is_empty() {
             return Err(Error::Preflight(vec![format!(

@@ -28,7 +28,7 @@ use super::failure::Failure;
 use super::images::ResolvedImage;
 use super::{Orchestrator, Outcome, Phase, ServiceError, ServiceReport};
 use crate::docker::labels;
-use crate::docker::swarm::{SecretMount, ServiceSpec, SwarmEngine};
+use crate::docker::swarm::{SecretMount, ServiceSpec, SwarmEngine, SwarmState};
 use crate::docker::ContainerEngine;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, Service};
@@ -98,6 +98,21 @@ struct Restore {
 /// The engine's Swarm side, or why there is none to deploy to.
 fn swarm_of<E: ContainerEngine + ?Sized>(docker: &E) -> Result<&dyn SwarmEngine> {
     docker.swarm().ok_or_else(|| Error::Usage(format!("the engine at {} cannot run Swarm services", docker.host())))
+}
+
+/// The engine must manage a swarm: a usage error that says how to get there otherwise.
+pub async fn require_manager<E: ContainerEngine + ?Sized>(docker: &E) -> Result<()> {
+    match swarm_of(docker)?.swarm_state().await? {
+        SwarmState::Manager => Ok(()),
+        SwarmState::Worker => Err(Error::Usage(format!(
+            "the engine at {} is a swarm worker; deploy from a manager (point DOCKER_HOST at one)",
+            docker.host()
+        ))),
+        SwarmState::Inactive { detail } => Err(Error::Usage(format!(
+            "the engine at {} is not in a swarm ({detail})\n  = help: `docker swarm init --advertise-addr 127.0.0.1` makes it a one-node swarm",
+            docker.host()
+        ))),
+    }
 }
 
 /// A task's container, running (or the reason it never ran / stopped).
@@ -305,10 +320,15 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
                 match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
                     Ok(_) => break,
                     Err(e) if Instant::now() >= deadline => {
+                        // The routing mesh needs IPVS in the (local) engine's kernel.
+                        let hint = match on_node.is_none() && !std::path::Path::new("/proc/net/ip_vs").exists() {
+                            true => "\n  = help: this kernel has no IPVS (/proc/net/ip_vs), which Swarm's ingress needs; deploy with `--publish host`",
+                            false => "",
+                        };
                         return Err(Failure::from(Error::docker(
                             format!("publishing port {port} of `{name}` {how}"),
-                            format!("127.0.0.1:{port} not reachable after {}s: {e}", PUBLISHED_TIMEOUT.as_secs()),
-                        )))
+                            format!("127.0.0.1:{port} not reachable after {}s: {e}{hint}", PUBLISHED_TIMEOUT.as_secs()),
+                        )));
                     }
                     Err(_) => tokio::time::sleep(TASK_POLL).await,
                 }
