@@ -178,6 +178,7 @@ fn task(t: bollard::models::Task) -> ObservedTask {
         state: text(status.state),
         desired_state: text(t.desired_state),
         container_id: cs.container_id.filter(|c| !c.is_empty()),
+        node_id: t.node_id.filter(|n| !n.is_empty()),
         exit_code: cs.exit_code,
         message: status.message.unwrap_or_default(),
         error: status.err.filter(|e| !e.is_empty()),

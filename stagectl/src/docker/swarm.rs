@@ -64,6 +64,8 @@ pub struct ObservedTask {
     pub desired_state: String,
     /// The task's container, once it has one.
     pub container_id: Option<String>,
+    /// The node Swarm placed the task on.
+    pub node_id: Option<String>,
     pub exit_code: Option<i64>,
     /// Swarm's status message and error (why a task failed or was rejected).
     pub message: String,

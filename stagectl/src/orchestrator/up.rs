@@ -253,14 +253,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             })
             .collect::<Vec<_>>();
         drop(snapshot_queue);
-        let pipelines = async {
-            let services = join_all(runs).await;
-            (services, started.elapsed().as_secs_f64())
-        };
-        let ((mut services, ready_seconds), saved) = tokio::join!(pipelines, self.background_snapshots(snapshots_pending));
-        for done in saved {
-            record_snapshot(&mut services, done)?;
-        }
+        let (services, ready_seconds) = self.pipelines_and_snapshots(runs, started, snapshots_pending).await?;
         let ok = services.iter().all(|r| matches!(r.outcome, Outcome::Ready | Outcome::Completed));
         let changed = !orphans.is_empty() || services.iter().any(|r| r.action != Action::Keep);
         let ports = published_ports(manifest);
@@ -275,9 +268,29 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         })
     }
 
+    /// Runs the services' pipelines while the snapshots they hand over are saved in the
+    /// background: their reports (each saved snapshot recorded in its service's) and the
+    /// seconds from `started` until the last pipeline ended (every service ready or failed).
+    pub(super) async fn pipelines_and_snapshots<'a>(
+        &self,
+        runs: Vec<impl std::future::Future<Output = ServiceReport>>,
+        started: Instant,
+        pending: tokio::sync::mpsc::UnboundedReceiver<super::fixtures::PendingSnapshot<'a>>,
+    ) -> Result<(Vec<ServiceReport>, f64)> {
+        let pipelines = async {
+            let services = join_all(runs).await;
+            (services, started.elapsed().as_secs_f64())
+        };
+        let ((mut services, ready_seconds), saved) = tokio::join!(pipelines, self.background_snapshots(pending));
+        for done in saved {
+            record_snapshot(&mut services, done)?;
+        }
+        Ok((services, ready_seconds))
+    }
+
     /// Runs the snapshots the data services hand over, concurrently with the pipelines, until
     /// every pipeline is done (the queue closes) and every snapshot has ended.
-    pub(super) async fn background_snapshots<'a>(
+    async fn background_snapshots<'a>(
         &self,
         mut queue: tokio::sync::mpsc::UnboundedReceiver<super::fixtures::PendingSnapshot<'a>>,
     ) -> Vec<SnapshotDone> {
@@ -736,7 +749,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
 
 /// A snapshot saved in the background, into its service's report: an engine lost meanwhile
 /// fails the run (exit 3); any other failure costs speed next time, not correctness now.
-pub(super) fn record_snapshot(services: &mut [ServiceReport], done: SnapshotDone) -> Result<()> {
+fn record_snapshot(services: &mut [ServiceReport], done: SnapshotDone) -> Result<()> {
     let Some(fixtures) = services.iter_mut().find(|r| r.service == done.service).and_then(|r| r.fixtures.as_mut()) else { return Ok(()) };
     fixtures.snapshot_seconds = Some(done.seconds);
     match done.result {

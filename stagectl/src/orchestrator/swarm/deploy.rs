@@ -138,14 +138,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
             })
             .collect();
         drop(snapshot_queue);
-        let pipelines = async {
-            let services = join_all(runs).await;
-            (services, started.elapsed().as_secs_f64())
-        };
-        let ((mut services, ready_seconds), saved) = tokio::join!(pipelines, self.background_snapshots(snapshots_pending));
-        for done in saved {
-            crate::orchestrator::up::record_snapshot(&mut services, done)?;
-        }
+        let (services, ready_seconds) = self.pipelines_and_snapshots(runs, started, snapshots_pending).await?;
         let ports = self.swarm_ports(stack, publish_on_node).await?;
         let ok = services.iter().all(|r| matches!(r.outcome, Outcome::Ready | Outcome::Completed));
         let seconds = started.elapsed().as_secs_f64();

@@ -227,7 +227,9 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         };
         on_started();
         let probe_network = plan::network_name(stack);
-        swarm.connect_network(&probe_network, &container).await?;
+        if let Err(e) = swarm.connect_network(&probe_network, &container).await {
+            return Err(self.elsewhere(stack, &id, name, &container).await.unwrap_or_else(|| Failure::from(e)));
+        }
         if let Some(ready) = &service.ready {
             self.reporter.phase(name, Phase::Probing, &ready.probe.describe());
             probes::wait_ready(self.docker.as_ref(), &container, &probe_network, ready)
@@ -251,6 +253,24 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         report.outcome = Outcome::Ready;
         self.reporter.phase(name, Phase::Ready, &format!("{:.2}s", started.elapsed().as_secs_f64()));
         Ok(Some(container))
+    }
+
+    /// Why a running task's container cannot be reached from here when Swarm placed it on
+    /// another node (`None` when it is on this engine: the error is another one).
+    async fn elsewhere(&self, stack: &str, id: &str, name: &str, container: &str) -> Option<Failure> {
+        let here = self.docker.list_containers(stack).await.ok()?;
+        if here.iter().any(|c| c.id == container) {
+            return None;
+        }
+        let tasks = swarm_of(self.docker.as_ref()).ok()?.service_tasks(id).await.ok()?;
+        let node = tasks.first().and_then(|t| t.node_id.clone()).unwrap_or_else(|| "?".into());
+        Some(Failure::from(Error::docker(
+            format!("reaching the task of `{name}`"),
+            format!(
+                "Swarm placed it on node {node}, not on the node of the engine at {}; stagectl probes it, applies migrations and loads fixtures through that engine, so on a multi-node swarm the services it must reach have to run there (see README \"Beyond one node\")",
+                self.docker.host()
+            ),
+        )))
     }
 
     /// Waits for the newest task of service `id` to have a running container (or, for a job,
