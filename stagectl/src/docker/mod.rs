@@ -41,6 +41,8 @@ pub mod labels {
     pub const STOP_GRACE: &str = "org.stagectl.stop-grace";
     /// On a data service: its fixture files and their content digests (JSON), as loaded.
     pub const FIXTURE_FILES: &str = "org.stagectl.fixture-files";
+    /// Put by Swarm on a task's container (`deploy --swarm`).
+    pub const SWARM_TASK: &str = "com.docker.swarm.task.id";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,11 +28,13 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     /// by its service's name once `up` starts.
     pub async fn rebuild(&self, manifest: &Manifest) -> Result<UpReport> {
         let stack = manifest.stack.as_str();
-        if self.docker.is_podman() || !self.docker.list_volumes(stack).await?.is_empty() {
+        // A Swarm deployment's tasks are not renamed away: `remove_owned` removes its services.
+        let containers = self.docker.list_containers(stack).await?;
+        let on_swarm = containers.iter().any(|c| c.labels.contains_key(crate::docker::labels::SWARM_TASK));
+        if on_swarm || self.docker.is_podman() || !self.docker.list_volumes(stack).await?.is_empty() {
             self.remove_owned(stack, true, false).await?;
             return self.up(manifest).await;
         }
-        let containers = self.docker.list_containers(stack).await?;
         let network = crate::plan::network_name(stack);
         let moved = join_all(containers.iter().map(|c| {
             let network = &network;

@@ -161,6 +161,13 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         let redactor = Redactor::for_manifest(manifest);
         let mut observed = self.docker.list_containers(&manifest.stack).await?;
         observed.retain(|c| !gone.contains(&c.id));
+        // Plain containers beside a Swarm deployment's tasks would answer to the same names.
+        if observed.iter().any(|c| c.labels.contains_key(crate::docker::labels::SWARM_TASK)) {
+            let stack = &manifest.stack;
+            return Err(Error::Preflight(vec![format!(
+                "stack `{stack}` is deployed on Docker Swarm (`deploy --swarm`)\n  = help: `stagectl deploy --swarm` deploys it again; `stagectl -p {stack} down` removes it before `up`"
+            )]));
+        }
         // From here on the manifest has its `auto` host ports filled in.
         let manifest = &super::ports::allocate(self.docker.as_ref(), manifest, &observed).await?;
         preflight_ports(manifest, &observed)?;

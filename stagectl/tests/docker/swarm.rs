@@ -169,6 +169,13 @@ fn deploy_swarm_brings_the_demo_stack_ready_checks_pass_and_down_leaves_nothing(
     }
     assert!(rows.as_array().unwrap().iter().all(|r| r["ready"] == true), "{rows}");
 
+    // `up` would start plain containers beside the tasks: refused, nothing created.
+    let out = stack.run(&["up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is deployed on Docker Swarm"), "{}", stderr(&out));
+    let plain = docker(&["ps", "-aq", "--filter", &format!("name=^{}-", stack.name)]);
+    assert!(plain.trim().is_empty(), "up created plain containers: {plain}");
+
     // Names resolve to the tasks themselves with ports on the node (a virtual IP needs IPVS).
     let mode = docker(&["service", "inspect", "-f", "{{.Spec.EndpointSpec.Mode}}", &format!("{}_db", stack.name)]);
     assert_eq!(mode.trim(), if publish_mode() == "host" { "dnsrr" } else { "vip" });

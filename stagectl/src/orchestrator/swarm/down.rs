@@ -14,8 +14,6 @@ use crate::docker::ContainerEngine;
 use crate::error::Result;
 use crate::orchestrator::{Orchestrator, Phase, STOP_GRACE_SECS};
 
-/// The label Swarm puts on a task's container.
-const TASK_LABEL: &str = "com.docker.swarm.task.id";
 /// How long the tasks of removed services on other nodes may take to stop.
 const TASKS_GONE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the overlay network may stay busy after its last task is gone.
@@ -68,7 +66,9 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
         }
         let tasks = || async {
             let all = self.docker.list_containers(stack).await?;
-            Ok::<_, crate::error::Error>(all.into_iter().filter(|c| c.labels.contains_key(TASK_LABEL)).collect::<Vec<_>>())
+            Ok::<_, crate::error::Error>(
+                all.into_iter().filter(|c| c.labels.contains_key(crate::docker::labels::SWARM_TASK)).collect::<Vec<_>>(),
+            )
         };
         let stops = tasks().await?;
         let grace = |c| if kill { 0 } else { crate::plan::stop_grace_of(c, STOP_GRACE_SECS) };
