@@ -144,6 +144,26 @@ pub struct FixtureReport {
     pub snapshot_error: Option<String>,
 }
 
+impl ServiceReport {
+    /// A service's report before its pipeline ran: failed until a phase says otherwise.
+    pub(crate) fn pending(service: &crate::manifest::Service) -> Self {
+        ServiceReport {
+            service: service.name.clone(),
+            action: Action::Create,
+            outcome: Outcome::Failed,
+            image: service.image.clone().unwrap_or_default(),
+            image_source: String::new(),
+            image_seconds: 0.0,
+            ready_seconds: None,
+            message: None,
+            logs: vec![],
+            fixtures: None,
+            migrations_applied: vec![],
+            restarts: 0,
+        }
+    }
+}
+
 impl FixtureReport {
     pub(crate) fn new(snapshot: &str, rows: u64, files: Vec<data::FileLoad>, refresh_seconds: f64) -> Self {
         FixtureReport {

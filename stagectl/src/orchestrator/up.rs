@@ -324,20 +324,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     }
 
     async fn run_service<'a>(&'a self, run: &ServiceRun<'a>) -> ServiceReport {
-        let mut report = ServiceReport {
-            service: run.service.name.clone(),
-            action: Action::Create,
-            outcome: Outcome::Failed,
-            image: run.service.image.clone().unwrap_or_default(),
-            image_source: String::new(),
-            image_seconds: 0.0,
-            ready_seconds: None,
-            message: None,
-            logs: vec![],
-            fixtures: None,
-            migrations_applied: vec![],
-            restarts: 0,
-        };
+        let mut report = ServiceReport::pending(run.service);
         match self.pipeline(run, &mut report).await {
             Ok(()) => report,
             Err(failure) => self.fail(report, failure, run.redactor).await,

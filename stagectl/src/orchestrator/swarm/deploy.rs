@@ -11,7 +11,7 @@ use std::time::Instant;
 use futures_util::future::join_all;
 use tokio::sync::watch;
 
-use super::{blank_report, overlay_network, swarm_of, Deployment, Restore};
+use super::{overlay_network, swarm_of, Deployment, Restore};
 use crate::docker::labels;
 use crate::docker::ContainerEngine;
 use crate::error::{Error, Result};
@@ -176,7 +176,7 @@ impl<E: ContainerEngine + ?Sized> Orchestrator<E> {
     }
 
     async fn swarm_service<'a>(&'a self, run: &SwarmRun<'a>) -> ServiceReport {
-        let mut report = blank_report(run.service);
+        let mut report = ServiceReport::pending(run.service);
         match self.swarm_pipeline(run, &mut report).await {
             Ok(()) => report,
             Err(failure) => self.fail(report, failure, run.redactor).await,

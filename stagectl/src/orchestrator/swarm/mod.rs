@@ -363,23 +363,6 @@ fn task_failed(service: &str, state: &str, message: &str) -> Failure {
     Failure::from(Error::docker(format!("running service {service}"), format!("task {state}: {message}")))
 }
 
-fn blank_report(service: &Service) -> ServiceReport {
-    ServiceReport {
-        service: service.name.clone(),
-        action: Action::Create,
-        outcome: Outcome::Failed,
-        image: service.image.clone().unwrap_or_default(),
-        image_source: String::new(),
-        image_seconds: 0.0,
-        ready_seconds: None,
-        message: None,
-        logs: vec![],
-        fixtures: None,
-        migrations_applied: vec![],
-        restarts: 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
